@@ -1,0 +1,97 @@
+//! Every command-line flag, in one place (DESIGN §3 is the contract).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "supergrep",
+    version,
+    about = "Follow log files and print the lines that match, as they are written.",
+    long_about = "Follow log files (tail -F style: rotation, truncation and re-creation are \
+                  handled) and print the lines that match any of the patterns, as they are \
+                  written. Patterns use the syntax of the Rust regex crate.",
+    after_help = "Examples:\n  \
+        supergrep -e 'Failed password' -e 'Invalid user' /var/log/auth.log\n  \
+        supergrep -i -e error -v healthcheck '/var/log/app/*.log'\n  \
+        supergrep -e 'HTTP/1.1\" 5\\d\\d' --format json access.log | my-bot\n  \
+        supergrep --no-follow -e timeout big.log\n\n\
+        Exit status: 0 on a normal end (Ctrl-C, closed pipe; with --no-follow: a line matched),\n\
+        1 with --no-follow when no line matched, 2 on a usage error, an invalid pattern,\n\
+        or (with --no-follow) a file that could not be read."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub grep: GrepArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GrepArgs {
+    /// A pattern to look for (repeatable: a line matches when any matches).
+    #[arg(short = 'e', long = "pattern", value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+
+    /// Read patterns from FILE, one per line (as grep -f; an empty line matches every line).
+    #[arg(short = 'f', long = "patterns-file", value_name = "FILE")]
+    pub pattern_files: Vec<PathBuf>,
+
+    /// Leave out lines that match this pattern (repeatable).
+    #[arg(short = 'v', long = "exclude", value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// Match without regard to case.
+    #[arg(short = 'i', long)]
+    pub ignore_case: bool,
+
+    /// Output format: text, json (one object per line, the fields of a WebSocket `lines`
+    /// entry), or a template such as '{host} {path}: {text}' (fields: seq, ts, host, path,
+    /// set, stream, text; {{ and }} for braces).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub format: String,
+
+    /// Prefix each line with its file name (the default with more than one file or a glob).
+    #[arg(short = 'H', long = "with-filename", overrides_with = "no_filename")]
+    pub with_filename: bool,
+
+    /// Never prefix lines with their file name.
+    #[arg(long = "no-filename", overrides_with = "with_filename")]
+    pub no_filename: bool,
+
+    /// Read files from their beginning, then follow them.
+    #[arg(long)]
+    pub from_start: bool,
+
+    /// Read to the end and exit, as grep does (from the beginning unless -n is given).
+    #[arg(long)]
+    pub no_follow: bool,
+
+    /// Start with the last N lines of each file (default: only new lines).
+    #[arg(
+        short = 'n',
+        long = "lines",
+        value_name = "N",
+        conflicts_with = "from_start"
+    )]
+    pub lines: Option<u64>,
+
+    /// Colour file names and matches.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorWhen,
+
+    /// Cut lines longer than this many bytes (and mark them).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u64).range(16..=(64 << 20)))]
+    pub max_line: u64,
+
+    /// Files to follow; globs such as '/var/log/*.log' (quoted) also pick up files
+    /// created later.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}

@@ -1,0 +1,213 @@
+//! The bounded queue between the hub and one sink.
+//!
+//! The hub pushes matches without waiting; a sink takes them in batches. When a sink
+//! falls behind, [`Overflow::DropOldest`] drops its oldest matches and counts them, so
+//! a slow sink never slows the hub or anyone else. Terminal mode, whose one sink
+//! reads files that stay on disk, uses [`Overflow::Wait`] instead: the hub waits, the
+//! tailer waits, nothing is lost.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::line::LogLine;
+
+/// One match for one subscriber.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub line: LogLine,
+    /// Highlight spans in characters (empty when the sink did not ask for spans).
+    pub spans: Vec<[usize; 2]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    DropOldest,
+    Wait,
+}
+
+/// What a sink takes out in one go.
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub deliveries: Vec<Delivery>,
+    /// Matches dropped since the last take because the queue was full.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    items: VecDeque<Delivery>,
+    dropped: u64,
+    closed: bool,
+}
+
+#[derive(Debug)]
+pub struct SinkQueue {
+    state: Mutex<State>,
+    capacity: usize,
+    overflow: Overflow,
+    wants_spans: bool,
+    /// Wakes an async consumer.
+    ready_async: Notify,
+    /// Wakes a blocking consumer.
+    ready: Condvar,
+    /// Wakes a producer waiting for room ([`Overflow::Wait`]).
+    room: Condvar,
+}
+
+impl SinkQueue {
+    pub fn new(capacity: usize, overflow: Overflow, wants_spans: bool) -> SinkQueue {
+        SinkQueue {
+            state: Mutex::default(),
+            capacity: capacity.max(1),
+            overflow,
+            wants_spans,
+            ready_async: Notify::new(),
+            ready: Condvar::new(),
+            room: Condvar::new(),
+        }
+    }
+
+    /// Whether the hub should compute highlight spans for this sink.
+    pub fn wants_spans(&self) -> bool {
+        self.wants_spans
+    }
+
+    /// Queues one match; returns `false` once the sink has gone.
+    pub fn push(&self, delivery: Delivery) -> bool {
+        let mut state = self.lock();
+        if self.overflow == Overflow::Wait {
+            while state.items.len() >= self.capacity && !state.closed {
+                state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        if state.closed {
+            return false;
+        }
+        if state.items.len() >= self.capacity {
+            state.items.pop_front();
+            state.dropped += 1;
+        }
+        state.items.push_back(delivery);
+        drop(state);
+        self.ready.notify_one();
+        self.ready_async.notify_one();
+        true
+    }
+
+    /// No more matches will come (or the sink went away): wakes everyone.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+        self.room.notify_all();
+        self.ready_async.notify_one();
+    }
+
+    /// Waits for matches; `None` when the queue is closed and empty.
+    pub fn take_blocking(&self, max: usize) -> Option<Taken> {
+        let mut state = self.lock();
+        loop {
+            if let Some(taken) = self.take_locked(&mut state, max) {
+                return Some(taken);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Takes what is there without waiting (an empty `Taken` when nothing is).
+    pub fn try_take(&self, max: usize) -> Taken {
+        let mut state = self.lock();
+        self.take_locked(&mut state, max).unwrap_or_default()
+    }
+
+    /// Async form of [`take_blocking`](Self::take_blocking).
+    pub async fn take(&self, max: usize) -> Option<Taken> {
+        loop {
+            let notified = self.ready_async.notified();
+            {
+                let mut state = self.lock();
+                if let Some(taken) = self.take_locked(&mut state, max) {
+                    return Some(taken);
+                }
+                if state.closed {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn take_locked(&self, state: &mut State, max: usize) -> Option<Taken> {
+        if state.items.is_empty() && state.dropped == 0 {
+            return None;
+        }
+        let n = state.items.len().min(max.max(1));
+        let taken = Taken {
+            deliveries: state.items.drain(..n).collect(),
+            dropped: std::mem::take(&mut state.dropped),
+        };
+        self.room.notify_all();
+        Some(taken)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::line::Stream;
+    use std::sync::Arc;
+
+    fn d(seq: u64) -> Delivery {
+        Delivery {
+            line: LogLine {
+                stream: Arc::new(Stream::new("h", "/p", "s")),
+                seq,
+                ts: std::time::SystemTime::now(),
+                text: "x".into(),
+            },
+            spans: vec![],
+        }
+    }
+
+    #[test]
+    fn drop_oldest_counts_what_it_drops() {
+        let q = SinkQueue::new(3, Overflow::DropOldest, false);
+        for i in 0..10 {
+            assert!(q.push(d(i)));
+        }
+        let t = q.try_take(100);
+        assert_eq!(t.dropped, 7);
+        assert_eq!(
+            t.deliveries.iter().map(|d| d.line.seq).collect::<Vec<_>>(),
+            [7, 8, 9]
+        );
+        q.close();
+        assert!(!q.push(d(11)));
+        assert!(q.take_blocking(10).is_none());
+    }
+
+    #[test]
+    fn wait_blocks_the_producer_instead_of_dropping() {
+        let q = Arc::new(SinkQueue::new(2, Overflow::Wait, false));
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || (0..100).all(|i| q.push(d(i))))
+        };
+        let mut seqs = Vec::new();
+        while seqs.len() < 100 {
+            let t = q.take_blocking(7).unwrap();
+            assert_eq!(t.dropped, 0);
+            seqs.extend(t.deliveries.iter().map(|d| d.line.seq));
+        }
+        assert!(producer.join().unwrap());
+        assert_eq!(seqs, (0..100).collect::<Vec<_>>());
+    }
+}

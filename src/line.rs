@@ -1,0 +1,130 @@
+//! The unit of data that flows from sources to sinks.
+//!
+//! A source reads bytes and hands the hub [`LineBatch`]es: runs of complete lines from
+//! one stream, already valid UTF-8. Batches (not single lines) are what move through
+//! the pipeline because per-line hand-offs would cost more than matching does; the
+//! matcher searches a whole batch at once and only the lines that match become
+//! individual [`LogLine`]s.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Where lines come from: one file (or syslog tag) on one host, in one log set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Stream {
+    /// `host:path`, unique per hub.
+    pub id: String,
+    pub host: String,
+    pub path: String,
+    /// The configured log set name (`default` when none was configured).
+    pub set: String,
+}
+
+impl Stream {
+    pub fn new(host: impl Into<String>, path: impl Into<String>, set: impl Into<String>) -> Self {
+        let (host, path) = (host.into(), path.into());
+        Stream {
+            id: format!("{host}:{path}"),
+            host,
+            path,
+            set: set.into(),
+        }
+    }
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+/// The name of the local machine, used as `host` for local sources.
+pub fn local_hostname() -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Complete lines read from one stream in one go.
+///
+/// `text` holds whole lines, each ending in `\n` (a final line without one is allowed
+/// only when the source knows the file will not grow, e.g. `--no-follow`). A `\r` before
+/// the `\n` is part of the raw text; [`lines`] strips it.
+#[derive(Debug, Clone)]
+pub struct LineBatch {
+    pub stream: Arc<Stream>,
+    /// When the source read these lines.
+    pub ts: SystemTime,
+    pub text: String,
+    /// Byte offset in the source just past `text` (lets an agent resume later).
+    pub end_offset: u64,
+}
+
+/// One line, once the hub has numbered it.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub stream: Arc<Stream>,
+    /// Rises by one per line of `stream`.
+    pub seq: u64,
+    pub ts: SystemTime,
+    pub text: Arc<str>,
+}
+
+/// Splits batch text into lines, without their `\n` or `\r\n` terminators.
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    // An empty text has no lines; "\n" has one empty line.
+    let mut rest = (!text.is_empty()).then(|| text.strip_suffix('\n').unwrap_or(text));
+    std::iter::from_fn(move || {
+        let cur = rest?;
+        match memchr::memchr(b'\n', cur.as_bytes()) {
+            Some(i) => {
+                rest = Some(&cur[i + 1..]);
+                Some(trim_cr(&cur[..i]))
+            }
+            None => {
+                rest = None;
+                Some(trim_cr(cur))
+            }
+        }
+    })
+}
+
+/// A line without a trailing `\r` (CRLF logs), so `$` anchors behave.
+pub fn trim_cr(line: &str) -> &str {
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+/// Counts the lines in batch text (a final line without `\n` counts too).
+pub fn count_lines(text: &str) -> u64 {
+    let newlines = memchr::memchr_iter(b'\n', text.as_bytes()).count() as u64;
+    if text.is_empty() || text.ends_with('\n') {
+        newlines
+    } else {
+        newlines + 1
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, the `ts` format of the protocol.
+pub fn format_ts(ts: SystemTime) -> String {
+    humantime::format_rfc3339_millis(ts).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_and_strips_crlf() {
+        let got: Vec<&str> = lines("a\r\nb\n\nc").collect();
+        assert_eq!(got, ["a", "b", "", "c"]);
+        assert_eq!(lines("").count(), 0);
+        assert_eq!(lines("\n").collect::<Vec<_>>(), [""]);
+        assert_eq!(count_lines("a\r\nb\n\nc"), 4);
+        assert_eq!(count_lines("a\n"), 1);
+        assert_eq!(count_lines(""), 0);
+    }
+}

@@ -1,0 +1,690 @@
+//! The one matcher every mode uses: all subscriptions' patterns in one structure, so
+//! one pass over a line answers "which subscribers want it", however many there are.
+//!
+//! How: every pattern contributes the literals its matches must contain
+//! ([`literals`]) to one shared Aho-Corasick automaton, the prefilter. A search for
+//! any of those literals skips over the lines nobody can want, a whole buffer at a
+//! time; on a line it lands on, the literals present name the few patterns to verify
+//! with their own regex. Patterns with no usable literal sit on a short list that is
+//! checked on every line. Verification uses leftmost-first regexes, which also give
+//! the highlight spans. (A `RegexSet` or one multi-pattern DFA answers the same
+//! question but collapses past a few hundred patterns.)
+//!
+//! A [`Matcher`] is immutable; [`registry::Registry`] builds a new one when
+//! subscriptions change and swaps it in, so matching never waits for a rebuild.
+
+pub mod literals;
+pub mod pattern;
+pub mod registry;
+pub mod selector;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, Input, MatchKind};
+use thiserror::Error;
+
+use crate::line::{trim_cr, Stream};
+pub use pattern::{Pattern, PatternError, PatternKey};
+pub use selector::{SelectorError, StreamSelector};
+
+/// What one subscriber wants to see.
+#[derive(Debug, Clone, Default)]
+pub struct Subscription {
+    /// A line matches when any of these matches (no include: every line does)…
+    pub include: Vec<String>,
+    /// …and none of these does.
+    pub exclude: Vec<String>,
+    pub ignore_case: bool,
+    pub streams: StreamSelector,
+}
+
+/// Bounds on what one matcher may hold, so no client can exhaust the hub.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Distinct patterns across all subscriptions.
+    pub max_patterns: usize,
+    /// Compiled size of one pattern, in bytes.
+    pub pattern_size: usize,
+    /// Compiled size of all patterns and the prefilter together, in bytes.
+    pub total_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_patterns: 20_000,
+            pattern_size: 2 << 20,
+            total_size: 512 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum CompileError {
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error("too many patterns: {count} (limit {limit})")]
+    TooManyPatterns { count: usize, limit: usize },
+    #[error("the compiled patterns would take {size} bytes (limit {limit})")]
+    TooLarge { size: usize, limit: usize },
+    #[error("could not build the literal prefilter: {0}")]
+    Prefilter(String),
+}
+
+/// Caller-chosen identity of a subscription (the hub packs client and request ids).
+pub type SubKey = u64;
+
+/// Compiled patterns kept across rebuilds, so a pattern used by many subscriptions,
+/// or by one that is replaced, is compiled once.
+#[derive(Debug, Default)]
+pub struct PatternCache {
+    compiled: HashMap<PatternKey, Arc<Pattern>>,
+}
+
+impl PatternCache {
+    pub fn get(&mut self, key: PatternKey, limits: &Limits) -> Result<Arc<Pattern>, PatternError> {
+        if let Some(p) = self.compiled.get(&key) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(Pattern::compile(key.clone(), limits.pattern_size)?);
+        self.compiled.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// Forgets patterns that no live matcher uses.
+    pub fn retain_used(&mut self) {
+        self.compiled.retain(|_, p| Arc::strong_count(p) > 1);
+    }
+}
+
+#[derive(Debug)]
+struct CompiledSub {
+    key: SubKey,
+    include: Vec<u32>,
+    exclude: Vec<u32>,
+    streams: StreamSelector,
+    /// No include patterns, or one without literals: every line must be looked at.
+    needs_every_line: bool,
+}
+
+#[derive(Debug, Default)]
+struct PatternUse {
+    included_by: Vec<u32>,
+    excluded_by: Vec<u32>,
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// An immutable compiled set of subscriptions.
+#[derive(Debug)]
+pub struct Matcher {
+    patterns: Vec<Arc<Pattern>>,
+    uses: Vec<PatternUse>,
+    subs: Vec<CompiledSub>,
+    prefilter: Option<AhoCorasick>,
+    /// Prefilter literal id → the patterns that require it.
+    literal_patterns: Vec<Vec<u32>>,
+    /// Patterns without a usable literal, checked on every candidate line.
+    always: Vec<u32>,
+    generation: u64,
+    memory: usize,
+}
+
+impl Matcher {
+    /// A matcher with no subscriptions: it matches nothing.
+    pub fn empty() -> Matcher {
+        Matcher {
+            patterns: Vec::new(),
+            uses: Vec::new(),
+            subs: Vec::new(),
+            prefilter: None,
+            literal_patterns: Vec::new(),
+            always: Vec::new(),
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            memory: 0,
+        }
+    }
+
+    /// Compiles one subscription on its own (terminal mode).
+    pub fn single(sub: &Subscription, limits: &Limits) -> Result<Matcher, CompileError> {
+        Matcher::build([(0, sub)], &mut PatternCache::default(), limits)
+    }
+
+    pub fn build<'a>(
+        subs: impl IntoIterator<Item = (SubKey, &'a Subscription)>,
+        cache: &mut PatternCache,
+        limits: &Limits,
+    ) -> Result<Matcher, CompileError> {
+        let mut index: HashMap<PatternKey, u32> = HashMap::new();
+        let mut patterns: Vec<Arc<Pattern>> = Vec::new();
+        let mut uses: Vec<PatternUse> = Vec::new();
+        let mut compiled_subs = Vec::new();
+        let mut memory = 0usize;
+
+        let mut intern = |source: &str,
+                          ignore_case: bool,
+                          cache: &mut PatternCache|
+         -> Result<u32, CompileError> {
+            let key = PatternKey {
+                source: source.to_owned(),
+                ignore_case,
+            };
+            if let Some(&i) = index.get(&key) {
+                return Ok(i);
+            }
+            if patterns.len() >= limits.max_patterns {
+                return Err(CompileError::TooManyPatterns {
+                    count: patterns.len() + 1,
+                    limit: limits.max_patterns,
+                });
+            }
+            let p = cache.get(key.clone(), limits)?;
+            memory += p.memory_usage();
+            if memory > limits.total_size {
+                return Err(CompileError::TooLarge {
+                    size: memory,
+                    limit: limits.total_size,
+                });
+            }
+            let i = patterns.len() as u32;
+            patterns.push(p);
+            uses.push(PatternUse::default());
+            index.insert(key, i);
+            Ok(i)
+        };
+
+        for (key, sub) in subs {
+            let mut include = Vec::new();
+            for p in &sub.include {
+                let i = intern(p, sub.ignore_case, cache)?;
+                if !include.contains(&i) {
+                    include.push(i);
+                }
+            }
+            let mut exclude = Vec::new();
+            for p in &sub.exclude {
+                let i = intern(p, sub.ignore_case, cache)?;
+                if !exclude.contains(&i) {
+                    exclude.push(i);
+                }
+            }
+            compiled_subs.push(CompiledSub {
+                key,
+                include,
+                exclude,
+                streams: sub.streams.clone(),
+                needs_every_line: false,
+            });
+        }
+
+        for (s, sub) in compiled_subs.iter_mut().enumerate() {
+            for &p in &sub.include {
+                uses[p as usize].included_by.push(s as u32);
+            }
+            for &p in &sub.exclude {
+                uses[p as usize].excluded_by.push(s as u32);
+            }
+            sub.needs_every_line = sub.include.is_empty()
+                || sub
+                    .include
+                    .iter()
+                    .any(|&p| patterns[p as usize].required.is_none());
+        }
+
+        let mut literal_ids: HashMap<&[u8], u32> = HashMap::new();
+        let mut literals: Vec<&[u8]> = Vec::new();
+        let mut literal_patterns: Vec<Vec<u32>> = Vec::new();
+        let mut always = Vec::new();
+        for (i, p) in patterns.iter().enumerate() {
+            match &p.required {
+                None => always.push(i as u32),
+                Some(lits) => {
+                    for lit in lits {
+                        let id = *literal_ids.entry(lit.as_slice()).or_insert_with(|| {
+                            literals.push(lit.as_slice());
+                            literal_patterns.push(Vec::new());
+                            (literals.len() - 1) as u32
+                        });
+                        literal_patterns[id as usize].push(i as u32);
+                    }
+                }
+            }
+        }
+        let prefilter = if literals.is_empty() {
+            None
+        } else {
+            let ac = AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .build(&literals)
+                .map_err(|e| CompileError::Prefilter(e.to_string()))?;
+            memory += ac.memory_usage();
+            if memory > limits.total_size {
+                return Err(CompileError::TooLarge {
+                    size: memory,
+                    limit: limits.total_size,
+                });
+            }
+            Some(ac)
+        };
+
+        Ok(Matcher {
+            patterns,
+            uses,
+            subs: compiled_subs,
+            prefilter,
+            literal_patterns,
+            always,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            memory,
+        })
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// Approximate heap bytes of the compiled patterns and prefilter.
+    pub fn memory_usage(&self) -> usize {
+        self.memory
+    }
+
+    /// The caller's key of the subscription at dense index `sub`.
+    pub fn key(&self, sub: u32) -> SubKey {
+        self.subs[sub as usize].key
+    }
+
+    /// Finds the lines of `text` (lines separated by `\n`, a `\r` before it ignored)
+    /// that any subscription selecting `stream` wants, calling `on_hit` for each in
+    /// order.
+    pub fn scan<'t>(
+        &self,
+        stream: &Stream,
+        text: &'t str,
+        scratch: &mut Scratch,
+        mut on_hit: impl FnMut(&LineHit<'t, '_>),
+    ) {
+        let elig = scratch.eligibility(self, stream);
+        if !elig.any {
+            return;
+        }
+        let bytes = text.as_bytes();
+        if elig.every_line {
+            let mut start = 0;
+            let mut index = 0u64;
+            while start < bytes.len() {
+                let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+                let line = trim_cr(&text[start..end]);
+                if self.evaluate(line, &elig, scratch) {
+                    on_hit(&LineHit {
+                        index,
+                        line,
+                        matcher: self,
+                        scratch,
+                    });
+                }
+                index += 1;
+                start = end + 1;
+            }
+            return;
+        }
+        // Only lines holding a literal can match: jump from one such line to the next.
+        let Some(ac) = &self.prefilter else { return };
+        let (mut pos, mut index, mut counted) = (0usize, 0u64, 0usize);
+        while pos < bytes.len() {
+            let Some(m) = ac.find(Input::new(bytes).span(pos..bytes.len())) else {
+                break;
+            };
+            let start = memchr::memrchr(b'\n', &bytes[pos..m.start()]).map_or(pos, |i| pos + i + 1);
+            let end =
+                memchr::memchr(b'\n', &bytes[m.start()..]).map_or(bytes.len(), |i| m.start() + i);
+            index += memchr::memchr_iter(b'\n', &bytes[counted..start]).count() as u64;
+            counted = start;
+            let line = trim_cr(&text[start..end]);
+            if self.evaluate(line, &elig, scratch) {
+                on_hit(&LineHit {
+                    index,
+                    line,
+                    matcher: self,
+                    scratch,
+                });
+            }
+            pos = end + 1;
+        }
+    }
+
+    /// The keys of the subscriptions that want one line of `stream`.
+    pub fn matching(&self, stream: &Stream, line: &str, scratch: &mut Scratch) -> Vec<SubKey> {
+        let elig = scratch.eligibility(self, stream);
+        if !elig.any || !self.evaluate(line, &elig, scratch) {
+            return Vec::new();
+        }
+        scratch.hits.iter().map(|&s| self.key(s)).collect()
+    }
+
+    /// Decides one line; on `true`, `scratch.hits` holds the subscriptions that want it.
+    fn evaluate(&self, line: &str, elig: &Eligibility, scratch: &mut Scratch) -> bool {
+        scratch.begin_line();
+        let stamp = scratch.stamp;
+        if let Some(ac) = &self.prefilter {
+            for m in ac.find_overlapping_iter(line.as_bytes()) {
+                for &p in &self.literal_patterns[m.pattern().as_usize()] {
+                    scratch.add_candidate(p);
+                }
+            }
+        }
+        for &p in &self.always {
+            scratch.add_candidate(p);
+        }
+
+        for c in 0..scratch.candidates.len() {
+            let p = scratch.candidates[c];
+            let included_by = &self.uses[p as usize].included_by;
+            if !included_by.iter().any(|&s| elig.subs[s as usize]) {
+                continue;
+            }
+            if scratch.test(p, &self.patterns[p as usize], line) {
+                for &s in included_by {
+                    if elig.subs[s as usize] && scratch.sub_hit[s as usize] != stamp {
+                        scratch.sub_hit[s as usize] = stamp;
+                        scratch.hits.push(s);
+                    }
+                }
+            }
+        }
+        for &s in &elig.match_all {
+            if scratch.sub_hit[s as usize] != stamp {
+                scratch.sub_hit[s as usize] = stamp;
+                scratch.hits.push(s);
+            }
+        }
+        if scratch.hits.is_empty() {
+            return false;
+        }
+
+        let mut any_excluded = false;
+        for c in 0..scratch.candidates.len() {
+            let p = scratch.candidates[c];
+            for &s in &self.uses[p as usize].excluded_by {
+                let s = s as usize;
+                if scratch.sub_hit[s] == stamp
+                    && scratch.sub_excluded[s] != stamp
+                    && scratch.test(p, &self.patterns[p as usize], line)
+                {
+                    scratch.sub_excluded[s] = stamp;
+                    any_excluded = true;
+                }
+            }
+        }
+        if any_excluded {
+            let excluded = &scratch.sub_excluded;
+            scratch.hits.retain(|&s| excluded[s as usize] != stamp);
+        }
+        !scratch.hits.is_empty()
+    }
+}
+
+/// A line that at least one subscription wants.
+pub struct LineHit<'t, 's> {
+    /// 0-based line number within the scanned text.
+    pub index: u64,
+    /// The line, without its terminator.
+    pub line: &'t str,
+    matcher: &'s Matcher,
+    scratch: &'s Scratch,
+}
+
+impl LineHit<'_, '_> {
+    /// Dense indices of the subscriptions that want this line (see [`Matcher::key`]).
+    pub fn subs(&self) -> &[u32] {
+        &self.scratch.hits
+    }
+
+    /// Highlight spans of subscription `sub` in this line: `[start, end)` in characters,
+    /// one per include-pattern hit, sorted.
+    pub fn spans(&self, sub: u32) -> Vec<[usize; 2]> {
+        let mut spans = Vec::new();
+        for &p in &self.matcher.subs[sub as usize].include {
+            // Only patterns verified on this line can have hits in it.
+            if !self.scratch.matched(p) {
+                continue;
+            }
+            let regex = &self.matcher.patterns[p as usize].regex;
+            spans.extend(
+                regex
+                    .find_iter(self.line.as_bytes())
+                    .filter(|m| !m.is_empty())
+                    .map(|m| [m.start(), m.end()]),
+            );
+        }
+        spans.sort_unstable();
+        spans.dedup();
+        to_char_offsets(self.line, &mut spans);
+        spans
+    }
+}
+
+/// Turns byte offsets into character offsets (the protocol counts characters).
+fn to_char_offsets(line: &str, spans: &mut [[usize; 2]]) {
+    if line.is_ascii() {
+        return;
+    }
+    for span in spans.iter_mut() {
+        for off in span.iter_mut() {
+            *off = line[..*off].chars().count();
+        }
+    }
+}
+
+/// Which subscriptions apply to one stream, computed once per (matcher, stream).
+#[derive(Debug)]
+struct Eligibility {
+    subs: Vec<bool>,
+    any: bool,
+    every_line: bool,
+    /// Eligible subscriptions without include patterns.
+    match_all: Vec<u32>,
+}
+
+/// Per-caller working memory for matching, reused across lines so the hot path does
+/// not allocate. Not shared between threads.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    generation: u64,
+    eligibility: HashMap<String, Rc<Eligibility>>,
+    stamp: u32,
+    candidate_seen: Vec<u32>,
+    tested: Vec<u32>,
+    matched: Vec<u32>,
+    sub_hit: Vec<u32>,
+    sub_excluded: Vec<u32>,
+    candidates: Vec<u32>,
+    hits: Vec<u32>,
+}
+
+impl Scratch {
+    fn eligibility(&mut self, m: &Matcher, stream: &Stream) -> Rc<Eligibility> {
+        if self.generation != m.generation {
+            self.generation = m.generation;
+            self.eligibility.clear();
+            let (np, ns) = (m.patterns.len(), m.subs.len());
+            for v in [
+                &mut self.candidate_seen,
+                &mut self.tested,
+                &mut self.matched,
+            ] {
+                v.clear();
+                v.resize(np, 0);
+            }
+            for v in [&mut self.sub_hit, &mut self.sub_excluded] {
+                v.clear();
+                v.resize(ns, 0);
+            }
+            self.stamp = 0;
+        }
+        if let Some(e) = self.eligibility.get(&stream.id) {
+            return e.clone();
+        }
+        let subs: Vec<bool> = m.subs.iter().map(|s| s.streams.matches(stream)).collect();
+        let e = Rc::new(Eligibility {
+            any: subs.iter().any(|&b| b),
+            every_line: m
+                .subs
+                .iter()
+                .zip(&subs)
+                .any(|(s, &e)| e && s.needs_every_line),
+            match_all: (0..m.subs.len() as u32)
+                .filter(|&i| subs[i as usize] && m.subs[i as usize].include.is_empty())
+                .collect(),
+            subs,
+        });
+        self.eligibility.insert(stream.id.clone(), e.clone());
+        e
+    }
+
+    fn begin_line(&mut self) {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            // Wrapped: old stamps could collide, so start clean.
+            for v in [
+                &mut self.candidate_seen,
+                &mut self.tested,
+                &mut self.matched,
+                &mut self.sub_hit,
+                &mut self.sub_excluded,
+            ] {
+                v.iter_mut().for_each(|x| *x = 0);
+            }
+            self.stamp = 1;
+        }
+        self.candidates.clear();
+        self.hits.clear();
+    }
+
+    fn add_candidate(&mut self, p: u32) {
+        if self.candidate_seen[p as usize] != self.stamp {
+            self.candidate_seen[p as usize] = self.stamp;
+            self.candidates.push(p);
+        }
+    }
+
+    /// Runs pattern `p` on the line once per line, remembering the answer.
+    fn test(&mut self, p: u32, pattern: &Pattern, line: &str) -> bool {
+        let i = p as usize;
+        if self.tested[i] != self.stamp {
+            self.tested[i] = self.stamp;
+            if pattern.is_match(line) {
+                self.matched[i] = self.stamp;
+            }
+        }
+        self.matched[i] == self.stamp
+    }
+
+    fn matched(&self, p: u32) -> bool {
+        self.matched[p as usize] == self.stamp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(include: &[&str], exclude: &[&str], ignore_case: bool) -> Subscription {
+        Subscription {
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            ignore_case,
+            streams: StreamSelector::all(),
+        }
+    }
+
+    fn stream() -> Stream {
+        Stream::new("h", "/log", "default")
+    }
+
+    fn scan_all(m: &Matcher, text: &str) -> Vec<(u64, String, Vec<SubKey>)> {
+        let mut out = Vec::new();
+        m.scan(&stream(), text, &mut Scratch::default(), |hit| {
+            let keys = hit.subs().iter().map(|&s| m.key(s)).collect();
+            out.push((hit.index, hit.line.to_owned(), keys));
+        });
+        out
+    }
+
+    #[test]
+    fn include_exclude_and_case() {
+        let m = Matcher::single(
+            &sub(&["error", "fatal"], &["healthcheck"], false),
+            &Limits::default(),
+        )
+        .unwrap();
+        let text = "ok\nan error here\r\nFATAL no\nfatal healthcheck error\nfatal yes";
+        let got = scan_all(&m, text);
+        assert_eq!(
+            got.iter()
+                .map(|(i, l, _)| (*i, l.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "an error here"), (4, "fatal yes")]
+        );
+        let m = Matcher::single(&sub(&["error", "fatal"], &[], true), &Limits::default()).unwrap();
+        assert_eq!(scan_all(&m, text).len(), 4);
+    }
+
+    #[test]
+    fn no_include_matches_everything_but_excludes() {
+        let m = Matcher::single(&sub(&[], &["^#"], false), &Limits::default()).unwrap();
+        let got = scan_all(&m, "a\n#b\nc\n");
+        assert_eq!(got.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(), [0, 2]);
+    }
+
+    #[test]
+    fn many_subscriptions_share_patterns() {
+        let subs = [
+            sub(&["error"], &[], false),
+            sub(&["error", "warn"], &["db"], false),
+            sub(&[r"^\w+$"], &[], false),
+        ];
+        let m = Matcher::build(
+            subs.iter().enumerate().map(|(i, s)| (i as u64 * 10, s)),
+            &mut PatternCache::default(),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(m.pattern_count(), 4);
+        let got = scan_all(&m, "error\nwarn db\nerror db x\nwarn x\n");
+        assert_eq!(
+            got,
+            [
+                (0, "error".into(), vec![0, 10, 20]),
+                (2, "error db x".into(), vec![0]),
+                (3, "warn x".into(), vec![10]),
+            ]
+        );
+    }
+
+    #[test]
+    fn spans_are_in_characters() {
+        let m = Matcher::single(&sub(&["é+", "x"], &[], false), &Limits::default()).unwrap();
+        let mut spans = Vec::new();
+        m.scan(&stream(), "aéé x é\n", &mut Scratch::default(), |hit| {
+            spans = hit.spans(0)
+        });
+        assert_eq!(spans, [[1, 3], [4, 5], [6, 7]]);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let limits = Limits {
+            max_patterns: 2,
+            ..Limits::default()
+        };
+        let err = Matcher::single(&sub(&["a", "b", "c"], &[], false), &limits).unwrap_err();
+        assert_eq!(err, CompileError::TooManyPatterns { count: 3, limit: 2 });
+    }
+}

@@ -1,0 +1,147 @@
+//! One user pattern, compiled once: its regex (for verification and highlight spans)
+//! and the literals any of its matches must contain (for the shared prefilter).
+
+use regex_automata::meta;
+use regex_syntax::hir::Hir;
+use thiserror::Error;
+
+use super::literals;
+
+/// Why a pattern was refused. Messages name the pattern, and the position where there
+/// is one, because users type these into a terminal or a browser field.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum PatternError {
+    #[error("invalid pattern {pattern:?} at character {column}: {message}")]
+    Syntax {
+        pattern: String,
+        /// 1-based character position of the error in the pattern.
+        column: usize,
+        message: String,
+    },
+    #[error("pattern {pattern:?} is too large once compiled (limit {limit} bytes)")]
+    TooLarge { pattern: String, limit: usize },
+    #[error("pattern {pattern:?} could not be compiled: {message}")]
+    Other { pattern: String, message: String },
+}
+
+impl PatternError {
+    pub fn pattern(&self) -> &str {
+        match self {
+            PatternError::Syntax { pattern, .. }
+            | PatternError::TooLarge { pattern, .. }
+            | PatternError::Other { pattern, .. } => pattern,
+        }
+    }
+}
+
+/// A pattern as written, with its case flag: the key under which it is compiled once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PatternKey {
+    pub source: String,
+    pub ignore_case: bool,
+}
+
+/// A compiled pattern.
+#[derive(Debug)]
+pub struct Pattern {
+    pub key: PatternKey,
+    /// Leftmost-first regex over one line: decides matches and yields spans.
+    pub regex: meta::Regex,
+    /// Every match contains one of these; `None` means the pattern must be tried on
+    /// every line (e.g. `^\w+$`).
+    pub required: Option<Vec<Vec<u8>>>,
+}
+
+impl Pattern {
+    /// Compiles `key`, refusing patterns whose automaton would exceed `size_limit` bytes.
+    pub fn compile(key: PatternKey, size_limit: usize) -> Result<Pattern, PatternError> {
+        let hir = parse(&key)?;
+        let regex = meta::Regex::builder()
+            .configure(
+                meta::Regex::config()
+                    .nfa_size_limit(Some(size_limit))
+                    .onepass_size_limit(Some(size_limit))
+                    .dfa_size_limit(Some(size_limit))
+                    // Lines are short; a small lazy-DFA cache per pattern keeps thousands
+                    // of patterns affordable.
+                    .hybrid_cache_capacity(256 * 1024),
+            )
+            .build_from_hir(&hir)
+            .map_err(|e| match e.size_limit() {
+                Some(limit) => PatternError::TooLarge {
+                    pattern: key.source.clone(),
+                    limit,
+                },
+                None => PatternError::Other {
+                    pattern: key.source.clone(),
+                    message: e.to_string(),
+                },
+            })?;
+        let required = literals::required(&hir);
+        Ok(Pattern {
+            key,
+            regex,
+            required,
+        })
+    }
+
+    /// Heap bytes held by the compiled regex (caches excluded).
+    pub fn memory_usage(&self) -> usize {
+        self.regex.memory_usage() + self.required.iter().flatten().map(Vec::len).sum::<usize>()
+    }
+
+    pub fn is_match(&self, line: &str) -> bool {
+        self.regex.is_match(line.as_bytes())
+    }
+}
+
+fn parse(key: &PatternKey) -> Result<Hir, PatternError> {
+    regex_syntax::ParserBuilder::new()
+        .case_insensitive(key.ignore_case)
+        .build()
+        .parse(&key.source)
+        .map_err(|e| {
+            let (column, message) = match &e {
+                regex_syntax::Error::Parse(e) => (e.span().start.column, e.kind().to_string()),
+                regex_syntax::Error::Translate(e) => (e.span().start.column, e.kind().to_string()),
+                other => (1, other.to_string()),
+            };
+            PatternError::Syntax {
+                pattern: key.source.clone(),
+                column,
+                message,
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> PatternKey {
+        PatternKey {
+            source: s.to_owned(),
+            ignore_case: false,
+        }
+    }
+
+    #[test]
+    fn syntax_error_names_pattern_and_position() {
+        let err = Pattern::compile(key("ab(c"), 1 << 20).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid pattern \"ab(c\" at character 3: unclosed group"
+        );
+        let err = Pattern::compile(key(r"x\p{Nope}"), 1 << 20).unwrap_err();
+        assert!(
+            matches!(err, PatternError::Syntax { column: 2, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn huge_pattern_is_refused_by_size() {
+        let err = Pattern::compile(key(r"\w{1000}\w{1000}"), 1 << 20).unwrap_err();
+        assert!(matches!(err, PatternError::TooLarge { .. }), "{err}");
+    }
+}

@@ -1,0 +1,318 @@
+//! The terminal printer: turns matches into text, JSON or a user template.
+
+use std::io::{self, Write};
+
+use crate::line::{format_ts, LogLine};
+use crate::protocol::WireLineRef;
+
+/// `--format`: `text`, `json`, or a template such as `'{host} {path}: {text}'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Template(Vec<Piece>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Literal(String),
+    Field(Field),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Seq,
+    Ts,
+    Host,
+    Path,
+    Set,
+    Stream,
+    Text,
+}
+
+impl Field {
+    const NAMES: [(&'static str, Field); 7] = [
+        ("seq", Field::Seq),
+        ("ts", Field::Ts),
+        ("host", Field::Host),
+        ("path", Field::Path),
+        ("set", Field::Set),
+        ("stream", Field::Stream),
+        ("text", Field::Text),
+    ];
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Format, String> {
+        match s {
+            "text" => return Ok(Format::Text),
+            "json" => return Ok(Format::Json),
+            _ => {}
+        }
+        if !s.contains('{') {
+            return Err(format!(
+                "unknown format {s:?}: use text, json, or a template such as '{{host}} {{path}}: {{text}}'"
+            ));
+        }
+        let mut pieces = Vec::new();
+        let mut lit = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '{' => {
+                    let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    let field = Field::NAMES
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, f)| *f)
+                        .ok_or_else(|| {
+                            let known: Vec<_> = Field::NAMES.iter().map(|(n, _)| *n).collect();
+                            format!(
+                                "unknown field {{{name}}} in format (fields: {})",
+                                known.join(", ")
+                            )
+                        })?;
+                    if !lit.is_empty() {
+                        pieces.push(Piece::Literal(std::mem::take(&mut lit)));
+                    }
+                    pieces.push(Piece::Field(field));
+                }
+                c => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            pieces.push(Piece::Literal(lit));
+        }
+        Ok(Format::Template(pieces))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PrinterOptions {
+    pub format: Format,
+    /// Text format: prefix each line with its file name.
+    pub with_filename: bool,
+    /// Text format: colour file names and matches (ANSI).
+    pub color: bool,
+}
+
+pub struct Printer<W: Write> {
+    out: W,
+    options: PrinterOptions,
+    line: Vec<u8>,
+}
+
+const MATCH_ON: &str = "\x1b[1;31m";
+const RESET: &str = "\x1b[0m";
+const FILE_COLORS: [&str; 8] = ["32", "33", "34", "35", "36", "92", "94", "95"];
+
+impl<W: Write> Printer<W> {
+    pub fn new(out: W, options: PrinterOptions) -> Self {
+        Printer {
+            out,
+            options,
+            line: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Whether the printer shows highlight spans (so they are worth computing).
+    pub fn needs_spans(&self) -> bool {
+        match self.options.format {
+            Format::Json => true,
+            Format::Text => self.options.color,
+            Format::Template(_) => false,
+        }
+    }
+
+    pub fn print(&mut self, line: &LogLine, spans: &[[usize; 2]]) -> io::Result<()> {
+        let buf = &mut self.line;
+        buf.clear();
+        match &self.options.format {
+            Format::Json => {
+                serde_json::to_writer(&mut *buf, &WireLineRef::new(line, spans))
+                    .map_err(io::Error::other)?;
+            }
+            Format::Text => {
+                let color = self.options.color;
+                if self.options.with_filename {
+                    if color {
+                        write!(
+                            buf,
+                            "\x1b[{}m{}{RESET}\x1b[36m:{RESET}",
+                            file_color(&line.stream.path),
+                            line.stream.path
+                        )?;
+                    } else {
+                        write!(buf, "{}:", line.stream.path)?;
+                    }
+                }
+                if color && !spans.is_empty() {
+                    highlight(buf, &line.text, spans);
+                } else {
+                    buf.extend_from_slice(line.text.as_bytes());
+                }
+            }
+            Format::Template(pieces) => {
+                for piece in pieces {
+                    match piece {
+                        Piece::Literal(s) => buf.extend_from_slice(s.as_bytes()),
+                        Piece::Field(Field::Seq) => write!(buf, "{}", line.seq)?,
+                        Piece::Field(Field::Ts) => {
+                            buf.extend_from_slice(format_ts(line.ts).as_bytes())
+                        }
+                        Piece::Field(Field::Host) => {
+                            buf.extend_from_slice(line.stream.host.as_bytes())
+                        }
+                        Piece::Field(Field::Path) => {
+                            buf.extend_from_slice(line.stream.path.as_bytes())
+                        }
+                        Piece::Field(Field::Set) => {
+                            buf.extend_from_slice(line.stream.set.as_bytes())
+                        }
+                        Piece::Field(Field::Stream) => {
+                            buf.extend_from_slice(line.stream.id.as_bytes())
+                        }
+                        Piece::Field(Field::Text) => buf.extend_from_slice(line.text.as_bytes()),
+                    }
+                }
+            }
+        }
+        buf.push(b'\n');
+        self.out.write_all(buf)
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// A colour for a file name that stays the same from run to run.
+fn file_color(path: &str) -> &'static str {
+    // FNV-1a: stable across runs and Rust versions, unlike the std hasher.
+    let hash = path.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    FILE_COLORS[(hash % FILE_COLORS.len() as u64) as usize]
+}
+
+/// Writes `text` with the character ranges in `spans` (sorted, maybe overlapping)
+/// highlighted.
+fn highlight(buf: &mut Vec<u8>, text: &str, spans: &[[usize; 2]]) {
+    let bytes_at = |chars: usize| -> usize {
+        if text.is_ascii() {
+            chars.min(text.len())
+        } else {
+            text.char_indices()
+                .nth(chars)
+                .map_or(text.len(), |(b, _)| b)
+        }
+    };
+    let mut pos = 0;
+    let mut i = 0;
+    while i < spans.len() {
+        let start = spans[i][0];
+        let mut end = spans[i][1];
+        // Merge overlapping spans into one highlighted run.
+        while i + 1 < spans.len() && spans[i + 1][0] <= end {
+            end = end.max(spans[i + 1][1]);
+            i += 1;
+        }
+        let (s, e) = (bytes_at(start).max(pos), bytes_at(end));
+        if s < e {
+            buf.extend_from_slice(&text.as_bytes()[pos..s]);
+            buf.extend_from_slice(MATCH_ON.as_bytes());
+            buf.extend_from_slice(&text.as_bytes()[s..e]);
+            buf.extend_from_slice(RESET.as_bytes());
+            pos = e;
+        }
+        i += 1;
+    }
+    buf.extend_from_slice(&text.as_bytes()[pos..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::line::Stream;
+    use std::sync::Arc;
+
+    fn line(text: &str) -> LogLine {
+        LogLine {
+            stream: Arc::new(Stream::new("web01", "/var/log/app.log", "web")),
+            seq: 7,
+            ts: std::time::UNIX_EPOCH,
+            text: text.into(),
+        }
+    }
+
+    fn print(options: PrinterOptions, l: &LogLine, spans: &[[usize; 2]]) -> String {
+        let mut out = Vec::new();
+        Printer::new(&mut out, options).print(l, spans).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn formats() {
+        let l = line("an error here");
+        let text = |with_filename, color| PrinterOptions {
+            format: Format::Text,
+            with_filename,
+            color,
+        };
+        assert_eq!(print(text(false, false), &l, &[[3, 8]]), "an error here\n");
+        assert_eq!(
+            print(text(true, false), &l, &[]),
+            "/var/log/app.log:an error here\n"
+        );
+        assert_eq!(
+            print(text(false, true), &l, &[[3, 6], [4, 8]]),
+            "an \x1b[1;31merror\x1b[0m here\n"
+        );
+        let json = print(
+            PrinterOptions {
+                format: Format::Json,
+                with_filename: false,
+                color: false,
+            },
+            &l,
+            &[[3, 8]],
+        );
+        assert_eq!(
+            json,
+            r#"{"seq":7,"ts":"1970-01-01T00:00:00.000Z","host":"web01","path":"/var/log/app.log","set":"web","text":"an error here","spans":[[3,8]]}"#.to_owned() + "\n"
+        );
+        let tpl = Format::parse("{{{host}}} {path}: {text}").unwrap();
+        let out = print(
+            PrinterOptions {
+                format: tpl,
+                with_filename: false,
+                color: false,
+            },
+            &l,
+            &[],
+        );
+        assert_eq!(out, "{web01} /var/log/app.log: an error here\n");
+        assert!(Format::parse("{nope}")
+            .unwrap_err()
+            .contains("unknown field {nope}"));
+        assert!(Format::parse("yaml").is_err());
+    }
+
+    #[test]
+    fn highlight_handles_multibyte() {
+        let mut buf = Vec::new();
+        highlight(&mut buf, "é error é", &[[2, 7]]);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "é \x1b[1;31merror\x1b[0m é"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Sources turn bytes from somewhere into [`LineBatch`]es for the hub. They never know
+//! who is listening.
+
+pub mod glob;
+pub mod tail;
+
+use std::sync::Arc;
+
+use crate::line::{LineBatch, Stream};
+
+/// What a source tells the hub.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// A stream started (a file was opened for the first time).
+    StreamAdded(Arc<Stream>),
+    /// New complete lines of one stream.
+    Lines(LineBatch),
+    /// A stream is gone for good (a globbed file was deleted and not re-created).
+    StreamRemoved(Arc<Stream>),
+}

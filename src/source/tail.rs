@@ -1,0 +1,872 @@
+//! The file tailer: `tail -F` semantics, without losing or corrupting lines.
+//!
+//! Why our own: linemux (the obvious crate) drops the unread end of a file renamed
+//! away, misses a truncation followed by a quick refill and then emits a corrupted
+//! line, splits a partially written line in two, and fails on invalid UTF-8.
+//!
+//! How it works: one thread follows every file. `notify` events only wake it up; what
+//! happens is decided by looking at the files themselves (stat and read), with a poll
+//! as a safety net for missed events, overflowing event queues and network file
+//! systems. Per file we keep the open handle with its device, inode and offset:
+//! - new bytes are read from the handle and split on `\n`; a partial last line is held
+//!   back until its end arrives;
+//! - the path now names another inode (rename+create rotation, delete and re-create,
+//!   a re-pointed symlink): the old handle is drained to its end and kept draining for
+//!   a while (writers reopen late), and the new file is read from its start;
+//! - the file is shorter than our offset, or the bytes just before our offset changed
+//!   (truncated and quickly refilled): copytruncate, read again from the start;
+//! - the file does not exist (yet): say so once, follow it when it appears.
+//!
+//! Bytes become text lossily (invalid UTF-8 turns into U+FFFD) and lines longer than
+//! the limit are cut and marked, so no input can stop the tailer or grow its memory.
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::glob::Target;
+use super::SourceEvent;
+use crate::line::{LineBatch, Stream};
+
+/// Where to start reading a file that exists when the tailer starts. Files that
+/// appear later are always read from their start: all of their content is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Beginning,
+    /// After the last `n` complete lines (0: only what is written from now on).
+    LastLines(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct TailConfig {
+    pub start: StartAt,
+    /// Keep following after reaching the end; `false` reads to the end once and stops.
+    pub follow: bool,
+    /// Longer lines are cut to this many bytes and marked.
+    pub max_line: usize,
+    /// How often files are checked when no event arrives.
+    pub poll_interval: Duration,
+    /// Bytes read per `read` call, and so the largest batch.
+    pub read_chunk: usize,
+    /// How long a rotated-away file is still read after it last grew.
+    pub retire_after: Duration,
+    pub host: String,
+    pub set: String,
+}
+
+impl Default for TailConfig {
+    fn default() -> Self {
+        TailConfig {
+            start: StartAt::LastLines(0),
+            follow: true,
+            max_line: 64 * 1024,
+            poll_interval: Duration::from_millis(250),
+            read_chunk: 256 * 1024,
+            retire_after: Duration::from_secs(5),
+            host: crate::line::local_hostname(),
+            set: "default".to_owned(),
+        }
+    }
+}
+
+/// How a tailer run ended.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TailSummary {
+    /// Files that could not be read (missing, permission denied…).
+    pub errors: usize,
+}
+
+/// Starts following `targets` on a thread of its own; events go to `out`. The thread
+/// ends when `out` is closed, or after one pass when not following.
+pub fn spawn(
+    targets: Vec<Target>,
+    config: TailConfig,
+    out: mpsc::Sender<SourceEvent>,
+) -> io::Result<std::thread::JoinHandle<TailSummary>> {
+    std::thread::Builder::new()
+        .name("tailer".into())
+        .spawn(move || Tailer::new(targets, config, out).run())
+}
+
+/// The open handle of one file and how far it was read.
+struct Handle {
+    file: File,
+    dev: u64,
+    ino: u64,
+    /// Bytes read so far (the read position).
+    offset: u64,
+    /// Head of the current unterminated line (at most `max_line` bytes).
+    partial: Vec<u8>,
+    /// Bytes of the current line dropped beyond `max_line`.
+    cut: u64,
+    /// The last bytes before `offset`, to notice a truncate-and-refill.
+    fingerprint: Vec<u8>,
+}
+
+const FINGERPRINT: usize = 64;
+
+impl Handle {
+    fn open(path: &Path) -> io::Result<(Handle, Metadata)> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        Ok((
+            Handle {
+                file,
+                dev: meta.dev(),
+                ino: meta.ino(),
+                offset: 0,
+                partial: Vec::new(),
+                cut: 0,
+                fingerprint: Vec::new(),
+            },
+            meta,
+        ))
+    }
+
+    fn is(&self, meta: &Metadata) -> bool {
+        self.dev == meta.dev() && self.ino == meta.ino()
+    }
+
+    fn seek(&mut self, offset: u64) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        self.offset = offset;
+        self.partial.clear();
+        self.cut = 0;
+        self.fingerprint.clear();
+        if offset > 0 {
+            let len = offset.min(FINGERPRINT as u64);
+            let mut fp = vec![0; len as usize];
+            self.file.read_exact_at(&mut fp, offset - len)?;
+            self.fingerprint = fp;
+        }
+        Ok(())
+    }
+
+    /// The file no longer holds what we read: it was truncated (and maybe refilled).
+    fn was_truncated(&self, len: u64) -> bool {
+        if len < self.offset {
+            return true;
+        }
+        if self.fingerprint.is_empty() || len == self.offset {
+            return false;
+        }
+        let mut now = vec![0; self.fingerprint.len()];
+        match self
+            .file
+            .read_exact_at(&mut now, self.offset - self.fingerprint.len() as u64)
+        {
+            Ok(()) => now != self.fingerprint,
+            Err(_) => true,
+        }
+    }
+
+    /// Start of the data not yet delivered as complete lines.
+    fn delivered_offset(&self) -> u64 {
+        self.offset - self.partial.len() as u64 - self.cut
+    }
+
+    fn remember_tail(&mut self, read: &[u8]) {
+        if read.len() >= FINGERPRINT {
+            self.fingerprint.clear();
+            self.fingerprint
+                .extend_from_slice(&read[read.len() - FINGERPRINT..]);
+        } else {
+            self.fingerprint.extend_from_slice(read);
+            let extra = self.fingerprint.len().saturating_sub(FINGERPRINT);
+            self.fingerprint.drain(..extra);
+        }
+    }
+}
+
+/// One followed path.
+struct Followed {
+    path: PathBuf,
+    stream: Arc<Stream>,
+    /// Named on the command line: waited for when missing, never dropped.
+    explicit: bool,
+    current: Option<Handle>,
+    /// Rotated-away handles still drained, with when they last grew.
+    retired: Vec<(Handle, Instant)>,
+    announced: bool,
+    /// The last problem reported, so it is said once, not every poll.
+    reported: Option<io::ErrorKind>,
+    missing_since: Option<Instant>,
+}
+
+struct Tailer {
+    targets: Vec<Target>,
+    config: TailConfig,
+    out: mpsc::Sender<SourceEvent>,
+    files: Vec<Followed>,
+    index: HashMap<PathBuf, usize>,
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: Vec<PathBuf>,
+    wake: Option<std_mpsc::Receiver<()>>,
+    rescan: Arc<AtomicBool>,
+    summary: TailSummary,
+}
+
+/// The consumer went away: stop.
+struct Closed;
+
+impl Tailer {
+    fn new(targets: Vec<Target>, config: TailConfig, out: mpsc::Sender<SourceEvent>) -> Self {
+        Tailer {
+            targets,
+            config,
+            out,
+            files: Vec::new(),
+            index: HashMap::new(),
+            watcher: None,
+            watched: Vec::new(),
+            wake: None,
+            rescan: Arc::new(AtomicBool::new(true)),
+            summary: TailSummary::default(),
+        }
+    }
+
+    fn run(mut self) -> TailSummary {
+        if self.config.follow {
+            self.start_watcher();
+        }
+        let _ = self.pass(true);
+        if !self.config.follow {
+            return self.summary;
+        }
+        let mut last_discovery = Instant::now();
+        loop {
+            self.wait();
+            let rescan = self.rescan.swap(false, Ordering::Relaxed);
+            if rescan || last_discovery.elapsed() >= Duration::from_secs(1) {
+                last_discovery = Instant::now();
+                self.watch_dirs();
+                if self.discover(false).is_err() {
+                    break;
+                }
+            }
+            if self.pass(false).is_err() {
+                break;
+            }
+        }
+        self.summary
+    }
+
+    /// Sleeps until a file system event or the poll interval.
+    fn wait(&mut self) {
+        match &self.wake {
+            Some(rx) => {
+                if let Ok(()) = rx.recv_timeout(self.config.poll_interval) {
+                    // Several events usually come together: take them as one wake-up.
+                    while rx.try_recv().is_ok() {}
+                }
+            }
+            None => std::thread::sleep(self.config.poll_interval),
+        }
+    }
+
+    fn start_watcher(&mut self) {
+        let (tx, rx) = std_mpsc::sync_channel(1);
+        let rescan = self.rescan.clone();
+        let handler = move |event: notify::Result<notify::Event>| {
+            match event {
+                Ok(e) => match e.kind {
+                    // Our own opens show up as access events: ignore them.
+                    EventKind::Access(_) => return,
+                    EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(notify::event::ModifyKind::Name(_)) => {
+                        rescan.store(true, Ordering::Relaxed)
+                    }
+                    _ => {}
+                },
+                // An overflowed queue lost events: look at everything.
+                Err(_) => rescan.store(true, Ordering::Relaxed),
+            }
+            let _ = tx.try_send(());
+        };
+        match notify::recommended_watcher(handler) {
+            Ok(w) => {
+                self.watcher = Some(w);
+                self.wake = Some(rx);
+                self.watch_dirs();
+            }
+            Err(e) => tracing::warn!("file events unavailable ({e}); polling instead"),
+        }
+    }
+
+    /// Watches the directories of every target; ones that do not exist yet are tried
+    /// again on later discoveries.
+    fn watch_dirs(&mut self) {
+        let Some(watcher) = &mut self.watcher else {
+            return;
+        };
+        for target in &self.targets {
+            let dir = target.watch_dir();
+            if self.watched.contains(&dir) {
+                continue;
+            }
+            let mode = if target.is_recursive() {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            if watcher.watch(&dir, mode).is_ok() {
+                self.watched.push(dir);
+            }
+        }
+    }
+
+    /// Adds the files the targets name now.
+    fn discover(&mut self, startup: bool) -> Result<(), Closed> {
+        let mut found = Vec::new();
+        for target in &self.targets {
+            let explicit = matches!(target, Target::File(_));
+            for path in target.expand() {
+                found.push((path, explicit));
+            }
+        }
+        for (path, explicit) in found {
+            if self.index.contains_key(&path) {
+                continue;
+            }
+            let stream = Arc::new(Stream::new(
+                self.config.host.clone(),
+                path.to_string_lossy(),
+                self.config.set.clone(),
+            ));
+            self.index.insert(path.clone(), self.files.len());
+            self.files.push(Followed {
+                path,
+                stream,
+                explicit,
+                current: None,
+                retired: Vec::new(),
+                announced: false,
+                reported: None,
+                missing_since: None,
+            });
+            let i = self.files.len() - 1;
+            self.open(i, startup)?;
+        }
+        Ok(())
+    }
+
+    /// One look at every file: discover on the first pass, then read what is new.
+    fn pass(&mut self, first: bool) -> Result<(), Closed> {
+        if first {
+            self.discover(true)?;
+            if self
+                .targets
+                .iter()
+                .all(|t| matches!(t, Target::Glob { .. }))
+                && self.files.is_empty()
+            {
+                tracing::warn!("no file matches {}", self.patterns());
+            }
+        }
+        let mut gone = Vec::new();
+        for i in 0..self.files.len() {
+            self.check(i)?;
+            if !self.config.follow {
+                self.finish(i)?;
+            } else if self.is_gone(i) {
+                gone.push(i);
+            }
+        }
+        for i in gone.into_iter().rev() {
+            let f = self.files.swap_remove(i);
+            self.index.remove(&f.path);
+            if let Some(moved) = self.files.get(i) {
+                self.index.insert(moved.path.clone(), i);
+            }
+            if f.announced {
+                self.send(SourceEvent::StreamRemoved(f.stream))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn patterns(&self) -> String {
+        self.targets
+            .iter()
+            .map(|t| match t {
+                Target::File(p) => p.display().to_string(),
+                Target::Glob { pattern, .. } => pattern.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// A globbed file that was deleted and whose old handles are done.
+    fn is_gone(&self, i: usize) -> bool {
+        let f = &self.files[i];
+        !f.explicit
+            && f.current.is_none()
+            && f.retired.is_empty()
+            && f.missing_since
+                .is_some_and(|t| t.elapsed() >= self.config.retire_after)
+    }
+
+    /// Opens file `i` if it exists now; at startup existing files start per config.
+    fn open(&mut self, i: usize, startup: bool) -> Result<(), Closed> {
+        let path = self.files[i].path.clone();
+        match Handle::open(&path) {
+            Ok((mut handle, meta)) => {
+                if meta.is_dir() {
+                    self.report(i, io::ErrorKind::IsADirectory, "is a directory");
+                    return Ok(());
+                }
+                let start = match (startup, self.config.start) {
+                    (true, StartAt::LastLines(n)) if self.config.follow || n > 0 => {
+                        start_of_last_lines(&handle.file, meta.len(), n)
+                    }
+                    _ => Ok(0),
+                };
+                if let Err(e) = start.and_then(|at| handle.seek(at)) {
+                    self.report(i, e.kind(), &e.to_string());
+                    return Ok(());
+                }
+                tracing::debug!(path = %path.display(), offset = handle.offset, "following");
+                let f = &mut self.files[i];
+                match f.reported.take() {
+                    Some(io::ErrorKind::NotFound) if f.explicit => {
+                        eprintln!("supergrep: {}: appeared; following it", path.display())
+                    }
+                    Some(io::ErrorKind::NotFound) | None => {}
+                    Some(_) => eprintln!("supergrep: {}: readable now; following it", path.display()),
+                }
+                f.current = Some(handle);
+                f.missing_since = None;
+                if !f.announced {
+                    f.announced = true;
+                    let stream = f.stream.clone();
+                    self.send(SourceEvent::StreamAdded(stream))?;
+                }
+            }
+            Err(e) => {
+                let f = &mut self.files[i];
+                if e.kind() == io::ErrorKind::NotFound {
+                    f.missing_since.get_or_insert_with(Instant::now);
+                }
+                let suffix = if self.config.follow {
+                    "; will follow it when it appears"
+                } else {
+                    ""
+                };
+                let message = if e.kind() == io::ErrorKind::NotFound {
+                    format!("no such file{suffix}")
+                } else {
+                    e.to_string()
+                };
+                self.report(i, e.kind(), &message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Says what is wrong with file `i`, once per kind of problem.
+    fn report(&mut self, i: usize, kind: io::ErrorKind, message: &str) {
+        let f = &mut self.files[i];
+        if f.reported != Some(kind) {
+            f.reported = Some(kind);
+            self.summary.errors += 1;
+            // Not found for a globbed file means it went away: nothing to say.
+            if f.explicit || kind != io::ErrorKind::NotFound {
+                eprintln!("supergrep: {}: {message}", f.path.display());
+            }
+        }
+    }
+
+    /// Reads what is new in file `i`, handling rotation and truncation.
+    fn check(&mut self, i: usize) -> Result<(), Closed> {
+        self.drain_retired(i)?;
+        let stat = std::fs::metadata(&self.files[i].path);
+        let f = &mut self.files[i];
+        let Some(handle) = &mut f.current else {
+            return match stat {
+                Ok(_) => self.open(i, false).and_then(|()| self.read_current(i)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    f.missing_since.get_or_insert_with(Instant::now);
+                    Ok(())
+                }
+                Err(e) => {
+                    self.report(i, e.kind(), &e.to_string());
+                    Ok(())
+                }
+            };
+        };
+        match stat {
+            Ok(meta) if handle.is(&meta) => {
+                if handle.was_truncated(meta.len()) {
+                    tracing::debug!(path = %f.path.display(), "truncated; reading from the start");
+                    // What was held back of the old content is still a line.
+                    let stream = f.stream.clone();
+                    let pending = flush_partial(handle, &stream);
+                    let reset = handle.seek(0);
+                    if let Some(batch) = pending {
+                        self.send(SourceEvent::Lines(batch))?;
+                    }
+                    if let Err(e) = reset {
+                        self.report(i, e.kind(), &e.to_string());
+                        self.files[i].current = None;
+                        return Ok(());
+                    }
+                }
+                self.read_current(i)
+            }
+            Ok(_) => {
+                // Another file now has this name: finish the old one, then switch.
+                tracing::debug!(path = %f.path.display(), "replaced; following the new file");
+                self.read_current(i)?;
+                let f = &mut self.files[i];
+                if let Some(old) = f.current.take() {
+                    f.retired.push((old, Instant::now()));
+                }
+                self.open(i, false)?;
+                self.read_current(i)
+            }
+            Err(_) => {
+                // Renamed away or deleted: keep reading the handle we have; a new file
+                // at this path is picked up when it appears.
+                f.missing_since.get_or_insert_with(Instant::now);
+                self.read_current(i)
+            }
+        }
+    }
+
+    fn read_current(&mut self, i: usize) -> Result<(), Closed> {
+        let f = &mut self.files[i];
+        let Some(handle) = &mut f.current else {
+            return Ok(());
+        };
+        let stream = f.stream.clone();
+        let result = drain(handle, &stream, &self.config, &self.out);
+        self.after_read(i, result)
+    }
+
+    fn drain_retired(&mut self, i: usize) -> Result<(), Closed> {
+        let f = &mut self.files[i];
+        let stream = f.stream.clone();
+        let mut k = 0;
+        while k < f.retired.len() {
+            let (handle, last_growth) = &mut f.retired[k];
+            let before = handle.offset;
+            // Read errors on an old handle just end it.
+            let result = drain(handle, &stream, &self.config, &self.out);
+            if matches!(result, Err(DrainError::Closed)) {
+                return Err(Closed);
+            }
+            if handle.offset != before {
+                *last_growth = Instant::now();
+            }
+            if result.is_err() || last_growth.elapsed() >= self.config.retire_after {
+                let (mut old, _) = f.retired.swap_remove(k);
+                if let Some(batch) = flush_partial(&mut old, &stream) {
+                    send(&self.out, SourceEvent::Lines(batch))?;
+                }
+            } else {
+                k += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Not following: deliver the last unterminated line, as grep would.
+    fn finish(&mut self, i: usize) -> Result<(), Closed> {
+        let f = &mut self.files[i];
+        let stream = f.stream.clone();
+        if let Some(handle) = &mut f.current {
+            if let Some(batch) = flush_partial(handle, &stream) {
+                self.send(SourceEvent::Lines(batch))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn after_read(&mut self, i: usize, result: Result<(), DrainError>) -> Result<(), Closed> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(DrainError::Closed) => Err(Closed),
+            Err(DrainError::Io(e)) => {
+                self.report(i, e.kind(), &e.to_string());
+                self.files[i].current = None;
+                Ok(())
+            }
+        }
+    }
+
+    fn send(&self, event: SourceEvent) -> Result<(), Closed> {
+        send(&self.out, event)
+    }
+}
+
+fn send(out: &mpsc::Sender<SourceEvent>, event: SourceEvent) -> Result<(), Closed> {
+    out.blocking_send(event).map_err(|_| Closed)
+}
+
+enum DrainError {
+    Closed,
+    Io(io::Error),
+}
+
+/// Reads `handle` to its current end, sending complete lines as batches.
+fn drain(
+    handle: &mut Handle,
+    stream: &Arc<Stream>,
+    config: &TailConfig,
+    out: &mpsc::Sender<SourceEvent>,
+) -> Result<(), DrainError> {
+    loop {
+        let mut buf = std::mem::take(&mut handle.partial);
+        let held = buf.len();
+        buf.reserve(config.read_chunk);
+        let n = match (&mut handle.file)
+            .take(config.read_chunk as u64)
+            .read_to_end(&mut buf)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                handle.partial = buf;
+                return Err(DrainError::Io(e));
+            }
+        };
+        handle.offset += n as u64;
+        if n == 0 {
+            handle.partial = buf;
+            return Ok(());
+        }
+        handle.remember_tail(&buf[held..]);
+        if let Some(text) = split_lines(handle, buf, held, config.max_line) {
+            let batch = LineBatch {
+                stream: stream.clone(),
+                ts: SystemTime::now(),
+                text,
+                end_offset: handle.delivered_offset(),
+            };
+            send(out, SourceEvent::Lines(batch)).map_err(|Closed| DrainError::Closed)?;
+        }
+        if n < config.read_chunk {
+            // A short read: we are at the end for now.
+            return Ok(());
+        }
+    }
+}
+
+/// Takes the complete lines out of `buf` (which starts with the `held` bytes kept
+/// from before), leaving the unterminated rest in `handle.partial`.
+fn split_lines(
+    handle: &mut Handle,
+    mut buf: Vec<u8>,
+    held: usize,
+    max_line: usize,
+) -> Option<String> {
+    let Some(last_nl) = memchr::memrchr(b'\n', &buf[held..]).map(|i| held + i) else {
+        // Still no end of line.
+        if handle.cut > 0 {
+            handle.cut += (buf.len() - held) as u64;
+            buf.truncate(held);
+        } else if buf.len() > max_line {
+            let keep = char_boundary(&buf, max_line);
+            handle.cut = (buf.len() - keep) as u64;
+            buf.truncate(keep);
+        }
+        handle.partial = buf;
+        return None;
+    };
+    let mut rest = buf.split_off(last_nl + 1);
+    if rest.len() > max_line {
+        let keep = char_boundary(&rest, max_line);
+        let cut = (rest.len() - keep) as u64;
+        rest.truncate(keep);
+        // The line before may be cut too; `cut_lines` below settles it first.
+        let text = finish_text(cut_lines(buf, held, handle.cut, max_line));
+        handle.partial = rest;
+        handle.cut = cut;
+        return Some(text);
+    }
+    let text = if handle.cut == 0 && !may_have_long_line(&buf, max_line) {
+        buf
+    } else {
+        cut_lines(buf, held, handle.cut, max_line)
+    };
+    handle.partial = rest;
+    handle.cut = 0;
+    Some(finish_text(text))
+}
+
+/// True when some line in `text` could be longer than `max` (false means none is):
+/// any run of `max` bytes without a newline covers a whole aligned half-window.
+fn may_have_long_line(text: &[u8], max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let w = (max / 2).max(1);
+    text.chunks(w)
+        .filter(|c| c.len() == w)
+        .any(|c| memchr::memchr(b'\n', c).is_none())
+}
+
+/// Rebuilds `text` (complete lines) with every line longer than `max` cut and marked.
+/// If `first_cut > 0`, the first line's head is `text[..held]` and the bytes after it
+/// up to the first newline continue an already cut line.
+fn cut_lines(text: Vec<u8>, held: usize, first_cut: u64, max: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len().min(text.len() / 2 + max));
+    let mut start = 0;
+    let mut first = true;
+    for nl in memchr::memchr_iter(b'\n', &text) {
+        let line = &text[start..nl];
+        if first && first_cut > 0 {
+            out.extend_from_slice(&text[..held]);
+            push_cut_mark(&mut out, first_cut + (nl - held) as u64);
+        } else if line.len() > max {
+            let keep = char_boundary(line, max);
+            out.extend_from_slice(&line[..keep]);
+            push_cut_mark(&mut out, (line.len() - keep) as u64);
+        } else {
+            out.extend_from_slice(line);
+        }
+        out.push(b'\n');
+        first = false;
+        start = nl + 1;
+    }
+    out
+}
+
+fn push_cut_mark(out: &mut Vec<u8>, cut: u64) {
+    out.extend_from_slice(format!(" [… {cut} bytes cut]").as_bytes());
+}
+
+/// The largest length ≤ `max` that does not split a UTF-8 character.
+fn char_boundary(bytes: &[u8], max: usize) -> usize {
+    let mut keep = max.min(bytes.len());
+    while keep > 0 && keep < bytes.len() && keep + 3 >= max && (bytes[keep] & 0xC0) == 0x80 {
+        keep -= 1;
+    }
+    keep
+}
+
+fn finish_text(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// Hands out the held-back unterminated line as a line of its own (at end of input,
+/// or when the file it came from is done).
+fn flush_partial(handle: &mut Handle, stream: &Arc<Stream>) -> Option<LineBatch> {
+    if handle.partial.is_empty() && handle.cut == 0 {
+        return None;
+    }
+    let mut bytes = std::mem::take(&mut handle.partial);
+    if handle.cut > 0 {
+        push_cut_mark(&mut bytes, handle.cut);
+        handle.cut = 0;
+    }
+    bytes.push(b'\n');
+    Some(LineBatch {
+        stream: stream.clone(),
+        ts: SystemTime::now(),
+        text: finish_text(bytes),
+        end_offset: handle.offset,
+    })
+}
+
+/// The offset after which the last `n` complete lines of a file of `len` bytes start
+/// (an unterminated last line is not counted; it will be read when it is finished).
+fn start_of_last_lines(file: &File, len: u64, n: u64) -> io::Result<u64> {
+    const BLOCK: u64 = 64 * 1024;
+    let mut newlines_wanted = n + 1;
+    let mut end = len;
+    let mut buf = vec![0; BLOCK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let block = &mut buf[..(end - start) as usize];
+        file.read_exact_at(block, start)?;
+        for i in memchr::memrchr_iter(b'\n', block) {
+            newlines_wanted -= 1;
+            if newlines_wanted == 0 {
+                return Ok(start + i as u64 + 1);
+            }
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle_for(bytes: &[u8]) -> (tempfile::NamedTempFile, Handle) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        let (h, _) = Handle::open(f.path()).unwrap();
+        (f, h)
+    }
+
+    #[test]
+    fn last_lines_start() {
+        let (f, _) = handle_for(b"a\nb\nc\n");
+        let file = File::open(f.path()).unwrap();
+        assert_eq!(start_of_last_lines(&file, 6, 0).unwrap(), 6);
+        assert_eq!(start_of_last_lines(&file, 6, 1).unwrap(), 4);
+        assert_eq!(start_of_last_lines(&file, 6, 5).unwrap(), 0);
+        let (f, _) = handle_for(b"a\nb\nc");
+        let file = File::open(f.path()).unwrap();
+        assert_eq!(start_of_last_lines(&file, 5, 0).unwrap(), 4);
+        assert_eq!(start_of_last_lines(&file, 5, 1).unwrap(), 2);
+    }
+
+    #[test]
+    fn splits_holds_partial_and_cuts_long_lines() {
+        let (_f, mut h) = handle_for(b"");
+        assert_eq!(
+            split_lines(&mut h, b"ab\ncd".to_vec(), 0, 8).as_deref(),
+            Some("ab\n")
+        );
+        assert_eq!(h.partial, b"cd");
+        let buf = [h.partial.clone(), b"ef\n".to_vec()].concat();
+        assert_eq!(split_lines(&mut h, buf, 2, 8).as_deref(), Some("cdef\n"));
+        // A long line arriving in pieces: head kept, the rest counted, then marked.
+        assert_eq!(split_lines(&mut h, b"0123456789".to_vec(), 0, 8), None);
+        assert_eq!((h.partial.as_slice(), h.cut), (&b"01234567"[..], 2));
+        let buf = [h.partial.clone(), b"abc\nok\n".to_vec()].concat();
+        assert_eq!(
+            split_lines(&mut h, buf, 8, 8).as_deref(),
+            Some("01234567 [… 5 bytes cut]\nok\n")
+        );
+        assert_eq!(
+            split_lines(&mut h, b"short\n0123456789ab\nx\n".to_vec(), 0, 8).as_deref(),
+            Some("short\n01234567 [… 4 bytes cut]\nx\n")
+        );
+        assert_eq!(h.cut, 0);
+        // Invalid UTF-8 is replaced, not fatal.
+        assert_eq!(
+            split_lines(&mut h, b"a\xffb\n".to_vec(), 0, 8).as_deref(),
+            Some("a\u{fffd}b\n")
+        );
+    }
+
+    #[test]
+    fn long_line_check_never_misses() {
+        for max in [1usize, 2, 3, 8, 9] {
+            for len in 0..40usize {
+                let line = vec![b'x'; len];
+                let text = [b"ab\n".as_slice(), &line, b"\ncd\n"].concat();
+                assert!(
+                    may_have_long_line(&text, max) || len <= max,
+                    "max {max} len {len}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Terminal mode: `supergrep -e PATTERN FILES…`. The same pipeline as the hub, in one
+//! process: file tailer → hub → matcher with one subscription → terminal printer.
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::cli::{ColorWhen, GrepArgs};
+use crate::hub::{Hub, Overflow, SinkQueue};
+use crate::matcher::{Limits, StreamSelector, Subscription};
+use crate::output::{Format, Printer, PrinterOptions};
+use crate::source::glob::Target;
+use crate::source::tail::{self, StartAt, TailConfig};
+
+/// Something wrong with what the user asked for: exit status 2.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// How a terminal run ended, for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Lines matched (or following ended normally).
+    Matched,
+    /// `--no-follow` and nothing matched.
+    NoMatch,
+    /// `--no-follow` and some file could not be read.
+    FileErrors,
+}
+
+/// Everything decided from the arguments, before anything runs.
+pub struct Plan {
+    subscription: Subscription,
+    targets: Vec<Target>,
+    tail: TailConfig,
+    printer: PrinterOptions,
+}
+
+impl Plan {
+    pub fn new(args: &GrepArgs) -> Result<Plan, UsageError> {
+        let mut include = args.patterns.clone();
+        for file in &args.pattern_files {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                UsageError(format!("cannot read patterns file {}: {e}", file.display()))
+            })?;
+            include.extend(crate::line::lines(&text).map(str::to_owned));
+        }
+        if include.is_empty() {
+            return Err(UsageError(
+                "no pattern given: use -e PATTERN (or -e '' for every line), or -f FILE".into(),
+            ));
+        }
+        if args.paths.is_empty() {
+            return Err(UsageError(
+                "no file given: name one or more PATHs to follow".into(),
+            ));
+        }
+        let targets = args
+            .paths
+            .iter()
+            .map(|p| Target::parse(p).map_err(UsageError))
+            .collect::<Result<Vec<_>, _>>()?;
+        let format = Format::parse(&args.format).map_err(UsageError)?;
+        let with_filename = if args.no_filename {
+            false
+        } else {
+            args.with_filename
+                || targets.len() > 1
+                || targets.iter().any(|t| matches!(t, Target::Glob { .. }))
+        };
+        let color = match args.color {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => {
+                io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none()
+                    && std::env::var("TERM").map_or(true, |t| t != "dumb")
+            }
+        };
+        let start = match (args.from_start, args.lines, args.no_follow) {
+            (true, _, _) | (false, None, true) => StartAt::Beginning,
+            (false, Some(n), _) => StartAt::LastLines(n),
+            (false, None, false) => StartAt::LastLines(0),
+        };
+        Ok(Plan {
+            subscription: Subscription {
+                include,
+                exclude: args.exclude.clone(),
+                ignore_case: args.ignore_case,
+                streams: StreamSelector::all(),
+            },
+            targets,
+            tail: TailConfig {
+                start,
+                follow: !args.no_follow,
+                max_line: args.max_line as usize,
+                ..TailConfig::default()
+            },
+            printer: PrinterOptions {
+                format,
+                with_filename,
+                color,
+            },
+        })
+    }
+
+    /// Runs until the files end (`--no-follow`), stdout closes, or forever. Blocking.
+    pub fn run(self) -> Result<Outcome, anyhow::Error> {
+        let printer = Printer::new(io::stdout().lock(), self.printer);
+        let sink = Arc::new(SinkQueue::new(4096, Overflow::Wait, printer.needs_spans()));
+        let hub = Hub::new(Limits::default());
+        hub.subscribe(0, self.subscription, sink.clone())
+            .map_err(|e| UsageError(e.to_string()))?;
+
+        // Small: each batch may hold up to `read_chunk` bytes.
+        let (tx, rx) = mpsc::channel(16);
+        let follow = self.tail.follow;
+        let tailer = tail::spawn(self.targets, self.tail, tx)?;
+        let ingest = {
+            let hub = hub.clone();
+            std::thread::Builder::new()
+                .name("ingest".into())
+                .spawn(move || hub.run_ingest(rx))?
+        };
+
+        let printed = print_all(printer, &sink)?;
+        // Stdout closed or input done: let the other threads wind down.
+        sink.close();
+        let summary = tailer.join().unwrap_or_default();
+        let _ = ingest.join();
+        Ok(match (follow, printed, summary.errors) {
+            (true, _, _) => Outcome::Matched,
+            (false, _, e) if e > 0 => Outcome::FileErrors,
+            (false, 0, _) => Outcome::NoMatch,
+            (false, _, _) => Outcome::Matched,
+        })
+    }
+}
+
+/// Prints until the queue closes or stdout does; returns how many lines were printed.
+fn print_all<W: Write>(mut printer: Printer<W>, sink: &SinkQueue) -> io::Result<u64> {
+    let mut printed = 0;
+    while let Some(taken) = sink.take_blocking(1024) {
+        let result = taken
+            .deliveries
+            .iter()
+            .try_for_each(|d| printer.print(&d.line, &d.spans))
+            // Flushing whenever the queue runs dry is line buffering for a reader that
+            // waits on us, and block buffering when we are the ones behind.
+            .and_then(|()| printer.flush());
+        match result {
+            Ok(()) => printed += taken.deliveries.len() as u64,
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(printed.max(1)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(printed)
+}
