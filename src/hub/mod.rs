@@ -103,6 +103,8 @@ impl Hub {
             return;
         }
         let sinks = lock(&self.sinks).clone();
+        // Gathered per sink and handed over once per batch: one wake-up per sink.
+        let mut out: HashMap<SubKey, Vec<Delivery>> = HashMap::new();
         matcher.scan(&batch.stream, &batch.text, scratch, |hit| {
             let line = LogLine {
                 stream: batch.stream.clone(),
@@ -111,7 +113,8 @@ impl Hub {
                 text: Arc::from(hit.line),
             };
             for &sub in hit.subs() {
-                let Some(sink) = sinks.get(&matcher.key(sub)) else {
+                let key = matcher.key(sub);
+                let Some(sink) = sinks.get(&key) else {
                     continue;
                 };
                 let spans = if sink.wants_spans() {
@@ -119,12 +122,17 @@ impl Hub {
                 } else {
                     Vec::new()
                 };
-                sink.push(Delivery {
+                out.entry(key).or_default().push(Delivery {
                     line: line.clone(),
                     spans,
                 });
             }
         });
+        for (key, deliveries) in out {
+            if let Some(sink) = sinks.get(&key) {
+                sink.push_all(deliveries);
+            }
+        }
     }
 }
 

@@ -40,6 +40,9 @@ struct State {
     items: VecDeque<Delivery>,
     dropped: u64,
     closed: bool,
+    /// Who sleeps, so that wake-ups (system calls) happen only when needed.
+    consumer_waiting: bool,
+    producer_waiting: bool,
 }
 
 #[derive(Debug)]
@@ -76,24 +79,42 @@ impl SinkQueue {
 
     /// Queues one match; returns `false` once the sink has gone.
     pub fn push(&self, delivery: Delivery) -> bool {
+        self.push_all(std::iter::once(delivery))
+    }
+
+    /// Queues matches in order (one wake-up for all of them); returns `false` once
+    /// the sink has gone.
+    pub fn push_all(&self, deliveries: impl IntoIterator<Item = Delivery>) -> bool {
         let mut state = self.lock();
-        if self.overflow == Overflow::Wait {
-            while state.items.len() >= self.capacity && !state.closed {
-                state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
+        for delivery in deliveries {
+            if self.overflow == Overflow::Wait {
+                while state.items.len() >= self.capacity && !state.closed {
+                    self.wake_consumer(&mut state);
+                    state.producer_waiting = true;
+                    state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
             }
+            if state.closed {
+                return false;
+            }
+            if state.items.len() >= self.capacity {
+                state.items.pop_front();
+                state.dropped += 1;
+            }
+            state.items.push_back(delivery);
         }
-        if state.closed {
-            return false;
+        if !state.items.is_empty() {
+            self.wake_consumer(&mut state);
         }
-        if state.items.len() >= self.capacity {
-            state.items.pop_front();
-            state.dropped += 1;
-        }
-        state.items.push_back(delivery);
-        drop(state);
-        self.ready.notify_one();
-        self.ready_async.notify_one();
         true
+    }
+
+    fn wake_consumer(&self, state: &mut State) {
+        if std::mem::take(&mut state.consumer_waiting) {
+            self.ready.notify_one();
+        }
+        // Cheap when nobody waits: it only leaves a permit.
+        self.ready_async.notify_one();
     }
 
     /// No more matches will come (or the sink went away): wakes everyone.
@@ -114,6 +135,7 @@ impl SinkQueue {
             if state.closed {
                 return None;
             }
+            state.consumer_waiting = true;
             state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
@@ -150,7 +172,9 @@ impl SinkQueue {
             deliveries: state.items.drain(..n).collect(),
             dropped: std::mem::take(&mut state.dropped),
         };
-        self.room.notify_all();
+        if std::mem::take(&mut state.producer_waiting) {
+            self.room.notify_all();
+        }
         Some(taken)
     }
 

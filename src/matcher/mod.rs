@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
+use regex_automata::meta;
 use thiserror::Error;
 
 use crate::line::{trim_cr, Stream};
@@ -116,6 +117,10 @@ struct PatternUse {
     excluded_by: Vec<u32>,
 }
 
+/// Beyond this many patterns one combined regex gets slower than the literal
+/// prefilter (and much larger).
+const BUFFER_REGEX_MAX_PATTERNS: usize = 100;
+
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// An immutable compiled set of subscriptions.
@@ -129,6 +134,14 @@ pub struct Matcher {
     literal_patterns: Vec<Vec<u32>>,
     /// Patterns without a usable literal, checked on every candidate line.
     always: Vec<u32>,
+    /// With a single subscription: its include patterns as one regex, to find
+    /// candidate lines a whole buffer at a time (see [`Matcher::scan`]).
+    buffer_regex: Option<meta::Regex>,
+    /// A `buffer_regex` match within one line means exactly what the per-line
+    /// patterns would say (false when line anchors could differ, e.g. after a `\r`).
+    buffer_regex_exact: bool,
+    /// With a single subscription: its exclude patterns as one regex.
+    exclude_regex: Option<meta::Regex>,
     generation: u64,
     memory: usize,
 }
@@ -143,6 +156,9 @@ impl Matcher {
             prefilter: None,
             literal_patterns: Vec::new(),
             always: Vec::new(),
+            buffer_regex: None,
+            buffer_regex_exact: false,
+            exclude_regex: None,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             memory: 0,
         }
@@ -270,6 +286,35 @@ impl Matcher {
             Some(ac)
         };
 
+        let keys = |ps: &[u32]| -> Vec<&PatternKey> {
+            ps.iter().map(|&p| &patterns[p as usize].key).collect()
+        };
+        let combined_limit = limits.pattern_size.saturating_mul(4);
+        let (buffer_regex, exclude_regex) = match compiled_subs.as_slice() {
+            [only]
+                if !only.include.is_empty() && only.include.len() <= BUFFER_REGEX_MAX_PATTERNS =>
+            {
+                match pattern::combined(&keys(&only.include), true, combined_limit) {
+                    Some(re) if only.exclude.is_empty() => (Some(re), None),
+                    Some(re) => {
+                        match pattern::combined(&keys(&only.exclude), false, combined_limit) {
+                            Some(ex) => (Some(re), Some(ex)),
+                            None => (None, None),
+                        }
+                    }
+                    None => (None, None),
+                }
+            }
+            _ => (None, None),
+        };
+        let buffer_regex_exact = buffer_regex.is_some()
+            && compiled_subs[0]
+                .include
+                .iter()
+                .all(|&p| !patterns[p as usize].has_line_anchors);
+        memory += buffer_regex.as_ref().map_or(0, |r| r.memory_usage());
+        memory += exclude_regex.as_ref().map_or(0, |r| r.memory_usage());
+
         Ok(Matcher {
             patterns,
             uses,
@@ -277,6 +322,9 @@ impl Matcher {
             prefilter,
             literal_patterns,
             always,
+            buffer_regex,
+            buffer_regex_exact,
+            exclude_regex,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             memory,
         })
@@ -308,46 +356,64 @@ impl Matcher {
         stream: &Stream,
         text: &'t str,
         scratch: &mut Scratch,
-        mut on_hit: impl FnMut(&LineHit<'t, '_>),
+        on_hit: impl FnMut(&LineHit<'t, '_>),
     ) {
         let elig = scratch.eligibility(self, stream);
         if !elig.any {
             return;
         }
         let bytes = text.as_bytes();
-        if elig.every_line {
-            let mut start = 0;
-            let mut index = 0u64;
-            while start < bytes.len() {
-                let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
-                let line = trim_cr(&text[start..end]);
-                if self.evaluate(line, &elig, scratch) {
-                    on_hit(&LineHit {
-                        index,
-                        line,
-                        matcher: self,
-                        scratch,
-                    });
-                }
-                index += 1;
-                start = end + 1;
-            }
-            return;
+        let end = bytes.len();
+        // Each strategy names the next position (at or after `pos`) that may lie in a
+        // wanted line; the walk decides that line and jumps past it.
+        if let Some(re) = &self.buffer_regex {
+            // One subscription: its patterns as one regex over the whole buffer, as
+            // ripgrep searches. A match inside one line already satisfies the includes.
+            self.walk(text, &elig, scratch, on_hit, |pos| {
+                re.find(regex_automata::Input::new(bytes).span(pos..end))
+                    .map(|m| (m.start(), Some(m.end())))
+            });
+        } else if elig.every_line {
+            self.walk(text, &elig, scratch, on_hit, |pos| Some((pos, None)));
+        } else if let Some(ac) = &self.prefilter {
+            // Only lines holding a required literal can match.
+            self.walk(text, &elig, scratch, on_hit, |pos| {
+                ac.find(Input::new(bytes).span(pos..end))
+                    .map(|m| (m.start(), None))
+            });
         }
-        // Only lines holding a literal can match: jump from one such line to the next.
-        let Some(ac) = &self.prefilter else { return };
+    }
+
+    fn walk<'t>(
+        &self,
+        text: &'t str,
+        elig: &Eligibility,
+        scratch: &mut Scratch,
+        mut on_hit: impl FnMut(&LineHit<'t, '_>),
+        mut next: impl FnMut(usize) -> Option<(usize, Option<usize>)>,
+    ) {
+        let bytes = text.as_bytes();
         let (mut pos, mut index, mut counted) = (0usize, 0u64, 0usize);
         while pos < bytes.len() {
-            let Some(m) = ac.find(Input::new(bytes).span(pos..bytes.len())) else {
+            let Some((at, match_end)) = next(pos) else {
                 break;
             };
-            let start = memchr::memrchr(b'\n', &bytes[pos..m.start()]).map_or(pos, |i| pos + i + 1);
-            let end =
-                memchr::memchr(b'\n', &bytes[m.start()..]).map_or(bytes.len(), |i| m.start() + i);
+            let start = memchr::memrchr(b'\n', &bytes[pos..at]).map_or(pos, |i| pos + i + 1);
+            let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
             index += memchr::memchr_iter(b'\n', &bytes[counted..start]).count() as u64;
             counted = start;
             let line = trim_cr(&text[start..end]);
-            if self.evaluate(line, &elig, scratch) {
+            let included =
+                self.buffer_regex_exact && match_end.is_some_and(|e| e <= start + line.len());
+            let wanted = if included {
+                scratch.begin_line_unverified(0);
+                self.exclude_regex
+                    .as_ref()
+                    .is_none_or(|re| !re.is_match(line.as_bytes()))
+            } else {
+                self.evaluate(line, elig, scratch)
+            };
+            if wanted {
                 on_hit(&LineHit {
                     index,
                     line,
@@ -452,7 +518,7 @@ impl LineHit<'_, '_> {
         let mut spans = Vec::new();
         for &p in &self.matcher.subs[sub as usize].include {
             // Only patterns verified on this line can have hits in it.
-            if !self.scratch.matched(p) {
+            if self.scratch.verified && !self.scratch.matched(p) {
                 continue;
             }
             let regex = &self.matcher.patterns[p as usize].regex;
@@ -506,6 +572,8 @@ pub struct Scratch {
     sub_excluded: Vec<u32>,
     candidates: Vec<u32>,
     hits: Vec<u32>,
+    /// Whether `matched` tells, for this line, which patterns matched.
+    verified: bool,
 }
 
 impl Scratch {
@@ -565,6 +633,14 @@ impl Scratch {
         }
         self.candidates.clear();
         self.hits.clear();
+        self.verified = true;
+    }
+
+    /// A line decided without running the patterns one by one: `sub` wants it.
+    fn begin_line_unverified(&mut self, sub: u32) {
+        self.begin_line();
+        self.verified = false;
+        self.hits.push(sub);
     }
 
     fn add_candidate(&mut self, p: u32) {

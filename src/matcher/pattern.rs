@@ -50,6 +50,8 @@ pub struct Pattern {
     /// Every match contains one of these; `None` means the pattern must be tried on
     /// every line (e.g. `^\w+$`).
     pub required: Option<Vec<Vec<u8>>>,
+    /// Uses `^` or `$`, whose meaning differs between one line and a buffer of lines.
+    pub has_line_anchors: bool,
 }
 
 impl Pattern {
@@ -82,6 +84,7 @@ impl Pattern {
             key,
             regex,
             required,
+            has_line_anchors: hir.properties().look_set().contains_anchor(),
         })
     }
 
@@ -95,9 +98,38 @@ impl Pattern {
     }
 }
 
+/// Several patterns as one regex. With `multi_line` it can search a whole buffer of
+/// lines at once (as ripgrep does): `^` and `$` match at line ends, CRLF included.
+/// `None` when a pattern cannot be searched that way (`\A`, `\z`) or the result
+/// would be too large.
+pub fn combined(keys: &[&PatternKey], multi_line: bool, size_limit: usize) -> Option<meta::Regex> {
+    let mut hirs = Vec::with_capacity(keys.len());
+    for key in keys {
+        let hir = parse_with(key, multi_line).ok()?;
+        if multi_line && hir.properties().look_set().contains_anchor_haystack() {
+            return None;
+        }
+        hirs.push(hir);
+    }
+    meta::Regex::builder()
+        .configure(
+            meta::Regex::config()
+                .nfa_size_limit(Some(size_limit))
+                .dfa_size_limit(Some(size_limit)),
+        )
+        .build_many_from_hir(&hirs)
+        .ok()
+}
+
 fn parse(key: &PatternKey) -> Result<Hir, PatternError> {
+    parse_with(key, false)
+}
+
+fn parse_with(key: &PatternKey, multi_line: bool) -> Result<Hir, PatternError> {
     regex_syntax::ParserBuilder::new()
         .case_insensitive(key.ignore_case)
+        .multi_line(multi_line)
+        .crlf(multi_line)
         .build()
         .parse(&key.source)
         .map_err(|e| {

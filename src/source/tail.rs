@@ -441,7 +441,9 @@ impl Tailer {
                         eprintln!("supergrep: {}: appeared; following it", path.display())
                     }
                     Some(io::ErrorKind::NotFound) | None => {}
-                    Some(_) => eprintln!("supergrep: {}: readable now; following it", path.display()),
+                    Some(_) => {
+                        eprintln!("supergrep: {}: readable now; following it", path.display())
+                    }
                 }
                 f.current = Some(handle);
                 f.missing_since = None;
