@@ -1,8 +1,9 @@
 //! Every command-line flag, in one place (DESIGN §3 is the contract).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,9 +22,47 @@ use clap::{Args, Parser, ValueEnum};
         1 with --no-follow when no line matched, 2 on a usage error, an invalid pattern,\n\
         or (with --no-follow) a file that could not be read."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[command(flatten)]
     pub grep: GrepArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: web UI and WebSocket API over the followed files.
+    #[command(after_help = crate::config::KEYS_HELP)]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7070, or `listen` in the config].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// TOML config file (see the keys below).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Require this token from clients (`/ws?token=…`); overrides the config's.
+    #[arg(long, value_name = "TOKEN", env = "SUPERGREP_TOKEN")]
+    pub token: Option<String>,
+
+    /// Also follow built-in sample logs that grow steadily (set `demo`), to try it out.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Lines kept for backlog and context requests [default: 100000, or the config's].
+    #[arg(long, value_name = "LINES")]
+    pub backlog: Option<u64>,
+
+    /// Files or globs to follow, as the log set `default` (besides the config's sets).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,10 +2,15 @@
 //! sources ([`source`]) → [`hub`] (numbering, [`matcher`]) → sinks ([`output`], …).
 
 pub mod cli;
+pub mod config;
+pub mod demo;
 pub mod hub;
 pub mod line;
 pub mod matcher;
 pub mod output;
 pub mod protocol;
+pub mod serve;
+pub mod server;
+pub mod signals;
 pub mod source;
 pub mod terminal;

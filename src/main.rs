@@ -1,38 +1,56 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use supergrep::cli::Cli;
+use supergrep::cli::{Cli, Command};
 use supergrep::terminal::{Outcome, Plan, UsageError};
 
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Serve(args)) => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(&anyhow::Error::from(e)),
+            };
+            match runtime.block_on(supergrep::serve::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        None => terminal(&cli),
+    }
+}
+
+fn terminal(cli: &Cli) -> ExitCode {
     let plan = match Plan::new(&cli.grep) {
         Ok(plan) => plan,
-        Err(e) => return usage_error(&e),
+        Err(e) => return fail(&e.into()),
     };
     watch_signals();
     match plan.run() {
         Ok(Outcome::Matched) => ExitCode::SUCCESS,
         Ok(Outcome::NoMatch) => ExitCode::from(1),
         Ok(Outcome::FileErrors) => ExitCode::from(2),
-        Err(e) => match e.downcast_ref::<UsageError>() {
-            Some(u) => usage_error(u),
-            None => {
-                eprintln!("supergrep: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Err(e) => fail(&e),
     }
 }
 
-fn usage_error(e: &UsageError) -> ExitCode {
-    eprintln!("supergrep: {e}");
+/// Usage errors and failures both exit with status 2, as grep's do.
+fn fail(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<UsageError>() {
+        Some(u) => eprintln!("supergrep: {u}"),
+        None => eprintln!("supergrep: {e:#}"),
+    }
     ExitCode::from(2)
 }
 
-/// Ctrl-C and SIGTERM end the program normally (status 0): output is flushed as it
-/// is written, so there is nothing to save.
+/// Terminal mode runs on plain threads; a small runtime waits for Ctrl-C or
+/// SIGTERM and ends the program normally (status 0): output is flushed as it is
+/// written, so there is nothing to save.
 fn watch_signals() {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -47,14 +65,7 @@ fn watch_signals() {
     let spawned = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            runtime.block_on(async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    Some(_) = async { term.as_mut()?.recv().await } => {}
-                }
-            });
+            runtime.block_on(supergrep::signals::terminated());
             std::process::exit(0);
         });
     if let Err(e) = spawned {

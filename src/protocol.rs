@@ -44,3 +44,217 @@ impl<'a> WireLineRef<'a> {
         }
     }
 }
+
+/// Version of the WebSocket protocol spoken here.
+pub const VERSION: u32 = 1;
+
+/// A stream as announced to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireStream {
+    pub id: String,
+    pub host: String,
+    pub path: String,
+    pub set: String,
+}
+
+impl From<&crate::line::Stream> for WireStream {
+    fn from(s: &crate::line::Stream) -> Self {
+        WireStream {
+            id: s.id.clone(),
+            host: s.host.clone(),
+            path: s.path.clone(),
+            set: s.set.clone(),
+        }
+    }
+}
+
+/// Error codes of `error` messages.
+pub mod code {
+    pub const INVALID_REGEX: &str = "invalid_regex";
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const TOO_MANY_SUBSCRIPTIONS: &str = "too_many_subscriptions";
+    pub const TOO_MANY_PATTERNS: &str = "too_many_patterns";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const UNKNOWN_STREAM: &str = "unknown_stream";
+}
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Hello {
+        version: u32,
+        server: String,
+        streams: Vec<WireStream>,
+        /// Differs each time the hub starts: a client that reconnects to the same
+        /// hub can trust `seq` to continue; after a restart `seq` starts again.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        boot: String,
+    },
+    Subscribed {
+        id: String,
+    },
+    Lines {
+        id: String,
+        lines: Vec<WireLine>,
+    },
+    Dropped {
+        id: String,
+        count: u64,
+    },
+    Streams {
+        added: Vec<WireStream>,
+        removed: Vec<String>,
+    },
+    Marker {
+        ts: String,
+        text: String,
+    },
+    Context {
+        id: String,
+        stream: String,
+        lines: Vec<WireLine>,
+    },
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        code: String,
+        message: String,
+    },
+}
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    Subscribe {
+        id: String,
+        #[serde(default)]
+        include: Vec<String>,
+        #[serde(default)]
+        exclude: Vec<String>,
+        #[serde(default)]
+        ignore_case: bool,
+        /// Set names or `host:path` globs; absent = every stream.
+        #[serde(default)]
+        streams: Option<Vec<String>>,
+        /// Up to this many recent matching lines first.
+        #[serde(default)]
+        backlog: usize,
+    },
+    Unsubscribe {
+        id: String,
+    },
+    Context {
+        id: String,
+        stream: String,
+        seq: u64,
+        #[serde(default)]
+        before: usize,
+        #[serde(default)]
+        after: usize,
+    },
+}
+
+impl ServerMsg {
+    pub fn error(id: Option<&str>, code: &str, message: impl Into<String>) -> ServerMsg {
+        ServerMsg::Error {
+            id: id.map(str::to_owned),
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// JSON text of the message (serializing these types cannot fail).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!(r#"{{"type":"error","code":"internal","message":"{e}"}}"#))
+    }
+}
+
+impl WireLine {
+    pub fn from_line(line: &LogLine, spans: Vec<[usize; 2]>) -> WireLine {
+        WireLine {
+            seq: line.seq,
+            ts: format_ts(line.ts),
+            host: line.stream.host.clone(),
+            path: line.stream.path.clone(),
+            set: line.stream.set.clone(),
+            text: line.text.to_string(),
+            spans,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_parse_as_documented() {
+        let m: ClientMsg = serde_json::from_str(
+            r#"{"type":"subscribe","id":"a","include":["error","fatal"],"exclude":["healthcheck"],
+                "ignore_case":true,"streams":["web","db01:*"],"backlog":200}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            ClientMsg::Subscribe {
+                backlog: 200,
+                ignore_case: true,
+                ..
+            }
+        ));
+        let m: ClientMsg = serde_json::from_str(
+            r#"{"type":"context","id":"c1","stream":"web01:/var/log/app.log","seq":1042,"before":20,"after":20}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            ClientMsg::Context {
+                seq: 1042,
+                before: 20,
+                ..
+            }
+        ));
+        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"subscribe"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope","id":"a"}"#).is_err());
+    }
+
+    #[test]
+    fn server_messages_serialize_as_documented() {
+        let m = ServerMsg::Dropped {
+            id: "a".into(),
+            count: 523,
+        };
+        assert_eq!(m.to_json(), r#"{"type":"dropped","id":"a","count":523}"#);
+        let m = ServerMsg::error(None, code::BAD_REQUEST, "x");
+        assert_eq!(
+            m.to_json(),
+            r#"{"type":"error","code":"bad_request","message":"x"}"#
+        );
+    }
+}
+
+/// Borrowing form of a `lines` message, encoded straight from the hub's lines.
+#[derive(Debug, Serialize)]
+pub struct LinesRef<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: &'a str,
+    pub lines: Vec<WireLineRef<'a>>,
+}
+
+impl<'a> LinesRef<'a> {
+    pub fn new(id: &'a str, lines: Vec<WireLineRef<'a>>) -> Self {
+        LinesRef {
+            kind: "lines",
+            id,
+            lines,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

@@ -110,8 +110,8 @@ impl Plan {
     pub fn run(self) -> Result<Outcome, anyhow::Error> {
         let printer = Printer::new(io::stdout().lock(), self.printer);
         let sink = Arc::new(SinkQueue::new(4096, Overflow::Wait, printer.needs_spans()));
-        let hub = Hub::new(Limits::default());
-        hub.subscribe(0, self.subscription, sink.clone())
+        let hub = Hub::new(Limits::default(), 0);
+        hub.subscribe(0, self.subscription, sink.clone(), 0)
             .map_err(|e| UsageError(e.to_string()))?;
 
         // Small: each batch may hold up to `read_chunk` bytes.

@@ -1,27 +1,53 @@
-//! The hub owns ingest: it numbers every line of every stream, runs each batch once
-//! through the shared matcher, and hands each subscriber only its matches, through
-//! that subscriber's own bounded [`SinkQueue`].
+//! The hub owns ingest: it numbers every line of every stream, keeps the recent ones
+//! in the [`backlog`] ring, runs each batch once through the shared matcher, and hands
+//! each subscriber only its matches, through that subscriber's own bounded
+//! [`SinkQueue`].
 //!
 //! Ingest runs on a thread of its own (matching is CPU work); subscribers come and go
 //! from any thread through [`Hub::subscribe`] and [`Hub::unsubscribe`], which rebuild
 //! the matcher off this thread and swap it in.
 
+pub mod backlog;
 pub mod queue;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::line::{count_lines, LineBatch, LogLine, Stream};
 use crate::matcher::registry::Registry;
-use crate::matcher::{CompileError, Limits, Scratch, SubKey, Subscription};
+use crate::matcher::{CompileError, Limits, Matcher, Scratch, SubKey, Subscription};
 use crate::source::SourceEvent;
+use backlog::{Backlog, Entry};
 pub use queue::{Delivery, Overflow, SinkQueue, Taken};
+
+/// What the hub tells every client besides matches.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    StreamAdded(Arc<Stream>),
+    StreamRemoved(Arc<Stream>),
+    Marker {
+        ts: std::time::SystemTime,
+        text: String,
+    },
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub lines_ingested: AtomicU64,
+    pub batches_ingested: AtomicU64,
+    pub matches_delivered: AtomicU64,
+    pub matches_dropped: AtomicU64,
+}
 
 #[derive(Debug, Default)]
 struct Streams {
     live: BTreeMap<String, Arc<Stream>>,
+    /// Next sequence number and lines seen, per stream id (kept when a stream goes,
+    /// so a stream that comes back continues its numbering).
     next_seq: HashMap<String, u64>,
 }
 
@@ -29,45 +55,122 @@ pub struct Hub {
     registry: Registry,
     sinks: Mutex<HashMap<SubKey, Arc<SinkQueue>>>,
     streams: Mutex<Streams>,
+    backlog: Mutex<Backlog>,
+    notices: broadcast::Sender<Notice>,
+    pub counters: Counters,
 }
 
 impl Hub {
-    pub fn new(limits: Limits) -> Arc<Hub> {
+    pub fn new(limits: Limits, backlog_lines: u64) -> Arc<Hub> {
         Arc::new(Hub {
             registry: Registry::new(limits),
             sinks: Mutex::default(),
             streams: Mutex::default(),
+            backlog: Mutex::new(Backlog::new(backlog_lines)),
+            notices: broadcast::channel(1024).0,
+            counters: Counters::default(),
         })
     }
 
     /// Starts delivering the matches of `sub` to `sink` (replacing a subscription
-    /// with the same key). On error nothing changes.
+    /// with the same key). Returns the up to `backlog` most recent matching lines the
+    /// ring holds: exactly those ingested before the subscription took effect, so
+    /// together with what `sink` receives next nothing is missing or doubled.
     pub fn subscribe(
         &self,
         key: SubKey,
         sub: Subscription,
         sink: Arc<SinkQueue>,
-    ) -> Result<(), CompileError> {
-        let old = lock(&self.sinks).insert(key, sink);
-        if let Err(e) = self.registry.set(key, sub) {
-            let mut sinks = lock(&self.sinks);
-            match old {
-                Some(old) => sinks.insert(key, old),
-                None => sinks.remove(&key),
-            };
-            return Err(e);
-        }
-        Ok(())
+        backlog: usize,
+    ) -> Result<Vec<Delivery>, CompileError> {
+        let single = if backlog > 0 {
+            Some(self.registry.compile_one(&sub)?)
+        } else {
+            None
+        };
+        let old = lock(&self.sinks).insert(key, sink.clone());
+        let snapshot = {
+            // Ingest appends to the ring and loads the matcher under this lock, so
+            // every batch is either in the snapshot or matched with `sub` in place.
+            let ring = lock(&self.backlog);
+            if let Err(e) = self.registry.set(key, sub) {
+                let mut sinks = lock(&self.sinks);
+                match old {
+                    Some(old) => sinks.insert(key, old),
+                    None => sinks.remove(&key),
+                };
+                return Err(e);
+            }
+            if single.is_some() {
+                ring.snapshot()
+            } else {
+                Vec::new()
+            }
+        };
+        Ok(match single {
+            Some(m) => recent_matches(&m, &snapshot, key, backlog, sink.wants_spans()),
+            None => Vec::new(),
+        })
     }
 
     pub fn unsubscribe(&self, key: SubKey) {
-        self.registry.remove(key);
-        lock(&self.sinks).remove(&key);
+        self.unsubscribe_where(|k| k == key);
+    }
+
+    /// Removes every subscription whose key `doomed` picks (e.g. all of one client's).
+    pub fn unsubscribe_where(&self, doomed: impl Fn(SubKey) -> bool) {
+        self.registry.remove_where(&doomed);
+        lock(&self.sinks).retain(|&k, _| !doomed(k));
     }
 
     /// The streams seen so far and not gone.
     pub fn streams(&self) -> Vec<Arc<Stream>> {
         lock(&self.streams).live.values().cloned().collect()
+    }
+
+    /// Lines around `seq` of one stream, from the ring.
+    pub fn context(&self, stream_id: &str, seq: u64, before: u64, after: u64) -> Vec<LogLine> {
+        let snapshot = lock(&self.backlog).snapshot();
+        backlog::context(&snapshot, stream_id, seq, before, after)
+    }
+
+    /// Stream changes and markers, for every client.
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Announces a marker (a deploy, say) to every client.
+    pub fn mark(&self, text: String) {
+        let _ = self.notices.send(Notice::Marker {
+            ts: std::time::SystemTime::now(),
+            text,
+        });
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.registry.matcher().subscription_count()
+    }
+
+    pub fn pattern_count(&self) -> usize {
+        self.registry.matcher().pattern_count()
+    }
+
+    /// (rebuilds, total rebuild microseconds).
+    pub fn rebuild_stats(&self) -> (u64, u64) {
+        self.registry.rebuild_stats()
+    }
+
+    pub fn backlog_lines(&self) -> u64 {
+        lock(&self.backlog).len_lines()
+    }
+
+    /// Lines ingested per stream id so far.
+    pub fn lines_per_stream(&self) -> Vec<(String, u64)> {
+        lock(&self.streams)
+            .next_seq
+            .iter()
+            .map(|(id, next)| (id.clone(), next - 1))
+            .collect()
     }
 
     /// Takes events from the sources until they all end, then closes every sink.
@@ -76,12 +179,16 @@ impl Hub {
         let mut scratch = Scratch::default();
         while let Some(event) = events.blocking_recv() {
             match event {
-                SourceEvent::Lines(batch) => self.ingest(&batch, &mut scratch),
+                SourceEvent::Lines(batch) => self.ingest(batch, &mut scratch),
                 SourceEvent::StreamAdded(stream) => {
-                    lock(&self.streams).live.insert(stream.id.clone(), stream);
+                    lock(&self.streams)
+                        .live
+                        .insert(stream.id.clone(), stream.clone());
+                    let _ = self.notices.send(Notice::StreamAdded(stream));
                 }
                 SourceEvent::StreamRemoved(stream) => {
                     lock(&self.streams).live.remove(&stream.id);
+                    let _ = self.notices.send(Notice::StreamRemoved(stream));
                 }
             }
         }
@@ -90,20 +197,37 @@ impl Hub {
         }
     }
 
-    fn ingest(&self, batch: &LineBatch, scratch: &mut Scratch) {
+    fn ingest(&self, batch: LineBatch, scratch: &mut Scratch) {
+        let lines = count_lines(&batch.text);
         let first_seq = {
             let mut streams = lock(&self.streams);
             let next = streams.next_seq.entry(batch.stream.id.clone()).or_insert(1);
             let first = *next;
-            *next += count_lines(&batch.text);
+            *next += lines;
             first
         };
-        let matcher = self.registry.matcher();
+        self.counters
+            .lines_ingested
+            .fetch_add(lines, Ordering::Relaxed);
+        self.counters
+            .batches_ingested
+            .fetch_add(1, Ordering::Relaxed);
+        let entry = Arc::new(Entry {
+            batch,
+            first_seq,
+            lines,
+        });
+        let matcher = {
+            let mut ring = lock(&self.backlog);
+            ring.push(entry.clone());
+            self.registry.matcher()
+        };
         if matcher.subscription_count() == 0 {
             return;
         }
         let sinks = lock(&self.sinks).clone();
-        // Gathered per sink and handed over once per batch: one wake-up per sink.
+        let batch = &entry.batch;
+        // Gathered per subscription and handed over once per batch: one wake-up each.
         let mut out: HashMap<SubKey, Vec<Delivery>> = HashMap::new();
         matcher.scan(&batch.stream, &batch.text, scratch, |hit| {
             let line = LogLine {
@@ -123,6 +247,7 @@ impl Hub {
                     Vec::new()
                 };
                 out.entry(key).or_default().push(Delivery {
+                    sub: key,
                     line: line.clone(),
                     spans,
                 });
@@ -130,10 +255,47 @@ impl Hub {
         });
         for (key, deliveries) in out {
             if let Some(sink) = sinks.get(&key) {
-                sink.push_all(deliveries);
+                let n = deliveries.len() as u64;
+                if sink.push_all(deliveries) {
+                    self.counters
+                        .matches_delivered
+                        .fetch_add(n, Ordering::Relaxed);
+                }
             }
         }
     }
+}
+
+/// The last `max` lines in `entries` that subscription `key` (compiled alone in `m`)
+/// wants, oldest first.
+fn recent_matches(
+    m: &Matcher,
+    entries: &[Arc<Entry>],
+    key: SubKey,
+    max: usize,
+    spans: bool,
+) -> Vec<Delivery> {
+    let mut scratch = Scratch::default();
+    let mut found = std::collections::VecDeque::with_capacity(max.min(4096));
+    for e in entries {
+        let batch = &e.batch;
+        m.scan(&batch.stream, &batch.text, &mut scratch, |hit| {
+            if found.len() == max {
+                found.pop_front();
+            }
+            found.push_back(Delivery {
+                sub: key,
+                line: LogLine {
+                    stream: batch.stream.clone(),
+                    seq: e.first_seq + hit.index,
+                    ts: batch.ts,
+                    text: Arc::from(hit.line),
+                },
+                spans: if spans { hit.spans(0) } else { Vec::new() },
+            });
+        });
+    }
+    found.into()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -12,10 +12,12 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::line::LogLine;
+use crate::matcher::SubKey;
 
-/// One match for one subscriber.
+/// One match for one subscription.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    pub sub: SubKey,
     pub line: LogLine,
     /// Highlight spans in characters (empty when the sink did not ask for spans).
     pub spans: Vec<[usize; 2]>,
@@ -31,14 +33,15 @@ pub enum Overflow {
 #[derive(Debug, Default)]
 pub struct Taken {
     pub deliveries: Vec<Delivery>,
-    /// Matches dropped since the last take because the queue was full.
-    pub dropped: u64,
+    /// Matches dropped since the last take because the queue was full, per
+    /// subscription.
+    pub dropped: Vec<(SubKey, u64)>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     items: VecDeque<Delivery>,
-    dropped: u64,
+    dropped: Vec<(SubKey, u64)>,
     closed: bool,
     /// Who sleeps, so that wake-ups (system calls) happen only when needed.
     consumer_waiting: bool,
@@ -98,8 +101,12 @@ impl SinkQueue {
                 return false;
             }
             if state.items.len() >= self.capacity {
-                state.items.pop_front();
-                state.dropped += 1;
+                if let Some(old) = state.items.pop_front() {
+                    match state.dropped.iter_mut().find(|(k, _)| *k == old.sub) {
+                        Some((_, n)) => *n += 1,
+                        None => state.dropped.push((old.sub, 1)),
+                    }
+                }
             }
             state.items.push_back(delivery);
         }
@@ -164,7 +171,7 @@ impl SinkQueue {
     }
 
     fn take_locked(&self, state: &mut State, max: usize) -> Option<Taken> {
-        if state.items.is_empty() && state.dropped == 0 {
+        if state.items.is_empty() && state.dropped.is_empty() {
             return None;
         }
         let n = state.items.len().min(max.max(1));
@@ -191,6 +198,7 @@ mod tests {
 
     fn d(seq: u64) -> Delivery {
         Delivery {
+            sub: seq % 2,
             line: LogLine {
                 stream: Arc::new(Stream::new("h", "/p", "s")),
                 seq,
@@ -208,7 +216,7 @@ mod tests {
             assert!(q.push(d(i)));
         }
         let t = q.try_take(100);
-        assert_eq!(t.dropped, 7);
+        assert_eq!(t.dropped, [(0, 4), (1, 3)]);
         assert_eq!(
             t.deliveries.iter().map(|d| d.line.seq).collect::<Vec<_>>(),
             [7, 8, 9]
@@ -228,7 +236,7 @@ mod tests {
         let mut seqs = Vec::new();
         while seqs.len() < 100 {
             let t = q.take_blocking(7).unwrap();
-            assert_eq!(t.dropped, 0);
+            assert!(t.dropped.is_empty());
             seqs.extend(t.deliveries.iter().map(|d| d.line.seq));
         }
         assert!(producer.join().unwrap());

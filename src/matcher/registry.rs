@@ -55,6 +55,15 @@ impl Registry {
         Ok(())
     }
 
+    /// Compiles `sub` alone (sharing compiled patterns with the live set), e.g. to
+    /// search the backlog for a new subscriber.
+    pub fn compile_one(&self, sub: &Subscription) -> Result<Matcher, CompileError> {
+        let mut inner = self.lock();
+        let m = Matcher::build([(0, sub)], &mut inner.cache, &self.limits);
+        inner.cache.retain_used();
+        m
+    }
+
     /// Removes every subscription whose key `doomed` picks; says how many went.
     pub fn remove_where(&self, doomed: impl Fn(SubKey) -> bool) -> usize {
         let mut inner = self.lock();

@@ -1,0 +1,176 @@
+//! The hub's TOML config file, merged with the command line (flags win).
+//!
+//! ```toml
+//! listen = "127.0.0.1:7070"
+//! token = "s3cret"
+//! allowed_origins = ["https://logs.example.com"]
+//!
+//! [[set]]
+//! name = "web"
+//! paths = ["/var/log/nginx/*.log", "/var/log/app/*.log"]
+//!
+//! [limits]
+//! backlog_lines = 100000
+//! ```
+//! Unknown keys and bad values are errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// `supergrep serve --help` lists the same keys; keep them in step.
+pub const KEYS_HELP: &str = "\
+Config file keys (TOML):
+  listen = \"127.0.0.1:7070\"        address to listen on
+  token = \"…\"                      clients must send ?token=… on /ws (and /agent, markers)
+  allowed_origins = [\"https://…\"]  browser origins allowed besides the hub's own
+  [[set]] name = \"web\"             a named log set…
+          paths = [\"/var/log/*.log\"]  …and the files or globs it follows
+  [limits]
+  backlog_lines = 100000            recent lines kept for backlog and context
+  client_queue = 10000              matches queued per client before the oldest are dropped
+  max_line = 65536                  longer lines are cut (bytes)
+  max_subscriptions_per_client = 32
+  max_patterns_per_client = 1000    include + exclude patterns over all of a client's subscriptions
+  max_pattern_bytes = 2097152       compiled size of one pattern
+  max_compiled_bytes = 536870912    compiled size of all patterns of all clients
+  max_message_bytes = 1048576       largest WebSocket message accepted from a client
+  max_clients = 10000               WebSocket clients at once
+  max_backlog_request = 10000       largest `backlog` a subscribe may ask for
+  max_context_lines = 1000          largest `before`/`after` of a context request";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: Option<SocketAddr>,
+    pub token: Option<String>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default, rename = "set")]
+    pub sets: Vec<LogSet>,
+    #[serde(default)]
+    pub limits: HubLimits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSet {
+    pub name: String,
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubLimits {
+    pub backlog_lines: u64,
+    pub client_queue: usize,
+    pub max_line: usize,
+    pub max_subscriptions_per_client: usize,
+    pub max_patterns_per_client: usize,
+    pub max_pattern_bytes: usize,
+    pub max_compiled_bytes: usize,
+    pub max_message_bytes: usize,
+    pub max_clients: usize,
+    pub max_backlog_request: usize,
+    pub max_context_lines: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        HubLimits {
+            backlog_lines: 100_000,
+            client_queue: 10_000,
+            max_line: 64 * 1024,
+            max_subscriptions_per_client: 32,
+            max_patterns_per_client: 1000,
+            max_pattern_bytes: 2 << 20,
+            max_compiled_bytes: 512 << 20,
+            max_message_bytes: 1 << 20,
+            max_clients: 10_000,
+            max_backlog_request: 10_000,
+            max_context_lines: 1000,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.client_queue", l.client_queue),
+            ("limits.max_line", l.max_line),
+            (
+                "limits.max_subscriptions_per_client",
+                l.max_subscriptions_per_client,
+            ),
+            ("limits.max_patterns_per_client", l.max_patterns_per_client),
+            ("limits.max_pattern_bytes", l.max_pattern_bytes),
+            ("limits.max_compiled_bytes", l.max_compiled_bytes),
+            ("limits.max_message_bytes", l.max_message_bytes),
+            ("limits.max_clients", l.max_clients),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        if l.max_line < 16 {
+            return Err("limits.max_line must be at least 16".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for set in &self.sets {
+            if set.name.is_empty() || set.name.contains(':') {
+                return Err(format!(
+                    "set name {:?} must be non-empty and without ':'",
+                    set.name
+                ));
+            }
+            if !names.insert(&set.name) {
+                return Err(format!("set {:?} is defined twice", set.name));
+            }
+            if set.paths.is_empty() {
+                return Err(format!("set {:?} has no paths", set.name));
+            }
+        }
+        if self.token.as_deref() == Some("") {
+            return Err("token must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects_with_the_key_named() {
+        let c = Config::parse(
+            "listen = \"127.0.0.1:9000\"\n[[set]]\nname = \"web\"\npaths = [\"/x/*.log\"]\n[limits]\nbacklog_lines = 5\n",
+        )
+        .unwrap();
+        assert_eq!(c.sets[0].name, "web");
+        assert_eq!(c.limits.backlog_lines, 5);
+        assert_eq!(c.limits.client_queue, 10_000);
+        let e = Config::parse("lisen = \"x\"").unwrap_err();
+        assert!(e.contains("lisen"), "{e}");
+        let e = Config::parse("[limits]\nclient_queue = -1").unwrap_err();
+        assert!(e.contains("client_queue"), "{e}");
+        let e = Config::parse("[limits]\nclient_queue = 0").unwrap_err();
+        assert!(e.contains("limits.client_queue"), "{e}");
+        let e = Config::parse("listen = \"nope\"").unwrap_err();
+        assert!(e.contains("listen"), "{e}");
+    }
+}

@@ -1,0 +1,126 @@
+//! `supergrep serve`: tailers for every log set → hub → WebSocket clients.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::ServeArgs;
+use crate::config::{Config, LogSet};
+use crate::hub::Hub;
+use crate::matcher::Limits;
+use crate::server::{self, ServerState};
+use crate::source::glob::Target;
+use crate::source::tail::{self, StartAt, TailConfig};
+use crate::terminal::UsageError;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(UsageError)?,
+        None => Config::default(),
+    };
+    if let Some(lines) = args.backlog {
+        config.limits.backlog_lines = lines;
+    }
+    let listen: SocketAddr = match args.listen.or(config.listen) {
+        Some(a) => a,
+        None => DEFAULT_LISTEN.parse().context("default listen address")?,
+    };
+    let token = args
+        .token
+        .clone()
+        .or(config.token.clone())
+        .filter(|t| !t.is_empty());
+    let mut sets = config.sets.clone();
+    if !args.paths.is_empty() {
+        sets.push(LogSet {
+            name: "default".into(),
+            paths: args.paths.clone(),
+        });
+    }
+    let demo_dir = std::env::temp_dir().join(format!("supergrep-demo-{}", std::process::id()));
+    if args.demo {
+        let glob = crate::demo::start(&demo_dir).context("starting the demo writer")?;
+        sets.push(LogSet {
+            name: "demo".into(),
+            paths: vec![glob],
+        });
+    }
+    if sets.is_empty() {
+        return Err(UsageError(
+            "nothing to follow: name PATHs, give a --config with [[set]] entries, or try --demo"
+                .into(),
+        )
+        .into());
+    }
+
+    let limits = config.limits;
+    let hub = Hub::new(
+        Limits {
+            pattern_size: limits.max_pattern_bytes,
+            total_size: limits.max_compiled_bytes,
+            ..Limits::default()
+        },
+        limits.backlog_lines,
+    );
+    let (tx, rx) = mpsc::channel(64);
+    for set in &sets {
+        let targets = set
+            .paths
+            .iter()
+            .map(|p| Target::parse(p).map_err(UsageError))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tail_config = TailConfig {
+            start: StartAt::LastLines(0),
+            max_line: limits.max_line,
+            set: set.name.clone(),
+            ..TailConfig::default()
+        };
+        tail::spawn(targets, tail_config, tx.clone()).context("starting a tailer")?;
+    }
+    drop(tx);
+    {
+        let hub = hub.clone();
+        std::thread::Builder::new()
+            .name("ingest".into())
+            .spawn(move || hub.run_ingest(rx))
+            .context("starting ingest")?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = ServerState::new(
+        hub,
+        limits,
+        token,
+        config.allowed_origins.clone(),
+        shutdown_rx,
+    );
+    eprintln!(
+        "supergrep: serving http://{addr}/ ({} log set(s): {})",
+        sets.len(),
+        set_names(&sets)
+    );
+    tokio::spawn(async move {
+        crate::signals::terminated().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let served = server::serve(listener, Arc::clone(&state)).await;
+    if args.demo {
+        let _ = std::fs::remove_dir_all(&demo_dir);
+    }
+    served.context("serving")
+}
+
+fn set_names(sets: &[LogSet]) -> String {
+    sets.iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

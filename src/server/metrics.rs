@@ -1,0 +1,108 @@
+//! `/metrics` in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::ServerState;
+
+pub async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    let hub = &state.hub;
+    let c = &hub.counters;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "supergrep_lines_ingested_total",
+        "counter",
+        "Lines read from all sources.",
+        c.lines_ingested.load(Ordering::Relaxed),
+    );
+    metric(
+        "supergrep_matches_delivered_total",
+        "counter",
+        "Matches queued for clients and sinks.",
+        c.matches_delivered.load(Ordering::Relaxed),
+    );
+    metric(
+        "supergrep_matches_dropped_total",
+        "counter",
+        "Matches dropped because a client read too slowly.",
+        c.matches_dropped.load(Ordering::Relaxed),
+    );
+    metric(
+        "supergrep_clients",
+        "gauge",
+        "Connected WebSocket clients.",
+        state.clients.load(Ordering::Relaxed) as u64,
+    );
+    metric(
+        "supergrep_subscriptions",
+        "gauge",
+        "Active subscriptions.",
+        hub.subscription_count() as u64,
+    );
+    metric(
+        "supergrep_patterns",
+        "gauge",
+        "Distinct compiled patterns.",
+        hub.pattern_count() as u64,
+    );
+    let (rebuilds, micros) = hub.rebuild_stats();
+    metric(
+        "supergrep_matcher_rebuilds_total",
+        "counter",
+        "Matcher rebuilds (subscription changes).",
+        rebuilds,
+    );
+    metric(
+        "supergrep_matcher_rebuild_microseconds_total",
+        "counter",
+        "Time spent rebuilding the matcher.",
+        micros,
+    );
+    metric(
+        "supergrep_backlog_lines",
+        "gauge",
+        "Lines held in the backlog ring.",
+        hub.backlog_lines(),
+    );
+    metric(
+        "supergrep_bytes_sent_total",
+        "counter",
+        "WebSocket payload bytes sent.",
+        state.bytes_sent.load(Ordering::Relaxed),
+    );
+    metric(
+        "supergrep_requests_refused_total",
+        "counter",
+        "Requests refused (token, origin, client limit).",
+        state.refused.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(out, "# HELP supergrep_stream_lines_total Lines read per stream.\n# TYPE supergrep_stream_lines_total counter");
+    let mut per_stream = hub.lines_per_stream();
+    per_stream.sort();
+    for (id, n) in per_stream {
+        let _ = writeln!(
+            out,
+            "supergrep_stream_lines_total{{stream=\"{}\"}} {n}",
+            escape(&id)
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,218 @@
+//! The hub's HTTP side: one port for the web UI, the WebSocket API and the
+//! operational endpoints. Handlers stay thin; sessions live in [`session`].
+
+mod metrics;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::config::HubLimits;
+use crate::hub::Hub;
+use crate::protocol::WireStream;
+
+/// Everything a request handler may need.
+pub struct ServerState {
+    pub hub: Arc<Hub>,
+    pub limits: HubLimits,
+    pub token: Option<String>,
+    pub allowed_origins: Vec<String>,
+    /// Turns true when the hub shuts down: sessions say goodbye and end.
+    pub shutdown: watch::Receiver<bool>,
+    /// Differs per start of the hub (see `hello.boot`).
+    pub boot: String,
+    clients: AtomicUsize,
+    next_client: AtomicU64,
+    bytes_sent: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl ServerState {
+    pub fn new(
+        hub: Arc<Hub>,
+        limits: HubLimits,
+        token: Option<String>,
+        allowed_origins: Vec<String>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<ServerState> {
+        let boot = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+                ^ std::process::id() as u128
+        );
+        Arc::new(ServerState {
+            hub,
+            limits,
+            token,
+            allowed_origins,
+            shutdown,
+            boot,
+            clients: AtomicUsize::new(0),
+            next_client: AtomicU64::new(1),
+            bytes_sent: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+}
+
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/ws", get(websocket))
+        .route("/api/streams", get(streams))
+        .route("/api/markers", post(marker))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::render))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` turns true; then open sessions get a close frame.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ServerState>,
+) -> std::io::Result<()> {
+    let mut shutdown = state.shutdown.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|&down| down).await.map(|_| ());
+        })
+        .await
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Html(include_str!("../../web/index.html")),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Why a request is refused before it gets anywhere.
+fn refuse(state: &ServerState, status: StatusCode, why: &str) -> Response {
+    state
+        .refused
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!("refused a request: {why}");
+    (status, format!("{why}\n")).into_response()
+}
+
+fn token_ok(state: &ServerState, query: &TokenQuery, headers: &HeaderMap) -> bool {
+    let Some(want) = &state.token else {
+        return true;
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    [query.token.as_deref(), bearer]
+        .into_iter()
+        .flatten()
+        .any(|got| constant_time_eq(got.as_bytes(), want.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Browsers send `Origin`; only the hub's own page (or configured origins) may open
+/// a WebSocket, so a random web page cannot read your logs. Non-browser clients send
+/// no Origin.
+fn origin_ok(state: &ServerState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let own = [format!("http://{host}"), format!("https://{host}")];
+    own.iter().any(|o| o == origin) || state.allowed_origins.iter().any(|o| o == origin)
+}
+
+async fn websocket(
+    State(state): State<Arc<ServerState>>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !token_ok(&state, &query, &headers) {
+        return refuse(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: a valid token is required",
+        );
+    }
+    if !origin_ok(&state, &headers) {
+        return refuse(&state, StatusCode::FORBIDDEN, "forbidden: foreign Origin");
+    }
+    if state.clients.load(std::sync::atomic::Ordering::Relaxed) >= state.limits.max_clients {
+        return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "too many clients");
+    }
+    ws.max_message_size(state.limits.max_message_bytes)
+        .max_frame_size(state.limits.max_message_bytes)
+        .on_upgrade(move |socket| session::run(socket, state))
+}
+
+async fn streams(State(state): State<Arc<ServerState>>) -> Json<Vec<WireStream>> {
+    Json(
+        state
+            .hub
+            .streams()
+            .iter()
+            .map(|s| WireStream::from(&**s))
+            .collect(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkerRequest {
+    text: String,
+}
+
+async fn marker(
+    State(state): State<Arc<ServerState>>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !token_ok(&state, &query, &headers) {
+        return refuse(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: a valid token is required",
+        );
+    }
+    let request: MarkerRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad marker: {e}\n")).into_response(),
+    };
+    let text: String = request
+        .text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(1000)
+        .collect();
+    if text.trim().is_empty() {
+        return (StatusCode::BAD_REQUEST, "bad marker: empty text\n").into_response();
+    }
+    state.hub.mark(text);
+    (StatusCode::ACCEPTED, "ok\n").into_response()
+}

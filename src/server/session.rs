@@ -1,0 +1,342 @@
+//! One WebSocket client of the hub: reads its requests, and writes its matches from
+//! its own bounded queue. One task per client does both, so replies such as a
+//! subscription's backlog always go out before that subscription's live lines.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::ServerState;
+use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken};
+use crate::line::format_ts;
+use crate::matcher::{CompileError, StreamSelector, SubKey, Subscription};
+use crate::protocol::{code, ClientMsg, LinesRef, ServerMsg, WireLineRef, WireStream, VERSION};
+
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// A client silent this long (not even answering pings) is gone.
+const DEAD_AFTER: Duration = Duration::from_secs(60);
+/// Matches per `lines` frame at most.
+const LINES_PER_FRAME: usize = 1000;
+/// Subscription keys: the client number above these bits, a per-client count below.
+const CLIENT_SHIFT: u32 = 24;
+
+/// The socket went away (or the hub is shutting down): end the session.
+struct Gone;
+
+struct Session {
+    state: Arc<ServerState>,
+    client: u64,
+    queue: Arc<SinkQueue>,
+    /// Client's id → hub key, and back.
+    keys: HashMap<String, SubKey>,
+    ids: HashMap<SubKey, String>,
+    patterns: HashMap<SubKey, usize>,
+    next_sub: u64,
+    socket: WebSocket,
+}
+
+pub async fn run(socket: WebSocket, state: Arc<ServerState>) {
+    let client = state.next_client.fetch_add(1, Ordering::Relaxed);
+    state.clients.fetch_add(1, Ordering::Relaxed);
+    let queue = Arc::new(SinkQueue::new(
+        state.limits.client_queue,
+        Overflow::DropOldest,
+        true,
+    ));
+    let mut session = Session {
+        state: state.clone(),
+        client,
+        queue: queue.clone(),
+        keys: HashMap::new(),
+        ids: HashMap::new(),
+        patterns: HashMap::new(),
+        next_sub: 0,
+        socket,
+    };
+    let _ = session.serve().await;
+    queue.close();
+    state.hub.unsubscribe_where(|k| k >> CLIENT_SHIFT == client);
+    state.clients.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Session {
+    async fn serve(&mut self) -> Result<(), Gone> {
+        let hub = self.state.hub.clone();
+        let streams = hub
+            .streams()
+            .iter()
+            .map(|s| WireStream::from(&**s))
+            .collect();
+        self.send(&ServerMsg::Hello {
+            version: VERSION,
+            server: format!("supergrep {}", env!("CARGO_PKG_VERSION")),
+            streams,
+            boot: self.state.boot.clone(),
+        })
+        .await?;
+        let mut notices = hub.notices();
+        let mut shutdown = self.state.shutdown.clone();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut last_heard = Instant::now();
+        let queue = self.queue.clone();
+        loop {
+            tokio::select! {
+                _ = async { shutdown.wait_for(|&down| down).await.map(|_| ()) } => {
+                    let _ = self.socket.send(Message::Close(Some(CloseFrame {
+                        code: 1001,
+                        reason: "the hub is shutting down".into(),
+                    }))).await;
+                    return Err(Gone);
+                }
+                msg = self.socket.recv() => {
+                    let Some(Ok(msg)) = msg else { return Err(Gone) };
+                    last_heard = Instant::now();
+                    match msg {
+                        Message::Text(text) => self.handle(text.as_str()).await?,
+                        Message::Binary(_) => {
+                            self.send(&ServerMsg::error(None, code::BAD_REQUEST, "messages must be JSON text frames")).await?
+                        }
+                        Message::Close(_) => return Err(Gone),
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                }
+                taken = queue.take(LINES_PER_FRAME * 4) => {
+                    let Some(taken) = taken else { return Err(Gone) };
+                    self.deliver(taken).await?;
+                }
+                notice = notices.recv() => match notice {
+                    Ok(notice) => self.notify(notice).await?,
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => {}
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > DEAD_AFTER {
+                        tracing::debug!(client = self.client, "no answer to pings; closing");
+                        return Err(Gone);
+                    }
+                    self.send_raw(Message::Ping(Default::default())).await?;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, text: &str) -> Result<(), Gone> {
+        let msg = match serde_json::from_str::<ClientMsg>(text) {
+            Ok(msg) => msg,
+            Err(e) => {
+                // Name the request when the client gave it an id.
+                let id = serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+                let message = format!("malformed message: {e}");
+                return self
+                    .send(&ServerMsg::error(id.as_deref(), code::BAD_REQUEST, message))
+                    .await;
+            }
+        };
+        match msg {
+            ClientMsg::Subscribe {
+                id,
+                include,
+                exclude,
+                ignore_case,
+                streams,
+                backlog,
+            } => {
+                let reply = self.subscribe(&id, include, exclude, ignore_case, streams, backlog);
+                match reply {
+                    Ok(recent) => {
+                        self.send(&ServerMsg::Subscribed { id: id.clone() }).await?;
+                        self.send_lines(&id, &recent).await
+                    }
+                    Err(err) => self.send(&err).await,
+                }
+            }
+            ClientMsg::Unsubscribe { id } => match self.keys.remove(&id) {
+                Some(key) => {
+                    self.ids.remove(&key);
+                    self.patterns.remove(&key);
+                    self.state.hub.unsubscribe(key);
+                    Ok(())
+                }
+                None => {
+                    let message = format!("no subscription {id:?}");
+                    self.send(&ServerMsg::error(Some(&id), code::BAD_REQUEST, message))
+                        .await
+                }
+            },
+            ClientMsg::Context {
+                id,
+                stream,
+                seq,
+                before,
+                after,
+            } => {
+                let max = self.state.limits.max_context_lines as u64;
+                let lines = self.state.hub.context(
+                    &stream,
+                    seq,
+                    (before as u64).min(max),
+                    (after as u64).min(max),
+                );
+                let lines = lines
+                    .iter()
+                    .map(|l| crate::protocol::WireLine::from_line(l, Vec::new()))
+                    .collect();
+                self.send(&ServerMsg::Context { id, stream, lines }).await
+            }
+        }
+    }
+
+    /// Registers a subscription; on success returns its backlog lines.
+    fn subscribe(
+        &mut self,
+        id: &str,
+        include: Vec<String>,
+        exclude: Vec<String>,
+        ignore_case: bool,
+        streams: Option<Vec<String>>,
+        backlog: usize,
+    ) -> Result<Vec<Delivery>, ServerMsg> {
+        let limits = &self.state.limits;
+        let bad = |code: &str, message: String| ServerMsg::error(Some(id), code, message);
+        if id.is_empty() || id.len() > 256 {
+            return Err(bad(
+                code::BAD_REQUEST,
+                "a subscription needs an id of 1 to 256 bytes".into(),
+            ));
+        }
+        let replacing = self.keys.get(id).copied();
+        if replacing.is_none() && self.keys.len() >= limits.max_subscriptions_per_client {
+            return Err(bad(
+                code::TOO_MANY_SUBSCRIPTIONS,
+                format!(
+                    "at most {} subscriptions per client",
+                    limits.max_subscriptions_per_client
+                ),
+            ));
+        }
+        let count = include.len() + exclude.len();
+        let others: usize = self
+            .patterns
+            .iter()
+            .filter(|(k, _)| Some(**k) != replacing)
+            .map(|(_, n)| n)
+            .sum();
+        if others + count > limits.max_patterns_per_client {
+            return Err(bad(
+                code::TOO_MANY_PATTERNS,
+                format!(
+                    "at most {} patterns per client",
+                    limits.max_patterns_per_client
+                ),
+            ));
+        }
+        let streams = StreamSelector::new(&streams.unwrap_or_default())
+            .map_err(|e| bad(code::BAD_REQUEST, e.to_string()))?;
+        let sub = Subscription {
+            include,
+            exclude,
+            ignore_case,
+            streams,
+        };
+        // A replaced subscription gets a new key, so matches of the old filter still
+        // in the queue are recognised and left out.
+        let key = (self.client << CLIENT_SHIFT) | (self.next_sub & ((1 << CLIENT_SHIFT) - 1));
+        self.next_sub += 1;
+        let backlog = backlog.min(limits.max_backlog_request);
+        let recent = self
+            .state
+            .hub
+            .subscribe(key, sub, self.queue.clone(), backlog)
+            .map_err(|e| match e {
+                CompileError::Pattern(e) => bad(code::INVALID_REGEX, e.to_string()),
+                other => bad(code::TOO_MANY_PATTERNS, other.to_string()),
+            })?;
+        if let Some(old) = replacing {
+            self.state.hub.unsubscribe(old);
+            self.ids.remove(&old);
+            self.patterns.remove(&old);
+        }
+        self.keys.insert(id.to_owned(), key);
+        self.ids.insert(key, id.to_owned());
+        self.patterns.insert(key, count);
+        Ok(recent)
+    }
+
+    async fn deliver(&mut self, taken: Taken) -> Result<(), Gone> {
+        for (key, count) in &taken.dropped {
+            if let Some(id) = self.ids.get(key).cloned() {
+                self.state
+                    .hub
+                    .counters
+                    .matches_dropped
+                    .fetch_add(*count, Ordering::Relaxed);
+                self.send(&ServerMsg::Dropped { id, count: *count }).await?;
+            }
+        }
+        // Consecutive deliveries of one subscription go out as one frame.
+        let mut rest = taken.deliveries.as_slice();
+        while let Some(first) = rest.first() {
+            let run = rest.iter().take_while(|d| d.sub == first.sub).count();
+            let (group, tail) = rest.split_at(run);
+            rest = tail;
+            if let Some(id) = self.ids.get(&first.sub).cloned() {
+                self.send_lines(&id, group).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_lines(&mut self, id: &str, deliveries: &[Delivery]) -> Result<(), Gone> {
+        for chunk in deliveries.chunks(LINES_PER_FRAME) {
+            let lines = chunk
+                .iter()
+                .map(|d| WireLineRef::new(&d.line, &d.spans))
+                .collect();
+            let json = LinesRef::new(id, lines).to_json();
+            self.send_raw(Message::Text(json.into())).await?;
+        }
+        Ok(())
+    }
+
+    async fn notify(&mut self, notice: Notice) -> Result<(), Gone> {
+        let msg = match notice {
+            Notice::StreamAdded(s) => ServerMsg::Streams {
+                added: vec![WireStream::from(&*s)],
+                removed: vec![],
+            },
+            Notice::StreamRemoved(s) => ServerMsg::Streams {
+                added: vec![],
+                removed: vec![s.id.clone()],
+            },
+            Notice::Marker { ts, text } => ServerMsg::Marker {
+                ts: format_ts(ts),
+                text,
+            },
+        };
+        self.send(&msg).await
+    }
+
+    async fn send(&mut self, msg: &ServerMsg) -> Result<(), Gone> {
+        self.send_raw(Message::Text(msg.to_json().into())).await
+    }
+
+    async fn send_raw(&mut self, msg: Message) -> Result<(), Gone> {
+        if let Message::Text(t) = &msg {
+            self.state
+                .bytes_sent
+                .fetch_add(t.len() as u64, Ordering::Relaxed);
+        }
+        // A client that stops reading blocks the send once its TCP window is full;
+        // its queue drops meanwhile, and after DEAD_AFTER it is given up on.
+        match tokio::time::timeout(DEAD_AFTER, self.socket.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Gone),
+        }
+    }
+}
