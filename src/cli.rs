@@ -122,6 +122,20 @@ pub struct GrepArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u64).range(16..=(64 << 20)))]
     pub max_line: u64,
 
+    /// Take matches from a hub (`supergrep serve`) instead of local files, e.g.
+    /// ws://loghub:7070. Reconnects by itself; -n N asks for N recent matches first.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "from_start", "no_follow"])]
+    pub connect: Option<String>,
+
+    /// Token for the hub (with --connect).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SUPERGREP_TOKEN",
+        requires = "connect"
+    )]
+    pub token: Option<String>,
+
     /// Files to follow; globs such as '/var/log/*.log' (quoted) also pick up files
     /// created later.
     #[arg(value_name = "PATH")]

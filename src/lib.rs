@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod demo;
 pub mod hub;
 pub mod line;

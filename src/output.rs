@@ -98,8 +98,10 @@ impl Format {
 #[derive(Debug, Clone)]
 pub struct PrinterOptions {
     pub format: Format,
-    /// Text format: prefix each line with its file name.
+    /// Text format: prefix each line with its file name…
     pub with_filename: bool,
+    /// …and its host (lines from a hub come from many hosts).
+    pub with_host: bool,
     /// Text format: colour file names and matches (ANSI).
     pub color: bool,
 }
@@ -143,15 +145,19 @@ impl<W: Write> Printer<W> {
             Format::Text => {
                 let color = self.options.color;
                 if self.options.with_filename {
+                    let name = if self.options.with_host {
+                        &line.stream.id
+                    } else {
+                        &line.stream.path
+                    };
                     if color {
                         write!(
                             buf,
-                            "\x1b[{}m{}{RESET}\x1b[36m:{RESET}",
-                            file_color(&line.stream.path),
-                            line.stream.path
+                            "\x1b[{}m{name}{RESET}\x1b[36m:{RESET}",
+                            file_color(name)
                         )?;
                     } else {
-                        write!(buf, "{}:", line.stream.path)?;
+                        write!(buf, "{name}:")?;
                     }
                 }
                 if color && !spans.is_empty() {
@@ -187,6 +193,15 @@ impl<W: Write> Printer<W> {
         }
         buf.push(b'\n');
         self.out.write_all(buf)
+    }
+
+    /// A divider for a marker (a deploy, say), in text format only: JSON and template
+    /// readers get nothing but lines.
+    pub fn marker(&mut self, ts: &str, text: &str) -> io::Result<()> {
+        if self.options.format == Format::Text {
+            writeln!(self.out, "──── {text} ({ts}) ────")?;
+        }
+        Ok(())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -265,6 +280,7 @@ mod tests {
         let text = |with_filename, color| PrinterOptions {
             format: Format::Text,
             with_filename,
+            with_host: false,
             color,
         };
         assert_eq!(print(text(false, false), &l, &[[3, 8]]), "an error here\n");
@@ -280,6 +296,7 @@ mod tests {
             PrinterOptions {
                 format: Format::Json,
                 with_filename: false,
+                with_host: false,
                 color: false,
             },
             &l,
@@ -294,6 +311,7 @@ mod tests {
             PrinterOptions {
                 format: tpl,
                 with_filename: false,
+                with_host: false,
                 color: false,
             },
             &l,

@@ -32,6 +32,8 @@ pub enum Outcome {
 
 /// Everything decided from the arguments, before anything runs.
 pub struct Plan {
+    /// `--connect`: the hub's URL and token, and how many recent matches to ask for.
+    connect: Option<crate::connect::Remote>,
     subscription: Subscription,
     targets: Vec<Target>,
     tail: TailConfig,
@@ -52,7 +54,7 @@ impl Plan {
                 "no pattern given: use -e PATTERN (or -e '' for every line), or -f FILE".into(),
             ));
         }
-        if args.paths.is_empty() {
+        if args.paths.is_empty() && args.connect.is_none() {
             return Err(UsageError(
                 "no file given: name one or more PATHs to follow".into(),
             ));
@@ -67,6 +69,7 @@ impl Plan {
             false
         } else {
             args.with_filename
+                || args.connect.is_some()
                 || targets.len() > 1
                 || targets.iter().any(|t| matches!(t, Target::Glob { .. }))
         };
@@ -84,7 +87,16 @@ impl Plan {
             (false, Some(n), _) => StartAt::LastLines(n),
             (false, None, false) => StartAt::LastLines(0),
         };
+        let connect = args
+            .connect
+            .as_ref()
+            .map(|url| {
+                crate::connect::Remote::new(url, args.token.clone(), args.lines.unwrap_or(0))
+            })
+            .transpose()
+            .map_err(UsageError)?;
         Ok(Plan {
+            connect,
             subscription: Subscription {
                 include,
                 exclude: args.exclude.clone(),
@@ -101,6 +113,7 @@ impl Plan {
             printer: PrinterOptions {
                 format,
                 with_filename,
+                with_host: args.connect.is_some(),
                 color,
             },
         })
@@ -108,6 +121,13 @@ impl Plan {
 
     /// Runs until the files end (`--no-follow`), stdout closes, or forever. Blocking.
     pub fn run(self) -> Result<Outcome, anyhow::Error> {
+        if let Some(remote) = self.connect {
+            let printer = Printer::new(io::stdout().lock(), self.printer);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            return runtime.block_on(remote.run(&self.subscription, printer));
+        }
         let printer = Printer::new(io::stdout().lock(), self.printer);
         let sink = Arc::new(SinkQueue::new(4096, Overflow::Wait, printer.needs_spans()));
         let hub = Hub::new(Limits::default(), 0);

@@ -1,0 +1,300 @@
+//! `supergrep --connect ws://hub:7070 -e PATTERN`: terminal mode with a hub as the
+//! source. Speaks the same protocol module as the hub; reconnects by itself with
+//! exponential backoff and jitter, re-subscribes, and prints nothing twice.
+
+use std::collections::{hash_map::RandomState, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::line::{LogLine, Stream};
+use crate::matcher::Subscription;
+use crate::output::Printer;
+use crate::protocol::{code, ClientMsg, ServerMsg, WireLine, VERSION};
+use crate::terminal::{Outcome, UsageError};
+
+const SUB_ID: &str = "cli";
+/// Backlog asked for after a reconnect to the same hub, to fill the gap.
+const GAP_BACKLOG: usize = 10_000;
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// A hub to take matches from.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    url: String,
+    /// Recent matches to ask for on the first connection (`-n`).
+    initial_backlog: usize,
+}
+
+impl Remote {
+    pub fn new(url: &str, token: Option<String>, initial_backlog: u64) -> Result<Remote, String> {
+        let base = url.trim_end_matches('/');
+        if !(base.starts_with("ws://") || base.starts_with("wss://")) {
+            return Err(format!(
+                "--connect wants a ws:// or wss:// URL, not {url:?}"
+            ));
+        }
+        let mut url = if base.ends_with("/ws") {
+            base.to_owned()
+        } else {
+            format!("{base}/ws")
+        };
+        if let Some(t) = token {
+            url.push_str(if url.contains('?') {
+                "&token="
+            } else {
+                "?token="
+            });
+            url.push_str(&percent_encode(&t));
+        }
+        Ok(Remote {
+            url,
+            initial_backlog: initial_backlog as usize,
+        })
+    }
+
+    /// Prints matches until stdout closes or a signal ends the program.
+    pub async fn run<W: Write>(
+        self,
+        sub: &Subscription,
+        mut printer: Printer<W>,
+    ) -> anyhow::Result<Outcome> {
+        let started = SystemTime::now();
+        let mut seen = Seen::default();
+        let mut backoff = BACKOFF_MIN;
+        let mut boot: Option<String> = None;
+        loop {
+            match self
+                .session(sub, &mut printer, &mut seen, &mut boot, started)
+                .await
+            {
+                Ok(End::StdoutClosed) => return Ok(Outcome::Matched),
+                Ok(End::Disconnected { was_connected }) => {
+                    if was_connected {
+                        backoff = BACKOFF_MIN;
+                        eprintln!(
+                            "supergrep: lost the hub at {}; reconnecting",
+                            self.display()
+                        );
+                    }
+                }
+                Err(Fatal(e)) => return Err(e),
+            }
+            let wait = jitter(backoff);
+            tracing::debug!("reconnecting in {wait:?}");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// The URL without its token, for messages.
+    fn display(&self) -> &str {
+        self.url.split('?').next().unwrap_or(&self.url)
+    }
+
+    async fn session<W: Write>(
+        &self,
+        sub: &Subscription,
+        printer: &mut Printer<W>,
+        seen: &mut Seen,
+        boot: &mut Option<String>,
+        started: SystemTime,
+    ) -> Result<End, Fatal> {
+        let (mut ws, _) = match tokio_tungstenite::connect_async(self.url.as_str()).await {
+            Ok(c) => c,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == 401 => {
+                return Err(Fatal(
+                    UsageError(format!("the hub at {} refused the token", self.display())).into(),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!("cannot reach the hub at {}: {e}", self.display());
+                return Ok(End::Disconnected {
+                    was_connected: false,
+                });
+            }
+        };
+        let mut sent_subscribe = false;
+        // On the first connection old lines were asked for (-n); after a reconnect a
+        // stream we have printed nothing of may still reach back before we started.
+        let mut first_connection = false;
+        while let Some(msg) = ws.next().await {
+            let text = match msg {
+                Ok(Message::Text(t)) => t,
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => continue,
+            };
+            let msg: ServerMsg = match serde_json::from_str(text.as_str()) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("unexpected message from the hub: {e}");
+                    continue;
+                }
+            };
+            match msg {
+                ServerMsg::Hello {
+                    version, boot: b, ..
+                } => {
+                    if version != VERSION {
+                        return Err(Fatal(anyhow::anyhow!(
+                            "the hub speaks protocol {version}, we speak {VERSION}"
+                        )));
+                    }
+                    first_connection = boot.is_none();
+                    let backlog = match boot.as_deref() {
+                        None => self.initial_backlog,
+                        Some(old) if old == b && !b.is_empty() => GAP_BACKLOG,
+                        // A restarted hub numbers lines afresh: what we saw says nothing.
+                        Some(_) => {
+                            seen.clear();
+                            0
+                        }
+                    };
+                    if boot.is_some() {
+                        eprintln!("supergrep: connected to {}", self.display());
+                    }
+                    *boot = Some(b);
+                    let subscribe = ClientMsg::Subscribe {
+                        id: SUB_ID.into(),
+                        include: sub.include.clone(),
+                        exclude: sub.exclude.clone(),
+                        ignore_case: sub.ignore_case,
+                        streams: None,
+                        backlog,
+                    };
+                    let json = serde_json::to_string(&subscribe).map_err(|e| Fatal(e.into()))?;
+                    if ws.send(Message::Text(json.into())).await.is_err() {
+                        break;
+                    }
+                    sent_subscribe = true;
+                }
+                ServerMsg::Lines { lines, .. } => {
+                    for line in lines {
+                        let before_us = parse_ts(&line.ts).is_some_and(|t| t < started);
+                        if !first_connection && before_us && !seen.knows(&line) {
+                            continue;
+                        }
+                        if !seen.first_time(&line) {
+                            continue;
+                        }
+                        let spans = line.spans.clone();
+                        if let Err(e) = printer.print(&to_log_line(line), &spans) {
+                            return stdout_error(e);
+                        }
+                    }
+                    if let Err(e) = printer.flush() {
+                        return stdout_error(e);
+                    }
+                }
+                ServerMsg::Dropped { count, .. } => {
+                    eprintln!("supergrep: the hub dropped {count} matches: we read too slowly");
+                }
+                ServerMsg::Marker { ts, text } => {
+                    if let Err(e) = printer.marker(&ts, &text).and_then(|()| printer.flush()) {
+                        return stdout_error(e);
+                    }
+                }
+                ServerMsg::Error {
+                    code: c, message, ..
+                } => {
+                    if c == code::INVALID_REGEX
+                        || c == code::TOO_MANY_PATTERNS
+                        || c == code::BAD_REQUEST
+                    {
+                        return Err(Fatal(UsageError(message).into()));
+                    }
+                    eprintln!("supergrep: the hub says: {message}");
+                }
+                ServerMsg::Subscribed { .. }
+                | ServerMsg::Streams { .. }
+                | ServerMsg::Context { .. } => {}
+            }
+        }
+        Ok(End::Disconnected {
+            was_connected: sent_subscribe,
+        })
+    }
+}
+
+enum End {
+    StdoutClosed,
+    Disconnected { was_connected: bool },
+}
+
+/// Ends the run: the error is reported and the exit status is 2.
+struct Fatal(anyhow::Error);
+
+fn stdout_error(e: io::Error) -> Result<End, Fatal> {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Ok(End::StdoutClosed)
+    } else {
+        Err(Fatal(e.into()))
+    }
+}
+
+/// The highest `seq` printed per stream, so a reconnect prints nothing twice.
+#[derive(Default)]
+struct Seen(HashMap<String, u64>);
+
+impl Seen {
+    fn first_time(&mut self, line: &WireLine) -> bool {
+        let id = format!("{}:{}", line.host, line.path);
+        match self.0.get_mut(&id) {
+            Some(last) if *last >= line.seq => false,
+            Some(last) => {
+                *last = line.seq;
+                true
+            }
+            None => {
+                self.0.insert(id, line.seq);
+                true
+            }
+        }
+    }
+
+    fn knows(&self, line: &WireLine) -> bool {
+        self.0.contains_key(&format!("{}:{}", line.host, line.path))
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+fn to_log_line(line: WireLine) -> LogLine {
+    LogLine {
+        ts: parse_ts(&line.ts).unwrap_or_else(SystemTime::now),
+        stream: Arc::new(Stream::new(line.host, line.path, line.set)),
+        seq: line.seq,
+        text: line.text.into(),
+    }
+}
+
+fn parse_ts(ts: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(ts).ok()
+}
+
+/// Full jitter: a random wait between half and all of `d`, so clients that lost the
+/// same hub do not all come back at once.
+fn jitter(d: Duration) -> Duration {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(d.as_nanos() as u64);
+    let frac = (h.finish() % 1000) as f64 / 1000.0;
+    d.mul_f64(0.5 + frac / 2.0)
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
