@@ -174,3 +174,11 @@ mod tests {
         assert!(e.contains("listen"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example {
+    #[test]
+    fn the_shipped_example_parses() {
+        super::Config::parse(include_str!("../supergrep.example.toml")).unwrap();
+    }
+}
