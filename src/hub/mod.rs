@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::line::{count_lines, LineBatch, LogLine, Stream};
@@ -53,7 +54,8 @@ struct Streams {
 
 pub struct Hub {
     registry: Registry,
-    sinks: Mutex<HashMap<SubKey, Arc<SinkQueue>>>,
+    /// Read once per batch by ingest, so copy-on-write: writers are rare.
+    sinks: ArcSwap<HashMap<SubKey, Arc<SinkQueue>>>,
     streams: Mutex<Streams>,
     backlog: Mutex<Backlog>,
     notices: broadcast::Sender<Notice>,
@@ -64,7 +66,7 @@ impl Hub {
     pub fn new(limits: Limits, backlog_lines: u64) -> Arc<Hub> {
         Arc::new(Hub {
             registry: Registry::new(limits),
-            sinks: Mutex::default(),
+            sinks: ArcSwap::default(),
             streams: Mutex::default(),
             backlog: Mutex::new(Backlog::new(backlog_lines)),
             notices: broadcast::channel(1024).0,
@@ -88,17 +90,25 @@ impl Hub {
         } else {
             None
         };
-        let old = lock(&self.sinks).insert(key, sink.clone());
+        let old = self.sinks.load().get(&key).cloned();
+        self.sinks.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.insert(key, sink.clone());
+            m
+        });
         let snapshot = {
             // Ingest appends to the ring and loads the matcher under this lock, so
             // every batch is either in the snapshot or matched with `sub` in place.
             let ring = lock(&self.backlog);
             if let Err(e) = self.registry.set(key, sub) {
-                let mut sinks = lock(&self.sinks);
-                match old {
-                    Some(old) => sinks.insert(key, old),
-                    None => sinks.remove(&key),
-                };
+                self.sinks.rcu(|m| {
+                    let mut m = HashMap::clone(m);
+                    match &old {
+                        Some(old) => m.insert(key, old.clone()),
+                        None => m.remove(&key),
+                    };
+                    m
+                });
                 return Err(e);
             }
             if single.is_some() {
@@ -120,7 +130,11 @@ impl Hub {
     /// Removes every subscription whose key `doomed` picks (e.g. all of one client's).
     pub fn unsubscribe_where(&self, doomed: impl Fn(SubKey) -> bool) {
         self.registry.remove_where(&doomed);
-        lock(&self.sinks).retain(|&k, _| !doomed(k));
+        self.sinks.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            m.retain(|&k, _| !doomed(k));
+            m
+        });
     }
 
     /// The streams seen so far and not gone.
@@ -192,7 +206,7 @@ impl Hub {
                 }
             }
         }
-        for sink in lock(&self.sinks).values() {
+        for sink in self.sinks.load().values() {
             sink.close();
         }
     }
@@ -225,7 +239,7 @@ impl Hub {
         if matcher.subscription_count() == 0 {
             return;
         }
-        let sinks = lock(&self.sinks).clone();
+        let sinks = self.sinks.load();
         let batch = &entry.batch;
         // Gathered per subscription and handed over once per batch: one wake-up each.
         let mut out: HashMap<SubKey, Vec<Delivery>> = HashMap::new();
