@@ -145,8 +145,12 @@ impl Plan {
                 .spawn(move || hub.run_ingest(rx))?
         };
 
-        let printed = print_all(printer, &sink)?;
-        // Stdout closed or input done: let the other threads wind down.
+        let printed = match print_all(printer, &sink)? {
+            // Nobody reads any more: we are done, whatever the other threads do.
+            Printed::StdoutClosed => return Ok(Outcome::Matched),
+            Printed::All(n) => n,
+        };
+        // Input done: let the other threads wind down.
         sink.close();
         let summary = tailer.join().unwrap_or_default();
         let _ = ingest.join();
@@ -159,8 +163,14 @@ impl Plan {
     }
 }
 
-/// Prints until the queue closes or stdout does; returns how many lines were printed.
-fn print_all<W: Write>(mut printer: Printer<W>, sink: &SinkQueue) -> io::Result<u64> {
+enum Printed {
+    /// Everything, this many lines.
+    All(u64),
+    StdoutClosed,
+}
+
+/// Prints until the queue closes or stdout does.
+fn print_all<W: Write>(mut printer: Printer<W>, sink: &SinkQueue) -> io::Result<Printed> {
     let mut printed = 0;
     while let Some(taken) = sink.take_blocking(1024) {
         let result = taken
@@ -172,9 +182,9 @@ fn print_all<W: Write>(mut printer: Printer<W>, sink: &SinkQueue) -> io::Result<
             .and_then(|()| printer.flush());
         match result {
             Ok(()) => printed += taken.deliveries.len() as u64,
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(printed.max(1)),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Printed::StdoutClosed),
             Err(e) => return Err(e),
         }
     }
-    Ok(printed)
+    Ok(Printed::All(printed))
 }

@@ -425,8 +425,10 @@ impl Tailer {
                     return Ok(());
                 }
                 let start = match (startup, self.config.start) {
-                    (true, StartAt::LastLines(n)) if self.config.follow || n > 0 => {
-                        start_of_last_lines(&handle.file, meta.len(), n)
+                    (true, StartAt::LastLines(n)) => {
+                        // Not following, an unterminated last line is printed at the
+                        // end, so it counts as one of the n.
+                        start_of_last_lines(&handle.file, meta.len(), n, !self.config.follow)
                     }
                     _ => Ok(0),
                 };
@@ -782,11 +784,21 @@ fn flush_partial(handle: &mut Handle, stream: &Arc<Stream>) -> Option<LineBatch>
     })
 }
 
-/// The offset after which the last `n` complete lines of a file of `len` bytes start
-/// (an unterminated last line is not counted; it will be read when it is finished).
-fn start_of_last_lines(file: &File, len: u64, n: u64) -> io::Result<u64> {
+/// The offset at which the last `n` lines of a file of `len` bytes start. An
+/// unterminated last line counts as a line only when `partial_counts` (when
+/// following, it is read once it is finished instead).
+fn start_of_last_lines(file: &File, len: u64, n: u64, partial_counts: bool) -> io::Result<u64> {
     const BLOCK: u64 = 64 * 1024;
-    let mut newlines_wanted = n + 1;
+    if len == 0 || (n == 0 && partial_counts) {
+        return Ok(len);
+    }
+    let mut last = [0u8];
+    file.read_exact_at(&mut last, len - 1)?;
+    let mut newlines_wanted = if partial_counts && last[0] != b'\n' {
+        n
+    } else {
+        n + 1
+    };
     let mut end = len;
     let mut buf = vec![0; BLOCK as usize];
     while end > 0 {
@@ -819,13 +831,18 @@ mod tests {
     fn last_lines_start() {
         let (f, _) = handle_for(b"a\nb\nc\n");
         let file = File::open(f.path()).unwrap();
-        assert_eq!(start_of_last_lines(&file, 6, 0).unwrap(), 6);
-        assert_eq!(start_of_last_lines(&file, 6, 1).unwrap(), 4);
-        assert_eq!(start_of_last_lines(&file, 6, 5).unwrap(), 0);
+        assert_eq!(start_of_last_lines(&file, 6, 0, false).unwrap(), 6);
+        assert_eq!(start_of_last_lines(&file, 6, 1, false).unwrap(), 4);
+        assert_eq!(start_of_last_lines(&file, 6, 5, false).unwrap(), 0);
+        assert_eq!(start_of_last_lines(&file, 6, 1, true).unwrap(), 4);
+        assert_eq!(start_of_last_lines(&file, 6, 0, true).unwrap(), 6);
         let (f, _) = handle_for(b"a\nb\nc");
         let file = File::open(f.path()).unwrap();
-        assert_eq!(start_of_last_lines(&file, 5, 0).unwrap(), 4);
-        assert_eq!(start_of_last_lines(&file, 5, 1).unwrap(), 2);
+        assert_eq!(start_of_last_lines(&file, 5, 0, false).unwrap(), 4);
+        assert_eq!(start_of_last_lines(&file, 5, 1, false).unwrap(), 2);
+        assert_eq!(start_of_last_lines(&file, 5, 0, true).unwrap(), 5);
+        assert_eq!(start_of_last_lines(&file, 5, 1, true).unwrap(), 4);
+        assert_eq!(start_of_last_lines(&file, 5, 2, true).unwrap(), 2);
     }
 
     #[test]

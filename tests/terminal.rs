@@ -1,0 +1,1123 @@
+//! Terminal mode end to end: the real `supergrep` binary, real files in a temporary
+//! directory, stdout read through a pipe while the program runs (DESIGN §3 and §5).
+//!
+//! Nothing here waits for a fixed time or asserts on timing: a test waits for what
+//! stderr or stdout says (bounded by `common::PATIENCE`), and "nothing else was
+//! printed" is shown by appending a sentinel line afterwards and checking that it is
+//! the very next line.
+//!
+//! Expected output is computed in the test wherever it can be: `--no-follow` scans are
+//! compared with the same filter applied by the `regex` crate to the same bytes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use common::{append, Running, PATIENCE};
+use regex::{Regex, RegexBuilder};
+
+// ---------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------
+
+/// A line no fixture contains; tests add `-e SENTINEL` and append it last.
+const SENTINEL: &str = "zz-sentinel-zz";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Copies a fixture into `dir` under the same name.
+fn copy_fixture(dir: &Path, name: &str) -> Vec<u8> {
+    let bytes = fixture(name);
+    fs::write(dir.join(name), &bytes).unwrap();
+    bytes
+}
+
+/// The lines of `bytes` as a reader of logs sees them: split on `\n`, an unterminated
+/// last line counts, a trailing `\r` is not part of the line, invalid UTF-8 becomes
+/// U+FFFD.
+fn reference_lines(bytes: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    if text.is_empty() && bytes.is_empty() {
+        return Vec::new();
+    }
+    text.split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
+        .collect()
+}
+
+/// The line filter of DESIGN §4, with the `regex` crate: any include matches and no
+/// exclude does.
+struct Reference {
+    include: Vec<Regex>,
+    exclude: Vec<Regex>,
+}
+
+impl Reference {
+    fn new(include: &[&str], exclude: &[&str], ignore_case: bool) -> Reference {
+        let build = |p: &&str| {
+            RegexBuilder::new(p)
+                .case_insensitive(ignore_case)
+                .build()
+                .unwrap()
+        };
+        Reference {
+            include: include.iter().map(build).collect(),
+            exclude: exclude.iter().map(build).collect(),
+        }
+    }
+
+    fn matches(&self, line: &str) -> bool {
+        self.include.iter().any(|r| r.is_match(line))
+            && !self.exclude.iter().any(|r| r.is_match(line))
+    }
+
+    fn filter(&self, lines: &[String]) -> Vec<String> {
+        lines.iter().filter(|l| self.matches(l)).cloned().collect()
+    }
+
+    /// Highlight spans as the protocol has them: `[start, end)` in characters, one per
+    /// non-empty include hit, sorted, without duplicates.
+    fn char_spans(&self, text: &str) -> Vec<[usize; 2]> {
+        let mut spans: Vec<[usize; 2]> = self
+            .include
+            .iter()
+            .flat_map(|r| r.find_iter(text))
+            .filter(|m| !m.is_empty())
+            .map(|m| [m.start(), m.end()])
+            .collect();
+        spans.sort_unstable();
+        spans.dedup();
+        spans
+            .into_iter()
+            .map(|s| s.map(|b| text[..b].chars().count()))
+            .collect()
+    }
+}
+
+/// The name supergrep reports as `host` for local files.
+fn hostname() -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Waits until supergrep has `path` (as given on the command line) open.
+fn wait_following(r: &mut Running, path: &str) {
+    r.wait_stderr(&["following", &format!("path={path} offset=")]);
+}
+
+/// Starts supergrep in `dir` and waits until it follows each of `files`.
+fn follow(args: &[&str], dir: &Path, files: &[&str]) -> Running {
+    let mut r = Running::start(args, dir);
+    for f in files {
+        wait_following(&mut r, f);
+    }
+    r
+}
+
+fn append_bytes(path: &Path, bytes: &[u8]) {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// Appends `bytes` in pieces of `piece` bytes, so lines are cut across writes.
+fn append_in_pieces(path: &Path, bytes: &[u8], piece: usize) {
+    for chunk in bytes.chunks(piece) {
+        append_bytes(path, chunk);
+    }
+}
+
+/// Appends the sentinel line and checks that it is the next thing printed: whatever
+/// should not have been printed before it was not.
+fn expect_sentinel_next(r: &mut Running, path: &Path, prefix: &str) {
+    append(path, &format!("{SENTINEL}\n"));
+    assert_eq!(r.lines(1), [format!("{prefix}{SENTINEL}")]);
+}
+
+/// Reproducible junk: every byte value, NUL and invalid UTF-8 included.
+fn junk(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = b"\0\xff\xfe\xc3\x28\x80\xed\xa0\x80\r\x00".to_vec();
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.push((seed >> 32) as u8);
+    }
+    out
+}
+
+/// How a run that ends by itself ended.
+struct Ended {
+    code: i32,
+    /// Stdout split on `\n` (each line must be terminated), nothing stripped.
+    stdout: Vec<String>,
+    stderr: String,
+}
+
+fn slurp(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stream.read_to_end(&mut buf);
+        buf
+    })
+}
+
+fn split_stdout(bytes: Vec<u8>) -> Vec<String> {
+    let text = String::from_utf8(bytes).expect("stdout is UTF-8");
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let body = text
+        .strip_suffix('\n')
+        .unwrap_or_else(|| panic!("stdout does not end with a newline: {text:?}"));
+    body.split('\n').map(str::to_owned).collect()
+}
+
+/// Runs supergrep in `dir` until it exits by itself (bounded by PATIENCE).
+fn run_to_end(args: &[&str], dir: &Path) -> Ended {
+    let mut child = common::bin()
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start supergrep");
+    let out = slurp(child.stdout.take().unwrap());
+    let err = slurp(child.stderr.take().unwrap());
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("supergrep {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ended {
+        code: status.code().unwrap_or(-1),
+        stdout: split_stdout(out.join().unwrap()),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    }
+}
+
+fn args<'a>(fixed: &[&'a str], patterns: &[&'a str], excludes: &[&'a str]) -> Vec<&'a str> {
+    let mut v = fixed.to_vec();
+    for p in patterns {
+        v.extend(["-e", p]);
+    }
+    for x in excludes {
+        v.extend(["-v", x]);
+    }
+    v
+}
+
+// ---------------------------------------------------------------------------------
+// 1. Follow mode
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn follow_prints_appended_matching_lines_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "old error, written before the start\n").unwrap();
+    let mut r = follow(
+        &["-e", "error", "-e", SENTINEL, "app.log"],
+        dir.path(),
+        &["app.log"],
+    );
+
+    append(&log, "GET /index 200\nerror: disk full\nok\n");
+    append(&log, "all fine\nanother error here\n");
+    assert_eq!(r.lines(2), ["error: disk full", "another error here"]);
+    expect_sentinel_next(&mut r, &log, "");
+}
+
+/// Appends `fixture` (after starting with its first lines already in the file, which
+/// must not be printed) in pieces that cut lines, and compares what is printed with
+/// the reference filter.
+fn follow_fixture_case(name: &str, extra_args: &[&str], reference: &Reference) {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = fixture(name);
+    let log = dir.path().join("app.log");
+    let head: usize = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .nth(9)
+        .map(|(i, _)| i + 1)
+        .unwrap();
+    fs::write(&log, &bytes[..head]).unwrap();
+
+    let mut a = extra_args.to_vec();
+    a.extend(["-e", SENTINEL, "app.log"]);
+    let mut r = follow(&a, dir.path(), &["app.log"]);
+
+    let mut body = bytes.clone();
+    if !body.ends_with(b"\n") {
+        body.extend_from_slice(b"\r\n");
+    }
+    append_in_pieces(&log, &body, 997);
+    let expected = reference.filter(&reference_lines(&body));
+    assert!(
+        !expected.is_empty(),
+        "a test that expects nothing proves little"
+    );
+    assert_eq!(r.lines(expected.len()), expected);
+    expect_sentinel_next(&mut r, &log, "");
+}
+
+#[test]
+fn follow_or_over_several_patterns() {
+    // `$` only matches if the `\r` of the CRLF fixture is stripped.
+    let patterns = ["Failed password", "Invalid user", r"preauth\]$"];
+    follow_fixture_case(
+        "openssh.log",
+        &args(&[], &patterns, &[]),
+        &Reference::new(&patterns, &[], false),
+    );
+}
+
+#[test]
+fn follow_exclude() {
+    let (patterns, excludes) = (["sshd"], ["Failed", "pam_unix"]);
+    follow_fixture_case(
+        "openssh.log",
+        &args(&[], &patterns, &excludes),
+        &Reference::new(&patterns, &excludes, false),
+    );
+}
+
+#[test]
+fn follow_ignore_case() {
+    let patterns = ["failed PASSWORD", r"\[ERROR\]"];
+    follow_fixture_case(
+        "openssh.log",
+        &args(&["-i"], &patterns, &[]),
+        &Reference::new(&patterns, &[], true),
+    );
+    follow_fixture_case(
+        "apache.log",
+        &args(&["-i"], &patterns, &[]),
+        &Reference::new(&patterns, &[], true),
+    );
+}
+
+#[test]
+fn follow_patterns_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pats = dir.path().join("patterns.txt");
+    fs::write(&pats, "Received disconnect\nConnection closed by\n").unwrap();
+    let pats = pats.to_str().unwrap().to_owned();
+    follow_fixture_case(
+        "openssh.log",
+        &["-f", &pats, "-e", "Did not receive"],
+        &Reference::new(
+            &[
+                "Received disconnect",
+                "Connection closed by",
+                "Did not receive",
+            ],
+            &[],
+            false,
+        ),
+    );
+}
+
+#[test]
+fn follow_starts_with_last_n_lines() {
+    let bytes = fixture("openssh.log");
+    let lines = reference_lines(&bytes);
+    let first30: String = lines[..30].iter().map(|l| format!("{l}\r\n")).collect();
+    let reference = Reference::new(&["Failed password", "Invalid user", SENTINEL], &[], false);
+    for n in [10usize, 1000] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        fs::write(&log, &first30).unwrap();
+        let n_arg = n.to_string();
+        let a = [
+            "-n",
+            &n_arg,
+            "-e",
+            "Failed password",
+            "-e",
+            "Invalid user",
+            "-e",
+            SENTINEL,
+            "app.log",
+        ];
+        let mut r = follow(&a, dir.path(), &["app.log"]);
+        let expected = reference.filter(&lines[30usize.saturating_sub(n)..30]);
+        assert!(!expected.is_empty());
+        assert_eq!(r.lines(expected.len()), expected, "-n {n}");
+        // Then it follows, and the start was exactly those lines.
+        expect_sentinel_next(&mut r, &log, "");
+    }
+}
+
+#[test]
+fn follow_json_fields_spans_and_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "").unwrap();
+    let patterns = ["error", r"ü\w+"];
+    let reference = Reference::new(&patterns, &[], false);
+    let mut a = args(&["--format", "json"], &patterns, &[]);
+    a.push("app.log");
+    let mut r = follow(&a, dir.path(), &["app.log"]);
+
+    let texts = [
+        "naïve café error — ümlaut überall error ✓",
+        "no match on this one",
+        "日本語のログ: error",
+    ];
+    append(&log, &texts.map(|t| format!("{t}\r\n")).concat());
+    let more = ["error 1", "error 2", "error 3"];
+    append(&log, &more.map(|t| format!("{t}\n")).concat());
+
+    let objects: Vec<serde_json::Value> = r
+        .lines(5)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let expected_texts = [texts[0], texts[2], more[0], more[1], more[2]];
+    let ts = Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$").unwrap();
+    let fields: BTreeSet<&str> = ["seq", "ts", "host", "path", "set", "text", "spans"].into();
+    for (o, text) in objects.iter().zip(expected_texts) {
+        let o = o.as_object().unwrap();
+        assert_eq!(
+            o.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            fields
+        );
+        assert_eq!(o["text"], text);
+        assert_eq!(o["path"], "app.log");
+        assert_eq!(o["host"], hostname().as_str());
+        assert!(!o["set"].as_str().unwrap().is_empty(), "{o:?}");
+        assert!(ts.is_match(o["ts"].as_str().unwrap()), "{o:?}");
+        let spans: Vec<[usize; 2]> = serde_json::from_value(o["spans"].clone()).unwrap();
+        assert_eq!(spans, reference.char_spans(text), "{text}");
+    }
+    // The non-ASCII line: character offsets, not byte offsets.
+    let bytes_spans: Vec<[usize; 2]> = reference.include[0]
+        .find_iter(texts[0])
+        .map(|m| [m.start(), m.end()])
+        .collect();
+    let spans: Vec<[usize; 2]> = serde_json::from_value(objects[0]["spans"].clone()).unwrap();
+    assert_eq!(spans.len(), 4, "{spans:?}"); // error, ümlaut, überall, error
+    assert!(!spans.iter().any(|s| bytes_spans.contains(s)), "{spans:?}");
+
+    // seq rises by one per line of the stream, matched or not.
+    let seq: Vec<u64> = objects.iter().map(|o| o["seq"].as_u64().unwrap()).collect();
+    let first = seq[0];
+    assert_eq!(seq, [first, first + 2, first + 3, first + 4, first + 5]);
+}
+
+#[test]
+fn follow_template_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "").unwrap();
+    let mut r = follow(
+        &[
+            "-e",
+            "error",
+            "--format",
+            "{host} {path}: {text}",
+            "app.log",
+        ],
+        dir.path(),
+        &["app.log"],
+    );
+    append(&log, "fine\nan error happened\n");
+    assert_eq!(
+        r.lines(1),
+        [format!("{} app.log: an error happened", hostname())]
+    );
+}
+
+#[test]
+fn follow_two_files_prefixes_file_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    fs::write(&a, "").unwrap();
+    fs::write(&b, "").unwrap();
+    let mut r = follow(
+        &["-e", "error", "-e", SENTINEL, "a.log", "b.log"],
+        dir.path(),
+        &["a.log", "b.log"],
+    );
+    append(&a, "error in a\nnothing in a\n");
+    assert_eq!(r.lines(1), ["a.log:error in a"]);
+    append(&b, "nothing in b\nerror in b\n");
+    assert_eq!(r.lines(1), ["b.log:error in b"]);
+    expect_sentinel_next(&mut r, &a, "a.log:");
+}
+
+#[test]
+fn filename_prefix_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("a.log"), "error a\n").unwrap();
+    fs::write(d.join("b.log"), "error b\n").unwrap();
+    let case = |a: &[&str]| {
+        let mut all = vec!["--no-follow", "-e", "error"];
+        all.extend(a);
+        let ended = run_to_end(&all, d);
+        assert_eq!(ended.code, 0, "{a:?}: {}", ended.stderr);
+        ended.stdout
+    };
+    assert_eq!(case(&["a.log"]), ["error a"]);
+    assert_eq!(case(&["-H", "a.log"]), ["a.log:error a"]);
+    assert_eq!(
+        case(&["a.log", "b.log"]),
+        ["a.log:error a", "b.log:error b"]
+    );
+    assert_eq!(
+        case(&["--no-filename", "a.log", "b.log"]),
+        ["error a", "error b"]
+    );
+    // A glob gets the prefix even when it matches one file.
+    assert_eq!(case(&["a*.log"]), ["a.log:error a"]);
+    assert_eq!(case(&["--no-filename", "a*.log"]), ["error a"]);
+}
+
+// ---------------------------------------------------------------------------------
+// 2. Globs
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn glob_follows_file_created_after_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    fs::create_dir_all(logs.join("sub")).unwrap();
+    fs::write(logs.join("a.log"), "old error\n").unwrap();
+    let mut r = follow(
+        &["-e", "error", "-e", SENTINEL, "logs/*.log"],
+        dir.path(),
+        &["logs/a.log"],
+    );
+    // Not matched by the glob: another extension, and a subdirectory.
+    append(&logs.join("b.txt"), "error in b.txt\n");
+    append(&logs.join("sub/c.log"), "error in sub/c.log\n");
+    append(&logs.join("b.log"), "error in b.log\nnothing\n");
+    assert_eq!(r.lines(1), ["logs/b.log:error in b.log"]);
+    expect_sentinel_next(&mut r, &logs.join("b.log"), "logs/b.log:");
+    // The file that was there at the start is still followed.
+    expect_sentinel_next(&mut r, &logs.join("a.log"), "logs/a.log:");
+}
+
+// ---------------------------------------------------------------------------------
+// 3. --no-follow against the reference
+// ---------------------------------------------------------------------------------
+
+/// `--no-follow` and `--from-start --no-follow` over each fixture equal the reference.
+fn no_follow_case(extra_args: &[&str], reference: &Reference) {
+    for name in ["openssh.log", "apache.log"] {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = copy_fixture(dir.path(), name);
+        let expected = reference.filter(&reference_lines(&bytes));
+        for start in [&["--no-follow"][..], &["--from-start", "--no-follow"]] {
+            let mut a = start.to_vec();
+            a.extend(extra_args);
+            a.push(name);
+            let ended = run_to_end(&a, dir.path());
+            assert_eq!(ended.stdout, expected, "{a:?}");
+            let code = if expected.is_empty() { 1 } else { 0 };
+            assert_eq!(ended.code, code, "{a:?}: {}", ended.stderr);
+        }
+    }
+}
+
+#[test]
+fn no_follow_single_pattern_matches_reference() {
+    for p in ["Failed password", r"\[error\]", r"port \d+ ssh2$", r"\d+$"] {
+        no_follow_case(&args(&[], &[p], &[]), &Reference::new(&[p], &[], false));
+    }
+}
+
+#[test]
+fn no_follow_several_patterns_match_reference() {
+    let patterns = [
+        "Invalid user",
+        r"jk2_init\(\) Found child \d+",
+        r"^\[Mon Dec 05 1[0-9]:",
+        r"authentication failure; .* user=root$",
+    ];
+    no_follow_case(
+        &args(&[], &patterns, &[]),
+        &Reference::new(&patterns, &[], false),
+    );
+}
+
+#[test]
+fn no_follow_ignore_case_with_exclude_matches_reference() {
+    let (patterns, excludes) = (["FAILED", "ERROR"], ["ROOT", "mod_JK"]);
+    no_follow_case(
+        &args(&["-i"], &patterns, &excludes),
+        &Reference::new(&patterns, &excludes, true),
+    );
+    // Without -i the same patterns find nothing: exit status 1.
+    let upper = Reference::new(&patterns, &[], false);
+    for name in ["openssh.log", "apache.log"] {
+        assert!(upper.filter(&reference_lines(&fixture(name))).is_empty());
+    }
+    no_follow_case(
+        &args(&[], &patterns, &excludes),
+        &Reference::new(&patterns, &excludes, false),
+    );
+}
+
+#[test]
+fn no_follow_patterns_file_with_empty_line_matches_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = copy_fixture(dir.path(), "apache.log");
+    fs::write(dir.path().join("p.txt"), "nothing matches this\n\n").unwrap();
+    let ended = run_to_end(&["--no-follow", "-f", "p.txt", "apache.log"], dir.path());
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+    assert_eq!(ended.stdout, reference_lines(&bytes));
+}
+
+#[test]
+fn no_follow_last_n_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = copy_fixture(dir.path(), "openssh.log");
+    let lines = reference_lines(&bytes);
+    let reference = Reference::new(&["Failed password"], &[], false);
+    let ended = run_to_end(
+        &[
+            "--no-follow",
+            "-n",
+            "20",
+            "-e",
+            "Failed password",
+            "openssh.log",
+        ],
+        dir.path(),
+    );
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+    assert_eq!(ended.stdout, reference.filter(&lines[lines.len() - 20..]));
+}
+
+#[test]
+
+fn no_follow_last_n_lines_of_file_without_final_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = copy_fixture(dir.path(), "apache.log");
+    assert!(!bytes.ends_with(b"\n"));
+    let lines = reference_lines(&bytes);
+    let ended = run_to_end(
+        &["--no-follow", "-n", "5", "-e", "", "apache.log"],
+        dir.path(),
+    );
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+    assert_eq!(ended.stdout, &lines[lines.len() - 5..]);
+}
+
+#[test]
+
+fn no_follow_last_zero_lines_prints_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture(dir.path(), "openssh.log");
+    let ended = run_to_end(
+        &["--no-follow", "-n", "0", "-e", "", "openssh.log"],
+        dir.path(),
+    );
+    assert!(
+        ended.stdout.is_empty(),
+        "printed {} lines, the first: {:?}",
+        ended.stdout.len(),
+        ended.stdout.first()
+    );
+    assert_eq!(ended.code, 1, "{}", ended.stderr);
+}
+
+#[test]
+fn no_follow_template_seq_and_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = copy_fixture(dir.path(), "openssh.log");
+    let ended = run_to_end(
+        &[
+            "--no-follow",
+            "-e",
+            "Invalid user",
+            "--format",
+            "{seq} {stream} {{{text}}}",
+            "openssh.log",
+        ],
+        dir.path(),
+    );
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+    let reference = Reference::new(&["Invalid user"], &[], false);
+    let expected: Vec<(usize, String)> = reference_lines(&bytes)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, l)| reference.matches(l))
+        .collect();
+    assert_eq!(ended.stdout.len(), expected.len());
+    let stream = format!("{}:openssh.log", hostname());
+    let mut base = None;
+    for (out, (index, text)) in ended.stdout.iter().zip(&expected) {
+        let (seq, rest) = out.split_once(' ').unwrap();
+        let seq: usize = seq.parse().unwrap();
+        // seq rises by one per line of the file: a constant away from the line index.
+        assert_eq!(*base.get_or_insert(seq - index), seq - index, "{out}");
+        assert_eq!(rest, format!("{stream} {{{text}}}"));
+    }
+}
+
+#[test]
+fn no_follow_exit_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    copy_fixture(d, "openssh.log");
+    fs::create_dir(d.join("adir")).unwrap();
+
+    let matched = run_to_end(&["--no-follow", "-e", "sshd", "openssh.log"], d);
+    assert_eq!(matched.code, 0, "{}", matched.stderr);
+    assert!(!matched.stdout.is_empty());
+
+    let none = run_to_end(&["--no-follow", "-e", "no such text", "openssh.log"], d);
+    assert_eq!(none.code, 1, "{}", none.stderr);
+    assert!(none.stdout.is_empty());
+
+    // A file that cannot be read: 2, named on stderr, and the other file still scanned.
+    let missing = run_to_end(
+        &[
+            "--no-follow",
+            "-e",
+            "Invalid user",
+            "openssh.log",
+            "nope.log",
+        ],
+        d,
+    );
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("nope.log"), "{}", missing.stderr);
+    let bytes = fixture("openssh.log");
+    let expected: Vec<String> = Reference::new(&["Invalid user"], &[], false)
+        .filter(&reference_lines(&bytes))
+        .into_iter()
+        .map(|l| format!("openssh.log:{l}"))
+        .collect();
+    assert_eq!(missing.stdout, expected);
+
+    let directory = run_to_end(&["--no-follow", "-e", "x", "adir"], d);
+    assert_eq!(directory.code, 2);
+    assert!(directory.stderr.contains("adir"), "{}", directory.stderr);
+}
+
+// ---------------------------------------------------------------------------------
+// 4. Bad input
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn invalid_pattern_exits_2_naming_pattern_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("app.log"), "a( error\n").unwrap();
+    fs::write(d.join("bad.txt"), "fine\nx{3\n").unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["-e", "a("],
+            r#"invalid pattern "a(" at character 2: unclosed group"#,
+        ),
+        // The position counts characters, not bytes.
+        (
+            &["-e", "ok", "-e", "éé(x"],
+            r#"invalid pattern "éé(x" at character 3"#,
+        ),
+        (
+            &["-e", "ok", "-v", "[z-a]"],
+            r#"invalid pattern "[z-a]" at character 2"#,
+        ),
+        (
+            &["-f", "bad.txt"],
+            r#"invalid pattern "x{3" at character 2"#,
+        ),
+        (
+            &["-i", "-e", r"\p{Nope}"],
+            r#"invalid pattern "\\p{Nope}" at character 1"#,
+        ),
+    ];
+    for (patterns, message) in cases {
+        for mode in [&["--no-follow"][..], &[]] {
+            let mut a = mode.to_vec();
+            a.extend(patterns);
+            a.push("app.log");
+            let ended = run_to_end(&a, d);
+            assert_eq!(ended.code, 2, "{a:?}: {}", ended.stderr);
+            assert!(ended.stderr.contains(message), "{a:?}: {}", ended.stderr);
+            assert!(ended.stdout.is_empty(), "{a:?}");
+        }
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("app.log"), "error\n").unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["-e", "error"], "no file given"),
+        (&["--no-follow", "-e", "error"], "no file given"),
+        (&["app.log"], "no pattern given"),
+        (&["--no-follow", "app.log"], "no pattern given"),
+        (
+            &["-e", "error", "--format", "yaml", "app.log"],
+            "unknown format",
+        ),
+    ];
+    for (a, message) in cases {
+        let ended = run_to_end(a, d);
+        assert_eq!(ended.code, 2, "{a:?}: {}", ended.stderr);
+        assert!(ended.stderr.contains(message), "{a:?}: {}", ended.stderr);
+        assert!(ended.stdout.is_empty(), "{a:?}");
+    }
+    let ended = run_to_end(&["-e", "x", "-f", "missing.txt", "app.log"], d);
+    assert_eq!(ended.code, 2);
+    assert!(ended.stderr.contains("missing.txt"), "{}", ended.stderr);
+}
+
+/// What a line longer than `max` bytes becomes: its head, cut at a character
+/// boundary, and a mark saying how many bytes were cut.
+fn cut_line(line: &str, max: usize) -> String {
+    if line.len() <= max {
+        return line.to_owned();
+    }
+    let keep = (0..=max).rev().find(|&k| line.is_char_boundary(k)).unwrap();
+    format!("{} [… {} bytes cut]", &line[..keep], line.len() - keep)
+}
+
+#[test]
+fn one_mebibyte_line_is_cut_and_marked_and_the_next_line_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "").unwrap();
+    let mut r = follow(&["-e", "error", "app.log"], dir.path(), &["app.log"]);
+
+    let long = format!("error {}", "x".repeat(1 << 20));
+    // Written in pieces, as a slow writer would.
+    append_in_pieces(&log, long.as_bytes(), 100_000);
+    append(&log, "\nafter the long line: error\n");
+    let got = r.lines(2);
+    assert_eq!(got[0].len(), cut_line(&long, 65536).len());
+    assert_eq!(got[0], cut_line(&long, 65536));
+    assert!(got[0].ends_with(&format!(" [… {} bytes cut]", long.len() - 65536)));
+    assert_eq!(got[1], "after the long line: error");
+}
+
+#[test]
+fn max_line_cuts_at_character_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\nshort é line\n{} error\n{}",
+        "é".repeat(100),
+        "ü".repeat(40),
+        "€".repeat(60)
+    );
+    fs::write(dir.path().join("app.log"), &text).unwrap();
+    for max in ["16", "101", "102", "103"] {
+        let ended = run_to_end(
+            &["--no-follow", "--max-line", max, "-e", "", "app.log"],
+            dir.path(),
+        );
+        assert_eq!(ended.code, 0, "{}", ended.stderr);
+        let expected: Vec<String> = reference_lines(text.as_bytes())
+            .iter()
+            .map(|l| cut_line(l, max.parse().unwrap()))
+            .collect();
+        assert_eq!(ended.stdout, expected, "--max-line {max}");
+    }
+}
+
+#[test]
+fn binary_junk_then_matching_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "").unwrap();
+    let mut r = follow(
+        &["-e", "mixed error", "-e", "^after junk error$", "app.log"],
+        dir.path(),
+        &["app.log"],
+    );
+    let junk = junk(64 * 1024, 0x9e37_79b9_7f4a_7c15);
+    let mixed = b"\xff\xfe mixed error \x00 \xc3\x28 end\xe2\x82";
+    let mut bytes = junk.clone();
+    bytes.extend_from_slice(b"\n");
+    bytes.extend_from_slice(mixed);
+    bytes.extend_from_slice(b"\nafter junk error\r\n");
+    append_in_pieces(&log, &bytes, 4093);
+    assert_eq!(
+        r.lines(2),
+        [
+            String::from_utf8_lossy(mixed).into_owned(),
+            "after junk error".to_owned()
+        ]
+    );
+    assert!(r.child.try_wait().unwrap().is_none(), "supergrep ended");
+
+    // Read whole, every line comes out as the reference says (NUL kept, invalid UTF-8
+    // replaced, a trailing \r dropped).
+    let ended = run_to_end(&["--no-follow", "-e", "", "app.log"], dir.path());
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+    assert_eq!(ended.stdout, reference_lines(&bytes));
+}
+
+#[test]
+fn deleted_and_recreated_file_goes_on_being_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "old error\n").unwrap();
+    let mut r = follow(
+        &["-e", "error", "-e", SENTINEL, "app.log"],
+        dir.path(),
+        &["app.log"],
+    );
+    append(&log, "before delete: error\n");
+    assert_eq!(r.lines(1), ["before delete: error"]);
+
+    fs::remove_file(&log).unwrap();
+    append(&log, "in the new file: error\nnothing\n");
+    assert_eq!(r.lines(1), ["in the new file: error"]);
+    expect_sentinel_next(&mut r, &log, "");
+}
+
+#[test]
+fn renamed_away_file_is_drained_and_the_new_one_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "").unwrap();
+    let mut r = follow(
+        &["-e", "error", "-e", SENTINEL, "app.log"],
+        dir.path(),
+        &["app.log"],
+    );
+    append(&log, "first: error\n");
+    assert_eq!(r.lines(1), ["first: error"]);
+
+    // logrotate's default: rename, the writer finishes into the old file, then a new
+    // file is created.
+    let mut writer = fs::OpenOptions::new().append(true).open(&log).unwrap();
+    fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    writer
+        .write_all(b"late, into the old file: error\n")
+        .unwrap();
+    append(&log, "in the new file: error\n");
+    assert_eq!(
+        r.lines(2),
+        ["late, into the old file: error", "in the new file: error"]
+    );
+    expect_sentinel_next(&mut r, &log, "");
+}
+
+#[test]
+fn truncated_file_is_read_again_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "").unwrap();
+    let mut r = follow(
+        &["-e", "error", "-e", SENTINEL, "app.log"],
+        dir.path(),
+        &["app.log"],
+    );
+    append(&log, "a rather long first line: error\n");
+    assert_eq!(r.lines(1), ["a rather long first line: error"]);
+
+    // copytruncate, then the writer goes on (shorter than what was read).
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, "short: error\n");
+    assert_eq!(r.lines(1), ["short: error"]);
+    expect_sentinel_next(&mut r, &log, "");
+}
+
+#[test]
+fn missing_file_is_followed_once_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Running::start(&["-e", "error", "-e", SENTINEL, "later.log"], dir.path());
+    r.wait_stderr(&["later.log", "no such file; will follow it when it appears"]);
+
+    let log = dir.path().join("later.log");
+    append(&log, "first error\nnothing\nsecond error\n");
+    assert_eq!(r.lines(2), ["first error", "second error"]);
+    r.wait_stderr(&["later.log", "appeared; following it"]);
+    expect_sentinel_next(&mut r, &log, "");
+}
+
+// ---------------------------------------------------------------------------------
+// 5. Pipes and signals
+// ---------------------------------------------------------------------------------
+
+/// A supergrep whose stdout the test reads (and may close) itself.
+struct Piped {
+    child: Child,
+    stdout: Option<BufReader<std::process::ChildStdout>>,
+    stderr: Receiver<String>,
+}
+
+impl Piped {
+    fn start(args: &[&str], dir: &Path) -> Piped {
+        let mut child = common::bin()
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start supergrep");
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Piped {
+            stdout: Some(BufReader::new(child.stdout.take().unwrap())),
+            child,
+            stderr: rx,
+        }
+    }
+
+    fn wait_stderr(&self, needles: &[&str]) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .stderr
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("stderr never said {needles:?}"));
+            if needles.iter().all(|n| line.contains(n)) {
+                return;
+            }
+        }
+    }
+
+    fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.as_mut().unwrap().read_line(&mut line).unwrap();
+        line
+    }
+
+    /// Closes our end of its stdout, as `head -n 1` does when it has its line.
+    fn close_stdout(&mut self) {
+        self.stdout = None;
+    }
+
+    /// Waits for it to exit by itself, calling `poke` meanwhile; its status code.
+    fn wait_exit(&mut self, mut poke: impl FnMut()) -> i32 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "supergrep did not exit after its stdout was closed"
+            );
+            poke();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Piped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+
+fn closed_stdout_ends_following_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "").unwrap();
+    let mut p = Piped::start(&["-e", "error", "app.log"], dir.path());
+    p.wait_stderr(&["following", "path=app.log offset="]);
+    append(&log, "first error\n");
+    assert_eq!(p.read_line(), "first error\n");
+    p.close_stdout();
+    // More matches come: writing them fails, and that must end the program.
+    let mut n = 0;
+    let code = p.wait_exit(|| {
+        n += 1;
+        append(&log, &format!("more error {n}\n"));
+    });
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn closed_stdout_ends_no_follow_scan_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("big.log");
+    // Far more than a pipe holds.
+    let text: String = (0..200_000).map(|i| format!("line {i} error\n")).collect();
+    fs::write(&log, text).unwrap();
+    let mut p = Piped::start(&["--no-follow", "-e", "error", "big.log"], dir.path());
+    assert_eq!(p.read_line(), "line 0 error\n");
+    p.close_stdout();
+    assert_eq!(p.wait_exit(|| {}), 0);
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+fn signal_ends_with_status_0(name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let log: PathBuf = dir.path().join("app.log");
+    fs::write(&log, "").unwrap();
+    let mut r = follow(&["-e", "error", "app.log"], dir.path(), &["app.log"]);
+    // A line through the whole pipeline: it is up and running.
+    append(&log, "an error\n");
+    assert_eq!(r.lines(1), ["an error"]);
+    signal(&r.child, name);
+    let (code, rest) = r.finish();
+    assert_eq!(code, 0, "SIG{name}");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn sigint_ends_with_status_0() {
+    signal_ends_with_status_0("INT");
+}
+
+#[test]
+fn sigterm_ends_with_status_0() {
+    signal_ends_with_status_0("TERM");
+}
