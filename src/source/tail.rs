@@ -109,6 +109,9 @@ struct Handle {
     cut: u64,
     /// The last bytes before `offset`, to notice a truncate-and-refill.
     fingerprint: Vec<u8>,
+    /// Modification time at the last look, to skip re-reading the fingerprint of a
+    /// file that did not change.
+    modified: Option<(i64, i64)>,
 }
 
 const FINGERPRINT: usize = 64;
@@ -126,6 +129,7 @@ impl Handle {
                 partial: Vec::new(),
                 cut: 0,
                 fingerprint: Vec::new(),
+                modified: None,
             },
             meta,
         ))
@@ -150,12 +154,17 @@ impl Handle {
         Ok(())
     }
 
-    /// The file no longer holds what we read: it was truncated (and maybe refilled).
-    fn was_truncated(&self, len: u64) -> bool {
+    /// The file no longer holds what we read: it was truncated (and maybe refilled,
+    /// even to the very same length).
+    fn was_truncated(&mut self, meta: &Metadata) -> bool {
+        let len = meta.len();
         if len < self.offset {
             return true;
         }
-        if self.fingerprint.is_empty() || len == self.offset {
+        let modified = (meta.mtime(), meta.mtime_nsec());
+        let unchanged = len == self.offset && self.modified == Some(modified);
+        self.modified = Some(modified);
+        if self.fingerprint.is_empty() || unchanged {
             return false;
         }
         let mut now = vec![0; self.fingerprint.len()];
@@ -424,6 +433,23 @@ impl Tailer {
                     self.report(i, io::ErrorKind::IsADirectory, "is a directory");
                     return Ok(());
                 }
+                // The same file under another name (rotated to a name a glob matches, a
+                // symlink pointed back, a second link): one handle per file, or lines
+                // would be read twice.
+                match self.holder(meta.dev(), meta.ino()) {
+                    Some((j, None)) if j != i => {
+                        tracing::debug!(path = %path.display(), other = %self.files[j].path.display(), "same file as another path; not reading it twice");
+                        return Ok(());
+                    }
+                    Some((j, Some(k))) => {
+                        // A handle still being drained: carry on from where it is.
+                        let (held, _) = self.files[j].retired.swap_remove(k);
+                        tracing::debug!(path = %path.display(), offset = held.offset, "following (file seen before under this or another name)");
+                        handle = held;
+                        return self.adopt(i, handle);
+                    }
+                    _ => {}
+                }
                 let start = match (startup, self.config.start) {
                     (true, StartAt::LastLines(n)) => {
                         // Not following, an unterminated last line is printed at the
@@ -437,23 +463,7 @@ impl Tailer {
                     return Ok(());
                 }
                 tracing::debug!(path = %path.display(), offset = handle.offset, "following");
-                let f = &mut self.files[i];
-                match f.reported.take() {
-                    Some(io::ErrorKind::NotFound) if f.explicit => {
-                        eprintln!("supergrep: {}: appeared; following it", path.display())
-                    }
-                    Some(io::ErrorKind::NotFound) | None => {}
-                    Some(_) => {
-                        eprintln!("supergrep: {}: readable now; following it", path.display())
-                    }
-                }
-                f.current = Some(handle);
-                f.missing_since = None;
-                if !f.announced {
-                    f.announced = true;
-                    let stream = f.stream.clone();
-                    self.send(SourceEvent::StreamAdded(stream))?;
-                }
+                self.adopt(i, handle)
             }
             Err(e) => {
                 let f = &mut self.files[i];
@@ -471,7 +481,47 @@ impl Tailer {
                     e.to_string()
                 };
                 self.report(i, e.kind(), &message);
+                Ok(())
             }
+        }
+    }
+
+    /// Which followed file holds a handle on (dev, ino): its index, and `Some(k)`
+    /// when it is its k-th retired handle rather than its current one.
+    fn holder(&self, dev: u64, ino: u64) -> Option<(usize, Option<usize>)> {
+        self.files.iter().enumerate().find_map(|(j, f)| {
+            if f.current
+                .as_ref()
+                .is_some_and(|h| h.dev == dev && h.ino == ino)
+            {
+                return Some((j, None));
+            }
+            f.retired
+                .iter()
+                .position(|(h, _)| h.dev == dev && h.ino == ino)
+                .map(|k| (j, Some(k)))
+        })
+    }
+
+    /// Makes `handle` the current one of file `i`.
+    fn adopt(&mut self, i: usize, handle: Handle) -> Result<(), Closed> {
+        let f = &mut self.files[i];
+        match f.reported.take() {
+            Some(io::ErrorKind::NotFound) if f.explicit => {
+                eprintln!("supergrep: {}: appeared; following it", f.path.display())
+            }
+            Some(io::ErrorKind::NotFound) | None => {}
+            Some(_) => eprintln!(
+                "supergrep: {}: readable now; following it",
+                f.path.display()
+            ),
+        }
+        f.current = Some(handle);
+        f.missing_since = None;
+        if !f.announced {
+            f.announced = true;
+            let stream = f.stream.clone();
+            self.send(SourceEvent::StreamAdded(stream))?;
         }
         Ok(())
     }
@@ -509,7 +559,7 @@ impl Tailer {
         };
         match stat {
             Ok(meta) if handle.is(&meta) => {
-                if handle.was_truncated(meta.len()) {
+                if handle.was_truncated(&meta) {
                     tracing::debug!(path = %f.path.display(), "truncated; reading from the start");
                     // What was held back of the old content is still a line.
                     let stream = f.stream.clone();
