@@ -136,6 +136,42 @@ pub struct GrepArgs {
     )]
     pub token: Option<String>,
 
+    /// Also post matches to an IRC channel:
+    /// irc://[nick[:password]@]host[:port]/#channel[?key=KEY]. Flood-controlled: the
+    /// excess becomes one summary line.
+    #[arg(long, value_name = "URL")]
+    pub irc: Option<String>,
+
+    /// Nick for --irc (`_` is appended while it is taken).
+    #[arg(
+        long,
+        value_name = "NICK",
+        default_value = "supergrep",
+        requires = "irc"
+    )]
+    pub irc_nick: String,
+
+    /// Matched text in bold red on IRC (mIRC colours).
+    #[arg(long, requires = "irc")]
+    pub irc_color: bool,
+
+    /// How a match reads on IRC (template fields as for --format).
+    #[arg(
+        long,
+        value_name = "TEMPLATE",
+        default_value = "{host} {path}: {text}",
+        requires = "irc"
+    )]
+    pub irc_format: String,
+
+    /// IRC messages per second at most, on average.
+    #[arg(long, value_name = "N", default_value_t = 1.0, requires = "irc")]
+    pub irc_rate: f64,
+
+    /// IRC messages that may go at once before the rate applies.
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "irc")]
+    pub irc_burst: u32,
+
     /// Files to follow; globs such as '/var/log/*.log' (quoted) also pick up files
     /// created later.
     #[arg(value_name = "PATH")]

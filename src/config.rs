@@ -38,7 +38,11 @@ Config file keys (TOML):
   max_message_bytes = 1048576       largest WebSocket message accepted from a client
   max_clients = 10000               WebSocket clients at once
   max_backlog_request = 10000       largest `backlog` a subscribe may ask for
-  max_context_lines = 1000          largest `before`/`after` of a context request";
+  max_context_lines = 1000          largest `before`/`after` of a context request
+  [[irc]]                           a standing IRC sink (repeatable):
+  server = \"irc://irc.internal:6667\"  channel = \"#deploys\"  nick = \"supergrep\"  key = \"...\"
+  include = [\"PHP Fatal\"]  exclude = [...]  ignore_case = false  streams = [\"web\"]
+  color = false  format = \"{host} {path}: {text}\"  rate = 1.0  burst = 4";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +55,49 @@ pub struct Config {
     pub sets: Vec<LogSet>,
     #[serde(default)]
     pub limits: HubLimits,
+    /// Standing IRC sinks: post matches as long as the hub runs.
+    #[serde(default)]
+    pub irc: Vec<IrcSink>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrcSink {
+    /// `irc://host[:port]` (nick, password and `/#channel` may be in it too).
+    pub server: String,
+    pub channel: Option<String>,
+    pub nick: Option<String>,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub ignore_case: bool,
+    /// Set names or `host:path` globs; empty: every stream.
+    #[serde(default)]
+    pub streams: Vec<String>,
+    #[serde(default)]
+    pub color: bool,
+    /// Template, as `--irc-format`.
+    pub format: Option<String>,
+    /// Messages per second (default 1) and burst (default 4).
+    pub rate: Option<f64>,
+    pub burst: Option<u32>,
+}
+
+impl IrcSink {
+    /// The sink's target, from `server` plus `channel` and `key`.
+    pub fn url(&self) -> String {
+        let mut url = self.server.trim_end_matches('/').to_owned();
+        if let Some(c) = &self.channel {
+            url = format!("{url}/{c}");
+        }
+        if let Some(k) = &self.key {
+            url = format!("{url}?key={k}");
+        }
+        url
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +189,12 @@ impl Config {
             }
             if set.paths.is_empty() {
                 return Err(format!("set {:?} has no paths", set.name));
+            }
+        }
+        for (i, sink) in self.irc.iter().enumerate() {
+            crate::irc::IrcTarget::parse(&sink.url()).map_err(|e| format!("irc[{i}]: {e}"))?;
+            if let Some(f) = &sink.format {
+                crate::output::Format::parse(f).map_err(|e| format!("irc[{i}].format: {e}"))?;
             }
         }
         if self.token.as_deref() == Some("") {

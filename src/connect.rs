@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::hub::{Delivery, SinkQueue};
 use crate::line::{LogLine, Stream};
 use crate::matcher::Subscription;
 use crate::output::Printer;
@@ -58,11 +59,13 @@ impl Remote {
         })
     }
 
-    /// Prints matches until stdout closes or a signal ends the program.
+    /// Prints matches until stdout closes or a signal ends the program. Matches also
+    /// go to `irc` when given (`--irc`).
     pub async fn run<W: Write>(
         self,
         sub: &Subscription,
         mut printer: Printer<W>,
+        irc: Option<Arc<SinkQueue>>,
     ) -> anyhow::Result<Outcome> {
         let started = SystemTime::now();
         let mut seen = Seen::default();
@@ -70,7 +73,14 @@ impl Remote {
         let mut boot: Option<String> = None;
         loop {
             match self
-                .session(sub, &mut printer, &mut seen, &mut boot, started)
+                .session(
+                    sub,
+                    &mut printer,
+                    irc.as_deref(),
+                    &mut seen,
+                    &mut boot,
+                    started,
+                )
                 .await
             {
                 Ok(End::StdoutClosed) => return Ok(Outcome::Matched),
@@ -101,6 +111,7 @@ impl Remote {
         &self,
         sub: &Subscription,
         printer: &mut Printer<W>,
+        irc: Option<&SinkQueue>,
         seen: &mut Seen,
         boot: &mut Option<String>,
         started: SystemTime,
@@ -183,8 +194,16 @@ impl Remote {
                             continue;
                         }
                         let spans = line.spans.clone();
-                        if let Err(e) = printer.print(&to_log_line(line), &spans) {
+                        let line = to_log_line(line);
+                        if let Err(e) = printer.print(&line, &spans) {
                             return stdout_error(e);
+                        }
+                        if let Some(q) = irc {
+                            q.push(Delivery {
+                                sub: 0,
+                                line,
+                                spans,
+                            });
                         }
                     }
                     if let Err(e) = printer.flush() {

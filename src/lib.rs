@@ -6,6 +6,7 @@ pub mod config;
 pub mod connect;
 pub mod demo;
 pub mod hub;
+pub mod irc;
 pub mod line;
 pub mod matcher;
 pub mod output;

@@ -8,8 +8,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, LogSet};
-use crate::hub::Hub;
-use crate::matcher::Limits;
+use crate::hub::{Hub, Overflow, SinkQueue};
+use crate::irc::{IrcOptions, IrcTarget};
+use crate::matcher::{Limits, StreamSelector, Subscription};
+use crate::output::Format;
 use crate::server::{self, ServerState};
 use crate::source::glob::Target;
 use crate::source::tail::{self, StartAt, TailConfig};
@@ -90,6 +92,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("starting ingest")?;
     }
 
+    start_irc_sinks(&hub, &config)?;
+
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -116,6 +120,39 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&demo_dir);
     }
     served.context("serving")
+}
+
+/// Each `[[irc]]` of the config: an ordinary subscription whose sink posts to IRC.
+/// A dead IRC server only fills that sink's bounded queue.
+fn start_irc_sinks(hub: &Hub, config: &Config) -> anyhow::Result<()> {
+    for (i, sink) in config.irc.iter().enumerate() {
+        let format = match &sink.format {
+            Some(f) => Format::parse(f).map_err(UsageError)?,
+            None => IrcOptions::default_format(),
+        };
+        let options = IrcOptions {
+            target: IrcTarget::parse(&sink.url()).map_err(UsageError)?,
+            nick: sink.nick.clone().unwrap_or_else(|| "supergrep".into()),
+            color: sink.color,
+            format,
+            rate_per_sec: sink.rate.unwrap_or(1.0),
+            burst: sink.burst.unwrap_or(4),
+            label: format!("/{}/", sink.include.join("|")),
+        };
+        let subscription = Subscription {
+            include: sink.include.clone(),
+            exclude: sink.exclude.clone(),
+            ignore_case: sink.ignore_case,
+            streams: StreamSelector::new(&sink.streams)
+                .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?,
+        };
+        let queue = Arc::new(SinkQueue::new(1000, Overflow::DropOldest, sink.color));
+        // Keys from the top of the range: clients count up from the bottom.
+        hub.subscribe(u64::MAX - i as u64, subscription, queue.clone(), 0)
+            .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?;
+        tokio::spawn(crate::irc::run(options, queue));
+    }
+    Ok(())
 }
 
 fn set_names(sets: &[LogSet]) -> String {

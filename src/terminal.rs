@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::{ColorWhen, GrepArgs};
 use crate::hub::{Hub, Overflow, SinkQueue};
+use crate::irc::{IrcOptions, IrcTarget};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::output::{Format, Printer, PrinterOptions};
 use crate::source::glob::Target;
@@ -32,6 +33,8 @@ pub enum Outcome {
 
 /// Everything decided from the arguments, before anything runs.
 pub struct Plan {
+    /// `--irc`: post matches to a channel too.
+    irc: Option<IrcOptions>,
     /// `--connect`: the hub's URL and token, and how many recent matches to ask for.
     connect: Option<crate::connect::Remote>,
     subscription: Subscription,
@@ -95,7 +98,27 @@ impl Plan {
             })
             .transpose()
             .map_err(UsageError)?;
+        let irc = match &args.irc {
+            Some(url) => Some(IrcOptions {
+                target: IrcTarget::parse(url).map_err(UsageError)?,
+                nick: args.irc_nick.clone(),
+                color: args.irc_color,
+                format: match Format::parse(&args.irc_format).map_err(UsageError)? {
+                    Format::Template(p) => Format::Template(p),
+                    _ => {
+                        return Err(UsageError(
+                            "--irc-format takes a template such as '{host}: {text}'".into(),
+                        ))
+                    }
+                },
+                rate_per_sec: args.irc_rate,
+                burst: args.irc_burst,
+                label: format!("/{}/", include.join("|")),
+            }),
+            None => None,
+        };
         Ok(Plan {
+            irc,
             connect,
             subscription: Subscription {
                 include,
@@ -121,16 +144,29 @@ impl Plan {
 
     /// Runs until the files end (`--no-follow`), stdout closes, or forever. Blocking.
     pub fn run(self) -> Result<Outcome, anyhow::Error> {
+        let irc = self.irc.map(|options| {
+            let queue = Arc::new(SinkQueue::new(1000, Overflow::DropOldest, options.color));
+            (options, queue)
+        });
+        let irc_thread = match &irc {
+            Some((options, queue)) => Some(spawn_irc(options.clone(), queue.clone())?),
+            None => None,
+        };
         if let Some(remote) = self.connect {
             let printer = Printer::new(io::stdout().lock(), self.printer);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            return runtime.block_on(remote.run(&self.subscription, printer));
+            let irc_queue = irc.as_ref().map(|(_, q)| q.clone());
+            return runtime.block_on(remote.run(&self.subscription, printer, irc_queue));
         }
         let printer = Printer::new(io::stdout().lock(), self.printer);
         let sink = Arc::new(SinkQueue::new(4096, Overflow::Wait, printer.needs_spans()));
         let hub = Hub::new(Limits::default(), 0);
+        if let Some((_, queue)) = &irc {
+            hub.subscribe(1, self.subscription.clone(), queue.clone(), 0)
+                .map_err(|e| UsageError(e.to_string()))?;
+        }
         hub.subscribe(0, self.subscription, sink.clone(), 0)
             .map_err(|e| UsageError(e.to_string()))?;
 
@@ -154,6 +190,10 @@ impl Plan {
         sink.close();
         let summary = tailer.join().unwrap_or_default();
         let _ = ingest.join();
+        // Not following: let the IRC sink post what it still has.
+        if let Some(t) = irc_thread {
+            let _ = t.join();
+        }
         Ok(match (follow, printed, summary.errors) {
             (true, _, _) => Outcome::Matched,
             (false, _, e) if e > 0 => Outcome::FileErrors,
@@ -161,6 +201,19 @@ impl Plan {
             (false, _, _) => Outcome::Matched,
         })
     }
+}
+
+/// Runs an IRC sink on a thread of its own until its queue closes.
+fn spawn_irc(
+    options: IrcOptions,
+    queue: Arc<SinkQueue>,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("irc".into())
+        .spawn(move || runtime.block_on(crate::irc::run(options, queue)))
 }
 
 enum Printed {

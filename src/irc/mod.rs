@@ -1,0 +1,485 @@
+//! The IRC sink: posts matches to a channel, without flooding it and without ever
+//! letting a log line inject an IRC command.
+//!
+//! A small IRC client on tokio (registration, nick-in-use fallback, server password,
+//! channel key, PING/PONG, reconnect with backoff and re-join) that takes matches
+//! from its own bounded queue, like every sink. What may be posted when is decided by
+//! [`flood`]: a token bucket, coalescing, and a summary line for the excess.
+
+pub mod flood;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::hub::SinkQueue;
+use crate::output::{Field, Format, Piece};
+use flood::{Flood, TokenBucket};
+
+/// Where to post: `irc://[nick[:password]@]host[:port]/#channel[?key=KEY]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IrcTarget {
+    pub host: String,
+    pub port: u16,
+    pub channel: String,
+    pub key: Option<String>,
+    pub password: Option<String>,
+    pub nick: Option<String>,
+}
+
+impl IrcTarget {
+    pub fn parse(url: &str) -> Result<IrcTarget, String> {
+        let bad =
+            |why: &str| format!("invalid IRC URL {url:?}: {why} (want irc://host[:port]/#channel)");
+        let rest = if let Some(r) = url.strip_prefix("irc://") {
+            r
+        } else if url.starts_with("ircs://") {
+            return Err(bad(
+                "ircs:// (TLS) is not supported yet; use irc:// or a TLS tunnel",
+            ));
+        } else {
+            return Err(bad("it must start with irc://"));
+        };
+        let (authority, channel) = rest.split_once('/').ok_or_else(|| bad("no channel"))?;
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (nick, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((n, p)) => (Some(n.to_owned()), Some(p.to_owned())),
+                None => (Some(u.to_owned()), None),
+            },
+            None => (None, None),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
+                h.trim_matches(['[', ']']).to_owned(),
+                p.parse().map_err(|_| bad("bad port"))?,
+            ),
+            _ => (hostport.to_owned(), 6667),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let (channel, key) = match channel.split_once("?key=") {
+            Some((c, k)) => (c, Some(k.to_owned())),
+            None => (channel, None),
+        };
+        let channel = match channel.trim() {
+            "" => return Err(bad("no channel")),
+            c if c.starts_with(['#', '&']) => c.to_owned(),
+            c => format!("#{c}"),
+        };
+        if channel.contains([' ', ',', '\x07']) || channel.chars().any(char::is_control) {
+            return Err(bad(
+                "the channel name has a space, comma or control character",
+            ));
+        }
+        Ok(IrcTarget {
+            host,
+            port,
+            channel,
+            key,
+            password,
+            nick,
+        })
+    }
+}
+
+/// Everything about one IRC sink.
+#[derive(Debug, Clone)]
+pub struct IrcOptions {
+    pub target: IrcTarget,
+    pub nick: String,
+    /// mIRC bold/colour on the matched spans.
+    pub color: bool,
+    /// How a match reads in the channel (a `--format` template).
+    pub format: Format,
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    /// What the sink posts matches for, in summaries, e.g. `/PHP Fatal/`.
+    pub label: String,
+}
+
+impl IrcOptions {
+    pub fn default_format() -> Format {
+        Format::parse("{host} {path}: {text}").unwrap_or(Format::Text)
+    }
+}
+
+/// IRC's limit for a whole line, CRLF included.
+const IRC_LINE: usize = 512;
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Posts what arrives in `queue` until it closes, then whatever is still waiting.
+pub async fn run(options: IrcOptions, queue: Arc<SinkQueue>) {
+    let mut sink = Sink::new(options);
+    sink.run(&queue).await;
+}
+
+/// One connection's reading half, as a task: lines arrive through a channel (which
+/// `select!` can wait on without losing half-read lines).
+struct Connection {
+    lines: mpsc::Receiver<String>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    nick: String,
+    joined: bool,
+}
+
+struct Sink {
+    options: IrcOptions,
+    flood: Flood,
+    bucket: TokenBucket,
+    conn: Option<Connection>,
+    backoff: Duration,
+    reconnect_at: Instant,
+}
+
+impl Sink {
+    fn new(options: IrcOptions) -> Sink {
+        Sink {
+            flood: Flood::new(options.burst as usize, options.label.clone()),
+            bucket: TokenBucket::new(options.rate_per_sec, options.burst),
+            options,
+            conn: None,
+            backoff: BACKOFF_MIN,
+            reconnect_at: Instant::now(),
+        }
+    }
+
+    async fn run(&mut self, queue: &SinkQueue) {
+        let mut open = true;
+        loop {
+            if !open && self.flood.is_empty() {
+                break;
+            }
+            let joined = self.conn.as_ref().is_some_and(|c| c.joined);
+            let post_at = if joined && !self.flood.is_empty() {
+                Some(self.bucket.ready_at(Instant::now()))
+            } else {
+                None
+            };
+            let connect_at = self.conn.is_none().then_some(self.reconnect_at);
+            tokio::select! {
+                taken = queue.take(1000), if open => match taken {
+                    Some(taken) => {
+                        let now = Instant::now();
+                        for (_, lost) in &taken.dropped {
+                            self.flood.add_lost(*lost, now);
+                        }
+                        for d in &taken.deliveries {
+                            let message = render(&self.options, &d.line, &d.spans);
+                            self.flood.add(&d.line.stream.host, &d.line.text, message, now);
+                        }
+                    }
+                    None => open = false,
+                },
+                line = recv_line(&mut self.conn) => match line {
+                    Some(line) => self.on_server_line(&line).await,
+                    None => self.lost("the server closed the connection"),
+                },
+                _ = sleep_until(connect_at) => self.connect().await,
+                _ = sleep_until(post_at) => {
+                    if self.bucket.try_take(Instant::now()) {
+                        if let Some(text) = self.flood.next(Instant::now()) {
+                            self.privmsg(&text).await;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(conn) = &mut self.conn {
+            let _ = conn.writer.write_all(b"QUIT :supergrep done\r\n").await;
+        }
+    }
+
+    async fn connect(&mut self) {
+        let t = &self.options.target;
+        let addr = format!("{}:{}", t.host, t.port);
+        let stream = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&addr))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return self.retry_later(&format!("cannot connect to IRC server {addr}: {e}"))
+            }
+            Err(_) => {
+                return self.retry_later(&format!("cannot connect to IRC server {addr}: timed out"))
+            }
+        };
+        let (read, writer) = stream.into_split();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let nick = t.nick.clone().unwrap_or_else(|| self.options.nick.clone());
+        let mut conn = Connection {
+            lines: rx,
+            writer,
+            nick: nick.clone(),
+            joined: false,
+        };
+        let mut hello = String::new();
+        if let Some(p) = &t.password {
+            hello.push_str(&format!("PASS {}\r\n", clean(p)));
+        }
+        hello.push_str(&format!("NICK {nick}\r\nUSER {nick} 0 * :supergrep\r\n"));
+        if conn.writer.write_all(hello.as_bytes()).await.is_err() {
+            return self.retry_later("the IRC server closed the connection");
+        }
+        self.conn = Some(conn);
+    }
+
+    async fn on_server_line(&mut self, line: &str) {
+        let Some(conn) = &mut self.conn else { return };
+        let (prefix, command, params) = parse(line);
+        let reply = match command {
+            "PING" => Some(format!(
+                "PONG :{}\r\n",
+                params.last().copied().unwrap_or("")
+            )),
+            // Welcome: registered, join the channel.
+            "001" => Some(join_line(&self.options.target)),
+            // Nick in use (or erroneous): try another.
+            "433" | "432" | "436" => {
+                conn.nick = format!("{}_", conn.nick);
+                Some(format!("NICK {}\r\n", conn.nick))
+            }
+            "JOIN" if prefix_nick(prefix) == conn.nick => {
+                conn.joined = true;
+                self.backoff = BACKOFF_MIN;
+                tracing::info!("IRC: joined {}", self.options.target.channel);
+                None
+            }
+            "KICK" if params.get(1) == Some(&conn.nick.as_str()) => {
+                conn.joined = false;
+                Some(join_line(&self.options.target))
+            }
+            // Cannot join (full, invite only, banned, bad key): say so, try later.
+            "471" | "473" | "474" | "475" => {
+                tracing::warn!(
+                    "IRC: cannot join {}: {}",
+                    self.options.target.channel,
+                    params.last().unwrap_or(&"")
+                );
+                None
+            }
+            "ERROR" => {
+                let why = params.last().copied().unwrap_or("error").to_owned();
+                self.lost(&why);
+                return;
+            }
+            _ => None,
+        };
+        if let Some(reply) = reply {
+            if conn.writer.write_all(reply.as_bytes()).await.is_err() {
+                self.lost("write failed");
+            }
+        }
+    }
+
+    async fn privmsg(&mut self, text: &str) {
+        let Some(conn) = &mut self.conn else { return };
+        let channel = &self.options.target.channel;
+        let head = format!("PRIVMSG {channel} :");
+        // The server prepends ":nick!user@host " when relaying; leave room for it.
+        let relay_prefix = 1 + conn.nick.len() + 1 + 10 + 1 + 63 + 1;
+        let budget = IRC_LINE.saturating_sub(2 + head.len() + relay_prefix);
+        let body = cut(text, budget);
+        let line = format!("{head}{body}\r\n");
+        if conn.writer.write_all(line.as_bytes()).await.is_err() {
+            self.lost("write failed");
+        }
+    }
+
+    fn lost(&mut self, why: &str) {
+        if self.conn.take().is_some() {
+            tracing::warn!("IRC: lost the server: {why}");
+        }
+        self.retry_later(why);
+    }
+
+    fn retry_later(&mut self, why: &str) {
+        tracing::warn!("IRC: {why}; retrying in {:?}", self.backoff);
+        self.conn = None;
+        self.reconnect_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn recv_line(conn: &mut Option<Connection>) -> Option<String> {
+    match conn {
+        Some(c) => c.lines.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn join_line(t: &IrcTarget) -> String {
+    match &t.key {
+        Some(k) => format!("JOIN {} {}\r\n", t.channel, clean(k)),
+        None => format!("JOIN {}\r\n", t.channel),
+    }
+}
+
+/// `:prefix COMMAND p1 p2 :trailing` → (prefix, command, params).
+fn parse(line: &str) -> (&str, &str, Vec<&str>) {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (prefix, rest) = match line.strip_prefix(':') {
+        Some(r) => r.split_once(' ').unwrap_or((r, "")),
+        None => ("", line),
+    };
+    let (head, trailing) = match rest.split_once(" :") {
+        Some((h, t)) => (h, Some(t)),
+        None => (rest, None),
+    };
+    let mut words = head.split(' ').filter(|w| !w.is_empty());
+    let command = words.next().unwrap_or("");
+    let mut params: Vec<&str> = words.collect();
+    params.extend(trailing);
+    (prefix, command, params)
+}
+
+fn prefix_nick(prefix: &str) -> &str {
+    prefix.split('!').next().unwrap_or(prefix)
+}
+
+/// Control characters (CR and LF above all) out, so a log line can never end the
+/// PRIVMSG and start a command of its own; tabs become spaces.
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter_map(|c| match c {
+            '\t' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+const BOLD_RED: &str = "\x02\x0304";
+const RESET: &str = "\x0f";
+
+/// A match as it reads in the channel: the template filled in, text cleaned, and the
+/// matched spans in bold red with `color`.
+pub fn render(options: &IrcOptions, line: &crate::line::LogLine, spans: &[[usize; 2]]) -> String {
+    let mut out = String::new();
+    let pieces: &[Piece] = match &options.format {
+        Format::Template(p) => p,
+        _ => &[],
+    };
+    for piece in pieces {
+        match piece {
+            Piece::Literal(s) => out.push_str(&clean(s)),
+            Piece::Field(Field::Text) => push_text(
+                &mut out,
+                &line.text,
+                if options.color { spans } else { &[] },
+            ),
+            Piece::Field(Field::Seq) => out.push_str(&line.seq.to_string()),
+            Piece::Field(Field::Ts) => out.push_str(&crate::line::format_ts(line.ts)),
+            Piece::Field(Field::Host) => out.push_str(&clean(&line.stream.host)),
+            Piece::Field(Field::Path) => out.push_str(&clean(&line.stream.path)),
+            Piece::Field(Field::Set) => out.push_str(&clean(&line.stream.set)),
+            Piece::Field(Field::Stream) => out.push_str(&clean(&line.stream.id)),
+        }
+    }
+    out
+}
+
+fn push_text(out: &mut String, text: &str, spans: &[[usize; 2]]) {
+    let mut open = false;
+    for (i, c) in text.chars().enumerate() {
+        let inside = spans.iter().any(|&[s, e]| s <= i && i < e);
+        if inside != open {
+            out.push_str(if inside { BOLD_RED } else { RESET });
+            open = inside;
+        }
+        match c {
+            '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    if open {
+        out.push_str(RESET);
+    }
+}
+
+/// At most `max` bytes, cut at a character boundary and marked with `…`.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mark = "…";
+    let mut end = max.saturating_sub(mark.len() + RESET.len());
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    // Any colour still open is closed, so the cut does not colour the channel.
+    format!("{}{RESET}{mark}", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_irc_urls() {
+        let t = IrcTarget::parse("irc://irc.internal:6667/#deploys").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.channel.as_str()),
+            ("irc.internal", 6667, "#deploys")
+        );
+        let t = IrcTarget::parse("irc://bot:pw@irc.internal/warroom?key=k").unwrap();
+        assert_eq!(t.nick.as_deref(), Some("bot"));
+        assert_eq!(t.password.as_deref(), Some("pw"));
+        assert_eq!(
+            (t.port, t.channel.as_str(), t.key.as_deref()),
+            (6667, "#warroom", Some("k"))
+        );
+        assert!(IrcTarget::parse("http://x/#y").is_err());
+        assert!(IrcTarget::parse("irc://x").is_err());
+        assert!(IrcTarget::parse("irc://x/#a b").is_err());
+        assert!(IrcTarget::parse("ircs://x/#y")
+            .unwrap_err()
+            .contains("not supported"));
+    }
+
+    #[test]
+    fn log_lines_cannot_inject_commands_and_fit_the_limit() {
+        assert_eq!(clean("a\r\nQUIT :x\x01\tb"), "aQUIT :x b");
+        let long = "é".repeat(2000);
+        let c = cut(&long, 400);
+        assert!(c.len() <= 400 && c.ends_with('…'));
+        let mut out = String::new();
+        push_text(&mut out, "an error\nhere", &[[3, 8]]);
+        assert_eq!(out, "an \x02\x0304error\x0fhere");
+    }
+
+    #[test]
+    fn parses_server_lines() {
+        assert_eq!(
+            parse(":srv 001 me :Welcome"),
+            ("srv", "001", vec!["me", "Welcome"])
+        );
+        assert_eq!(parse("PING :abc"), ("", "PING", vec!["abc"]));
+        assert_eq!(parse(":me!u@h JOIN :#x"), ("me!u@h", "JOIN", vec!["#x"]));
+        assert_eq!(prefix_nick("me!u@h"), "me");
+    }
+}
