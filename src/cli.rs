@@ -36,6 +36,23 @@ pub enum Command {
     /// Run the hub: web UI and WebSocket API over the followed files.
     #[command(after_help = crate::config::KEYS_HELP)]
     Serve(ServeArgs),
+    /// Announce an event (a deploy, say) to every viewer of a hub.
+    Mark(MarkArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MarkArgs {
+    /// The hub, e.g. ws://loghub:7070.
+    #[arg(long, value_name = "URL")]
+    pub hub: String,
+
+    /// Token, when the hub has one.
+    #[arg(long, value_name = "TOKEN", env = "SUPERGREP_TOKEN")]
+    pub token: Option<String>,
+
+    /// What happened, e.g. "deploy 4521 by dog".
+    #[arg(value_name = "TEXT", required = true, num_args = 1..)]
+    pub text: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -25,6 +25,7 @@ Config file keys (TOML):
   listen = \"127.0.0.1:7070\"        address to listen on
   token = \"…\"                      clients must send ?token=… on /ws (and /agent, markers)
   allowed_origins = [\"https://…\"]  browser origins allowed besides the hub's own
+  source_url = \"https://src/{path}#L{line}\"  web UI: link path/file.ext:123 in lines
   [[set]] name = \"web\"             a named log set…
           paths = [\"/var/log/*.log\"]  …and the files or globs it follows
   [limits]
@@ -51,6 +52,9 @@ pub struct Config {
     pub token: Option<String>,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Web UI: turn `path/file.ext:123` in log lines into links, e.g.
+    /// `https://src.example.com/repo/blob/main/{path}#L{line}`.
+    pub source_url: Option<String>,
     #[serde(default, rename = "set")]
     pub sets: Vec<LogSet>,
     #[serde(default)]

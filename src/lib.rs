@@ -8,6 +8,7 @@ pub mod demo;
 pub mod hub;
 pub mod irc;
 pub mod line;
+pub mod mark;
 pub mod matcher;
 pub mod output;
 pub mod protocol;

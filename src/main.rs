@@ -21,6 +21,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Some(Command::Mark(args)) => {
+            match supergrep::mark::send(&args.hub, args.token.as_deref(), &args.text.join(" ")) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("supergrep: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         None => terminal(&cli),
     }
 }

@@ -105,6 +105,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         token,
         config.allowed_origins.clone(),
         shutdown_rx,
+        config.source_url.clone(),
     );
     eprintln!(
         "supergrep: serving http://{addr}/ ({} log set(s): {})",

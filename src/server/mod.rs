@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::config::HubLimits;
@@ -31,6 +31,8 @@ pub struct ServerState {
     pub shutdown: watch::Receiver<bool>,
     /// Differs per start of the hub (see `hello.boot`).
     pub boot: String,
+    /// For the web UI: links `path/file.ext:123` to a source browser.
+    pub source_url: Option<String>,
     clients: AtomicUsize,
     next_client: AtomicU64,
     bytes_sent: AtomicU64,
@@ -44,6 +46,7 @@ impl ServerState {
         token: Option<String>,
         allowed_origins: Vec<String>,
         shutdown: watch::Receiver<bool>,
+        source_url: Option<String>,
     ) -> Arc<ServerState> {
         let boot = format!(
             "{:x}",
@@ -59,6 +62,7 @@ impl ServerState {
             allowed_origins,
             shutdown,
             boot,
+            source_url,
             clients: AtomicUsize::new(0),
             next_client: AtomicU64::new(1),
             bytes_sent: AtomicU64::new(0),
@@ -70,6 +74,9 @@ impl ServerState {
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/app.js", get(app_js))
+        .route("/style.css", get(style_css))
+        .route("/api/ui", get(ui_settings))
         .route("/ws", get(websocket))
         .route("/api/streams", get(streams))
         .route("/api/markers", post(marker))
@@ -92,10 +99,31 @@ pub async fn serve(
         .await
 }
 
+// The web UI is embedded: `cargo build` alone gives a working product.
 async fn index() -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "no-cache")],
         Html(include_str!("../../web/index.html")),
+    )
+}
+
+async fn app_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../web/app.js"),
+    )
+}
+
+async fn style_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../web/style.css"),
     )
 }
 
@@ -170,15 +198,54 @@ async fn websocket(
         .on_upgrade(move |socket| session::run(socket, state))
 }
 
-async fn streams(State(state): State<Arc<ServerState>>) -> Json<Vec<WireStream>> {
+/// A stream with how many lines it has had (the UI turns that into lines/s).
+#[derive(Debug, Serialize)]
+struct StreamInfo {
+    #[serde(flatten)]
+    stream: WireStream,
+    lines: u64,
+}
+
+async fn streams(
+    State(state): State<Arc<ServerState>>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    // Stream names say what runs where: behind the token like the logs themselves.
+    if !token_ok(&state, &query, &headers) {
+        return refuse(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: a valid token is required",
+        );
+    }
+    let counts: std::collections::HashMap<String, u64> =
+        state.hub.lines_per_stream().into_iter().collect();
     Json(
         state
             .hub
             .streams()
             .iter()
-            .map(|s| WireStream::from(&**s))
-            .collect(),
+            .map(|s| StreamInfo {
+                lines: counts.get(&s.id).copied().unwrap_or(0),
+                stream: WireStream::from(&**s),
+            })
+            .collect::<Vec<_>>(),
     )
+    .into_response()
+}
+
+/// Settings the web UI reads at start.
+#[derive(Debug, Serialize)]
+struct UiSettings {
+    /// Template turning `path/file.ext:123` in a line into a link: `{path}`, `{line}`.
+    source_url: Option<String>,
+}
+
+async fn ui_settings(State(state): State<Arc<ServerState>>) -> Json<UiSettings> {
+    Json(UiSettings {
+        source_url: state.source_url.clone(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
