@@ -36,8 +36,42 @@ pub enum Command {
     /// Run the hub: web UI and WebSocket API over the followed files.
     #[command(after_help = crate::config::KEYS_HELP)]
     Serve(ServeArgs),
+    /// Follow files here and ship their lines to a hub, without loss or duplicates.
+    Agent(AgentArgs),
     /// Announce an event (a deploy, say) to every viewer of a hub.
     Mark(MarkArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// The hub, e.g. ws://loghub:7070.
+    #[arg(long, value_name = "URL")]
+    pub hub: String,
+
+    /// This host's name on the hub [default: the machine's hostname].
+    #[arg(long, value_name = "HOST")]
+    pub name: Option<String>,
+
+    /// Log set name of these files on the hub.
+    #[arg(long, value_name = "SET", default_value = "default")]
+    pub set: String,
+
+    /// Token, when the hub has one.
+    #[arg(long, value_name = "TOKEN", env = "SUPERGREP_TOKEN")]
+    pub token: Option<String>,
+
+    /// Keep the offsets the hub acknowledged in FILE, so a restarted agent resumes
+    /// where it stopped (nothing sent twice, nothing skipped).
+    #[arg(long, value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
+
+    /// Keep retrying when the hub refuses the token (default: exit with status 2).
+    #[arg(long)]
+    pub retry_auth: bool,
+
+    /// Files or globs to ship.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,8 +2,7 @@
 //! source. Speaks the same protocol module as the hub; reconnects by itself with
 //! exponential backoff and jitter, re-subscribes, and prints nothing twice.
 
-use std::collections::{hash_map::RandomState, HashMap};
-use std::hash::{BuildHasher, Hasher};
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::client::{encode_query, jitter};
 use crate::hub::{Delivery, SinkQueue};
 use crate::line::{LogLine, Stream};
 use crate::matcher::Subscription;
@@ -51,7 +51,7 @@ impl Remote {
             } else {
                 "?token="
             });
-            url.push_str(&percent_encode(&t));
+            url.push_str(&encode_query(&t));
         }
         Ok(Remote {
             url,
@@ -296,24 +296,4 @@ fn to_log_line(line: WireLine) -> LogLine {
 
 fn parse_ts(ts: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(ts).ok()
-}
-
-/// Full jitter: a random wait between half and all of `d`, so clients that lost the
-/// same hub do not all come back at once.
-fn jitter(d: Duration) -> Duration {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(d.as_nanos() as u64);
-    let frac = (h.finish() % 1000) as f64 / 1000.0;
-    d.mul_f64(0.5 + frac / 2.0)
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -1,7 +1,9 @@
 //! supergrep: a streaming log grep. Data flows one way:
 //! sources ([`source`]) → [`hub`] (numbering, [`matcher`]) → sinks ([`output`], …).
 
+pub mod agent;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod connect;
 pub mod demo;

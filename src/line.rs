@@ -60,8 +60,19 @@ pub struct LineBatch {
     /// When the source read these lines.
     pub ts: SystemTime,
     pub text: String,
-    /// Byte offset in the source just past `text` (lets an agent resume later).
-    pub end_offset: u64,
+    /// Where in which file the lines were read, for sources that read files (lets an
+    /// agent resume, and the hub recognise lines it already has).
+    pub origin: Option<Origin>,
+}
+
+/// A byte range of one file (identified by device and inode, so a rotated file with
+/// the same name is another file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub dev: u64,
+    pub ino: u64,
+    pub start: u64,
+    pub end: u64,
 }
 
 /// One line, once the hub has numbered it.

@@ -21,6 +21,19 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Some(Command::Agent(args)) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(&anyhow::Error::from(e)),
+            };
+            match runtime.block_on(supergrep::agent::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Some(Command::Mark(args)) => {
             match supergrep::mark::send(&args.hub, args.token.as_deref(), &args.text.join(" ")) {
                 Ok(()) => ExitCode::SUCCESS,

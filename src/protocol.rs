@@ -258,3 +258,50 @@ impl<'a> LinesRef<'a> {
         serde_json::to_string(self).unwrap_or_default()
     }
 }
+
+/// Agent → hub, on `/agent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentMsg {
+    /// First message: who is shipping.
+    AgentHello {
+        version: u32,
+        name: String,
+        agent: String,
+    },
+    /// A file the agent follows appeared.
+    StreamAdded { path: String, set: String },
+    /// A file the agent followed is gone for good.
+    StreamRemoved { path: String, set: String },
+    /// Complete lines of one file: bytes `start..end` of the file (device, inode).
+    /// `batch` numbers the agent's batches; the hub acknowledges by number.
+    Lines {
+        batch: u64,
+        path: String,
+        set: String,
+        dev: u64,
+        ino: u64,
+        start: u64,
+        end: u64,
+        ts: String,
+        text: String,
+    },
+}
+
+/// Hub → agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HubMsg {
+    Welcome {
+        version: u32,
+        server: String,
+    },
+    /// Every batch up to and including `batch` is safely with the hub.
+    Ack {
+        batch: u64,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+}

@@ -52,11 +52,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     if sets.is_empty() {
-        return Err(UsageError(
-            "nothing to follow: name PATHs, give a --config with [[set]] entries, or try --demo"
-                .into(),
-        )
-        .into());
+        // A hub fed only by agents is fine; say so, in case it was not meant.
+        eprintln!("supergrep: no local files to follow (PATHs, [[set]] in --config, or --demo); waiting for agents");
     }
 
     let limits = config.limits;
@@ -83,7 +80,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         tail::spawn(targets, tail_config, tx.clone()).context("starting a tailer")?;
     }
-    drop(tx);
+    // Agents' lines come in through the server: it keeps a sender.
+    let agent_ingest = tx;
     {
         let hub = hub.clone();
         std::thread::Builder::new()
@@ -106,6 +104,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.allowed_origins.clone(),
         shutdown_rx,
         config.source_url.clone(),
+        agent_ingest,
     );
     eprintln!(
         "supergrep: serving http://{addr}/ ({} log set(s): {})",

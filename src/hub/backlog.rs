@@ -114,7 +114,7 @@ mod tests {
                 stream: stream.clone(),
                 ts: std::time::SystemTime::now(),
                 text,
-                end_offset: 0,
+                origin: None,
             },
             first_seq,
             lines: n,

@@ -42,6 +42,8 @@ pub struct Counters {
     pub batches_ingested: AtomicU64,
     pub matches_delivered: AtomicU64,
     pub matches_dropped: AtomicU64,
+    /// Agent batches the hub already had (re-sent after a reconnect).
+    pub duplicates_dropped: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +61,9 @@ pub struct Hub {
     streams: Mutex<Streams>,
     backlog: Mutex<Backlog>,
     notices: broadcast::Sender<Notice>,
+    /// Per remote stream and file (device, inode): the offset up to which the hub
+    /// has its lines.
+    remote: Mutex<HashMap<(String, u64, u64), u64>>,
     pub counters: Counters,
 }
 
@@ -70,6 +75,7 @@ impl Hub {
             streams: Mutex::default(),
             backlog: Mutex::new(Backlog::new(backlog_lines)),
             notices: broadcast::channel(1024).0,
+            remote: Mutex::default(),
             counters: Counters::default(),
         })
     }
@@ -146,6 +152,26 @@ impl Hub {
     pub fn context(&self, stream_id: &str, seq: u64, before: u64, after: u64) -> Vec<LogLine> {
         let snapshot = lock(&self.backlog).snapshot();
         backlog::context(&snapshot, stream_id, seq, before, after)
+    }
+
+    /// Whether lines `origin` of a remote stream are new to the hub (and from now on
+    /// it has them). A batch re-sent after a reconnect is not.
+    pub fn admit_remote(&self, stream_id: &str, origin: crate::line::Origin) -> bool {
+        let mut remote = lock(&self.remote);
+        let key = (stream_id.to_owned(), origin.dev, origin.ino);
+        match remote.get_mut(&key) {
+            Some(have) if origin.end <= *have => return false,
+            Some(have) => *have = origin.end,
+            None => {
+                // One entry per file ever shipped: forget them all now and then
+                // rather than grow without bound (a re-send that old is unlikely).
+                if remote.len() >= 100_000 {
+                    remote.clear();
+                }
+                remote.insert(key, origin.end);
+            }
+        }
+        true
     }
 
     /// Stream changes and markers, for every client.

@@ -87,6 +87,18 @@ pub async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse 
         "Requests refused (token, origin, client limit).",
         state.refused.load(Ordering::Relaxed),
     );
+    metric(
+        "supergrep_agents",
+        "gauge",
+        "Connected agents.",
+        state.agents.load(Ordering::Relaxed) as u64,
+    );
+    metric(
+        "supergrep_agent_duplicates_dropped_total",
+        "counter",
+        "Agent batches dropped because the hub already had them (re-sent after a reconnect).",
+        c.duplicates_dropped.load(Ordering::Relaxed),
+    );
     let _ = writeln!(out, "# HELP supergrep_stream_lines_total Lines read per stream.\n# TYPE supergrep_stream_lines_total counter");
     let mut per_stream = hub.lines_per_stream();
     per_stream.sort();

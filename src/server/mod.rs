@@ -1,6 +1,7 @@
 //! The hub's HTTP side: one port for the web UI, the WebSocket API and the
 //! operational endpoints. Handlers stay thin; sessions live in [`session`].
 
+mod agent_session;
 mod metrics;
 mod session;
 
@@ -15,11 +16,12 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::HubLimits;
 use crate::hub::Hub;
 use crate::protocol::WireStream;
+use crate::source::SourceEvent;
 
 /// Everything a request handler may need.
 pub struct ServerState {
@@ -33,6 +35,9 @@ pub struct ServerState {
     pub boot: String,
     /// For the web UI: links `path/file.ext:123` to a source browser.
     pub source_url: Option<String>,
+    /// Where agents' lines go: the same ingest as the local tailers'.
+    pub ingest: mpsc::Sender<SourceEvent>,
+    agents: AtomicUsize,
     clients: AtomicUsize,
     next_client: AtomicU64,
     bytes_sent: AtomicU64,
@@ -47,6 +52,7 @@ impl ServerState {
         allowed_origins: Vec<String>,
         shutdown: watch::Receiver<bool>,
         source_url: Option<String>,
+        ingest: mpsc::Sender<SourceEvent>,
     ) -> Arc<ServerState> {
         let boot = format!(
             "{:x}",
@@ -63,6 +69,8 @@ impl ServerState {
             shutdown,
             boot,
             source_url,
+            ingest,
+            agents: AtomicUsize::new(0),
             clients: AtomicUsize::new(0),
             next_client: AtomicU64::new(1),
             bytes_sent: AtomicU64::new(0),
@@ -78,6 +86,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/style.css", get(style_css))
         .route("/api/ui", get(ui_settings))
         .route("/ws", get(websocket))
+        .route("/agent", get(agent))
         .route("/api/streams", get(streams))
         .route("/api/markers", post(marker))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -204,6 +213,27 @@ struct StreamInfo {
     #[serde(flatten)]
     stream: WireStream,
     lines: u64,
+}
+
+async fn agent(
+    State(state): State<Arc<ServerState>>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !token_ok(&state, &query, &headers) {
+        return refuse(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: a valid token is required",
+        );
+    }
+    if !origin_ok(&state, &headers) {
+        return refuse(&state, StatusCode::FORBIDDEN, "forbidden: foreign Origin");
+    }
+    // Batches are up to a read chunk of lines, JSON-escaped.
+    ws.max_message_size(16 << 20)
+        .on_upgrade(move |socket| agent_session::run(socket, state))
 }
 
 async fn streams(

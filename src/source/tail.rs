@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 
 use super::glob::Target;
 use super::SourceEvent;
-use crate::line::{LineBatch, Stream};
+use crate::line::{LineBatch, Origin, Stream};
 
 /// Where to start reading a file that exists when the tailer starts. Files that
 /// appear later are always read from their start: all of their content is new.
@@ -60,6 +60,18 @@ pub struct TailConfig {
     pub retire_after: Duration,
     pub host: String,
     pub set: String,
+    /// Where to resume files read before (an agent's `--state-file`): path → the
+    /// file's (device, inode) and the offset up to which its lines were delivered.
+    /// The same file resumes there; another file at that path is read from its start.
+    pub resume: HashMap<PathBuf, Resume>,
+}
+
+/// A file and how far it was delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resume {
+    pub dev: u64,
+    pub ino: u64,
+    pub offset: u64,
 }
 
 impl Default for TailConfig {
@@ -73,6 +85,7 @@ impl Default for TailConfig {
             retire_after: Duration::from_secs(5),
             host: crate::line::local_hostname(),
             set: "default".to_owned(),
+            resume: HashMap::new(),
         }
     }
 }
@@ -174,6 +187,15 @@ impl Handle {
         {
             Ok(()) => now != self.fingerprint,
             Err(_) => true,
+        }
+    }
+
+    fn origin(&self, start: u64, end: u64) -> Origin {
+        Origin {
+            dev: self.dev,
+            ino: self.ino,
+            start,
+            end,
         }
     }
 
@@ -450,7 +472,20 @@ impl Tailer {
                     }
                     _ => {}
                 }
+                let resume = self.config.resume.get(&path).copied();
                 let start = match (startup, self.config.start) {
+                    (true, _) if resume.is_some() => Ok(match resume {
+                        // The same file: on from where it was left (unless it shrank).
+                        Some(r)
+                            if r.dev == meta.dev()
+                                && r.ino == meta.ino()
+                                && r.offset <= meta.len() =>
+                        {
+                            r.offset
+                        }
+                        // Another file by now: all of it is new.
+                        _ => 0,
+                    }),
                     (true, StartAt::LastLines(n)) => {
                         // Not following, an unterminated last line is printed at the
                         // end, so it counts as one of the n.
@@ -692,6 +727,7 @@ fn drain(
                 return Err(DrainError::Io(e));
             }
         };
+        let start = handle.delivered_offset();
         handle.offset += n as u64;
         if n == 0 {
             handle.partial = buf;
@@ -703,7 +739,7 @@ fn drain(
                 stream: stream.clone(),
                 ts: SystemTime::now(),
                 text,
-                end_offset: handle.delivered_offset(),
+                origin: Some(handle.origin(start, handle.delivered_offset())),
             };
             send(out, SourceEvent::Lines(batch)).map_err(|Closed| DrainError::Closed)?;
         }
@@ -820,6 +856,7 @@ fn flush_partial(handle: &mut Handle, stream: &Arc<Stream>) -> Option<LineBatch>
     if handle.partial.is_empty() && handle.cut == 0 {
         return None;
     }
+    let start = handle.delivered_offset();
     let mut bytes = std::mem::take(&mut handle.partial);
     if handle.cut > 0 {
         push_cut_mark(&mut bytes, handle.cut);
@@ -830,7 +867,7 @@ fn flush_partial(handle: &mut Handle, stream: &Arc<Stream>) -> Option<LineBatch>
         stream: stream.clone(),
         ts: SystemTime::now(),
         text: finish_text(bytes),
-        end_offset: handle.offset,
+        origin: Some(handle.origin(start, handle.offset)),
     })
 }
 

@@ -1,0 +1,386 @@
+//! `supergrep agent --hub ws://loghub:7070 PATH…`: the same tailer as every mode, its
+//! lines shipped to a hub's `/agent` endpoint without loss or duplicates.
+//!
+//! Every batch stays in a bounded buffer until the hub acknowledges it; after a
+//! reconnect everything unacknowledged is sent again (the hub drops what it already
+//! has). When the buffer is full the agent stops reading: the tailer waits with the
+//! rest of the data still in the files (open handles keep even rotated-away files),
+//! and reads on once there is room. `--state-file` keeps the acknowledged offsets
+//! across restarts of the agent.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::cli::AgentArgs;
+use crate::client::{encode_query, jitter};
+use crate::line::{format_ts, local_hostname};
+use crate::protocol::{AgentMsg, HubMsg, VERSION};
+use crate::source::glob::Target;
+use crate::source::tail::{self, Resume, StartAt, TailConfig};
+use crate::source::SourceEvent;
+use crate::terminal::UsageError;
+
+/// Unacknowledged bytes held at most before the agent stops reading.
+const MAX_PENDING_BYTES: usize = 64 << 20;
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const PING_EVERY: Duration = Duration::from_secs(15);
+/// A hub silent this long (not even a pong) is taken for dead.
+const DEAD_AFTER: Duration = Duration::from_secs(45);
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Pending {
+    batch: u64,
+    json: String,
+    /// What acknowledging it means for the state file.
+    resume: Option<(PathBuf, Resume)>,
+}
+
+struct Agent {
+    url: String,
+    name: String,
+    set: String,
+    retry_auth: bool,
+    pending: VecDeque<Pending>,
+    pending_bytes: usize,
+    next_batch: u64,
+    /// Files currently followed (re-announced after a reconnect).
+    streams: Vec<String>,
+    acked: HashMap<PathBuf, Resume>,
+    state_file: Option<PathBuf>,
+    dirty: bool,
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let name = args.name.clone().unwrap_or_else(local_hostname);
+    let resume = match &args.state_file {
+        Some(p) => load_state(p)?,
+        None => HashMap::new(),
+    };
+    let targets = args
+        .paths
+        .iter()
+        .map(|p| Target::parse(p).map_err(UsageError))
+        .collect::<Result<Vec<_>, _>>()?;
+    if targets.is_empty() {
+        return Err(UsageError("no file given: name one or more PATHs to ship".into()).into());
+    }
+    let mut agent = Agent {
+        url: agent_url(&args.hub, args.token.as_deref()).map_err(UsageError)?,
+        name: name.clone(),
+        set: args.set.clone(),
+        retry_auth: args.retry_auth,
+        pending: VecDeque::new(),
+        pending_bytes: 0,
+        next_batch: 1,
+        streams: Vec::new(),
+        acked: resume.clone(),
+        state_file: args.state_file.clone(),
+        dirty: false,
+    };
+    let config = TailConfig {
+        start: StartAt::LastLines(0),
+        host: name,
+        set: args.set.clone(),
+        resume,
+        ..TailConfig::default()
+    };
+    let (tx, mut rx) = mpsc::channel(4);
+    tail::spawn(targets, config, tx).context("starting the tailer")?;
+    let result = agent.ship(&mut rx).await;
+    agent.save();
+    result
+}
+
+impl Agent {
+    async fn ship(&mut self, rx: &mut mpsc::Receiver<SourceEvent>) -> anyhow::Result<()> {
+        let mut backoff = BACKOFF_MIN;
+        let mut stop = std::pin::pin!(crate::signals::terminated());
+        loop {
+            match self.connect().await? {
+                Some(mut ws) => {
+                    eprintln!(
+                        "supergrep agent: connected to {} as {}",
+                        self.display(),
+                        self.name
+                    );
+                    backoff = BACKOFF_MIN;
+                    let ended = self.connected(&mut ws, rx, stop.as_mut()).await;
+                    match ended {
+                        Ended::Stopped => {
+                            let _ = ws.close(None).await;
+                            return Ok(());
+                        }
+                        Ended::Lost(why) => {
+                            eprintln!("supergrep agent: lost the hub ({why}); reconnecting");
+                        }
+                    }
+                }
+                None => {
+                    eprintln!(
+                        "supergrep agent: cannot reach the hub at {}; retrying in {:.1}s",
+                        self.display(),
+                        backoff.as_secs_f64()
+                    );
+                }
+            }
+            // Keep following (into the buffer) while waiting to retry.
+            let until = tokio::time::Instant::now() + jitter(backoff);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = stop.as_mut() => return Ok(()),
+                    event = rx.recv(), if self.has_room() => match event {
+                        // Sent (again) once connected.
+                        Some(e) => drop(self.take(e)),
+                        None => return Ok(()),
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Connects and says hello; `None` when the hub cannot be reached now.
+    async fn connect(&mut self) -> anyhow::Result<Option<Ws>> {
+        let (mut ws, _) = match tokio_tungstenite::connect_async(self.url.as_str()).await {
+            Ok(c) => c,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == 401 => {
+                let why = format!("the hub at {} refused the token", self.display());
+                if self.retry_auth {
+                    eprintln!("supergrep agent: {why}; retrying (--retry-auth)");
+                    return Ok(None);
+                }
+                return Err(UsageError(why).into());
+            }
+            Err(e) => {
+                tracing::debug!("connect: {e}");
+                return Ok(None);
+            }
+        };
+        let hello = AgentMsg::AgentHello {
+            version: VERSION,
+            name: self.name.clone(),
+            agent: format!("supergrep {}", env!("CARGO_PKG_VERSION")),
+        };
+        if ws.send(text(&hello)).await.is_err() {
+            return Ok(None);
+        }
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<HubMsg>(t.as_str()) {
+                Ok(HubMsg::Welcome { .. }) => Ok(Some(ws)),
+                Ok(HubMsg::Error { message, .. }) => {
+                    Err(UsageError(format!("the hub refused the agent: {message}")).into())
+                }
+                _ => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    async fn connected(
+        &mut self,
+        ws: &mut Ws,
+        rx: &mut mpsc::Receiver<SourceEvent>,
+        mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Ended {
+        // What the hub may not have: announce the files, re-send the unacknowledged.
+        for path in self.streams.clone() {
+            let added = AgentMsg::StreamAdded {
+                path,
+                set: self.set.clone(),
+            };
+            if ws.send(text(&added)).await.is_err() {
+                return Ended::Lost("send failed".into());
+            }
+        }
+        for p in &self.pending {
+            if ws.send(Message::Text(p.json.clone().into())).await.is_err() {
+                return Ended::Lost("send failed".into());
+            }
+        }
+        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut save = tokio::time::interval(SAVE_EVERY);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                _ = stop.as_mut() => return Ended::Stopped,
+                msg = ws.next() => {
+                    last_heard = Instant::now();
+                    match msg {
+                        Some(Ok(Message::Text(t))) => match serde_json::from_str::<HubMsg>(t.as_str()) {
+                            Ok(HubMsg::Ack { batch }) => self.acknowledged(batch),
+                            Ok(HubMsg::Error { message, .. }) => eprintln!("supergrep agent: the hub says: {message}"),
+                            _ => {}
+                        },
+                        Some(Ok(Message::Close(_))) | None => return Ended::Lost("the hub closed the connection".into()),
+                        Some(Err(e)) => return Ended::Lost(e.to_string()),
+                        Some(Ok(_)) => {}
+                    }
+                }
+                event = rx.recv(), if self.has_room() => match event {
+                    Some(e) => {
+                        if let Some(json) = self.take(e) {
+                            if ws.send(Message::Text(json.into())).await.is_err() {
+                                return Ended::Lost("send failed".into());
+                            }
+                        }
+                    }
+                    // The tailer ended (it only does when nothing is left to follow).
+                    None => return Ended::Stopped,
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > DEAD_AFTER {
+                        return Ended::Lost("no answer to pings".into());
+                    }
+                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                        return Ended::Lost("send failed".into());
+                    }
+                }
+                _ = save.tick() => self.save(),
+            }
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.pending_bytes < MAX_PENDING_BYTES
+    }
+
+    /// Takes one tailer event into the agent's state; returns the message to send.
+    fn take(&mut self, event: SourceEvent) -> Option<String> {
+        match event {
+            SourceEvent::StreamAdded(s) => {
+                if !self.streams.contains(&s.path) {
+                    self.streams.push(s.path.clone());
+                }
+                Some(text_json(&AgentMsg::StreamAdded {
+                    path: s.path.clone(),
+                    set: s.set.clone(),
+                }))
+            }
+            SourceEvent::StreamRemoved(s) => {
+                self.streams.retain(|p| *p != s.path);
+                Some(text_json(&AgentMsg::StreamRemoved {
+                    path: s.path.clone(),
+                    set: s.set.clone(),
+                }))
+            }
+            SourceEvent::Lines(b) => {
+                let origin = b.origin?;
+                let batch = self.next_batch;
+                self.next_batch += 1;
+                let msg = AgentMsg::Lines {
+                    batch,
+                    path: b.stream.path.clone(),
+                    set: b.stream.set.clone(),
+                    dev: origin.dev,
+                    ino: origin.ino,
+                    start: origin.start,
+                    end: origin.end,
+                    ts: format_ts(b.ts),
+                    text: b.text,
+                };
+                let json = text_json(&msg);
+                self.pending_bytes += json.len();
+                self.pending.push_back(Pending {
+                    batch,
+                    json: json.clone(),
+                    resume: Some((
+                        PathBuf::from(&b.stream.path),
+                        Resume {
+                            dev: origin.dev,
+                            ino: origin.ino,
+                            offset: origin.end,
+                        },
+                    )),
+                });
+                Some(json)
+            }
+        }
+    }
+
+    fn acknowledged(&mut self, batch: u64) {
+        while self.pending.front().is_some_and(|p| p.batch <= batch) {
+            if let Some(p) = self.pending.pop_front() {
+                self.pending_bytes -= p.json.len();
+                if let Some((path, resume)) = p.resume {
+                    self.acked.insert(path, resume);
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+
+    /// Writes the acknowledged offsets (atomically: a crash leaves the old file).
+    fn save(&mut self) {
+        let Some(path) = &self.state_file else { return };
+        if !self.dirty {
+            return;
+        }
+        let tmp = path.with_extension("tmp");
+        let json = match serde_json::to_string_pretty(&self.acked) {
+            Ok(j) => j,
+            Err(_) => return,
+        };
+        match std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, path)) {
+            Ok(()) => self.dirty = false,
+            Err(e) => tracing::warn!("cannot write the state file {}: {e}", path.display()),
+        }
+    }
+
+    fn display(&self) -> &str {
+        self.url.split('?').next().unwrap_or(&self.url)
+    }
+}
+
+enum Ended {
+    Stopped,
+    Lost(String),
+}
+
+fn load_state(path: &Path) -> anyhow::Result<HashMap<PathBuf, Resume>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            UsageError(format!(
+                "state file {} is not one of ours: {e}",
+                path.display()
+            ))
+            .into()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(e) => Err(UsageError(format!("cannot read state file {}: {e}", path.display())).into()),
+    }
+}
+
+fn agent_url(hub: &str, token: Option<&str>) -> Result<String, String> {
+    let base = hub.trim_end_matches('/');
+    if base.starts_with("wss://") {
+        return Err("wss:// is not supported yet: use ws:// (or a TLS tunnel)".into());
+    }
+    if !base.starts_with("ws://") {
+        return Err(format!("--hub wants a ws:// URL, not {hub:?}"));
+    }
+    let mut url = format!("{}/agent", base.trim_end_matches("/agent"));
+    if let Some(t) = token {
+        url.push_str("?token=");
+        url.push_str(&encode_query(t));
+    }
+    Ok(url)
+}
+
+fn text_json(msg: &AgentMsg) -> String {
+    serde_json::to_string(msg).unwrap_or_default()
+}
+
+fn text(msg: &AgentMsg) -> Message {
+    Message::Text(text_json(msg).into())
+}
