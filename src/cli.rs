@@ -107,6 +107,14 @@ pub struct ServeArgs {
     #[arg(long)]
     pub demo: bool,
 
+    /// Accept syslog messages over UDP on this address (e.g. 127.0.0.1:5514).
+    #[arg(long, value_name = "ADDR")]
+    pub syslog_udp: Option<SocketAddr>,
+
+    /// Accept syslog messages over TCP (octet-counted or newline-framed) on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub syslog_tcp: Option<SocketAddr>,
+
     /// Lines kept for backlog and context requests [default: 100000, or the config's].
     #[arg(long, value_name = "LINES")]
     pub backlog: Option<u64>,

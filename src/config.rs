@@ -40,6 +40,8 @@ Config file keys (TOML):
   max_clients = 10000               WebSocket clients at once
   max_backlog_request = 10000       largest `backlog` a subscribe may ask for
   max_context_lines = 1000          largest `before`/`after` of a context request
+  [syslog]
+  udp = \"127.0.0.1:5514\"  tcp = \"127.0.0.1:5514\"  set = \"syslog\"   syslog input (RFC 5424/3164)
   [[irc]]                           a standing IRC sink (repeatable):
   server = \"irc://irc.internal:6667\"  channel = \"#deploys\"  nick = \"supergrep\"  key = \"...\"
   include = [\"PHP Fatal\"]  exclude = [...]  ignore_case = false  streams = [\"web\"]
@@ -62,6 +64,28 @@ pub struct Config {
     /// Standing IRC sinks: post matches as long as the hub runs.
     #[serde(default)]
     pub irc: Vec<IrcSink>,
+    #[serde(default)]
+    pub syslog: SyslogInput,
+}
+
+/// Syslog input (rsyslog, syslog-ng, Vector, Fluent Bit…).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogInput {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    /// Log set of the syslog streams.
+    pub set: String,
+}
+
+impl Default for SyslogInput {
+    fn default() -> Self {
+        SyslogInput {
+            udp: None,
+            tcp: None,
+            set: "syslog".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

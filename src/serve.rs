@@ -51,7 +51,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             paths: vec![glob],
         });
     }
-    if sets.is_empty() {
+    let has_syslog = args.syslog_udp.is_some()
+        || args.syslog_tcp.is_some()
+        || config.syslog.udp.is_some()
+        || config.syslog.tcp.is_some();
+    if sets.is_empty() && !has_syslog {
         // A hub fed only by agents is fine; say so, in case it was not meant.
         eprintln!("supergrep: no local files to follow (PATHs, [[set]] in --config, or --demo); waiting for agents");
     }
@@ -79,6 +83,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..TailConfig::default()
         };
         tail::spawn(targets, tail_config, tx.clone()).context("starting a tailer")?;
+    }
+    let syslog = &config.syslog;
+    let (udp, tcp) = (
+        args.syslog_udp.or(syslog.udp),
+        args.syslog_tcp.or(syslog.tcp),
+    );
+    if udp.is_some() || tcp.is_some() {
+        crate::source::syslog::start(udp, tcp, syslog.set.clone(), limits.max_line, tx.clone())
+            .await
+            .context("starting syslog input")?;
     }
     // Agents' lines come in through the server: it keeps a sender.
     let agent_ingest = tx;

@@ -2,6 +2,7 @@
 //! who is listening.
 
 pub mod glob;
+pub mod syslog;
 pub mod tail;
 
 use std::sync::Arc;

@@ -1,0 +1,431 @@
+//! Syslog input for the hub: what rsyslog, syslog-ng, Vector or Fluent Bit forward.
+//!
+//! UDP datagrams, and TCP with either octet-counting (`LEN MSG`, RFC 6587) or newline
+//! framing, detected per message. RFC 5424 and RFC 3164 messages, tolerant of the
+//! real-world variants (no hostname, ISO timestamps, no PID). The message's hostname
+//! becomes the stream's host and its app-name or tag the path (`syslog:nginx`).
+//! Anything unparsable is kept as raw text from the sender's address: never dropped
+//! silently, never fatal.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::SourceEvent;
+use crate::line::{LineBatch, Stream};
+
+/// One parsed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub host: Option<String>,
+    pub app: Option<String>,
+    pub text: String,
+}
+
+/// Parses one syslog message (without framing); never fails: unparsable input is
+/// returned whole as the text.
+pub fn parse(raw: &str) -> Message {
+    let raw = raw.trim_end_matches(['\n', '\r', '\0']);
+    let raw_message = || Message {
+        host: None,
+        app: None,
+        text: raw.to_owned(),
+    };
+    let Some(rest) = raw.strip_prefix('<') else {
+        return raw_message();
+    };
+    let Some((pri, rest)) = rest.split_once('>') else {
+        return raw_message();
+    };
+    if pri.is_empty() || pri.len() > 3 || !pri.bytes().all(|b| b.is_ascii_digit()) {
+        return raw_message();
+    }
+    if let Some(m) = rest.strip_prefix("1 ").and_then(parse_5424) {
+        return m;
+    }
+    parse_3164(rest).unwrap_or_else(raw_message)
+}
+
+/// `TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG` (after `<PRI>1 `).
+fn parse_5424(rest: &str) -> Option<Message> {
+    let mut parts = rest.splitn(6, ' ');
+    let _ts = parts.next()?;
+    let host = nil(parts.next()?);
+    let app = nil(parts.next()?);
+    let _procid = parts.next()?;
+    let _msgid = parts.next()?;
+    let rest = parts.next().unwrap_or("");
+    let msg = skip_structured_data(rest)?;
+    // A UTF-8 byte order mark may start the message.
+    let msg = msg.strip_prefix('\u{feff}').unwrap_or(msg);
+    Some(Message {
+        host,
+        app,
+        text: msg.to_owned(),
+    })
+}
+
+fn nil(field: &str) -> Option<String> {
+    (field != "-" && !field.is_empty()).then(|| field.to_owned())
+}
+
+/// The message after the structured data (`-` or `[id k="v"]…`, with `\]` escapes).
+fn skip_structured_data(s: &str) -> Option<&str> {
+    if let Some(rest) = s.strip_prefix('-') {
+        return Some(rest.strip_prefix(' ').unwrap_or(rest));
+    }
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] == b'[' {
+        let mut escaped = false;
+        let mut in_quotes = false;
+        i += 1;
+        loop {
+            let &b = bytes.get(i)?;
+            i += 1;
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_quotes = !in_quotes,
+                b']' if !in_quotes => break,
+                _ => {}
+            }
+        }
+    }
+    if i == 0 {
+        return None;
+    }
+    let rest = &s[i..];
+    Some(rest.strip_prefix(' ').unwrap_or(rest))
+}
+
+/// `TIMESTAMP [HOSTNAME] TAG[PID]: MSG`, with the variants seen in the wild.
+fn parse_3164(rest: &str) -> Option<Message> {
+    let rest = skip_timestamp(rest)?;
+    // Host and tag: "host tag[pid]: msg", "tag[pid]: msg" (no host, as from logger),
+    // or "host msg" with no tag at all.
+    let (first, after) = rest.split_once(' ').unwrap_or((rest, ""));
+    if let Some((app, msg)) = tag(first, after) {
+        return Some(Message {
+            host: None,
+            app: Some(app),
+            text: msg.to_owned(),
+        });
+    }
+    let host = Some(first.to_owned()).filter(|h| !h.is_empty());
+    let (second, after2) = after.split_once(' ').unwrap_or((after, ""));
+    if let Some((app, msg)) = tag(second, after2) {
+        return Some(Message {
+            host,
+            app: Some(app),
+            text: msg.to_owned(),
+        });
+    }
+    Some(Message {
+        host,
+        app: None,
+        text: after.to_owned(),
+    })
+}
+
+/// `word` as a tag (`nginx:`, `sshd[42]:`), with the message that follows.
+fn tag<'a>(word: &str, after: &'a str) -> Option<(String, &'a str)> {
+    let name = word.strip_suffix(':')?;
+    let name = match name.split_once('[') {
+        Some((n, pid)) if pid.ends_with(']') => n,
+        Some(_) => return None,
+        None => name,
+    };
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && name.chars().all(|c| c.is_ascii_graphic() && c != ':');
+    ok.then(|| (name.to_owned(), after))
+}
+
+/// Skips `Mmm dd hh:mm:ss ` (BSD), `YYYY-MM-DDThh:mm:ss…Z ` (ISO) or `Mmm dd YYYY hh:mm:ss `.
+fn skip_timestamp(s: &str) -> Option<&str> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    if s.len() > 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[..4].iter().all(u8::is_ascii_digit) {
+        let (_, rest) = s.split_once(' ')?;
+        return Some(rest);
+    }
+    let month = s.get(..3)?;
+    if !MONTHS.contains(&month) {
+        return None;
+    }
+    // "Nov 22 03:00:00 " or "Nov  2 03:00:00 ", maybe with a year.
+    let mut rest = s[3..].trim_start();
+    for _ in 0..3 {
+        let (word, after) = rest.split_once(' ')?;
+        rest = after;
+        if word.contains(':') {
+            return Some(rest);
+        }
+    }
+    None
+}
+
+/// Where syslog lines go, and how streams are named.
+struct Ingest {
+    out: mpsc::Sender<SourceEvent>,
+    set: String,
+    max_line: usize,
+    streams: Mutex<HashMap<(String, String), Arc<Stream>>>,
+}
+
+/// Streams at most, so spoofed hostnames cannot grow the hub without bound.
+const MAX_STREAMS: usize = 10_000;
+
+impl Ingest {
+    async fn deliver(&self, raw: &[u8], from: SocketAddr) -> bool {
+        let text = String::from_utf8_lossy(raw);
+        let m = parse(&text);
+        let host = m.host.unwrap_or_else(|| from.ip().to_string());
+        let path = format!("syslog:{}", m.app.as_deref().unwrap_or("unknown"));
+        let (stream, added) = {
+            let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            let key = if streams.len() >= MAX_STREAMS
+                && !streams.contains_key(&(host.clone(), path.clone()))
+            {
+                ("other".to_owned(), "syslog:other".to_owned())
+            } else {
+                (host, path)
+            };
+            match streams.get(&key) {
+                Some(s) => (s.clone(), false),
+                None => {
+                    let s = Arc::new(Stream::new(key.0.clone(), key.1.clone(), self.set.clone()));
+                    streams.insert(key, s.clone());
+                    (s, true)
+                }
+            }
+        };
+        if added
+            && self
+                .out
+                .send(SourceEvent::StreamAdded(stream.clone()))
+                .await
+                .is_err()
+        {
+            return false;
+        }
+        // One message is one line: newlines inside become spaces.
+        let mut line: String = m
+            .text
+            .chars()
+            .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+            .collect();
+        if line.len() > self.max_line {
+            let mut end = self.max_line;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            let cut = line.len() - end;
+            line.truncate(end);
+            line.push_str(&format!(" [… {cut} bytes cut]"));
+        }
+        line.push('\n');
+        let batch = LineBatch {
+            stream,
+            ts: SystemTime::now(),
+            text: line,
+            origin: None,
+        };
+        self.out.send(SourceEvent::Lines(batch)).await.is_ok()
+    }
+}
+
+/// Listens for syslog on UDP and/or TCP, feeding `out`.
+pub async fn start(
+    udp: Option<SocketAddr>,
+    tcp: Option<SocketAddr>,
+    set: String,
+    max_line: usize,
+    out: mpsc::Sender<SourceEvent>,
+) -> std::io::Result<()> {
+    let ingest = Arc::new(Ingest {
+        out,
+        set,
+        max_line,
+        streams: Mutex::default(),
+    });
+    if let Some(addr) = udp {
+        let socket = UdpSocket::bind(addr).await?;
+        tracing::info!("syslog: listening on udp {}", socket.local_addr()?);
+        let ingest = ingest.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match socket.recv_from(&mut buf).await {
+                    Ok((n, from)) => {
+                        if !ingest.deliver(&buf[..n], from).await {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::warn!("syslog udp: {e}"),
+                }
+            }
+        });
+    }
+    if let Some(addr) = tcp {
+        let listener = TcpListener::bind(addr).await?;
+        tracing::info!("syslog: listening on tcp {}", listener.local_addr()?);
+        let open = Arc::new(tokio::sync::Semaphore::new(1000));
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, from)) = listener.accept().await else {
+                    continue;
+                };
+                let Ok(permit) = open.clone().try_acquire_owned() else {
+                    tracing::warn!("syslog tcp: too many connections; refusing {from}");
+                    continue;
+                };
+                let ingest = ingest.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = read_tcp(stream, from, &ingest).await {
+                        tracing::debug!("syslog tcp {from}: {e}");
+                    }
+                    drop(permit);
+                });
+            }
+        });
+    }
+    Ok(())
+}
+
+/// One TCP sender: octet-counted or newline-framed messages, as each one starts.
+async fn read_tcp(
+    stream: tokio::net::TcpStream,
+    from: SocketAddr,
+    ingest: &Ingest,
+) -> std::io::Result<()> {
+    let limit = ingest.max_line + 1024;
+    let mut reader = BufReader::new(stream);
+    let mut frame = Vec::new();
+    loop {
+        let buf = reader.fill_buf().await?;
+        let Some(&first) = buf.first() else {
+            return Ok(());
+        };
+        frame.clear();
+        if first.is_ascii_digit() {
+            // "LEN " then LEN bytes.
+            let mut len_text = Vec::new();
+            (&mut reader)
+                .take(12)
+                .read_until(b' ', &mut len_text)
+                .await?;
+            let len: Option<usize> = std::str::from_utf8(&len_text)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            match len {
+                Some(len) => {
+                    let keep = len.min(limit);
+                    frame.resize(keep, 0);
+                    reader.read_exact(&mut frame).await?;
+                    // Beyond our limit: read and forget.
+                    tokio::io::copy(
+                        &mut (&mut reader).take((len - keep) as u64),
+                        &mut tokio::io::sink(),
+                    )
+                    .await?;
+                }
+                // Not a count after all: the digits start a newline-framed message.
+                None => {
+                    frame.extend_from_slice(&len_text);
+                    (&mut reader)
+                        .take(limit as u64)
+                        .read_until(b'\n', &mut frame)
+                        .await?;
+                }
+            }
+        } else {
+            (&mut reader)
+                .take(limit as u64)
+                .read_until(b'\n', &mut frame)
+                .await?;
+            if !frame.ends_with(b"\n") && frame.len() >= limit {
+                // An over-long line: drop its rest up to the newline.
+                let mut skip = Vec::new();
+                loop {
+                    skip.clear();
+                    let n = (&mut reader)
+                        .take(65536)
+                        .read_until(b'\n', &mut skip)
+                        .await?;
+                    if n == 0 || skip.ends_with(b"\n") {
+                        break;
+                    }
+                }
+            }
+        }
+        if frame.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        if !ingest.deliver(&frame, from).await {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(host: Option<&str>, app: Option<&str>, text: &str) -> Message {
+        Message {
+            host: host.map(str::to_owned),
+            app: app.map(str::to_owned),
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn parses_rfc5424() {
+        assert_eq!(
+            parse("<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - BOM'su root' failed"),
+            m(Some("mymachine.example.com"), Some("su"), "BOM'su root' failed")
+        );
+        assert_eq!(
+            parse(
+                r#"<165>1 2003-10-11T22:14:15.003Z web01 nginx 42 - [exampleSDID@32473 iut="3" eventSource="App\]x"] GET / 502"#
+            ),
+            m(Some("web01"), Some("nginx"), "GET / 502")
+        );
+        assert_eq!(parse("<14>1 - - - - - -"), m(None, None, ""));
+    }
+
+    #[test]
+    fn parses_rfc3164_and_variants() {
+        assert_eq!(
+            parse("<13>Nov 22 03:00:00 web01 sshd[4242]: Failed password for root"),
+            m(Some("web01"), Some("sshd"), "Failed password for root")
+        );
+        assert_eq!(
+            parse("<13>Nov  2 03:00:00 myapp: no host here"),
+            m(None, Some("myapp"), "no host here")
+        );
+        assert_eq!(
+            parse("<30>2026-11-22T03:00:00.123456+00:00 db01 postgres[7]: slow query"),
+            m(Some("db01"), Some("postgres"), "slow query")
+        );
+        assert_eq!(
+            parse("<13>Nov 22 03:00:00 web01 just text"),
+            m(Some("web01"), None, "just text")
+        );
+    }
+
+    #[test]
+    fn keeps_malformed_input_as_raw_text() {
+        assert_eq!(parse("hello world"), m(None, None, "hello world"));
+        assert_eq!(parse("<999999>x"), m(None, None, "<999999>x"));
+        assert_eq!(parse("<13>garbage"), m(None, None, "<13>garbage"));
+    }
+}
