@@ -160,10 +160,11 @@ impl Remote {
                     let backlog = match boot.as_deref() {
                         None => self.initial_backlog,
                         Some(old) if old == b && !b.is_empty() => GAP_BACKLOG,
-                        // A restarted hub numbers lines afresh: what we saw says nothing.
+                        // A restarted hub numbers lines afresh: what we saw says nothing,
+                        // but everything it has read since it started is new to us.
                         Some(_) => {
                             seen.clear();
-                            0
+                            GAP_BACKLOG
                         }
                     };
                     if boot.is_some() {

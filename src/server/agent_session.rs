@@ -89,10 +89,20 @@ async fn serve(
     name: &str,
     streams: &mut HashMap<(String, String), Arc<Stream>>,
 ) -> Result<(), Gone> {
+    let mut shutdown = state.shutdown.clone();
     loop {
-        let msg = match tokio::time::timeout(SILENT_FOR, socket.recv()).await {
-            Ok(Some(Ok(m))) => m,
-            _ => return Err(Gone),
+        let msg = tokio::select! {
+            _ = async { shutdown.wait_for(|&down| down).await.map(|_| ()) } => {
+                let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: 1001,
+                    reason: "the hub is shutting down".into(),
+                }))).await;
+                return Err(Gone);
+            }
+            msg = tokio::time::timeout(SILENT_FOR, socket.recv()) => match msg {
+                Ok(Some(Ok(m))) => m,
+                _ => return Err(Gone),
+            },
         };
         let text = match msg {
             Message::Text(t) => t,

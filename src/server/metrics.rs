@@ -88,6 +88,12 @@ pub async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse 
         state.refused.load(Ordering::Relaxed),
     );
     metric(
+        "supergrep_messages_too_big_total",
+        "counter",
+        "Client messages refused for exceeding max_message_bytes.",
+        state.oversized.load(Ordering::Relaxed),
+    );
+    metric(
         "supergrep_agents",
         "gauge",
         "Connected agents.",

@@ -6,7 +6,7 @@ mod metrics;
 mod session;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
@@ -42,6 +42,8 @@ pub struct ServerState {
     next_client: AtomicU64,
     bytes_sent: AtomicU64,
     refused: AtomicU64,
+    /// Client messages over `max_message_bytes`.
+    oversized: AtomicU64,
 }
 
 impl ServerState {
@@ -75,6 +77,7 @@ impl ServerState {
             next_client: AtomicU64::new(1),
             bytes_sent: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            oversized: AtomicU64::new(0),
         })
     }
 }
@@ -94,18 +97,28 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` turns true; then open sessions get a close frame.
+/// Serves until `shutdown` turns true; then open sessions get a close frame, and
+/// this returns once they have (or after a few seconds).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServerState>,
 ) -> std::io::Result<()> {
     let mut shutdown = state.shutdown.clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|&down| down).await.map(|_| ());
         })
-        .await
+        .await;
+    // Graceful shutdown does not wait for upgraded connections: wait for the
+    // sessions to say goodbye before the runtime goes away under them.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while (state.clients.load(Ordering::Relaxed) > 0 || state.agents.load(Ordering::Relaxed) > 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    served
 }
 
 // The web UI is embedded: `cargo build` alone gives a working product.

@@ -93,7 +93,11 @@ impl Session {
                     return Err(Gone);
                 }
                 msg = self.socket.recv() => {
-                    let Some(Ok(msg)) = msg else { return Err(Gone) };
+                    let msg = match msg {
+                        Some(Ok(msg)) => msg,
+                        Some(Err(e)) => return Err(self.refuse_broken(e).await),
+                        None => return Err(Gone),
+                    };
                     last_heard = Instant::now();
                     match msg {
                         Message::Text(text) => self.handle(text.as_str()).await?,
@@ -320,6 +324,36 @@ impl Session {
             },
         };
         self.send(&msg).await
+    }
+
+    /// A frame we could not take (too large, not WebSocket): counted, told to the
+    /// client as far as the connection still allows, and the session ends.
+    async fn refuse_broken(&mut self, e: axum::Error) -> Gone {
+        let too_big = e.to_string().contains("too long") || e.to_string().contains("too big");
+        let (code, why) = if too_big {
+            self.state.oversized.fetch_add(1, Ordering::Relaxed);
+            (
+                1009,
+                format!(
+                    "message too big (limit {} bytes)",
+                    self.state.limits.max_message_bytes
+                ),
+            )
+        } else {
+            (1002, format!("protocol error: {e}"))
+        };
+        tracing::debug!(client = self.client, "closing: {why}");
+        let _ = self
+            .send(&ServerMsg::error(None, code::BAD_REQUEST, why.clone()))
+            .await;
+        let _ = self
+            .socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: why.into(),
+            })))
+            .await;
+        Gone
     }
 
     async fn send(&mut self, msg: &ServerMsg) -> Result<(), Gone> {
