@@ -222,7 +222,16 @@ impl Config {
         for (i, sink) in self.irc.iter().enumerate() {
             crate::irc::IrcTarget::parse(&sink.url()).map_err(|e| format!("irc[{i}]: {e}"))?;
             if let Some(f) = &sink.format {
-                crate::output::Format::parse(f).map_err(|e| format!("irc[{i}].format: {e}"))?;
+                match crate::output::Format::parse(f)
+                    .map_err(|e| format!("irc[{i}].format: {e}"))?
+                {
+                    crate::output::Format::Template(_) => {}
+                    _ => {
+                        return Err(format!(
+                            "irc[{i}].format must be a template such as \"{{host}}: {{text}}\""
+                        ))
+                    }
+                }
             }
         }
         if self.token.as_deref() == Some("") {

@@ -114,6 +114,8 @@ impl IrcOptions {
 /// IRC's limit for a whole line, CRLF included.
 const IRC_LINE: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// After the input ended (`--no-follow`), how long unposted matches may wait.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(15);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// Posts what arrives in `queue` until it closes, then whatever is still waiting.
@@ -127,9 +129,32 @@ pub async fn run(options: IrcOptions, queue: Arc<SinkQueue>) {
 struct Connection {
     lines: mpsc::Receiver<String>,
     writer: tokio::net::tcp::OwnedWriteHalf,
+    /// The nick we asked for, and how many were refused before it.
+    base_nick: String,
     nick: String,
+    nick_attempts: u32,
     joined: bool,
+    /// When to try JOIN again after the channel refused us.
+    rejoin_at: Option<Instant>,
+    rejoin_backoff: Duration,
 }
+
+/// The nick to try after `attempt` refusals: `nick_` first, then short numbered
+/// forms that fit the 9 characters some servers allow (`supergre2`, `superg12`).
+fn nick_candidate(base: &str, attempt: u32) -> String {
+    if attempt == 1 {
+        return format!("{base}_");
+    }
+    let suffix = attempt.to_string();
+    let keep: String = base
+        .chars()
+        .take(9usize.saturating_sub(suffix.len()).max(1))
+        .collect();
+    format!("{keep}{suffix}")
+}
+
+/// Nick refusals after which the connection is dropped and tried again later.
+const MAX_NICK_ATTEMPTS: u32 = 20;
 
 struct Sink {
     options: IrcOptions,
@@ -154,10 +179,20 @@ impl Sink {
 
     async fn run(&mut self, queue: &SinkQueue) {
         let mut open = true;
+        // Once no more matches will come, what is waiting gets this long to be posted.
+        let mut give_up_at: Option<Instant> = None;
         loop {
             if !open && self.flood.is_empty() {
                 break;
             }
+            if give_up_at.is_some_and(|t| Instant::now() >= t) {
+                tracing::warn!(
+                    "IRC: giving up: matches not posted could not reach {}",
+                    self.options.target.channel
+                );
+                break;
+            }
+            let rejoin_at = self.conn.as_ref().and_then(|c| c.rejoin_at);
             let joined = self.conn.as_ref().is_some_and(|c| c.joined);
             let post_at = if joined && !self.flood.is_empty() {
                 Some(self.bucket.ready_at(Instant::now()))
@@ -177,8 +212,20 @@ impl Sink {
                             self.flood.add(&d.line.stream.host, &d.line.text, message, now);
                         }
                     }
-                    None => open = false,
+                    None => {
+                        open = false;
+                        give_up_at = Some(Instant::now() + GIVE_UP_AFTER);
+                    }
                 },
+                _ = sleep_until(rejoin_at) => {
+                    if let Some(conn) = &mut self.conn {
+                        conn.rejoin_at = None;
+                        if conn.writer.write_all(join_line(&self.options.target).as_bytes()).await.is_err() {
+                            self.lost("write failed");
+                        }
+                    }
+                }
+                _ = sleep_until(give_up_at) => {}
                 line = recv_line(&mut self.conn) => match line {
                     Some(line) => self.on_server_line(&line).await,
                     None => self.lost("the server closed the connection"),
@@ -226,8 +273,12 @@ impl Sink {
         let mut conn = Connection {
             lines: rx,
             writer,
+            base_nick: nick.clone(),
             nick: nick.clone(),
+            nick_attempts: 0,
             joined: false,
+            rejoin_at: None,
+            rejoin_backoff: Duration::from_secs(5),
         };
         let mut hello = String::new();
         if let Some(p) = &t.password {
@@ -252,7 +303,12 @@ impl Sink {
             "001" => Some(join_line(&self.options.target)),
             // Nick in use (or erroneous): try another.
             "433" | "432" | "436" => {
-                conn.nick = format!("{}_", conn.nick);
+                conn.nick_attempts += 1;
+                if conn.nick_attempts > MAX_NICK_ATTEMPTS {
+                    self.lost("the server refused every nick we tried");
+                    return;
+                }
+                conn.nick = nick_candidate(&conn.base_nick, conn.nick_attempts);
                 Some(format!("NICK {}\r\n", conn.nick))
             }
             "JOIN" if prefix_nick(prefix) == conn.nick => {
@@ -268,10 +324,13 @@ impl Sink {
             // Cannot join (full, invite only, banned, bad key): say so, try later.
             "471" | "473" | "474" | "475" => {
                 tracing::warn!(
-                    "IRC: cannot join {}: {}",
+                    "IRC: cannot join {}: {}; trying again in {:?}",
                     self.options.target.channel,
-                    params.last().unwrap_or(&"")
+                    params.last().unwrap_or(&""),
+                    conn.rejoin_backoff
                 );
+                conn.rejoin_at = Some(Instant::now() + conn.rejoin_backoff);
+                conn.rejoin_backoff = (conn.rejoin_backoff * 2).min(BACKOFF_MAX);
                 None
             }
             "ERROR" => {
@@ -372,7 +431,9 @@ fn clean(s: &str) -> String {
         .collect()
 }
 
-const BOLD_RED: &str = "\x02\x0304";
+// Colour before bold: a match starting with ",42" right after "\x0304" would be read
+// as a background colour.
+const BOLD_RED: &str = "\x0304\x02";
 const RESET: &str = "\x0f";
 
 /// A match as it reads in the channel: the template filled in, text cleaned, and the
@@ -469,7 +530,10 @@ mod tests {
         assert!(c.len() <= 400 && c.ends_with('…'));
         let mut out = String::new();
         push_text(&mut out, "an error\nhere", &[[3, 8]]);
-        assert_eq!(out, "an \x02\x0304error\x0fhere");
+        assert_eq!(out, "an \x0304\x02error\x0fhere");
+        assert_eq!(nick_candidate("supergrep", 1), "supergrep_");
+        assert_eq!(nick_candidate("supergrep", 2), "supergre2");
+        assert_eq!(nick_candidate("supergrep", 12), "supergr12");
     }
 
     #[test]

@@ -1,0 +1,614 @@
+//! Helpers for the IRC sink tests: a private `ngircd` per test, a tiny IRC client
+//! that watches channels, and the real `supergrep` binary with its stdout and stderr
+//! read line by line while it runs.
+//!
+//! Nothing here sleeps for a fixed time to let something happen: every wait is for an
+//! event (a line from a server or from supergrep) and is bounded by [`PATIENCE`].
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous: only bounds how long a broken build can hang a test.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub const NGIRCD: &str = "/usr/sbin/ngircd";
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// This machine's name as supergrep sees it (`{host}`).
+pub fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let name = if name.is_empty() {
+        Command::new("hostname")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    } else {
+        name
+    };
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
+    }
+}
+
+/// What the IRC sink does to a log line: control characters out, tabs to spaces.
+pub fn irc_clean(s: &str) -> String {
+    s.chars()
+        .filter_map(|c| match c {
+            '\t' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+/// Appends to a file the way a logging program does (O_APPEND, one write per call).
+pub fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Lines read from a pipe on a thread of their own.
+fn line_reader(stream: impl std::io::Read + Send + 'static, tx: mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------
+// ngircd
+// ---------------------------------------------------------------------------------
+
+/// How the test server is set up.
+#[derive(Debug, Clone)]
+pub struct IrcdOptions {
+    /// `MaxNickLength`; `None` keeps ngircd's default (9).
+    pub max_nick_length: Option<u32>,
+}
+
+impl Default for IrcdOptions {
+    fn default() -> Self {
+        IrcdOptions {
+            max_nick_length: Some(30),
+        }
+    }
+}
+
+/// A private ngircd in the foreground on a loopback port; killed on drop.
+pub struct Ircd {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    conf: PathBuf,
+    options: IrcdOptions,
+    child: Option<Child>,
+    /// Everything ngircd logged, over all its runs.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Ircd {
+    pub fn start() -> Ircd {
+        Ircd::start_with(IrcdOptions::default())
+    }
+
+    pub fn start_with(options: IrcdOptions) -> Ircd {
+        let dir = tempfile::tempdir().unwrap();
+        // ngircd refuses to stay root and becomes `nobody`: its pid file goes here.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        std::fs::write(dir.path().join("motd"), "test server\n").unwrap();
+        let conf = dir.path().join("ngircd.conf");
+        let mut ircd = Ircd {
+            dir,
+            port: 0,
+            conf,
+            options,
+            child: None,
+            log: Arc::default(),
+        };
+        // A port found free may be taken before ngircd binds it: then try another.
+        let mut why = String::new();
+        for _ in 0..5 {
+            ircd.port = free_port();
+            match ircd.spawn(Duration::from_secs(10)) {
+                Ok(()) => return ircd,
+                Err(e) => why = e,
+            }
+        }
+        panic!("ngircd would not start: {why}");
+    }
+
+    fn write_conf(&self) {
+        let d = self.dir.path().display();
+        let nick_len = match self.options.max_nick_length {
+            Some(n) => format!("MaxNickLength = {n}\n"),
+            None => String::new(),
+        };
+        let conf = format!(
+            "[Global]\n\
+             Name = irc.test.local\n\
+             Info = supergrep test server\n\
+             AdminInfo1 = test\n\
+             AdminInfo2 = test\n\
+             AdminEMail = test@test.local\n\
+             Listen = 127.0.0.1\n\
+             Ports = {port}\n\
+             PidFile = {d}/ngircd.pid\n\
+             MotdFile = {d}/motd\n\
+             [Limits]\n\
+             MaxConnections = 100\n\
+             MaxConnectionsIP = 0\n\
+             {nick_len}\
+             [Options]\n\
+             PAM = no\n\
+             Ident = no\n\
+             DNS = no\n\
+             IncludeDir = {d}/conf.d\n",
+            port = self.port,
+        );
+        std::fs::write(&self.conf, conf).unwrap();
+    }
+
+    /// Starts ngircd on `self.port` and waits until it says it is ready.
+    fn spawn(&mut self, patience: Duration) -> Result<(), String> {
+        self.write_conf();
+        let mut child = Command::new(NGIRCD)
+            .arg("-n")
+            .arg("-f")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {NGIRCD}: {e}"))?;
+        let (tx, rx) = mpsc::channel();
+        line_reader(child.stdout.take().unwrap(), tx.clone());
+        line_reader(child.stderr.take().unwrap(), tx);
+        let log = self.log.clone();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in rx {
+                if line.contains("ready.") {
+                    let _ = ready_tx.send(());
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + patience;
+        loop {
+            match ready_rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(()) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {}
+            }
+            let exited = child.try_wait().unwrap().is_some();
+            if exited || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "ngircd on port {} did not get ready; it said:\n{}",
+                    self.port,
+                    self.log.lock().unwrap().join("\n")
+                ));
+            }
+        }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to the clients).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (retrying while the port is busy).
+    pub fn start_again(&mut self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.spawn(Duration::from_secs(10)) {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    pub fn url(&self, channel: &str) -> String {
+        format!("irc://127.0.0.1:{}/{channel}", self.port)
+    }
+}
+
+impl Drop for Ircd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// A test IRC client
+// ---------------------------------------------------------------------------------
+
+/// One line from the server, raw (CRLF included) and parsed.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub raw: Vec<u8>,
+    pub prefix: String,
+    pub command: String,
+    pub params: Vec<String>,
+}
+
+impl Msg {
+    fn parse(raw: Vec<u8>) -> Msg {
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let line = text.trim_end_matches(['\r', '\n']);
+        let (prefix, rest) = match line.strip_prefix(':') {
+            Some(r) => r.split_once(' ').unwrap_or((r, "")),
+            None => ("", line),
+        };
+        let (head, trailing) = match rest.split_once(" :") {
+            Some((h, t)) => (h, Some(t)),
+            None => (rest, None),
+        };
+        let mut words = head.split(' ').filter(|w| !w.is_empty());
+        let command = words.next().unwrap_or("").to_owned();
+        let mut params: Vec<String> = words.map(str::to_owned).collect();
+        params.extend(trailing.map(str::to_owned));
+        Msg {
+            raw,
+            prefix: prefix.to_owned(),
+            command,
+            params,
+        }
+    }
+
+    /// The nick of the sender (`nick!user@host`).
+    pub fn nick(&self) -> &str {
+        self.prefix.split('!').next().unwrap_or("")
+    }
+
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map_or("", String::as_str)
+    }
+}
+
+/// A PRIVMSG to a channel: who sent it and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Said {
+    pub from: String,
+    pub text: String,
+}
+
+#[derive(Default)]
+struct Inbox {
+    msgs: Vec<Msg>,
+    closed: bool,
+}
+
+/// A registered IRC client; answers PING by itself and records every line.
+pub struct Client {
+    pub nick: String,
+    writer: Arc<Mutex<TcpStream>>,
+    inbox: Arc<(Mutex<Inbox>, Condvar)>,
+}
+
+impl Client {
+    /// Connects and registers as `nick`; panics if the server will not have it.
+    pub fn connect(port: u16, nick: &str) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to ngircd");
+        let writer = Arc::new(Mutex::new(stream.try_clone().unwrap()));
+        let inbox: Arc<(Mutex<Inbox>, Condvar)> = Arc::default();
+        {
+            let writer = writer.clone();
+            let inbox = inbox.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut raw = Vec::new();
+                    match reader.read_until(b'\n', &mut raw) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    let msg = Msg::parse(raw);
+                    if msg.command == "PING" {
+                        let pong = format!("PONG :{}\r\n", msg.param(0));
+                        let _ = writer.lock().unwrap().write_all(pong.as_bytes());
+                    }
+                    let (lock, cv) = &*inbox;
+                    lock.lock().unwrap().msgs.push(msg);
+                    cv.notify_all();
+                }
+                let (lock, cv) = &*inbox;
+                lock.lock().unwrap().closed = true;
+                cv.notify_all();
+            });
+        }
+        let client = Client {
+            nick: nick.to_owned(),
+            writer,
+            inbox,
+        };
+        client.send(&format!("NICK {nick}"));
+        client.send(&format!("USER {nick} 0 * :supergrep test client"));
+        let welcome = client.wait_for("registration (001 or an error)", |m| {
+            matches!(m.command.as_str(), "001" | "432" | "433" | "436" | "ERROR")
+        });
+        assert_eq!(
+            welcome.command, "001",
+            "{nick} could not register: {welcome:?}"
+        );
+        client
+    }
+
+    /// Sends one command (CRLF added).
+    pub fn send(&self, line: &str) {
+        self.writer
+            .lock()
+            .unwrap()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write to ngircd");
+    }
+
+    /// Joins `channel` and waits until the server has said who is in it.
+    pub fn join(&self, channel: &str) {
+        let from = self.count();
+        self.send(&format!("JOIN {channel}"));
+        self.wait_for_after(from, &format!("end of NAMES for {channel}"), |m| {
+            m.command == "366" && m.param(1).eq_ignore_ascii_case(channel)
+        });
+    }
+
+    /// Who is in `channel` now (NAMES; `@`/`+` marks removed).
+    pub fn names(&self, channel: &str) -> Vec<String> {
+        let from = self.count();
+        self.send(&format!("NAMES {channel}"));
+        self.wait_for_after(from, "end of NAMES", |m| {
+            m.command == "366" && m.param(1).eq_ignore_ascii_case(channel)
+        });
+        self.msgs()[from..]
+            .iter()
+            .filter(|m| m.command == "353" && m.param(2).eq_ignore_ascii_case(channel))
+            .flat_map(|m| {
+                m.param(3)
+                    .split(' ')
+                    .filter(|n| !n.is_empty())
+                    .map(|n| n.trim_start_matches(['@', '+']).to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Every line received so far.
+    pub fn msgs(&self) -> Vec<Msg> {
+        self.inbox.0.lock().unwrap().msgs.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.inbox.0.lock().unwrap().msgs.len()
+    }
+
+    /// PRIVMSGs to `channel` received so far, in order.
+    pub fn said(&self, channel: &str) -> Vec<Said> {
+        said_in(&self.msgs(), channel)
+    }
+
+    /// Waits until some line received (ever) satisfies `pred`.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&Msg) -> bool) -> Msg {
+        self.wait_for_after(0, what, pred)
+    }
+
+    /// Waits until a line received after the first `from` satisfies `pred`.
+    pub fn wait_for_after(&self, from: usize, what: &str, pred: impl Fn(&Msg) -> bool) -> Msg {
+        let mut found = None;
+        self.wait_until(what, |msgs| {
+            found = msgs.iter().skip(from).find(|m| pred(m)).cloned();
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// Waits until `done` holds for everything received so far.
+    pub fn wait_until(&self, what: &str, mut done: impl FnMut(&[Msg]) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        let (lock, cv) = &*self.inbox;
+        let mut inbox = lock.lock().unwrap();
+        loop {
+            if done(&inbox.msgs) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || inbox.closed {
+                let seen: Vec<String> = inbox
+                    .msgs
+                    .iter()
+                    .map(|m| format!("{:?}", String::from_utf8_lossy(&m.raw)))
+                    .collect();
+                panic!(
+                    "{}: never got {what}; received:\n{}",
+                    self.nick,
+                    seen.join("\n")
+                );
+            }
+            inbox = cv.wait_timeout(inbox, left).unwrap().0;
+        }
+    }
+
+    /// Waits until at least `n` PRIVMSGs went to `channel`; returns all of them.
+    pub fn wait_said(&self, channel: &str, n: usize) -> Vec<Said> {
+        self.wait_until(&format!("{n} PRIVMSGs to {channel}"), |msgs| {
+            said_in(msgs, channel).len() >= n
+        });
+        self.said(channel)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Ok(w) = self.writer.lock() {
+            let _ = w.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn said_in(msgs: &[Msg], channel: &str) -> Vec<Said> {
+    msgs.iter()
+        .filter(|m| m.command == "PRIVMSG" && m.param(0).eq_ignore_ascii_case(channel))
+        .map(|m| Said {
+            from: m.nick().to_owned(),
+            text: m.param(1).to_owned(),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------
+// supergrep
+// ---------------------------------------------------------------------------------
+
+/// The real binary, running, with stdout and stderr read on threads.
+pub struct Supergrep {
+    pub child: Child,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    pub stderr_seen: Vec<String>,
+}
+
+impl Supergrep {
+    pub fn start(args: &[&str]) -> Supergrep {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_supergrep"))
+            .args(args)
+            .env("SUPERGREP_LOG", "debug")
+            .env_remove("SUPERGREP_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start supergrep");
+        let (out_tx, stdout) = mpsc::channel();
+        let (err_tx, stderr) = mpsc::channel();
+        line_reader(child.stdout.take().unwrap(), out_tx);
+        line_reader(child.stderr.take().unwrap(), err_tx);
+        Supergrep {
+            child,
+            stdout,
+            stderr,
+            stderr_seen: Vec::new(),
+        }
+    }
+
+    /// Reads what stderr has said so far without waiting.
+    pub fn poll_stderr(&mut self) -> &[String] {
+        while let Ok(line) = self.stderr.try_recv() {
+            self.stderr_seen.push(line);
+        }
+        &self.stderr_seen
+    }
+
+    /// Waits until stderr has said, `n` times in all, a line containing all of
+    /// `needles`; returns the last such line.
+    pub fn wait_stderr_n(&mut self, needles: &[&str], n: usize) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let hits: Vec<&String> = self
+                .stderr_seen
+                .iter()
+                .filter(|l| needles.iter().all(|x| l.contains(x)))
+                .collect();
+            if hits.len() >= n {
+                return hits[n - 1].clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.stderr_seen.push(line),
+                Err(_) => panic!(
+                    "stderr never said {needles:?} ({n} times); it said:\n{}",
+                    self.stderr_seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn wait_stderr(&mut self, needles: &[&str]) -> String {
+        self.wait_stderr_n(needles, 1)
+    }
+
+    /// How many stderr lines so far contain all of `needles`.
+    pub fn stderr_count(&mut self, needles: &[&str]) -> usize {
+        self.poll_stderr()
+            .iter()
+            .filter(|l| needles.iter().all(|x| l.contains(x)))
+            .count()
+    }
+
+    /// Waits for `n` more stdout lines.
+    pub fn stdout_lines(&mut self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => got.push(line),
+                Err(_) => panic!(
+                    "expected {n} stdout lines, got {}: {got:#?}\nstderr:\n{}",
+                    got.len(),
+                    self.poll_stderr().join("\n")
+                ),
+            }
+        }
+        got
+    }
+
+    /// Waits (bounded by `patience`) for the process to exit by itself: its status
+    /// code, or `None` if it is still running.
+    pub fn wait_exit(&mut self, patience: Duration) -> Option<i32> {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the file to be open and the channel joined: appending is safe then.
+    pub fn wait_ready(&mut self, file: &Path, channel: &str) {
+        let path = file.display().to_string();
+        self.wait_stderr(&["following", &path]);
+        self.wait_stderr(&["IRC: joined", channel]);
+    }
+}
+
+impl Drop for Supergrep {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
