@@ -398,6 +398,10 @@ impl Matcher {
             let Some((at, match_end)) = next(pos) else {
                 break;
             };
+            // An empty match at the very end is no line when the text ends in `\n`.
+            if at == bytes.len() && bytes.last().is_none_or(|&b| b == b'\n') {
+                break;
+            }
             let start = memchr::memrchr(b'\n', &bytes[pos..at]).map_or(pos, |i| pos + i + 1);
             let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
             index += memchr::memchr_iter(b'\n', &bytes[counted..start]).count() as u64;

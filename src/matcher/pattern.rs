@@ -109,7 +109,7 @@ pub fn combined(keys: &[&PatternKey], multi_line: bool, size_limit: usize) -> Op
         if multi_line && hir.properties().look_set().contains_anchor_haystack() {
             return None;
         }
-        hirs.push(hir);
+        hirs.push(if multi_line { crlf_tolerant(hir) } else { hir });
     }
     meta::Regex::builder()
         .configure(
@@ -125,11 +125,44 @@ fn parse(key: &PatternKey) -> Result<Hir, PatternError> {
     parse_with(key, false)
 }
 
+/// In a buffer of lines, `$` must also match before the `\r` of a CRLF line (lines
+/// are matched without it). Not CRLF mode: that would keep `.` from matching a `\r`
+/// inside a line, which the per-line patterns do match.
+fn crlf_tolerant(hir: Hir) -> Hir {
+    use regex_syntax::hir::{Capture, HirKind, Look, Repetition};
+    match hir.into_kind() {
+        HirKind::Look(Look::EndLF) => Hir::concat(vec![
+            Hir::repetition(Repetition {
+                min: 0,
+                max: Some(1),
+                greedy: true,
+                sub: Box::new(Hir::literal(*b"\r")),
+            }),
+            Hir::look(Look::EndLF),
+        ]),
+        HirKind::Concat(subs) => Hir::concat(subs.into_iter().map(crlf_tolerant).collect()),
+        HirKind::Alternation(subs) => {
+            Hir::alternation(subs.into_iter().map(crlf_tolerant).collect())
+        }
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            sub: Box::new(crlf_tolerant(*r.sub)),
+            ..r
+        }),
+        HirKind::Capture(c) => Hir::capture(Capture {
+            sub: Box::new(crlf_tolerant(*c.sub)),
+            ..c
+        }),
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(l) => Hir::literal(l.0),
+        HirKind::Class(c) => Hir::class(c),
+        HirKind::Look(l) => Hir::look(l),
+    }
+}
+
 fn parse_with(key: &PatternKey, multi_line: bool) -> Result<Hir, PatternError> {
     regex_syntax::ParserBuilder::new()
         .case_insensitive(key.ignore_case)
         .multi_line(multi_line)
-        .crlf(multi_line)
         .build()
         .parse(&key.source)
         .map_err(|e| {
