@@ -102,11 +102,21 @@ impl Hub {
             m.insert(key, sink.clone());
             m
         });
-        let snapshot = {
-            // Ingest appends to the ring and loads the matcher under this lock, so
-            // every batch is either in the snapshot or matched with `sub` in place.
+        // Ingest appends to the ring and loads the matcher under the ring's lock; the
+        // swap and the snapshot happen under it too (the rebuild before, without it),
+        // so every batch is either in the snapshot or matched with `sub` in place.
+        let swapped = self.registry.set_and(key, sub, |swap| {
             let ring = lock(&self.backlog);
-            if let Err(e) = self.registry.set(key, sub) {
+            swap();
+            if single.is_some() {
+                ring.snapshot()
+            } else {
+                Vec::new()
+            }
+        });
+        let snapshot = match swapped {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
                 self.sinks.rcu(|m| {
                     let mut m = HashMap::clone(m);
                     match &old {
@@ -116,11 +126,6 @@ impl Hub {
                     m
                 });
                 return Err(e);
-            }
-            if single.is_some() {
-                ring.snapshot()
-            } else {
-                Vec::new()
             }
         };
         Ok(match single {

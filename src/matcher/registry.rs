@@ -43,16 +43,30 @@ impl Registry {
 
     /// Adds `sub` under `key`, replacing one already there. On error nothing changes.
     pub fn set(&self, key: SubKey, sub: Subscription) -> Result<(), CompileError> {
+        self.set_and(key, sub, |swap| swap())
+    }
+
+    /// As [`set`](Self::set), but the swap of the new matcher happens inside
+    /// `around_swap` (which must call it), so a caller can make it atomic with
+    /// something of its own; the slow rebuild happens before, outside of it.
+    pub fn set_and<R>(
+        &self,
+        key: SubKey,
+        sub: Subscription,
+        around_swap: impl FnOnce(&dyn Fn()) -> R,
+    ) -> Result<R, CompileError> {
         let mut inner = self.lock();
         let old = inner.subs.insert(key, sub);
-        if let Err(e) = self.rebuild(&mut inner) {
-            match old {
-                Some(old) => inner.subs.insert(key, old),
-                None => inner.subs.remove(&key),
-            };
-            return Err(e);
+        match self.build(&mut inner) {
+            Ok(matcher) => Ok(around_swap(&|| self.current.store(matcher.clone()))),
+            Err(e) => {
+                match old {
+                    Some(old) => inner.subs.insert(key, old),
+                    None => inner.subs.remove(&key),
+                };
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// Compiles `sub` alone (sharing compiled patterns with the live set), e.g. to
@@ -92,15 +106,20 @@ impl Registry {
     }
 
     fn rebuild(&self, inner: &mut Inner) -> Result<(), CompileError> {
+        let matcher = self.build(inner)?;
+        self.current.store(matcher);
+        Ok(())
+    }
+
+    fn build(&self, inner: &mut Inner) -> Result<Arc<Matcher>, CompileError> {
         let started = Instant::now();
         let Inner { subs, cache } = inner;
         let matcher = Matcher::build(subs.iter().map(|(&k, s)| (k, s)), cache, &self.limits)?;
-        self.current.store(Arc::new(matcher));
         cache.retain_used();
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         self.rebuild_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        Ok(())
+        Ok(Arc::new(matcher))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
