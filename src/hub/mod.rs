@@ -160,13 +160,31 @@ impl Hub {
     }
 
     /// Whether lines `origin` of a remote stream are new to the hub (and from now on
-    /// it has them). A batch re-sent after a reconnect is not.
-    pub fn admit_remote(&self, stream_id: &str, origin: crate::line::Origin) -> bool {
+    /// it has them). A batch re-sent after a reconnect is not; one that overlaps what
+    /// the hub has (an agent restarted mid-stream re-reads from its last
+    /// acknowledged offset) loses the lines the hub already has.
+    pub fn admit_remote(
+        &self,
+        stream_id: &str,
+        origin: crate::line::Origin,
+        text: &mut String,
+    ) -> bool {
         let mut remote = lock(&self.remote);
         let key = (stream_id.to_owned(), origin.dev, origin.ino);
         match remote.get_mut(&key) {
             Some(have) if origin.end <= *have => return false,
-            Some(have) => *have = origin.end,
+            Some(have) => {
+                if origin.start < *have {
+                    let skip = (*have - origin.start) as usize;
+                    // Bytes map onto the text only when it is the file's bytes as they
+                    // were (nothing replaced or cut); the skipped part must end a line.
+                    let same_bytes = text.len() as u64 == origin.end - origin.start;
+                    if same_bytes && skip > 0 && text.as_bytes().get(skip - 1) == Some(&b'\n') {
+                        text.drain(..skip);
+                    }
+                }
+                *have = origin.end;
+            }
             None => {
                 // One entry per file ever shipped: forget them all now and then
                 // rather than grow without bound (a re-send that old is unlikely).

@@ -152,7 +152,8 @@ async fn serve(
                     start,
                     end,
                 };
-                if state.hub.admit_remote(&stream.id, origin) {
+                let mut text = text;
+                if state.hub.admit_remote(&stream.id, origin, &mut text) {
                     let ts = humantime::parse_rfc3339_weak(&ts)
                         .unwrap_or_else(|_| std::time::SystemTime::now());
                     let batch = LineBatch {

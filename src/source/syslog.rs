@@ -184,7 +184,8 @@ struct Ingest {
 const MAX_STREAMS: usize = 10_000;
 
 impl Ingest {
-    async fn deliver(&self, raw: &[u8], from: SocketAddr) -> bool {
+    /// `dropped`: bytes of the message already left out beyond the size limit.
+    async fn deliver(&self, raw: &[u8], from: SocketAddr, dropped: u64) -> bool {
         let text = String::from_utf8_lossy(raw);
         let m = parse(&text);
         let host = m.host.unwrap_or_else(|| from.ip().to_string());
@@ -222,12 +223,12 @@ impl Ingest {
             .chars()
             .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
             .collect();
-        if line.len() > self.max_line {
-            let mut end = self.max_line;
+        if line.len() > self.max_line || dropped > 0 {
+            let mut end = self.max_line.min(line.len());
             while !line.is_char_boundary(end) {
                 end -= 1;
             }
-            let cut = line.len() - end;
+            let cut = (line.len() - end) as u64 + dropped;
             line.truncate(end);
             line.push_str(&format!(" [… {cut} bytes cut]"));
         }
@@ -265,7 +266,7 @@ pub async fn start(
             loop {
                 match socket.recv_from(&mut buf).await {
                     Ok((n, from)) => {
-                        if !ingest.deliver(&buf[..n], from).await {
+                        if !ingest.deliver(&buf[..n], from, 0).await {
                             break;
                         }
                     }
@@ -300,7 +301,9 @@ pub async fn start(
     Ok(())
 }
 
-/// One TCP sender: octet-counted or newline-framed messages, as each one starts.
+/// One TCP sender: octet-counted (`LEN <PRI>…`, RFC 6587) or newline-framed
+/// messages, as each one starts. A frame cut short by the sender closing is still
+/// delivered; bytes beyond the line limit are counted in the cut mark.
 async fn read_tcp(
     stream: tokio::net::TcpStream,
     from: SocketAddr,
@@ -315,53 +318,41 @@ async fn read_tcp(
             return Ok(());
         };
         frame.clear();
-        if first.is_ascii_digit() {
-            // "LEN " then LEN bytes.
-            let mut len_text = Vec::new();
-            (&mut reader)
-                .take(12)
-                .read_until(b' ', &mut len_text)
-                .await?;
-            let len: Option<usize> = std::str::from_utf8(&len_text)
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
-            match len {
-                Some(len) => {
-                    let keep = len.min(limit);
-                    frame.resize(keep, 0);
-                    reader.read_exact(&mut frame).await?;
-                    // Beyond our limit: read and forget.
-                    tokio::io::copy(
-                        &mut (&mut reader).take((len - keep) as u64),
-                        &mut tokio::io::sink(),
-                    )
+        let mut dropped = 0u64;
+        match first.is_ascii_digit().then(|| octet_count(buf)).flatten() {
+            Some((digits, len)) => {
+                reader.consume(digits + 1);
+                let keep = len.min(limit);
+                (&mut reader)
+                    .take(keep as u64)
+                    .read_to_end(&mut frame)
                     .await?;
-                }
-                // Not a count after all: the digits start a newline-framed message.
-                None => {
-                    frame.extend_from_slice(&len_text);
-                    (&mut reader)
-                        .take(limit as u64)
-                        .read_until(b'\n', &mut frame)
-                        .await?;
-                }
-            }
-        } else {
-            (&mut reader)
-                .take(limit as u64)
-                .read_until(b'\n', &mut frame)
+                // Beyond our limit: read and count, not keep.
+                dropped = tokio::io::copy(
+                    &mut (&mut reader).take((len - keep) as u64),
+                    &mut tokio::io::sink(),
+                )
                 .await?;
-            if !frame.ends_with(b"\n") && frame.len() >= limit {
-                // An over-long line: drop its rest up to the newline.
-                let mut skip = Vec::new();
-                loop {
-                    skip.clear();
-                    let n = (&mut reader)
-                        .take(65536)
-                        .read_until(b'\n', &mut skip)
-                        .await?;
-                    if n == 0 || skip.ends_with(b"\n") {
-                        break;
+            }
+            None => {
+                (&mut reader)
+                    .take(limit as u64)
+                    .read_until(b'\n', &mut frame)
+                    .await?;
+                if !frame.ends_with(b"\n") && frame.len() >= limit {
+                    // An over-long line: count its rest up to the newline.
+                    let mut skip = Vec::new();
+                    loop {
+                        skip.clear();
+                        let n = (&mut reader)
+                            .take(65536)
+                            .read_until(b'\n', &mut skip)
+                            .await?;
+                        dropped +=
+                            skip.iter().filter(|&&b| b != b'\n' && b != b'\r').count() as u64;
+                        if n == 0 || skip.ends_with(b"\n") {
+                            break;
+                        }
                     }
                 }
             }
@@ -369,10 +360,30 @@ async fn read_tcp(
         if frame.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        if !ingest.deliver(&frame, from).await {
+        if !ingest.deliver(&frame, from, dropped).await {
             return Ok(());
         }
     }
+}
+
+/// `LEN ` before a message that starts with `<`: (digits, LEN). Anything else (text
+/// that merely starts with a number, such as "404 not found") is no count.
+fn octet_count(buf: &[u8]) -> Option<(usize, usize)> {
+    let digits = buf
+        .iter()
+        .take(10)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 || digits > 9 || buf.get(digits) != Some(&b' ') {
+        return None;
+    }
+    // The message itself must be visible to tell; a count split across reads is
+    // rare enough to be taken as text then.
+    if buf.get(digits + 1) != Some(&b'<') {
+        return None;
+    }
+    let len = std::str::from_utf8(&buf[..digits]).ok()?.parse().ok()?;
+    Some((digits, len))
 }
 
 #[cfg(test)]
