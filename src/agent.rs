@@ -152,21 +152,23 @@ impl Agent {
 
     /// Connects and says hello; `None` when the hub cannot be reached now.
     async fn connect(&mut self) -> anyhow::Result<Option<Ws>> {
-        let (mut ws, _) = match tokio_tungstenite::connect_async(self.url.as_str()).await {
-            Ok(c) => c,
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == 401 => {
-                let why = format!("the hub at {} refused the token", self.display());
-                if self.retry_auth {
-                    eprintln!("supergrep agent: {why}; retrying (--retry-auth)");
+        let (mut ws, _) =
+            match tokio_tungstenite::connect_async_with_config(self.url.as_str(), None, true).await
+            {
+                Ok(c) => c,
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == 401 => {
+                    let why = format!("the hub at {} refused the token", self.display());
+                    if self.retry_auth {
+                        eprintln!("supergrep agent: {why}; retrying (--retry-auth)");
+                        return Ok(None);
+                    }
+                    return Err(UsageError(why).into());
+                }
+                Err(e) => {
+                    tracing::debug!("connect: {e}");
                     return Ok(None);
                 }
-                return Err(UsageError(why).into());
-            }
-            Err(e) => {
-                tracing::debug!("connect: {e}");
-                return Ok(None);
-            }
-        };
+            };
         let hello = AgentMsg::AgentHello {
             version: VERSION,
             name: self.name.clone(),

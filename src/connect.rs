@@ -116,20 +116,23 @@ impl Remote {
         boot: &mut Option<String>,
         started: SystemTime,
     ) -> Result<End, Fatal> {
-        let (mut ws, _) = match tokio_tungstenite::connect_async(self.url.as_str()).await {
-            Ok(c) => c,
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == 401 => {
-                return Err(Fatal(
-                    UsageError(format!("the hub at {} refused the token", self.display())).into(),
-                ))
-            }
-            Err(e) => {
-                tracing::warn!("cannot reach the hub at {}: {e}", self.display());
-                return Ok(End::Disconnected {
-                    was_connected: false,
-                });
-            }
-        };
+        let (mut ws, _) =
+            match tokio_tungstenite::connect_async_with_config(self.url.as_str(), None, true).await
+            {
+                Ok(c) => c,
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == 401 => {
+                    return Err(Fatal(
+                        UsageError(format!("the hub at {} refused the token", self.display()))
+                            .into(),
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!("cannot reach the hub at {}: {e}", self.display());
+                    return Ok(End::Disconnected {
+                        was_connected: false,
+                    });
+                }
+            };
         let mut sent_subscribe = false;
         // On the first connection old lines were asked for (-n); after a reconnect a
         // stream we have printed nothing of may still reach back before we started.
