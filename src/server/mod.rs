@@ -222,8 +222,12 @@ async fn websocket(
     if state.clients.load(std::sync::atomic::Ordering::Relaxed) >= state.limits.max_clients {
         return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "too many clients");
     }
+    // Clients send a few small requests: a small read buffer (tungstenite's default
+    // is 128 KiB per connection, 128 MB for 1,000 tabs). Writes are batched frames.
     ws.max_message_size(state.limits.max_message_bytes)
         .max_frame_size(state.limits.max_message_bytes)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| session::run(socket, state))
 }
 
