@@ -1,1 +1,1704 @@
-// The web UI's script; see index.html.
+// supergrep web UI: one WebSocket to the hub (protocol v1, see README), one
+// subscription ("main") carrying this tab's filters (the hub does the filtering),
+// and a view built to stay responsive and flat in memory at thousands of matches
+// per second:
+//   - incoming lines are queued in JS and shown at most once per animation frame
+//     (at most every 100 ms when they come fast);
+//   - the view keeps at most `cap` lines, in chunks that have DOM rows only near the
+//     viewport; rows that leave are reused for new lines;
+//   - while paused (or scrolled up, or reading a line's context) nothing on screen
+//     moves: new lines are held up to the cap, and counted beyond it.
+// Log text only ever reaches the DOM as text nodes (textContent, createTextNode).
+// Plain modern JavaScript, no build step, nothing loaded from elsewhere.
+
+const $ = (id) => document.getElementById(id);
+
+const SUB_ID = "main";
+const DEFAULT_CAP = 5000;
+const MIN_CAP = 100;
+const MAX_CAP = 100000;
+const FRESH_BACKLOG = 500; // recent history shown at once for a new filter
+const RESUBSCRIBE_DEBOUNCE_MS = 300;
+const POOL_MAX = 500; // rows kept for reuse
+const GRAPH_SECONDS = 180;
+const STREAMS_POLL_MS = 3000;
+const CONTEXT_LINES = 20;
+const HL_COLOURS = 8;
+const HL_MAX_CHARS = 10000;
+const TOKEN_KEY = "supergrep.token";
+
+// ── view state (mirrored in the URL) ──────────────────────────────────────────
+
+const view = {
+  streams: [], // selector strings: set names, `host:*`, `host:path`
+  include: [],
+  exclude: [],
+  highlight: [],
+  icase: true,
+  wrap: true,
+  cap: DEFAULT_CAP,
+};
+
+function readUrl() {
+  const p = new URLSearchParams(location.search);
+  const token = p.get("token");
+  if (token !== null) {
+    // Keep it for this tab only, and out of the address bar, history and links.
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token);
+      state.token = token;
+    }
+    p.delete("token");
+  }
+  view.streams = p.getAll("s").filter(Boolean);
+  view.include = p.getAll("q");
+  view.exclude = p.getAll("x");
+  view.highlight = p.getAll("h");
+  if (p.has("i")) view.icase = p.get("i") !== "0";
+  if (p.has("wrap")) view.wrap = p.get("wrap") !== "0";
+  if (p.has("cap")) view.cap = clampCap(Number(p.get("cap")));
+  if (token !== null) writeUrl();
+}
+
+function urlQuery() {
+  const p = new URLSearchParams();
+  for (const s of view.streams) p.append("s", s);
+  for (const q of view.include) if (q) p.append("q", q);
+  for (const x of view.exclude) if (x) p.append("x", x);
+  for (const h of view.highlight) if (h) p.append("h", h);
+  p.set("i", view.icase ? "1" : "0");
+  if (!view.wrap) p.set("wrap", "0");
+  if (view.cap !== DEFAULT_CAP) p.set("cap", String(view.cap));
+  return p.toString();
+}
+
+function writeUrl() {
+  const q = urlQuery();
+  const url = location.pathname + (q ? `?${q}` : "") + location.hash;
+  if (url !== location.pathname + location.search + location.hash) {
+    history.replaceState(null, "", url);
+  }
+}
+
+function clampCap(n) {
+  if (!Number.isFinite(n)) return DEFAULT_CAP;
+  return Math.min(MAX_CAP, Math.max(MIN_CAP, Math.round(n)));
+}
+
+// ── a queue with cheap removal at the front ───────────────────────────────────
+
+class Queue {
+  constructor() { this.items = []; this.head = 0; }
+  get length() { return this.items.length - this.head; }
+  push(x) { this.items.push(x); }
+  peekLast() { return this.length ? this.items[this.items.length - 1] : undefined; }
+  shift() {
+    if (this.head >= this.items.length) return undefined;
+    const x = this.items[this.head];
+    this.items[this.head++] = undefined;
+    this.compact();
+    return x;
+  }
+  /** Removes the n oldest; returns how many of them were log lines. */
+  dropFront(n) {
+    let lines = 0;
+    const end = Math.min(this.items.length, this.head + n);
+    for (let i = this.head; i < end; i++) {
+      if (this.items[i].kind === undefined) lines++;
+      this.items[i] = undefined;
+    }
+    this.head = end;
+    this.compact();
+    return lines;
+  }
+  compact() {
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+  clear() { this.items = []; this.head = 0; }
+}
+
+// ── runtime state ─────────────────────────────────────────────────────────────
+
+const state = {
+  ws: null,
+  boot: null, // `boot` of the hub the lines on screen came from
+  connected: false,
+  connections: 0, // greetings received so far
+  attempt: 0, // reconnect attempts since the last good connection
+  reconnectTimer: 0,
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  sourceUrl: null,
+  streams: new Map(), // id → {id, host, path, set}
+  rates: new Map(), // id → lines/s
+  lastCounts: null, // {at, counts: Map id → lines}
+  // Subscriptions sent and not yet answered, oldest first: {key, fresh}.
+  inflight: [],
+  shownKey: null, // the filter whose lines are on screen
+  lastSeq: new Map(), // stream id → highest seq shown (dedupe across reconnects)
+  pending: new Queue(), // received, not yet rendered (line objects, or {kind,…})
+  paused: false,
+  stick: true, // follow the bottom; false once the user scrolls up
+  held: 0, // lines arrived while held (paused / scrolled up)
+  skipped: 0,
+  dropped: 0,
+  rows: 0, // rows in #lines
+  pool: [],
+  rafPending: false,
+  hiddenNew: 0,
+  reading: new Set(), // rows whose context is open: the view holds still meanwhile
+  observer: null, // IntersectionObserver giving chunks near the viewport their rows
+  hlRegexps: [], // [{re, idx}] compiled highlight patterns
+  contexts: new Map(), // context request id → row
+  nextContext: 1,
+  subTimer: 0,
+};
+
+const held = () => state.paused || !state.stick || state.reading.size > 0;
+
+// ── pattern fields ────────────────────────────────────────────────────────────
+
+const KINDS = {
+  include: { box: "includes", placeholder: "error|fatal (empty: all)" },
+  exclude: { box: "excludes", placeholder: "healthcheck" },
+  highlight: { box: "highlights", placeholder: "user=\\w+ (JS regex)" },
+};
+
+function buildFields() {
+  for (const kind of Object.keys(KINDS)) {
+    const box = $(KINDS[kind].box);
+    box.replaceChildren();
+    const values = view[kind].length ? view[kind] : [""];
+    values.forEach((v) => addField(kind, v, false));
+  }
+  renumberFields();
+}
+
+function addField(kind, value, focus) {
+  const box = $(KINDS[kind].box);
+  const row = document.createElement("div");
+  row.className = "field";
+  row.dataset.kind = kind;
+  const input = document.createElement("input");
+  input.type = "text";
+  input.className = "pattern";
+  input.dataset.kind = kind;
+  input.spellcheck = false;
+  input.autocomplete = "off";
+  input.placeholder = KINDS[kind].placeholder;
+  input.value = value;
+  input.addEventListener("input", onFilterInput);
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") input.blur();
+    if (ev.key === "Enter" && state.subTimer) subscribe(); // now, not in 300 ms
+  });
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "remove";
+  remove.textContent = "×";
+  remove.title = "Remove this pattern";
+  remove.setAttribute("aria-label", "remove this pattern");
+  remove.addEventListener("click", () => {
+    if (box.children.length > 1) row.remove();
+    else input.value = "";
+    renumberFields();
+    onFilterInput();
+  });
+  const error = document.createElement("span");
+  error.className = "field-error";
+  error.setAttribute("role", "alert");
+  if (kind === "highlight") {
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    row.append(swatch);
+  }
+  row.append(input, remove, error);
+  box.append(row);
+  if (focus) input.focus();
+  return input;
+}
+
+/** Stable ids for the first field of each kind (#include, #exclude, #highlight),
+ *  its error element (#include-error, …), and highlight colours by position. */
+function renumberFields() {
+  for (const kind of Object.keys(KINDS)) {
+    const rows = [...$(KINDS[kind].box).children];
+    rows.forEach((row, i) => {
+      const input = row.querySelector("input");
+      const error = row.querySelector(".field-error");
+      input.id = i === 0 ? kind : "";
+      error.id = i === 0 ? `${kind}-error` : "";
+      input.setAttribute("aria-label", `${kind} pattern ${i + 1}`);
+      row.querySelector(".remove").hidden = rows.length === 1 && !input.value;
+      const swatch = row.querySelector(".swatch");
+      if (swatch) swatch.className = `swatch hl${i % HL_COLOURS}`;
+    });
+  }
+}
+
+function fieldValues(kind) {
+  return [...$(KINDS[kind].box).querySelectorAll("input.pattern")].map((i) => i.value);
+}
+
+function onFilterInput() {
+  const before = filterKey();
+  view.include = fieldValues("include");
+  view.exclude = fieldValues("exclude");
+  view.highlight = fieldValues("highlight");
+  view.icase = $("icase").checked;
+  renumberFields();
+  compileHighlights();
+  writeUrl();
+  if (filterKey() !== before) scheduleSubscribe();
+}
+
+/** Highlight patterns: JS RegExp, in this tab; each its own colour. */
+function compileHighlights() {
+  state.hlRegexps = [];
+  const rows = [...$("highlights").children];
+  rows.forEach((row, i) => {
+    const input = row.querySelector("input");
+    const error = row.querySelector(".field-error");
+    input.classList.remove("invalid");
+    error.textContent = "";
+    if (!input.value) return;
+    const flags = `g${view.icase ? "i" : ""}`;
+    let re = null;
+    let message = "";
+    for (const f of [`${flags}u`, flags]) {
+      try {
+        re = new RegExp(input.value, f);
+        break;
+      } catch (e) {
+        message = e.message;
+      }
+    }
+    if (re) state.hlRegexps.push({ re, idx: i % HL_COLOURS });
+    else {
+      input.classList.add("invalid");
+      error.textContent = message;
+    }
+  });
+}
+
+// ── subscription ──────────────────────────────────────────────────────────────
+
+/** What the hub filters on: a change means the lines shown no longer fit. */
+function filterKey() {
+  return JSON.stringify([
+    view.include.filter(Boolean),
+    view.exclude.filter(Boolean),
+    view.icase,
+    [...view.streams].sort(),
+  ]);
+}
+
+function scheduleSubscribe() {
+  clearTimeout(state.subTimer);
+  state.subTimer = setTimeout(subscribe, RESUBSCRIBE_DEBOUNCE_MS);
+}
+
+function subscribe() {
+  clearTimeout(state.subTimer);
+  state.subTimer = 0;
+  const ws = state.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN || !state.connected) return;
+  const key = filterKey();
+  const fresh = key !== state.shownKey;
+  const msg = {
+    type: "subscribe",
+    id: SUB_ID,
+    include: view.include.filter(Boolean),
+    exclude: view.exclude.filter(Boolean),
+    ignore_case: view.icase,
+    // Same filter after a reconnect: ask for enough to fill the gap; lines already
+    // shown are recognised by their seq and left out.
+    backlog: fresh ? FRESH_BACKLOG : Math.min(view.cap, 5000),
+  };
+  if (view.streams.length) msg.streams = [...view.streams];
+  state.inflight.push({ key, fresh });
+  ws.send(JSON.stringify(msg));
+}
+
+function onSubscribed() {
+  const req = state.inflight.shift();
+  clearHubErrors();
+  if (!req) return;
+  if (req.fresh || req.key !== state.shownKey) {
+    // From here on every `lines` of this id is the new filter (the hub sends the
+    // backlog right after `subscribed`).
+    clearView();
+    state.lastSeq.clear();
+    resetGraph();
+    state.shownKey = req.key;
+  }
+  setHeldReason();
+}
+
+function onError(m) {
+  if (m.id === SUB_ID) state.inflight.shift();
+  if (m.id && m.id.startsWith("c") && state.contexts.has(m.id)) {
+    const row = state.contexts.get(m.id);
+    state.contexts.delete(m.id);
+    if (row._ctx) showContextNote(row._ctx, m.message);
+    return;
+  }
+  if (m.code === "invalid_regex" && m.id === SUB_ID) {
+    showPatternError(m.message);
+    return;
+  }
+  if (m.code === "unauthorized") {
+    askToken();
+    return;
+  }
+  showGeneralError(m.message);
+}
+
+function clearHubErrors() {
+  for (const kind of ["include", "exclude"]) {
+    for (const row of $(KINDS[kind].box).children) {
+      row.querySelector("input").classList.remove("invalid");
+      row.querySelector(".field-error").textContent = "";
+    }
+  }
+  showGeneralError("");
+}
+
+/** Puts the hub's message next to the field(s) holding the pattern it names
+ *  (`invalid pattern "a(" at character 2: unclosed group`). */
+function showPatternError(message) {
+  clearHubErrors();
+  let shown = false;
+  for (const kind of ["include", "exclude"]) {
+    for (const row of $(KINDS[kind].box).children) {
+      const input = row.querySelector("input");
+      if (input.value && message.includes(JSON.stringify(input.value))) {
+        input.classList.add("invalid");
+        row.querySelector(".field-error").textContent = message;
+        shown = true;
+      }
+    }
+  }
+  if (!shown) {
+    const row = $("includes").firstElementChild;
+    row.querySelector("input").classList.add("invalid");
+    row.querySelector(".field-error").textContent = message;
+  }
+  setHeldReason();
+}
+
+function showGeneralError(text) {
+  const el = $("general-error");
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+// ── connection ────────────────────────────────────────────────────────────────
+
+function wsUrl() {
+  const u = new URL("ws", location.href);
+  u.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  u.search = "";
+  if (state.token) u.searchParams.set("token", state.token);
+  u.hash = "";
+  return u.href;
+}
+
+function apiUrl(path) {
+  const u = new URL(path, location.href);
+  if (state.token) u.searchParams.set("token", state.token);
+  return u.href;
+}
+
+function setStatus(s, text) {
+  const el = $("status");
+  el.dataset.state = s;
+  el.textContent = text;
+  el.title = text;
+}
+
+function connect() {
+  clearTimeout(state.reconnectTimer);
+  setStatus("connecting", state.attempt ? "reconnecting…" : "connecting…");
+  let ws;
+  try {
+    ws = new WebSocket(wsUrl());
+  } catch (e) {
+    setStatus("disconnected", `cannot connect: ${e.message}`);
+    return;
+  }
+  state.ws = ws;
+  state.connected = false;
+  state.inflight = [];
+  let greeted = false;
+  ws.onmessage = (ev) => {
+    let m;
+    try {
+      m = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    if (m.type === "hello") greeted = true;
+    onMessage(m);
+  };
+  ws.onclose = () => {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    state.connected = false;
+    if (!greeted) {
+      // Refused before it began: find out whether it is the token.
+      fetch(apiUrl("api/streams"), { cache: "no-store" })
+        .then((r) => {
+          if (r.status === 401) askToken();
+          else retry();
+        })
+        .catch(retry);
+    } else retry();
+  };
+}
+
+function retry() {
+  if (state.ws) return;
+  // Exponential backoff with jitter: 0.5 s, 1 s, 2 s … 30 s, each ±50%.
+  const base = Math.min(30000, 500 * 2 ** Math.min(state.attempt, 6));
+  const delay = base * (0.5 + Math.random());
+  state.attempt++;
+  setStatus("disconnected", `disconnected; retrying in ${Math.ceil(delay / 1000)} s`);
+  clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = setTimeout(connect, delay);
+}
+
+function askToken() {
+  setStatus("unauthorized", "this hub wants a token");
+  const dialog = $("token-dialog");
+  if (!dialog.open) {
+    $("token-input").value = "";
+    dialog.showModal();
+  }
+}
+
+function onHello(m) {
+  state.connected = true;
+  state.connections++;
+  state.attempt = 0;
+  setStatus("connected", `connected · ${m.server || "supergrep"}`);
+  if (state.boot !== null && m.boot !== state.boot) {
+    // The hub restarted: seq numbering starts again. Keep what is on screen.
+    state.lastSeq.clear();
+    if (state.rows) enqueue({ kind: "note", text: "the hub restarted" });
+  }
+  state.boot = m.boot || "";
+  setStreams(m.streams || []);
+  subscribe();
+  pollStreams();
+}
+
+function onMessage(m) {
+  switch (m.type) {
+    case "lines":
+      if (m.id === SUB_ID) onLines(m.lines);
+      break;
+    case "hello":
+      onHello(m);
+      break;
+    case "subscribed":
+      if (m.id === SUB_ID) onSubscribed();
+      break;
+    case "dropped":
+      if (m.id === SUB_ID) onDropped(m.count);
+      break;
+    case "streams":
+      for (const id of m.removed || []) state.streams.delete(id);
+      for (const s of m.added || []) state.streams.set(s.id, s);
+      renderPicker();
+      break;
+    case "marker":
+      onMarker(m);
+      break;
+    case "context":
+      onContext(m);
+      break;
+    case "error":
+      onError(m);
+      break;
+    default:
+      break;
+  }
+}
+
+// ── incoming lines ────────────────────────────────────────────────────────────
+
+function onLines(lines) {
+  if (state.inflight.some((r) => r.fresh)) return; // the old filter's last lines
+  let fresh = 0;
+  const last = state.lastSeq;
+  for (const line of lines) {
+    const stream = `${line.host}:${line.path}`;
+    const seen = last.get(stream);
+    if (seen !== undefined && line.seq <= seen) continue;
+    last.set(stream, line.seq);
+    line.stream = stream;
+    countForGraph(line.ts);
+    state.pending.push(line);
+    fresh++;
+  }
+  if (!fresh) return;
+  if (lines.length) sampleClock(lines[lines.length - 1].ts);
+  if (held()) state.held += fresh;
+  if (document.hidden) {
+    state.hiddenNew += fresh;
+    scheduleTitle();
+  }
+  trimPending();
+  schedule();
+}
+
+function enqueue(item) {
+  state.pending.push(item);
+  trimPending();
+  schedule();
+}
+
+/** Never hold more than the cap. While the view is held, what falls out is counted
+ *  as skipped; otherwise it is what the cap would have let go anyway (a hidden tab
+ *  renders nothing until it is shown again). */
+function trimPending() {
+  const over = state.pending.length - view.cap;
+  if (over > 0) {
+    const lines = state.pending.dropFront(over);
+    if (held()) {
+      state.skipped += lines;
+      state.held = Math.max(0, state.held - lines);
+      countersDirty = true;
+    }
+  }
+}
+
+function onDropped(count) {
+  state.dropped += count;
+  countForGraph(null, count);
+  // One note for a run of them, not one per message.
+  const last = state.pending.peekLast();
+  if (last && last.kind === "note" && last.dropped) {
+    last.dropped += count;
+    last.text = dropNote(last.dropped);
+    schedule();
+  } else enqueue({ kind: "note", dropped: count, text: dropNote(count) });
+}
+
+function dropNote(count) {
+  return `… ${count} matches dropped by the hub (this tab read too slowly)`;
+}
+
+function onMarker(m) {
+  state.markers.push(m.ts);
+  while (state.markers.length > 100) state.markers.shift();
+  enqueue({ kind: "marker", ts: m.ts, text: m.text });
+  drawGraph();
+}
+
+// ── rendering ─────────────────────────────────────────────────────────────────
+
+function schedule() {
+  if (state.rafPending) return;
+  state.rafPending = true;
+  requestAnimationFrame(flush);
+}
+
+let countersDirty = true;
+
+// The lines kept (up to the cap) live in chunks of CHUNK lines: a chunk is a <div>
+// holding its lines as data, and it has rows in the DOM only while it is near the
+// viewport ("live"); elsewhere it is an empty block of the same height. So the DOM
+// holds a few hundred rows whatever the cap, a line that scrolls by unseen costs no
+// layout or paint, and letting the oldest lines go touches only the first chunk.
+const CHUNK = 32;
+// A few lines are shown in the next frame. When more come at once, the view is
+// updated at most every BUSY_FLUSH_MS: nobody reads thousands of lines a second one
+// frame at a time, and most of a big batch lands in chunks that never get rows.
+const QUIET_LINES = 16;
+const BUSY_FLUSH_MS = 100;
+let rowHeight = 0; // px: the line height of #lines (set in start())
+let viewHeight = 800; // px: the height of #lines (kept up to date in start())
+
+function newChunk() {
+  const chunk = document.createElement("div");
+  chunk.className = "chunk";
+  chunk._items = [];
+  chunk._live = false;
+  chunk._height = 0; // measured when its rows were last let go; 0: estimate
+  state.observer.observe(chunk);
+  return chunk;
+}
+
+function estimatedHeight(chunk) {
+  return chunk._height || chunk._items.length * (rowHeight || 17.4);
+}
+
+function materialize(chunk) {
+  if (chunk._live) return;
+  const frag = document.createDocumentFragment();
+  for (const item of chunk._items) frag.append(makeRow(item));
+  chunk.style.height = "";
+  chunk.append(frag);
+  chunk._live = true;
+}
+
+/** `height`: the chunk's height now, measured before any chunk changed. */
+function dematerialize(chunk, height) {
+  if (!chunk._live) return;
+  for (const row of chunk.children) if (row._ctx) return; // someone reads it
+  chunk._height = height;
+  for (const row of chunk.children) recycle(row);
+  chunk.replaceChildren();
+  chunk.style.height = `${chunk._height}px`;
+  chunk._live = false;
+}
+
+function onChunksSeen(entries) {
+  let grew = false;
+  // Layout is clean now: measure everything first, then change things.
+  const gone = entries
+    .filter((e) => !e.isIntersecting && e.target._live && e.target.isConnected)
+    .map((e) => [e.target, e.boundingClientRect.height]);
+  for (const [chunk, height] of gone) dematerialize(chunk, height);
+  for (const e of entries) {
+    if (e.isIntersecting && !e.target._live && e.target.isConnected) {
+      materialize(e.target);
+      grew = true;
+    }
+  }
+  if (grew && state.stick && !held()) scrollToBottom();
+}
+
+/** Gives rows to the last chunks, enough to fill the viewport twice over. */
+function materializeTail() {
+  const box = $("lines");
+  let need = Math.max(64, Math.ceil((viewHeight * 2) / (rowHeight || 17.4)));
+  for (let c = box.lastElementChild; c && need > 0; c = c.previousElementSibling) {
+    materialize(c);
+    need -= c._items.length;
+  }
+}
+
+let lastFlush = 0;
+
+function flush(now) {
+  state.rafPending = false;
+  const box = $("lines");
+  if (!held() && state.pending.length > QUIET_LINES && now - lastFlush < BUSY_FLUSH_MS) {
+    schedule();
+    return;
+  }
+  if (!held() && state.pending.length) {
+    lastFlush = now;
+    let chunk = box.lastElementChild;
+    const resized = new Set();
+    let n = 0;
+    while (state.pending.length) {
+      if (!chunk || chunk._items.length >= CHUNK) {
+        chunk = newChunk();
+        box.append(chunk);
+      }
+      const item = state.pending.shift();
+      chunk._items.push(item);
+      if (chunk._live) chunk.append(makeRow(item));
+      else resized.add(chunk);
+      n++;
+    }
+    state.rows += n;
+    evict();
+    if (state.stick) materializeTail();
+    for (const c of resized) {
+      if (!c._live && c.isConnected) {
+        c._height = 0;
+        c.style.height = `${estimatedHeight(c)}px`;
+      }
+    }
+    if (state.stick) scrollToBottom();
+    countersDirty = true;
+  }
+  if (!held()) state.held = 0;
+  updateCounters();
+}
+
+function evict() {
+  const box = $("lines");
+  while (state.rows > view.cap) {
+    const chunk = box.firstElementChild;
+    if (!chunk) break;
+    const over = state.rows - view.cap;
+    const len = chunk._items.length;
+    if (len <= over) {
+      // The whole chunk goes at once.
+      state.observer.unobserve(chunk);
+      chunk.remove();
+      if (chunk._live) for (const row of chunk.children) recycle(row);
+      chunk.replaceChildren();
+      chunk._items = [];
+      state.rows -= len;
+    } else {
+      chunk._items.splice(0, over);
+      if (chunk._live) {
+        for (let i = 0; i < over; i++) {
+          const row = chunk.firstElementChild;
+          row.remove();
+          recycle(row);
+        }
+      } else {
+        chunk._height = 0;
+        chunk.style.height = `${estimatedHeight(chunk)}px`;
+      }
+      state.rows -= over;
+    }
+  }
+}
+
+/** Every line kept (shown or not), oldest first. */
+function* allItems() {
+  for (const chunk of $("lines").children) yield* chunk._items;
+}
+
+/** The rows in the DOM now. */
+function* liveRows() {
+  for (const chunk of $("lines").children) if (chunk._live) yield* chunk.children;
+}
+
+function recycle(row) {
+  if (row._ctx) closeContext(row);
+  row._item = null;
+  if (state.pool.length < POOL_MAX) state.pool.push(row);
+}
+
+let lastCounters = "";
+
+function updateCounters() {
+  const h = held();
+  const key = `${state.rows}|${state.held}|${state.skipped}|${state.dropped}|${h}|${state.paused}`;
+  if (key === lastCounters && !countersDirty) return;
+  lastCounters = key;
+  countersDirty = false;
+  $("count").textContent = `${state.rows} line${state.rows === 1 ? "" : "s"}`;
+  const nc = $("new-count");
+  const pendingLines = state.held;
+  nc.hidden = !(h && pendingLines > 0);
+  nc.textContent = `${pendingLines} new`;
+  const sk = $("skipped");
+  sk.hidden = state.skipped === 0;
+  sk.textContent = `${state.skipped} skipped`;
+  const dr = $("dropped");
+  dr.hidden = state.dropped === 0;
+  dr.textContent = `${state.dropped} dropped by the hub`;
+  const pause = $("pause");
+  pause.textContent = state.paused ? "Resume" : "Pause";
+  pause.setAttribute("aria-pressed", String(state.paused));
+  setHeldReason();
+}
+
+function setHeldReason() {
+  let text = "";
+  if (state.paused) text = "paused";
+  else if (!state.stick) text = "holding: scrolled up (scroll to the bottom or press space to follow)";
+  else if (state.reading.size) text = "holding while a context is open (close it, or space to follow)";
+  const idle = state.inflight.length === 0 && !state.subTimer && state.connected;
+  if (idle && state.shownKey !== filterKey()) {
+    text = text ? `${text} · ` : "";
+    text += state.shownKey === null ? "no filter applied yet (fix the pattern)" : "filter not applied (fix the pattern): showing the previous one";
+  }
+  const el = $("held-reason");
+  if (el.textContent !== text) el.textContent = text;
+}
+
+// Stable colour per host: a hue from the name's hash, in a class of its own.
+const hostSheet = new CSSStyleSheet();
+document.adoptedStyleSheets = [...document.adoptedStyleSheets, hostSheet];
+const hostClasses = new Map();
+
+function hostClass(host) {
+  let cls = hostClasses.get(host);
+  if (cls) return cls;
+  let h = 2166136261;
+  for (let i = 0; i < host.length; i++) {
+    h ^= host.charCodeAt(i);
+    h = Math.imul(h, 16777619);
+  }
+  const hue = (h >>> 0) % 360;
+  cls = `hc${hostClasses.size}`;
+  if (hostClasses.size < 5000) {
+    hostClasses.set(host, cls);
+    hostSheet.insertRule(`.${cls} { --h: ${hue}; }`, hostSheet.cssRules.length);
+  } else cls = "";
+  return cls;
+}
+
+function newRow() {
+  const row = document.createElement("div");
+  const ts = document.createElement("span");
+  ts.className = "ts";
+  const host = document.createElement("span");
+  const file = document.createElement("span");
+  file.className = "file";
+  const text = document.createElement("span");
+  text.className = "text";
+  row.append(ts, host, file, text);
+  row._ctx = null;
+  return row;
+}
+
+function makeRow(item) {
+  const row = state.pool.pop() || newRow();
+  row._item = item;
+  const [ts, host, file, text] = row.children;
+  if (item.kind === "marker") {
+    row.className = "line marker";
+    ts.textContent = formatTime(item.ts);
+    ts.title = item.ts;
+    host.textContent = "";
+    file.textContent = "";
+    text.textContent = item.text;
+  } else if (item.kind === "note") {
+    row.className = "line note";
+    ts.textContent = "";
+    ts.title = "";
+    host.textContent = "";
+    file.textContent = "";
+    text.textContent = item.text;
+  } else {
+    row.className = "line";
+    ts.textContent = formatTime(item.ts);
+    ts.title = item.ts;
+    host.className = `host ${hostClass(item.host)}`;
+    host.textContent = item.host;
+    file.textContent = basename(item.path);
+    file.title = item.path;
+    renderText(text, item.text, item.spans);
+  }
+  return row;
+}
+
+function basename(path) {
+  const i = path.lastIndexOf("/");
+  return i >= 0 && i < path.length - 1 ? path.slice(i + 1) : path;
+}
+
+// Timestamps: the hub's UTC `ts` shown in local time; one Date per second of ts.
+let tsCacheKey = "";
+let tsCacheLocal = "";
+let tsCacheSec = 0;
+
+function tsParts(ts) {
+  const key = ts.slice(0, 19);
+  if (key !== tsCacheKey) {
+    tsCacheKey = key;
+    const d = new Date(`${key}Z`);
+    tsCacheSec = Math.floor(d.getTime() / 1000);
+    tsCacheLocal = Number.isNaN(tsCacheSec)
+      ? key
+      : `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+  }
+}
+
+function formatTime(ts) {
+  if (!ts) return "";
+  tsParts(ts);
+  const ms = ts.length > 20 && ts[19] === "." ? ts.slice(19, 23) : "";
+  return tsCacheLocal + ms;
+}
+
+function tsSeconds(ts) {
+  tsParts(ts);
+  return tsCacheSec;
+}
+
+const pad2 = (n) => (n < 10 ? `0${n}` : String(n));
+
+// Text with matches, highlights and links. Offsets from the hub count characters
+// (code points); JS strings count UTF-16 units, so convert when they differ.
+const ASTRAL = /[\uD800-\uDFFF]/;
+const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/g;
+const SOURCE_EXT =
+  "rs|go|py|js|mjs|cjs|ts|tsx|jsx|java|kt|kts|scala|c|h|cc|cpp|cxx|hpp|hh|cs|rb|php|pl|pm|swift|m|mm|lua|ex|exs|erl|hrl|hs|ml|clj|groovy|sh|bash|sql|vue|svelte|dart|zig|nim|jl|tf|erb|jsp|cshtml|twig|tmpl|proto";
+const SOURCE_RE = new RegExp(
+  `(?:^|(?<=[\\s("'=\\[]))((?:\\.{0,2}/)?(?:[\\w@~+-][\\w.@~+-]*/)*[\\w@~+-][\\w.@~+-]*\\.(?:${SOURCE_EXT})):(\\d{1,7})\\b`,
+  "g",
+);
+
+function codePointToUnit(text) {
+  // index i (code points) → UTF-16 offset
+  const map = [0];
+  let u = 0;
+  for (const ch of text) {
+    u += ch.length;
+    map.push(u);
+  }
+  return map;
+}
+
+function findLinks(text) {
+  const links = [];
+  if (text.includes("://")) {
+    URL_RE.lastIndex = 0;
+    let m;
+    while ((m = URL_RE.exec(text)) && links.length < 50) {
+      let url = m[0].replace(/[.,;:!?)\]}]+$/, "");
+      if (!url) continue;
+      links.push({ s: m.index, e: m.index + url.length, href: url });
+    }
+  }
+  if (state.sourceUrl && text.includes(".")) {
+    SOURCE_RE.lastIndex = 0;
+    let m;
+    while ((m = SOURCE_RE.exec(text)) && links.length < 50) {
+      const s = m.index + m[0].indexOf(m[1]);
+      const e = s + m[1].length + 1 + m[2].length;
+      if (links.some((l) => s < l.e && l.s < e)) continue;
+      const href = sourceHref(m[1], m[2]);
+      if (href) links.push({ s, e, href });
+    }
+    links.sort((a, b) => a.s - b.s);
+  }
+  return links;
+}
+
+function sourceHref(path, line) {
+  const clean = path.replace(/^\.\//, "");
+  const encoded = clean.split("/").map(encodeURIComponent).join("/");
+  const href = state.sourceUrl.replaceAll("{path}", encoded).replaceAll("{line}", line);
+  try {
+    const u = new URL(href, location.href);
+    return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function renderText(el, text, spans, withHits = true) {
+  const marks = []; // {s, e, hit: bool, hl: idx}
+  if (withHits && spans && spans.length) {
+    const map = ASTRAL.test(text) ? codePointToUnit(text) : null;
+    for (const [a, b] of spans) {
+      const s = map ? map[Math.min(a, map.length - 1)] : a;
+      const e = map ? map[Math.min(b, map.length - 1)] : b;
+      if (e > s) marks.push({ s, e, hl: -1 });
+    }
+  }
+  // Highlights look at the start of very long lines only (a JS regex cannot be
+  // stopped once it runs).
+  const hlText = text.length > HL_MAX_CHARS ? text.slice(0, HL_MAX_CHARS) : text;
+  for (const { re, idx } of state.hlRegexps) {
+    re.lastIndex = 0;
+    let m;
+    let guard = 0;
+    while ((m = re.exec(hlText)) && guard++ < 200) {
+      if (m[0].length === 0) {
+        re.lastIndex++;
+        continue;
+      }
+      marks.push({ s: m.index, e: m.index + m[0].length, hl: idx });
+    }
+  }
+  const links = findLinks(text);
+  if (!marks.length && !links.length) {
+    el.textContent = text;
+    return;
+  }
+  const cuts = new Set([0, text.length]);
+  for (const m of marks) {
+    cuts.add(m.s);
+    cuts.add(m.e);
+  }
+  for (const l of links) {
+    cuts.add(l.s);
+    cuts.add(l.e);
+  }
+  const points = [...cuts].filter((x) => x >= 0 && x <= text.length).sort((a, b) => a - b);
+  const frag = document.createDocumentFragment();
+  let anchor = null;
+  let anchorLink = null;
+  for (let i = 0; i + 1 < points.length; i++) {
+    const a = points[i];
+    const b = points[i + 1];
+    if (a === b) continue;
+    let hit = false;
+    let hl = -1;
+    for (const m of marks) {
+      if (m.s <= a && m.e >= b) {
+        if (m.hl < 0) hit = true;
+        else if (hl < 0) hl = m.hl;
+      }
+    }
+    const piece = text.slice(a, b);
+    let node;
+    if (hit || hl >= 0) {
+      node = document.createElement("mark");
+      node.className = (hit ? "hit" : "") + (hl >= 0 ? `${hit ? " " : ""}hl hl${hl}` : "");
+      node.textContent = piece;
+    } else node = document.createTextNode(piece);
+    const link = links.find((l) => l.s <= a && l.e >= b) || null;
+    if (link) {
+      if (anchorLink !== link) {
+        anchor = document.createElement("a");
+        anchor.href = link.href;
+        anchor.target = "_blank";
+        anchor.rel = "noopener noreferrer";
+        anchorLink = link;
+        frag.append(anchor);
+      }
+      anchor.append(node);
+    } else {
+      anchorLink = null;
+      frag.append(node);
+    }
+  }
+  el.replaceChildren(frag);
+}
+
+function clearView() {
+  const box = $("lines");
+  for (const chunk of box.children) {
+    state.observer.unobserve(chunk);
+    if (chunk._live) for (const row of chunk.children) recycle(row);
+    chunk.replaceChildren();
+    chunk._items = [];
+  }
+  box.replaceChildren();
+  state.rows = 0;
+  state.pending.clear();
+  state.held = 0;
+  state.skipped = 0;
+  state.dropped = 0;
+  state.contexts.clear();
+  state.reading.clear();
+  countersDirty = true;
+  schedule();
+}
+
+/** Re-renders the text of the lines shown (after highlight patterns change). */
+function rerenderHighlights() {
+  for (const row of liveRows()) {
+    const item = row._item;
+    if (item && item.kind === undefined) renderText(row.children[3], item.text, item.spans);
+  }
+}
+
+// ── scrolling, pause ──────────────────────────────────────────────────────────
+
+let autoTop = 0; // where the view last scrolled itself to
+
+function scrollToBottom() {
+  const box = $("lines");
+  box.scrollTop = box.scrollHeight;
+  autoTop = box.scrollTop;
+}
+
+/** Following stops when the user scrolls up, and starts again at the bottom. Only
+ *  a move up from where the view put itself counts: rows rendered late (and growing
+ *  below) must not stop it. */
+function onScroll() {
+  const box = $("lines");
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
+  let stick = state.stick;
+  if (atBottom) stick = true;
+  else if (box.scrollTop < autoTop - 4 || !state.stick) stick = false;
+  autoTop = Math.min(autoTop, box.scrollTop);
+  if (stick !== state.stick) {
+    state.stick = stick;
+    box.classList.toggle("stuck", stick);
+    if (stick && !state.paused) state.held = 0;
+    countersDirty = true;
+    schedule();
+  }
+}
+
+function setPaused(p) {
+  if (!p) {
+    follow();
+    return;
+  }
+  state.paused = true;
+  countersDirty = true;
+  schedule();
+}
+
+function follow() {
+  for (const row of [...state.reading]) closeContext(row);
+  state.paused = false;
+  state.stick = true;
+  state.held = 0;
+  $("lines").classList.add("stuck");
+  scrollToBottom();
+  countersDirty = true;
+  schedule();
+}
+
+// ── context ───────────────────────────────────────────────────────────────────
+
+function onLinesClick(ev) {
+  if (ev.target.closest("a") || ev.target.closest(".context")) return;
+  const row = ev.target.closest(".line");
+  if (!row || !row._item || row._item.kind !== undefined) return;
+  const sel = getSelection();
+  if (sel && sel.type === "Range" && sel.toString()) return; // selecting text
+  if (row._ctx) {
+    closeContext(row);
+    return;
+  }
+  const line = row._item;
+  const id = `c${state.nextContext++}`;
+  const block = document.createElement("div");
+  block.className = "context";
+  block.dataset.test = "context";
+  showContextNote(block, "loading context…");
+  row._ctx = block;
+  row._ctxId = id;
+  row.classList.add("open");
+  row.append(block);
+  // Reading: the view holds still until the context is closed (or space / End).
+  state.reading.add(row);
+  countersDirty = true;
+  schedule();
+  state.contexts.set(id, row);
+  if (state.ws && state.connected) {
+    state.ws.send(
+      JSON.stringify({
+        type: "context",
+        id,
+        stream: line.stream || `${line.host}:${line.path}`,
+        seq: line.seq,
+        before: CONTEXT_LINES,
+        after: CONTEXT_LINES,
+      }),
+    );
+  } else showContextNote(block, "not connected");
+}
+
+function closeContext(row) {
+  if (row._ctx) row._ctx.remove();
+  row._ctx = null;
+  row._ctxId = null;
+  row.classList.remove("open");
+  state.reading.delete(row);
+  countersDirty = true;
+  schedule();
+}
+
+function showContextNote(block, text) {
+  const note = document.createElement("div");
+  note.className = "ctx-note";
+  note.textContent = text;
+  block.replaceChildren(note);
+}
+
+function onContext(m) {
+  const row = state.contexts.get(m.id);
+  state.contexts.delete(m.id);
+  if (!row || row._ctxId !== m.id || !row._ctx || !row._item) return;
+  const self = row._item.seq;
+  const frag = document.createDocumentFragment();
+  for (const line of m.lines || []) {
+    const div = document.createElement("div");
+    div.className = line.seq === self ? "ctx-line self" : "ctx-line";
+    const seq = document.createElement("span");
+    seq.className = "seq";
+    seq.textContent = String(line.seq);
+    const text = document.createElement("span");
+    text.className = "text";
+    renderText(text, line.text, null, false);
+    div.append(seq, text);
+    frag.append(div);
+  }
+  if (!m.lines || !m.lines.length) {
+    showContextNote(row._ctx, "the hub no longer holds the lines around this one");
+  } else row._ctx.replaceChildren(frag);
+  const selfLine = row._ctx.querySelector(".self");
+  if (selfLine) selfLine.scrollIntoView({ block: "center" });
+  else row._ctx.scrollIntoView({ block: "nearest" });
+}
+
+// ── markers and the rate graph ────────────────────────────────────────────────
+
+state.markers = []; // ts strings
+const graph = {
+  counts: new Float64Array(GRAPH_SECONDS),
+  stamps: new Float64Array(GRAPH_SECONDS).fill(-1),
+  offset: null, // browser clock − hub clock, seconds (estimated)
+  offsetWindow: Infinity,
+};
+
+function resetGraph() {
+  graph.counts.fill(0);
+  graph.stamps.fill(-1);
+  drawGraph();
+}
+
+function hubNow() {
+  return Math.floor(Date.now() / 1000 - (graph.offset ?? 0));
+}
+
+function countForGraph(ts, n = 1) {
+  const sec = ts ? tsSeconds(ts) : hubNow();
+  if (!Number.isFinite(sec)) return;
+  const i = ((sec % GRAPH_SECONDS) + GRAPH_SECONDS) % GRAPH_SECONDS;
+  if (graph.stamps[i] !== sec) {
+    graph.stamps[i] = sec;
+    graph.counts[i] = 0;
+  }
+  graph.counts[i] += n;
+}
+
+function sampleClock(ts) {
+  const sec = tsSeconds(ts);
+  if (!Number.isFinite(sec)) return;
+  const off = Date.now() / 1000 - sec;
+  if (graph.offset === null || off < graph.offset) graph.offset = off;
+  graph.offsetWindow = Math.min(graph.offsetWindow, off);
+}
+
+setInterval(() => {
+  // Re-estimate the clock offset now and then (clocks drift, backlogs are old).
+  if (graph.offsetWindow !== Infinity) graph.offset = graph.offsetWindow;
+  graph.offsetWindow = Infinity;
+}, 60000);
+
+function drawGraph() {
+  const canvas = $("graph");
+  if (!canvas || document.hidden) return;
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 240;
+  const h = canvas.clientHeight || 40;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  const now = hubNow();
+  const values = new Array(GRAPH_SECONDS);
+  let max = 0;
+  for (let k = 0; k < GRAPH_SECONDS; k++) {
+    const sec = now - (GRAPH_SECONDS - 1 - k);
+    const i = ((sec % GRAPH_SECONDS) + GRAPH_SECONDS) % GRAPH_SECONDS;
+    const v = graph.stamps[i] === sec ? graph.counts[i] : 0;
+    values[k] = v;
+    if (v > max) max = v;
+  }
+  const style = getComputedStyle(canvas);
+  const colour = style.getPropertyValue("--graph").trim() || "#2064c8";
+  const markerColour = style.getPropertyValue("--marker").trim() || "#7b3fb8";
+  const step = w / GRAPH_SECONDS;
+  const scale = max > 0 ? (h - 4) / max : 0;
+  ctx.beginPath();
+  ctx.moveTo(0, h);
+  for (let k = 0; k < GRAPH_SECONDS; k++) ctx.lineTo(k * step + step / 2, h - values[k] * scale);
+  ctx.lineTo(w, h);
+  ctx.closePath();
+  ctx.globalAlpha = 0.25;
+  ctx.fillStyle = colour;
+  ctx.fill();
+  ctx.globalAlpha = 1;
+  ctx.beginPath();
+  for (let k = 0; k < GRAPH_SECONDS; k++) {
+    const x = k * step + step / 2;
+    const y = h - values[k] * scale - 0.5;
+    if (k === 0) ctx.moveTo(x, y);
+    else ctx.lineTo(x, y);
+  }
+  ctx.strokeStyle = colour;
+  ctx.lineWidth = 1;
+  ctx.stroke();
+  // Markers: a vertical line each.
+  ctx.strokeStyle = markerColour;
+  ctx.lineWidth = 1.5;
+  for (const ts of state.markers) {
+    const sec = tsSeconds(ts);
+    const k = sec - (now - (GRAPH_SECONDS - 1));
+    if (k < 0 || k >= GRAPH_SECONDS) continue;
+    const x = Math.round(k * step + step / 2) + 0.5;
+    ctx.beginPath();
+    ctx.moveTo(x, 0);
+    ctx.lineTo(x, h);
+    ctx.stroke();
+  }
+  if (max > 0) {
+    ctx.fillStyle = style.getPropertyValue("--muted").trim() || "#888";
+    ctx.font = "10px system-ui, sans-serif";
+    ctx.textBaseline = "top";
+    ctx.fillText(`peak ${formatRate(max)}/s`, 3, 2);
+  }
+  const recent = values[GRAPH_SECONDS - 2]; // the last complete second
+  $("graph-label").textContent = `${formatRate(recent)}/s`;
+  $("graph-label").title = `peak ${formatRate(max)}/s over the last 3 minutes`;
+}
+
+setInterval(drawGraph, 1000);
+
+function formatRate(r) {
+  if (r >= 10000) return `${Math.round(r / 1000)}k`;
+  if (r >= 1000) return `${(r / 1000).toFixed(1)}k`;
+  if (r >= 10 || r === 0) return String(Math.round(r));
+  return r.toFixed(1);
+}
+
+// ── stream picker ─────────────────────────────────────────────────────────────
+
+function setStreams(list) {
+  state.streams = new Map(list.map((s) => [s.id, s]));
+  renderPicker();
+}
+
+/** `host:path` ids are globs on the hub: escape glob characters in them. */
+function globEscape(s) {
+  return s.replace(/[*?[\]{}]/g, (c) => `[${c}]`);
+}
+
+function renderPicker() {
+  const streams = [...state.streams.values()].sort((a, b) => a.id.localeCompare(b.id));
+  const sets = new Map();
+  const hosts = new Map();
+  for (const s of streams) {
+    if (!sets.has(s.set)) sets.set(s.set, []);
+    sets.get(s.set).push(s.id);
+    if (!hosts.has(s.host)) hosts.set(s.host, []);
+    hosts.get(s.host).push(s);
+  }
+  const selected = new Set(view.streams);
+  const known = new Set();
+
+  const item = (value, label, title, ids, covered) => {
+    known.add(value);
+    const li = document.createElement("li");
+    const lab = document.createElement("label");
+    lab.title = title;
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = value;
+    box.checked = selected.has(value);
+    box.dataset.sel = value;
+    if (covered && !box.checked) {
+      lab.classList.add("covered");
+      box.indeterminate = true;
+    }
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = label;
+    const rate = document.createElement("span");
+    rate.className = "rate";
+    rate.dataset.ids = JSON.stringify(ids);
+    lab.append(box, name, rate);
+    li.append(lab);
+    return li;
+  };
+
+  const setList = [];
+  for (const [name, ids] of [...sets].sort((a, b) => a[0].localeCompare(b[0]))) {
+    setList.push(item(name, name, `log set ${name}`, ids, false));
+  }
+  $("picker-sets").replaceChildren(...setList);
+
+  const hostList = [];
+  const fileList = [];
+  for (const [host, ss] of [...hosts].sort((a, b) => a[0].localeCompare(b[0]))) {
+    const hostSel = `${globEscape(host)}:*`;
+    hostList.push(item(hostSel, host, `every file of ${host}`, ss.map((s) => s.id), false));
+    const group = document.createElement("li");
+    group.className = "host-group";
+    const title = document.createElement("span");
+    title.textContent = host;
+    const ul = document.createElement("ul");
+    for (const s of ss) {
+      const covered = selected.has(s.set) || selected.has(hostSel);
+      ul.append(item(globEscape(s.id), basename(s.path), `${s.id} (set ${s.set})`, [s.id], covered));
+    }
+    group.append(title, ul);
+    fileList.push(group);
+  }
+  $("picker-hosts").replaceChildren(...hostList);
+  $("picker-files").replaceChildren(...fileList);
+
+  const others = view.streams.filter((v) => !known.has(v));
+  $("picker-other-box").hidden = others.length === 0;
+  $("picker-other").replaceChildren(...others.map((v) => item(v, v, v, [], false)));
+
+  $("picker-summary").textContent = view.streams.length
+    ? `showing ${view.streams.join(", ")}`
+    : `every stream (${streams.length})`;
+  updateRates();
+}
+
+function onPickerChange(ev) {
+  const box = ev.target;
+  if (!box.matches("input[type=checkbox][data-sel]")) return;
+  const value = box.dataset.sel;
+  const set = new Set(view.streams);
+  if (box.checked) set.add(value);
+  else set.delete(value);
+  view.streams = [...set];
+  writeUrl();
+  renderPicker();
+  scheduleSubscribe();
+}
+
+async function pollStreams() {
+  if (document.hidden && state.lastCounts) return;
+  let list;
+  try {
+    const r = await fetch(apiUrl("api/streams"), { cache: "no-store" });
+    if (r.status === 401) {
+      askToken();
+      return;
+    }
+    if (!r.ok) return;
+    list = await r.json();
+  } catch {
+    return;
+  }
+  if (!Array.isArray(list)) return;
+  const now = performance.now();
+  const counts = new Map(list.map((s) => [s.id, Number(s.lines) || 0]));
+  const prev = state.lastCounts;
+  if (prev) {
+    const dt = (now - prev.at) / 1000;
+    if (dt > 0.2) {
+      for (const [id, n] of counts) {
+        const before = prev.counts.get(id);
+        state.rates.set(id, before === undefined ? 0 : Math.max(0, (n - before) / dt));
+      }
+    }
+  }
+  state.lastCounts = { at: now, counts };
+  // The hub's list is the truth (stream notices can be missed under load).
+  const ids = new Set(list.map((s) => s.id));
+  const same = ids.size === state.streams.size && [...ids].every((id) => state.streams.has(id));
+  if (!same) {
+    setStreams(list.map(({ id, host, path, set }) => ({ id, host, path, set })));
+  } else updateRates();
+}
+
+function updateRates() {
+  for (const el of document.querySelectorAll("#picker .rate")) {
+    const ids = JSON.parse(el.dataset.ids || "[]");
+    if (!state.lastCounts) {
+      el.textContent = "";
+      continue;
+    }
+    let sum = 0;
+    for (const id of ids) sum += state.rates.get(id) || 0;
+    el.textContent = `${formatRate(sum)}/s`;
+  }
+}
+
+setInterval(pollStreams, STREAMS_POLL_MS);
+
+// ── title while hidden ────────────────────────────────────────────────────────
+
+let titleTimer = 0;
+
+function scheduleTitle() {
+  if (titleTimer) return;
+  titleTimer = setTimeout(() => {
+    titleTimer = 0;
+    document.title = document.hidden && state.hiddenNew ? `(${state.hiddenNew}) supergrep` : "supergrep";
+  }, 500);
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) {
+    state.hiddenNew = 0;
+  } else {
+    state.hiddenNew = 0;
+    document.title = "supergrep";
+    countersDirty = true;
+    schedule();
+    drawGraph();
+    pollStreams();
+  }
+});
+
+// ── download, clear, keys ─────────────────────────────────────────────────────
+
+function download() {
+  const out = [];
+  for (const it of allItems()) {
+    if (it.kind === "marker") out.push(`--- ${it.ts} marker: ${it.text}`);
+    else if (it.kind === "note") out.push(`--- ${it.text}`);
+    else out.push(`${it.ts} ${it.host}:${it.path}:${it.text}`);
+  }
+  const blob = new Blob([out.join("\n") + (out.length ? "\n" : "")], { type: "text/plain" });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+  a.download = `supergrep-${stamp}.log`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+function clearLines() {
+  clearView();
+}
+
+function typing(target) {
+  return (
+    target instanceof HTMLElement &&
+    (target.isContentEditable || target.closest("input, textarea, select, dialog"))
+  );
+}
+
+function onKey(ev) {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (typing(ev.target)) return;
+  if (ev.key === "/") {
+    ev.preventDefault();
+    const input = $("include");
+    input.focus();
+    input.select();
+  } else if (ev.key === " ") {
+    if (ev.target instanceof HTMLElement && ev.target.closest("button, a, summary")) return;
+    ev.preventDefault();
+    if (!state.paused && held()) follow();
+    else setPaused(!state.paused);
+  } else if (ev.key === "c") {
+    ev.preventDefault();
+    clearLines();
+  } else if (ev.key === "End") {
+    ev.preventDefault();
+    follow();
+  }
+}
+
+// ── start ─────────────────────────────────────────────────────────────────────
+
+function applyToggles() {
+  $("icase").checked = view.icase;
+  $("wrap").checked = view.wrap;
+  $("cap").value = String(view.cap);
+  $("lines").classList.toggle("wrap", view.wrap);
+}
+
+async function loadUiSettings() {
+  try {
+    const r = await fetch(apiUrl("api/ui"), { cache: "no-store" });
+    if (!r.ok) return;
+    const ui = await r.json();
+    if (typeof ui.source_url === "string" && ui.source_url) {
+      state.sourceUrl = ui.source_url;
+      rerenderHighlights();
+    }
+  } catch {
+    // no links to sources then
+  }
+}
+
+function start() {
+  state.observer = new IntersectionObserver(onChunksSeen, {
+    root: $("lines"),
+    rootMargin: "100% 0px",
+  });
+  readUrl();
+  buildFields();
+  applyToggles();
+  rowHeight = parseFloat(getComputedStyle($("lines")).lineHeight) || 17.4;
+  new ResizeObserver((entries) => {
+    for (const e of entries) viewHeight = e.contentRect.height || viewHeight;
+  }).observe($("lines"));
+  compileHighlights();
+
+  for (const btn of document.querySelectorAll("button.add")) {
+    btn.addEventListener("click", () => {
+      addField(btn.dataset.add, "", true);
+      renumberFields();
+    });
+  }
+  $("icase").addEventListener("change", () => {
+    onFilterInput();
+    rerenderHighlights();
+  });
+  let hlTimer = 0;
+  const rerenderSoon = () => {
+    clearTimeout(hlTimer);
+    hlTimer = setTimeout(rerenderHighlights, 150);
+  };
+  $("highlights").addEventListener("input", rerenderSoon);
+  $("highlights").addEventListener("click", (ev) => {
+    if (ev.target.closest(".remove")) rerenderSoon();
+  });
+  $("wrap").addEventListener("change", () => {
+    view.wrap = $("wrap").checked;
+    $("lines").classList.toggle("wrap", view.wrap);
+    // Heights measured with the other setting no longer hold.
+    for (const chunk of $("lines").children) {
+      if (!chunk._live) {
+        chunk._height = 0;
+        chunk.style.height = `${estimatedHeight(chunk)}px`;
+      }
+    }
+    if (state.stick) scrollToBottom();
+    writeUrl();
+  });
+  $("cap").addEventListener("change", () => {
+    view.cap = clampCap(Number($("cap").value));
+    $("cap").value = String(view.cap);
+    trimPending();
+    evict();
+    countersDirty = true;
+    schedule();
+    writeUrl();
+  });
+  $("pause").addEventListener("click", () => setPaused(!state.paused));
+  $("new-count").addEventListener("click", follow);
+  $("clear").addEventListener("click", clearLines);
+  $("download").addEventListener("click", download);
+  $("picker-toggle").addEventListener("click", () => {
+    const p = $("picker");
+    p.hidden = !p.hidden;
+    $("picker-toggle").setAttribute("aria-expanded", String(!p.hidden));
+  });
+  $("picker-none").addEventListener("click", () => {
+    view.streams = [];
+    writeUrl();
+    renderPicker();
+    scheduleSubscribe();
+  });
+  $("picker").addEventListener("change", onPickerChange);
+  $("lines").addEventListener("scroll", onScroll, { passive: true });
+  $("lines").addEventListener("click", onLinesClick);
+  document.addEventListener("keydown", onKey);
+  $("token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const t = $("token-input").value.trim();
+    if (!t) return;
+    state.token = t;
+    sessionStorage.setItem(TOKEN_KEY, t);
+    $("token-dialog").close();
+    state.attempt = 0;
+    connect();
+  });
+
+  // For tests and the curious (read-only views, and a way to test reconnects).
+  window.__supergrep = Object.freeze({
+    ready: () =>
+      state.connected && state.inflight.length === 0 && !state.subTimer && state.shownKey === filterKey(),
+    stats: () => ({
+      rows: state.rows,
+      pending: state.pending.length,
+      pool: state.pool.length,
+      held: state.held,
+      skipped: state.skipped,
+      dropped: state.dropped,
+      boot: state.boot,
+      connections: state.connections,
+    }),
+    disconnect: () => state.ws && state.ws.close(),
+  });
+
+  loadUiSettings();
+  connect();
+  drawGraph();
+  updateCounters();
+}
+
+start();

@@ -1,0 +1,1031 @@
+//! The web UI in a real headless Chromium, driven over the Chrome DevTools Protocol
+//! (see `tests/cdp`), against the real `supergrep serve` following real files.
+//!
+//! No timing assertions: every check polls the DOM until it holds, bounded by a
+//! generous timeout. Screenshots land in `target/web-screenshots/`.
+//!
+//! `cargo test --test web -- --ignored` runs the benchmark: 5,000 matching lines/s
+//! for 60 s into one tab, reporting JS heap, long tasks and frames.
+
+mod cdp;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cdp::{append, stream_id, Browser, Hub, Page};
+use serde_json::Value;
+
+/// The lines shown (log lines only, not markers or notes), as text.
+const LINES: &str = "[...document.querySelectorAll('#lines .line:not(.marker):not(.note) .text')].map(e => e.textContent)";
+
+struct Setup {
+    dir: tempfile::TempDir,
+    hub: Hub,
+    page: Page,
+    // Dropped last: the page's socket goes first, then Chromium.
+    _browser: Browser,
+}
+
+impl Setup {
+    /// A hub following `files` (created empty in a tempdir) and a page on its UI.
+    async fn new(files: &[&str]) -> Setup {
+        Setup::with(files, None, "").await
+    }
+
+    /// Same, with a config file (`config` is TOML; `{dir}` stands for the tempdir)
+    /// and a query string for the page.
+    async fn with(files: &[&str], config: Option<&str>, query: &str) -> Setup {
+        Setup::start(files, config, &[], query).await
+    }
+
+    /// Same, with more arguments for `supergrep serve`.
+    async fn start(files: &[&str], config: Option<&str>, extra: &[&str], query: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = files.iter().map(|f| dir.path().join(f)).collect();
+        for p in &paths {
+            std::fs::write(p, "").unwrap();
+        }
+        let mut args: Vec<String> = Vec::new();
+        if let Some(config) = config {
+            let cfg = dir.path().join("supergrep.toml");
+            let text = config.replace("{dir}", &dir.path().display().to_string());
+            std::fs::write(&cfg, text).unwrap();
+            args.push("--config".into());
+            args.push(cfg.display().to_string());
+        } else {
+            args.extend(paths.iter().map(|p| p.display().to_string()));
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let follows: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let hub = Hub::start(&arg_refs, &follows);
+        let browser = Browser::start();
+        let mut page = browser.page().await;
+        // SUPERGREP_WEB_DIR=web: try the UI files on disk without rebuilding the hub.
+        if let Some(dir) = std::env::var_os("SUPERGREP_WEB_DIR") {
+            page.serve_web_from(Path::new(&dir)).await;
+        }
+        page.goto(&hub.url(&format!("/{query}"))).await;
+        wait_ready(&mut page).await;
+        Setup {
+            dir,
+            hub,
+            page,
+            _browser: browser,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn append(&self, name: &str, text: &str) {
+        append(&self.path(name), text);
+    }
+}
+
+/// Connected, and the hub has applied the filter shown in the fields.
+async fn wait_ready(page: &mut Page) {
+    page.wait_for(
+        "the page to connect and subscribe",
+        "window.__supergrep && window.__supergrep.ready()",
+        "[document.querySelector('#status').textContent, document.querySelector('#include-error') && document.querySelector('#include-error').textContent]",
+    )
+    .await;
+}
+
+/// Waits until exactly `want` lines are shown, then returns them.
+async fn wait_lines(page: &mut Page, want: usize) -> Vec<String> {
+    let v = page
+        .wait_for(
+            &format!("{want} lines"),
+            &format!("(() => {{ const l = {LINES}; return l.length === {want} ? l : null; }})()"),
+            LINES,
+        )
+        .await;
+    strings(&v)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|s| s.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Clicks Download and returns the file name and text it would save.
+async fn download(page: &mut Page) -> (String, String) {
+    let saved = page
+        .eval(
+            "new Promise(done => { let blob; URL.createObjectURL = b => { blob = b; return 'blob:test'; }; \
+             HTMLAnchorElement.prototype.click = function () { blob.text().then(t => done([this.download, t])); }; \
+             document.querySelector('#download').click(); })",
+        )
+        .await;
+    (
+        saved[0].as_str().unwrap().to_owned(),
+        saved[1].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn blur(page: &mut Page) {
+    page.eval("document.activeElement && document.activeElement.blur()")
+        .await;
+}
+
+#[tokio::test]
+async fn filter_shows_only_matching_lines_with_highlights() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#include", "ERROR|FATAL").await;
+    wait_ready(&mut s.page).await;
+    s.append(
+        "app.log",
+        "10:00 INFO started\n10:01 ERROR disk full on /dev/sda1\n10:02 DEBUG nothing\n10:03 FATAL out of memory\n",
+    );
+    let lines = wait_lines(&mut s.page, 2).await;
+    assert_eq!(
+        lines,
+        [
+            "10:01 ERROR disk full on /dev/sda1",
+            "10:03 FATAL out of memory"
+        ]
+    );
+    // A later match arrives after the earlier non-matching lines would have.
+    // (Offsets count characters: the emoji are two UTF-16 units each in JS.)
+    s.append(
+        "app.log",
+        "10:04 INFO fine\n10:05 😀🎉 é ERROR again 𝄞 FATAL\n",
+    );
+    let lines = wait_lines(&mut s.page, 3).await;
+    assert!(lines
+        .iter()
+        .all(|l| !l.contains("INFO") && !l.contains("DEBUG")));
+
+    // The highlight covers exactly the matched text.
+    let marks = s
+        .page
+        .eval("[...document.querySelectorAll('#lines .line')].map(r => [...r.querySelectorAll('mark.hit')].map(m => m.textContent))")
+        .await;
+    assert_eq!(
+        marks,
+        serde_json::json!([["ERROR"], ["FATAL"], ["ERROR", "FATAL"]])
+    );
+    // Time, host and file on every line.
+    let row = s
+        .page
+        .eval("(() => { const r = document.querySelector('#lines .line'); return [r.querySelector('.ts').textContent, r.querySelector('.host').textContent, r.querySelector('.file').textContent, r.querySelector('.file').title]; })()")
+        .await;
+    let row = strings(&row);
+    assert!(
+        regex::Regex::new(r"^\d\d:\d\d:\d\d\.\d{3}$")
+            .unwrap()
+            .is_match(&row[0]),
+        "time {:?}",
+        row[0]
+    );
+    let id = stream_id(&s.path("app.log"));
+    let (host, path) = id.split_once(':').unwrap();
+    assert_eq!(row[1], host);
+    assert_eq!(row[2], "app.log");
+    assert_eq!(row[3], path);
+    // The filter is in the URL.
+    let href = s.page.eval("location.href").await;
+    assert!(href.as_str().unwrap().contains("q=ERROR%7CFATAL"), "{href}");
+
+    // Screenshots: light (looked at by a person) and dark.
+    s.page.color_scheme("light").await;
+    s.page.type_into("#highlight", "disk|memory").await;
+    blur(&mut s.page).await;
+    s.page
+        .wait_for(
+            "the highlight pattern to colour the lines",
+            "document.querySelectorAll('#lines mark.hl0').length === 2",
+            "document.querySelectorAll('#lines mark').length",
+        )
+        .await;
+    s.page.screenshot("filter-light").await;
+    s.page.color_scheme("dark").await;
+    s.page.screenshot("filter-dark").await;
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn pause_holds_new_lines_and_resume_shows_them() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#include", "tick").await;
+    wait_ready(&mut s.page).await;
+    s.append("app.log", "tick 1\n");
+    wait_lines(&mut s.page, 1).await;
+
+    // Space pauses when not typing.
+    blur(&mut s.page).await;
+    s.page.key(" ").await;
+    s.page
+        .wait_for(
+            "the pause button to say paused",
+            "document.querySelector('#pause').getAttribute('aria-pressed') === 'true'",
+            "document.querySelector('#pause').outerHTML",
+        )
+        .await;
+    s.append("app.log", "tick 2\ntick 3\nother\ntick 4\n");
+    let shown = s
+        .page
+        .wait_for(
+            "3 new",
+            "(() => { const e = document.querySelector('#new-count'); return !e.hidden && e.textContent === '3 new' ? e.textContent : null; })()",
+            "[document.querySelector('#new-count').hidden, document.querySelector('#new-count').textContent]",
+        )
+        .await;
+    assert_eq!(shown, "3 new");
+    assert_eq!(
+        s.page.eval(&format!("{LINES}.length")).await,
+        1,
+        "nothing moves while paused"
+    );
+
+    s.page.click("#pause").await;
+    let lines = wait_lines(&mut s.page, 4).await;
+    assert_eq!(lines, ["tick 1", "tick 2", "tick 3", "tick 4"]);
+    s.page
+        .wait_for(
+            "the new-count to go",
+            "document.querySelector('#new-count').hidden",
+            "document.querySelector('#new-count').textContent",
+        )
+        .await;
+
+    // `c` clears; `/` goes to the filter.
+    blur(&mut s.page).await;
+    s.page.key("c").await;
+    wait_lines(&mut s.page, 0).await;
+    s.page.key("/").await;
+    assert_eq!(s.page.eval("document.activeElement.id").await, "include");
+
+    // A hidden tab counts new matches in its title.
+    blur(&mut s.page).await;
+    s.page
+        .eval("Object.defineProperty(document, 'hidden', { configurable: true, get: () => true }); document.dispatchEvent(new Event('visibilitychange'))")
+        .await;
+    s.append("app.log", "tick 5\ntick 6\n");
+    s.page
+        .wait_for(
+            "(2) in the title",
+            "document.title === '(2) supergrep'",
+            "document.title",
+        )
+        .await;
+    s.page
+        .eval("Object.defineProperty(document, 'hidden', { configurable: true, get: () => false }); document.dispatchEvent(new Event('visibilitychange'))")
+        .await;
+    assert_eq!(s.page.eval("document.title").await, "supergrep");
+    assert_eq!(wait_lines(&mut s.page, 2).await, ["tick 5", "tick 6"]);
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn scrolling_up_holds_the_view_still() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#include", "row").await;
+    wait_ready(&mut s.page).await;
+    let text: String = (1..=400).map(|i| format!("row {i}\n")).collect();
+    s.append("app.log", &text);
+    let last = "(() => { const l = [...document.querySelectorAll('#lines .line .text')]; return l.length ? l[l.length - 1].textContent : null; })()";
+    s.page
+        .wait_for(
+            "400 lines, the last one shown",
+            &format!("window.__supergrep.stats().rows === 400 && {last} === 'row 400'"),
+            "window.__supergrep.stats()",
+        )
+        .await;
+    // Only the rows near the viewport are in the DOM.
+    let rows = s
+        .page
+        .eval("document.querySelectorAll('#lines .line').length")
+        .await;
+    assert!(rows.as_u64().unwrap() < 400, "{rows} rows in the DOM");
+
+    // Up to the top: the oldest lines get their rows, and the view holds.
+    s.page
+        .eval("document.querySelector('#lines').scrollTop = 0")
+        .await;
+    s.page
+        .wait_for(
+            "the first line at the top",
+            "[...document.querySelectorAll('#lines .line .text')].some(e => e.textContent === 'row 1')",
+            "[document.querySelector('#lines').scrollTop, document.querySelectorAll('#lines .line').length]",
+        )
+        .await;
+    s.append("app.log", "row 401\nrow 402\nrow 403\n");
+    s.page
+        .wait_for(
+            "3 new",
+            "document.querySelector('#new-count').textContent === '3 new' && !document.querySelector('#new-count').hidden",
+            "[document.querySelector('#new-count').textContent, window.__supergrep.stats()]",
+        )
+        .await;
+    let still = s
+        .page
+        .eval("[document.querySelector('#lines').scrollTop, window.__supergrep.stats().rows]")
+        .await;
+    assert_eq!(still, serde_json::json!([0, 400]), "nothing moved");
+
+    // Back at the bottom: following again, with the held lines.
+    s.page
+        .eval("(() => { const b = document.querySelector('#lines'); b.scrollTop = b.scrollHeight; })()")
+        .await;
+    s.page
+        .wait_for(
+            "the held lines",
+            &format!("window.__supergrep.stats().rows === 403 && {last} === 'row 403' && document.querySelector('#new-count').hidden"),
+            "[window.__supergrep.stats(), document.querySelector('#new-count').textContent]",
+        )
+        .await;
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn reload_restores_the_view_from_the_url() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#include", "alpha").await;
+    s.page.click("button.add[data-add=include]").await;
+    s.page
+        .type_into("#includes .field:nth-child(2) input", "beta")
+        .await;
+    s.page.type_into("#exclude", "skip").await;
+    s.page.type_into("#highlight", "gamma").await;
+    s.page.click("#icase").await; // case-sensitive now
+    s.page.click("#wrap").await; // no wrapping
+    s.page.type_into("#cap", "1000").await;
+    blur(&mut s.page).await;
+    wait_ready(&mut s.page).await;
+    s.append(
+        "app.log",
+        "alpha one\nbeta two gamma\nalpha skip\nALPHA upper\ndelta\nbeta last\n",
+    );
+    let want = ["alpha one", "beta two gamma", "beta last"];
+    assert_eq!(wait_lines(&mut s.page, 3).await, want);
+
+    let check = r#"(() => ({
+        include: [...document.querySelectorAll('#includes input')].map(i => i.value),
+        exclude: [...document.querySelectorAll('#excludes input')].map(i => i.value),
+        highlight: [...document.querySelectorAll('#highlights input')].map(i => i.value),
+        icase: document.querySelector('#icase').checked,
+        wrap: document.querySelector('#wrap').checked,
+        wrapped: document.querySelector('#lines').classList.contains('wrap'),
+        cap: document.querySelector('#cap').value,
+        marks: [...document.querySelectorAll('#lines mark.hl')].map(m => m.textContent),
+    }))()"#;
+    let expected = serde_json::json!({
+        "include": ["alpha", "beta"], "exclude": ["skip"], "highlight": ["gamma"],
+        "icase": false, "wrap": false, "wrapped": false, "cap": "1000", "marks": ["gamma"],
+    });
+    assert_eq!(s.page.eval(check).await, expected);
+
+    // Reload: the same view, and the hub's backlog fills it again at once.
+    let url = s.page.eval("location.href").await;
+    s.page.reload().await;
+    wait_ready(&mut s.page).await;
+    assert_eq!(wait_lines(&mut s.page, 3).await, want);
+    assert_eq!(s.page.eval(check).await, expected);
+
+    // A pasted link opens the same view too.
+    s.page.goto("about:blank").await;
+    s.page.goto(url.as_str().unwrap()).await;
+    wait_ready(&mut s.page).await;
+    assert_eq!(wait_lines(&mut s.page, 3).await, want);
+    assert_eq!(s.page.eval(check).await, expected);
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn html_in_a_log_line_is_shown_as_text() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#include", "inject").await;
+    wait_ready(&mut s.page).await;
+    let evil = r#"inject <img src=x onerror=alert(1)> <b>bold</b> <script>alert(2)</script> &amp;"#;
+    s.append("app.log", &format!("{evil}\n"));
+    let lines = wait_lines(&mut s.page, 1).await;
+    assert_eq!(lines, [evil]);
+    let counts = s
+        .page
+        .eval("[document.querySelectorAll('img').length, document.querySelectorAll('#lines b, #lines script').length, document.querySelector('#lines').innerText.includes('<img src=x onerror=alert(1)>')]")
+        .await;
+    assert_eq!(counts, serde_json::json!([0, 0, true]));
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn an_invalid_regex_shows_the_hubs_error_next_to_its_field() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#include", "ok").await;
+    wait_ready(&mut s.page).await;
+    s.page.type_into("#exclude", "a(").await;
+    let msg = s
+        .page
+        .wait_for(
+            "the hub's error next to #exclude",
+            "document.querySelector('#exclude-error').textContent",
+            "[...document.querySelectorAll('.field-error')].map(e => e.textContent)",
+        )
+        .await;
+    let msg = msg.as_str().unwrap();
+    assert!(
+        msg.contains("\"a(\"") && msg.contains("unclosed"),
+        "message: {msg}"
+    );
+    assert_eq!(
+        s.page
+            .eval("document.querySelector('#include-error').textContent")
+            .await,
+        "",
+        "only the bad field shows it"
+    );
+    // The previous filter stays live meanwhile.
+    s.append("app.log", "ok 1\n");
+    wait_lines(&mut s.page, 1).await;
+    // Fixed: the error goes.
+    s.page.type_into("#exclude", "a(b)").await;
+    wait_ready(&mut s.page).await;
+    assert_eq!(
+        s.page
+            .eval("document.querySelector('#exclude-error').textContent")
+            .await,
+        ""
+    );
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn clicking_a_line_shows_its_context_inline() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#include", "boom").await;
+    wait_ready(&mut s.page).await;
+    let mut text = String::new();
+    for i in 1..=40 {
+        if i == 20 {
+            text.push_str("ctx line 20 ERROR boom\n");
+        } else {
+            text.push_str(&format!("ctx line {i}\n"));
+        }
+    }
+    s.append("app.log", &text);
+    wait_lines(&mut s.page, 1).await;
+    s.page.click("#lines .line .text").await;
+    let ctx = s
+        .page
+        .wait_for(
+            "the context block",
+            "(() => { const c = document.querySelector('#lines .line .context'); if (!c || !c.querySelector('.ctx-line')) return null; return { lines: [...c.querySelectorAll('.ctx-line .text')].map(e => e.textContent), self: [...c.querySelectorAll('.ctx-line.self .text')].map(e => e.textContent) }; })()",
+            "document.querySelector('#lines').innerText",
+        )
+        .await;
+    let lines = strings(&ctx["lines"]);
+    let want: Vec<String> = (1..=40)
+        .map(|i| {
+            if i == 20 {
+                "ctx line 20 ERROR boom".to_owned()
+            } else {
+                format!("ctx line {i}")
+            }
+        })
+        .collect();
+    assert_eq!(lines, want, "20 before and 20 after, from the file");
+    assert_eq!(strings(&ctx["self"]), ["ctx line 20 ERROR boom"]);
+    s.page.screenshot("context").await;
+    // Click the line again: the context closes.
+    s.page.click("#lines .line .ts").await;
+    s.page
+        .wait_for(
+            "the context to close",
+            "document.querySelectorAll('.context').length === 0",
+            "document.querySelectorAll('.context').length",
+        )
+        .await;
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn exclude_leaves_lines_out() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#exclude", "noise").await;
+    wait_ready(&mut s.page).await;
+    s.append("app.log", "keep 1\nnoise 2\nkeep 3\nmore NOISE\nkeep 4\n");
+    assert_eq!(
+        wait_lines(&mut s.page, 3).await,
+        ["keep 1", "keep 3", "keep 4"]
+    );
+    // Download: what it would save.
+    let (name, text) = download(&mut s.page).await;
+    assert!(
+        name.starts_with("supergrep-") && name.ends_with(".log"),
+        "{name}"
+    );
+    let path = s.path("app.log");
+    let id = stream_id(&path);
+    let got: Vec<&str> = text.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+    let want: Vec<String> = ["keep 1", "keep 3", "keep 4"]
+        .iter()
+        .map(|t| format!("{id}:{t}"))
+        .collect();
+    assert_eq!(got, want, "{text}");
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn the_token_comes_from_the_url_or_a_prompt() {
+    let mut s = Setup::start(
+        &["app.log"],
+        None,
+        &["--token", "s3cret"],
+        "?token=s3cret&q=tok",
+    )
+    .await;
+    assert_eq!(
+        s.page
+            .eval("[location.search.includes('token'), sessionStorage.getItem('supergrep.token'), document.querySelector('#include').value]")
+            .await,
+        serde_json::json!([false, "s3cret", "tok"]),
+        "the token is kept for the tab, out of the address bar"
+    );
+    s.append("app.log", "tok 1\n");
+    wait_lines(&mut s.page, 1).await;
+    // A reload finds it in the tab's session storage.
+    s.page.reload().await;
+    wait_ready(&mut s.page).await;
+    wait_lines(&mut s.page, 1).await;
+
+    // Another tab has no token: the hub refuses it, and the page asks for one.
+    let mut other = s._browser.new_page(&s.hub.url("/?q=tok")).await;
+    other
+        .wait_for(
+            "the token prompt",
+            "document.querySelector('#token-dialog') && document.querySelector('#token-dialog').open && document.querySelector('#status').dataset.state === 'unauthorized'",
+            "[document.querySelector('#status').textContent]",
+        )
+        .await;
+    other.type_into("#token-input", "s3cret").await;
+    other.click("#token-ok").await;
+    wait_ready(&mut other).await;
+    assert_eq!(wait_lines(&mut other, 1).await, ["tok 1"]);
+}
+
+#[tokio::test]
+async fn stream_picker_selects_one_log_set() {
+    let config = r#"
+[[set]]
+name = "web"
+paths = ["{dir}/web.log"]
+
+[[set]]
+name = "db"
+paths = ["{dir}/db.log"]
+"#;
+    let mut s = Setup::with(&["web.log", "db.log"], Some(config), "").await;
+    s.page
+        .wait_for(
+            "both sets in the picker",
+            "document.querySelector('input[data-sel=\"web\"]') && document.querySelector('input[data-sel=\"db\"]')",
+            "document.querySelector('#picker').innerText",
+        )
+        .await;
+    s.page.click("input[data-sel=\"db\"]").await;
+    wait_ready(&mut s.page).await;
+    s.append("web.log", "from web 1\n");
+    s.append("db.log", "from db 1\n");
+    s.append("web.log", "from web 2\n");
+    s.append("db.log", "from db 2\n");
+    assert_eq!(wait_lines(&mut s.page, 2).await, ["from db 1", "from db 2"]);
+    let files = s
+        .page
+        .eval("[...document.querySelectorAll('#lines .line .file')].map(e => e.textContent)")
+        .await;
+    assert_eq!(files, serde_json::json!(["db.log", "db.log"]));
+    let href = s.page.eval("location.href").await;
+    assert!(href.as_str().unwrap().contains("s=db"), "{href}");
+    s.page.screenshot("streams").await;
+    // Lines/s per stream come from /api/streams.
+    s.page
+        .wait_for(
+            "a rate next to the set",
+            "(() => { const r = document.querySelector('input[data-sel=\"db\"]').parentElement.querySelector('.rate'); return r && /\\/s$/.test(r.textContent); })()",
+            "document.querySelector('#picker').innerText",
+        )
+        .await;
+
+    // A single file of the other set, by its id.
+    s.page.click("input[data-sel=\"db\"]").await;
+    let web_id = stream_id(&s.path("web.log"));
+    s.page.click(&format!("input[data-sel=\"{web_id}\"]")).await;
+    wait_ready(&mut s.page).await;
+    // The new filter starts from the hub's backlog for it.
+    assert_eq!(
+        wait_lines(&mut s.page, 2).await,
+        ["from web 1", "from web 2"]
+    );
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn markers_and_links() {
+    let config = r#"
+source_url = "https://src.example.com/repo/{path}#L{line}"
+
+[[set]]
+name = "default"
+paths = ["{dir}/app.log"]
+"#;
+    let mut s = Setup::with(&["app.log"], Some(config), "").await;
+    s.page
+        .wait_for(
+            "the source link template",
+            "fetch('/api/ui').then(r => r.json()).then(u => !!u.source_url)",
+            "location.href",
+        )
+        .await;
+    s.append("app.log", "before the deploy\n");
+    wait_lines(&mut s.page, 1).await;
+    s.hub.mark("deploy 4521 by dog");
+    let marker = s
+        .page
+        .wait_for(
+            "the marker divider",
+            "(() => { const m = document.querySelector('#lines .line.marker'); return m && m.textContent; })()",
+            "document.querySelector('#lines').innerText",
+        )
+        .await;
+    assert!(marker.as_str().unwrap().contains("deploy 4521 by dog"));
+    s.append(
+        "app.log",
+        "panic at src/server/mod.rs:42 see https://example.com/x?y=1. and <a href=\"javascript:alert(1)\">x</a>\n",
+    );
+    wait_lines(&mut s.page, 2).await;
+    let order = s
+        .page
+        .eval("[...document.querySelectorAll('#lines .line')].map(r => r.classList.contains('marker') ? 'marker' : r.querySelector('.text').textContent.slice(0, 9))")
+        .await;
+    assert_eq!(
+        order,
+        serde_json::json!(["before th", "marker", "panic at "])
+    );
+    let links = s
+        .page
+        .eval("[...document.querySelectorAll('#lines a')].map(a => [a.textContent, a.href, a.target, a.rel])")
+        .await;
+    assert_eq!(
+        links,
+        serde_json::json!([
+            [
+                "src/server/mod.rs:42",
+                "https://src.example.com/repo/src/server/mod.rs#L42",
+                "_blank",
+                "noopener noreferrer"
+            ],
+            [
+                "https://example.com/x?y=1",
+                "https://example.com/x?y=1",
+                "_blank",
+                "noopener noreferrer"
+            ]
+        ])
+    );
+    s.page.screenshot("marker").await;
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn reconnecting_shows_no_line_twice() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#include", "rc").await;
+    wait_ready(&mut s.page).await;
+    s.append("app.log", "rc 1\nrc 2\n");
+    wait_lines(&mut s.page, 2).await;
+    s.page.eval("window.__supergrep.disconnect()").await;
+    s.page
+        .wait_for(
+            "a second connection",
+            "window.__supergrep.stats().connections >= 2 && window.__supergrep.ready()",
+            "[window.__supergrep.stats(), document.querySelector('#status').textContent]",
+        )
+        .await;
+    s.append("app.log", "rc 3\n");
+    assert_eq!(wait_lines(&mut s.page, 3).await, ["rc 1", "rc 2", "rc 3"]);
+    s.page.assert_no_problems();
+}
+
+/// 5,000 matching lines/s for 60 s into one tab. Run with
+/// `cargo test --release --test web -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn benchmark_5000_lines_per_second() {
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let rate: u64 = 5000;
+    let query = std::env::var("BENCH_QUERY").unwrap_or_default();
+    let mut s = Setup::with(&["load.log"], None, &query).await;
+    s.page.type_into("#include", "match").await;
+    s.page.type_into("#highlight", "user=\\w+").await;
+    blur(&mut s.page).await;
+    wait_ready(&mut s.page).await;
+    s.page
+        .call("Performance.enable", serde_json::json!({}))
+        .await;
+    // Long tasks and frame gaps, measured in the page.
+    s.page
+        .eval(
+            r#"(() => {
+        window.__bench = { longest: 0, longTasks: 0, frames: 0, missedFrames: 0, slowFrames: 0, worstFrame: 0 };
+        new PerformanceObserver(list => {
+            for (const e of list.getEntries()) {
+                window.__bench.longTasks++;
+                window.__bench.longest = Math.max(window.__bench.longest, e.duration);
+            }
+        }).observe({ type: 'longtask', buffered: true });
+        let last = performance.now();
+        const tick = now => {
+            const gap = now - last;
+            last = now;
+            window.__bench.frames++;
+            window.__bench.missedFrames += Math.max(0, Math.round(gap / (1000 / 60)) - 1);
+            if (gap > 34) window.__bench.slowFrames++;
+            window.__bench.worstFrame = Math.max(window.__bench.worstFrame, gap);
+            requestAnimationFrame(tick);
+        };
+        requestAnimationFrame(tick);
+        return true;
+    })()"#,
+        )
+        .await;
+
+    // The writer: a thread appending `rate` lines a second in 100 batches a second.
+    let path = s.path("load.log");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut n: u64 = 0;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let due = start.elapsed().as_secs_f64() * rate as f64;
+                let mut buf = String::new();
+                while (n as f64) < due {
+                    buf.push_str(&format!(
+                        "2026-11-22T01:02:03.{:03}Z INFO request match id={n} user=u{} path=/api/v1/items/{} took={}ms https://example.com/trace/{n}\n",
+                        n % 1000,
+                        n % 97,
+                        n % 1013,
+                        n % 250
+                    ));
+                    n += 1;
+                }
+                if !buf.is_empty() {
+                    std::io::Write::write_all(&mut f, buf.as_bytes()).unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n
+        })
+    };
+
+    async fn metrics(page: &mut Page) -> std::collections::HashMap<String, f64> {
+        let m = page
+            .call("Performance.getMetrics", serde_json::json!({}))
+            .await;
+        m["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["name"].as_str().unwrap_or("").to_owned(),
+                    x["value"].as_f64().unwrap_or(0.0),
+                )
+            })
+            .collect()
+    }
+    async fn heap(page: &mut Page) -> f64 {
+        page.call("HeapProfiler.collectGarbage", serde_json::json!({}))
+            .await;
+        metrics(page).await["JSHeapUsedSize"]
+    }
+
+    let begin = Instant::now();
+    let warmup = Duration::from_secs(10.min(secs / 3));
+    tokio::time::sleep(warmup).await;
+    let heap_start = heap(&mut s.page).await;
+    let m_start = metrics(&mut s.page).await;
+    let t_start = Instant::now();
+    let mut samples = vec![];
+    while begin.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let h = heap(&mut s.page).await;
+        let stats = s.page.eval("window.__supergrep.stats()").await;
+        samples.push((begin.elapsed().as_secs(), h, stats));
+    }
+    let m_end = metrics(&mut s.page).await;
+    let wall = t_start.elapsed().as_secs_f64();
+    if std::env::var_os("BENCH_PROFILE").is_some() {
+        profile(&mut s.page).await;
+    }
+    let heap_end = heap(&mut s.page).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    let bench = s.page.eval("window.__bench").await;
+    let stats = s.page.eval("window.__supergrep.stats()").await;
+    let nodes = s
+        .page
+        .eval("document.getElementsByTagName('*').length")
+        .await;
+    println!("benchmark: {written} lines written in {secs} s ({rate}/s), all matching");
+    for (t, h, st) in &samples {
+        println!("  t={t:>3}s heap={:.1} MB view={st}", h / 1e6);
+    }
+    println!(
+        "  JS heap after {} s warm-up: {:.1} MB; at the end: {:.1} MB ({:+.1}%)",
+        warmup.as_secs(),
+        heap_start / 1e6,
+        heap_end / 1e6,
+        (heap_end / heap_start - 1.0) * 100.0
+    );
+    let busy = |k: &str| (m_end[k] - m_start[k]) / wall * 100.0;
+    println!(
+        "  main thread busy {:.0}% of the time (script {:.0}%, style {:.0}%, layout {:.0}%)",
+        busy("TaskDuration"),
+        busy("ScriptDuration"),
+        busy("RecalcStyleDuration"),
+        busy("LayoutDuration")
+    );
+    println!(
+        "  long tasks (over 50 ms): {}, the longest {} ms; frames: {} ({} missed, {} gaps over 34 ms, worst gap {:.0} ms)",
+        bench["longTasks"],
+        bench["longest"],
+        bench["frames"],
+        bench["missedFrames"],
+        bench["slowFrames"],
+        bench["worstFrame"].as_f64().unwrap_or(0.0)
+    );
+    println!("  view: {stats}; DOM elements: {nodes}");
+    s.page.screenshot("benchmark").await;
+    assert!(
+        heap_end < heap_start * 1.2 + 2e6,
+        "heap grew from {heap_start} to {heap_end}"
+    );
+}
+
+/// Where the page's main thread spends its time for 5 s (V8 sampling profiler; time
+/// spent in layout and style forced by a script is counted in that script).
+async fn profile(page: &mut Page) {
+    page.call("Profiler.enable", serde_json::json!({})).await;
+    page.call(
+        "Profiler.setSamplingInterval",
+        serde_json::json!({"interval": 200}),
+    )
+    .await;
+    page.call("Profiler.start", serde_json::json!({})).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let p = page.call("Profiler.stop", serde_json::json!({})).await;
+    let nodes = p["profile"]["nodes"].as_array().unwrap();
+    let mut by: std::collections::HashMap<String, u64> = Default::default();
+    let mut total = 0;
+    for n in nodes {
+        let f = &n["callFrame"];
+        let name = format!(
+            "{} {}:{}",
+            f["functionName"].as_str().unwrap_or(""),
+            f["url"]
+                .as_str()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or(""),
+            f["lineNumber"]
+        );
+        let hits = n["hitCount"].as_u64().unwrap_or(0);
+        total += hits;
+        *by.entry(name).or_default() += hits;
+    }
+    let mut v: Vec<_> = by.into_iter().collect();
+    v.sort_by_key(|b| std::cmp::Reverse(b.1));
+    println!("  profile ({total} samples):");
+    for (name, hits) in v.iter().take(25) {
+        println!(
+            "    {:5.1}% {name}",
+            *hits as f64 * 100.0 / total.max(1) as f64
+        );
+    }
+
+    // The renderer's main thread from a trace: script, style, layout, paint.
+    page.call(
+        "Tracing.start",
+        serde_json::json!({
+            "transferMode": "ReturnAsStream",
+            "traceConfig": {"includedCategories": ["devtools.timeline", "blink", "v8"]}
+        }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    page.call("Tracing.end", serde_json::json!({})).await;
+    let done = page.wait_event("Tracing.tracingComplete").await;
+    let handle = done["params"]["stream"].as_str().unwrap().to_owned();
+    let mut raw = String::new();
+    loop {
+        let chunk = page
+            .call(
+                "IO.read",
+                serde_json::json!({"handle": handle, "size": 1 << 20}),
+            )
+            .await;
+        raw.push_str(chunk["data"].as_str().unwrap_or(""));
+        if chunk["eof"] == true {
+            break;
+        }
+    }
+    let trace: Value = serde_json::from_str(&raw).unwrap_or_default();
+    let events = trace["traceEvents"].as_array().cloned().unwrap_or_default();
+    // The renderer main thread: the one that ran our script.
+    let main = events
+        .iter()
+        .find(|e| e["name"] == "FunctionCall")
+        .map(|e| (e["pid"].clone(), e["tid"].clone()));
+    let mut by: std::collections::HashMap<String, (f64, u64)> = Default::default();
+    for e in &events {
+        if Some((e["pid"].clone(), e["tid"].clone())) != main || e["ph"] != "X" {
+            continue;
+        }
+        let dur = e["dur"].as_f64().unwrap_or(0.0) / 1000.0;
+        let entry = by
+            .entry(e["name"].as_str().unwrap_or("").to_owned())
+            .or_default();
+        entry.0 += dur;
+        entry.1 += 1;
+    }
+    let mut v: Vec<_> = by.into_iter().collect();
+    v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    println!("  main thread over 5 s (ms, count; nested events overlap):");
+    for (name, (ms, n)) in v.iter().take(60) {
+        println!("    {ms:8.1} {n:6} {name}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_tab_is_told_what_the_hub_dropped() {
+    let config = r#"
+[[set]]
+name = "default"
+paths = ["{dir}/app.log"]
+
+[limits]
+client_queue = 50
+"#;
+    let mut s = Setup::with(&["app.log"], Some(config), "?q=flood").await;
+    // The page stops reading (its main thread is busy) while lines pour in: the hub's
+    // queue for it overflows.
+    let path = s.path("app.log");
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        for chunk in 0..40 {
+            let text: String = (0..2000)
+                .map(|i| format!("flood {chunk} {i} {}\n", "x".repeat(200)))
+                .collect();
+            append(&path, &text);
+        }
+    });
+    s.page
+        .eval("(() => { const end = Date.now() + 4000; while (Date.now() < end) {} })()")
+        .await;
+    writer.join().unwrap();
+    let shown = s
+        .page
+        .wait_for(
+            "the dropped count",
+            "(() => { const d = document.querySelector('#dropped'); return !d.hidden && d.textContent; })()",
+            "[document.querySelector('#dropped').textContent, window.__supergrep.stats()]",
+        )
+        .await;
+    let n: u64 = shown
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n > 0, "{shown}");
+    eprintln!("dropped: {n}");
+    // …and a note where they are missing (in what Download saves: the note may be
+    // anywhere in the 5,000 lines kept).
+    let (_, text) = download(&mut s.page).await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("--- … ") && l.contains("dropped by the hub")),
+        "no note in {} lines",
+        text.lines().count()
+    );
+    s.page.assert_no_problems();
+}
