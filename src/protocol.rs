@@ -120,6 +120,9 @@ pub enum ServerMsg {
         id: Option<String>,
         code: String,
         message: String,
+        /// With `invalid_regex`: the pattern that failed, as the client sent it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pattern: Option<String>,
     },
 }
 
@@ -162,6 +165,7 @@ impl ServerMsg {
             id: id.map(str::to_owned),
             code: code.to_owned(),
             message: message.into(),
+            pattern: None,
         }
     }
 

@@ -887,7 +887,9 @@ async fn bad_requests_get_errors_and_the_connection_goes_on() {
     let mut c = Client::connect(&hub).await;
 
     let error = |m: ServerMsg| match m {
-        ServerMsg::Error { id, code, message } => (id, code, message),
+        ServerMsg::Error {
+            id, code, message, ..
+        } => (id, code, message),
         other => panic!("expected an error, got {other:?}"),
     };
 
@@ -909,7 +911,12 @@ async fn bad_requests_get_errors_and_the_connection_goes_on() {
     // An invalid regex: the subscription's id, and a message naming the pattern.
     c.send(json!({"type": "subscribe", "id": "bad", "include": ["ok", "foo(bar"]}))
         .await;
-    let (id, code, message) = error(c.recv().await);
+    let reply = c.recv().await;
+    assert!(
+        matches!(&reply, ServerMsg::Error { pattern: Some(p), .. } if p == "foo(bar"),
+        "the error names the failing pattern: {reply:?}"
+    );
+    let (id, code, message) = error(reply);
     assert_eq!(
         (id.as_deref(), code.as_str()),
         (Some("bad"), "invalid_regex")

@@ -346,7 +346,7 @@ function onError(m) {
     return;
   }
   if (m.code === "invalid_regex" && m.id === SUB_ID) {
-    showPatternError(m.message);
+    showPatternError(m.message, m.pattern);
     return;
   }
   if (m.code === "unauthorized") {
@@ -368,13 +368,15 @@ function clearHubErrors() {
 
 /** Puts the hub's message next to the field(s) holding the pattern it names
  *  (`invalid pattern "a(" at character 2: unclosed group`). */
-function showPatternError(message) {
+function showPatternError(message, pattern) {
   clearHubErrors();
   let shown = false;
   for (const kind of ["include", "exclude"]) {
     for (const row of $(KINDS[kind].box).children) {
       const input = row.querySelector("input");
-      if (input.value && message.includes(JSON.stringify(input.value))) {
+      // The hub names the failing pattern (older hubs only in the message).
+      const failed = pattern !== undefined ? input.value === pattern : message.includes(JSON.stringify(input.value));
+      if (input.value && failed) {
         input.classList.add("invalid");
         row.querySelector(".field-error").textContent = message;
         shown = true;

@@ -131,7 +131,18 @@ pub async fn serve(
 // The web UI is embedded: `cargo build` alone gives a working product.
 async fn index() -> impl IntoResponse {
     (
-        [(header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CACHE_CONTROL, "no-cache"),
+            // Log text is untrusted: nothing but our own script, no framing.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
+                 frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
         Html(include_str!("../../web/index.html")),
     )
 }

@@ -114,7 +114,13 @@ impl Session {
                 }
                 notice = notices.recv() => match notice {
                     Ok(notice) => self.notify(notice).await?,
-                    Err(RecvError::Lagged(_)) => {}
+                    // Notices were missed: resend what streams there are (markers
+                    // missed are gone, but the streams are known again).
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::debug!(client = self.client, missed, "notices missed; resending streams");
+                        let added = hub.streams().iter().map(|s| WireStream::from(&**s)).collect();
+                        self.send(&ServerMsg::Streams { added, removed: Vec::new() }).await?;
+                    }
                     Err(RecvError::Closed) => {}
                 },
                 _ = ping.tick() => {
@@ -258,7 +264,12 @@ impl Session {
             .hub
             .subscribe(key, sub, self.queue.clone(), backlog)
             .map_err(|e| match e {
-                CompileError::Pattern(e) => bad(code::INVALID_REGEX, e.to_string()),
+                CompileError::Pattern(e) => ServerMsg::Error {
+                    id: Some(id.to_owned()),
+                    code: code::INVALID_REGEX.into(),
+                    message: e.to_string(),
+                    pattern: Some(e.pattern().to_owned()),
+                },
                 other => bad(code::TOO_MANY_PATTERNS, other.to_string()),
             })?;
         if let Some(old) = replacing {
