@@ -40,7 +40,9 @@ type Ws =
 
 struct Pending {
     batch: u64,
-    json: String,
+    /// The frame as sent (and sent again after a reconnect).
+    frame: Message,
+    size: usize,
     /// What acknowledging it means for the state file.
     resume: Option<(PathBuf, Resume)>,
 }
@@ -206,7 +208,7 @@ impl Agent {
             }
         }
         for p in &self.pending {
-            if ws.send(Message::Text(p.json.clone().into())).await.is_err() {
+            if ws.send(p.frame.clone()).await.is_err() {
                 return Ended::Lost("send failed".into());
             }
         }
@@ -231,8 +233,8 @@ impl Agent {
                 }
                 event = rx.recv(), if self.has_room() => match event {
                     Some(e) => {
-                        if let Some(json) = self.take(e) {
-                            if ws.send(Message::Text(json.into())).await.is_err() {
+                        if let Some(frame) = self.take(e) {
+                            if ws.send(frame).await.is_err() {
                                 return Ended::Lost("send failed".into());
                             }
                         }
@@ -257,21 +259,21 @@ impl Agent {
         self.pending_bytes < MAX_PENDING_BYTES
     }
 
-    /// Takes one tailer event into the agent's state; returns the message to send.
-    fn take(&mut self, event: SourceEvent) -> Option<String> {
+    /// Takes one tailer event into the agent's state; returns the frame to send.
+    fn take(&mut self, event: SourceEvent) -> Option<Message> {
         match event {
             SourceEvent::StreamAdded(s) => {
                 if !self.streams.contains(&s.path) {
                     self.streams.push(s.path.clone());
                 }
-                Some(text_json(&AgentMsg::StreamAdded {
+                Some(text(&AgentMsg::StreamAdded {
                     path: s.path.clone(),
                     set: s.set.clone(),
                 }))
             }
             SourceEvent::StreamRemoved(s) => {
                 self.streams.retain(|p| *p != s.path);
-                Some(text_json(&AgentMsg::StreamRemoved {
+                Some(text(&AgentMsg::StreamRemoved {
                     path: s.path.clone(),
                     set: s.set.clone(),
                 }))
@@ -289,13 +291,20 @@ impl Agent {
                     start: origin.start,
                     end: origin.end,
                     ts: format_ts(b.ts),
-                    text: b.text,
+                    text: String::new(),
                 };
-                let json = text_json(&msg);
-                self.pending_bytes += json.len();
+                // A binary frame: the JSON header, a newline, then the lines as they
+                // are (escaping them as JSON cost more than everything else).
+                let mut bytes = text_json(&msg).into_bytes();
+                bytes.push(b'\n');
+                bytes.extend_from_slice(b.text.as_bytes());
+                let size = bytes.len();
+                let frame = Message::Binary(bytes.into());
+                self.pending_bytes += size;
                 self.pending.push_back(Pending {
                     batch,
-                    json: json.clone(),
+                    frame: frame.clone(),
+                    size,
                     resume: Some((
                         PathBuf::from(&b.stream.path),
                         Resume {
@@ -305,7 +314,7 @@ impl Agent {
                         },
                     )),
                 });
-                Some(json)
+                Some(frame)
             }
         }
     }
@@ -313,7 +322,7 @@ impl Agent {
     fn acknowledged(&mut self, batch: u64) {
         while self.pending.front().is_some_and(|p| p.batch <= batch) {
             if let Some(p) = self.pending.pop_front() {
-                self.pending_bytes -= p.json.len();
+                self.pending_bytes -= p.size;
                 if let Some((path, resume)) = p.resume {
                     self.acked.insert(path, resume);
                     self.dirty = true;

@@ -104,12 +104,48 @@ async fn serve(
                 _ => return Err(Gone),
             },
         };
-        let text = match msg {
-            Message::Text(t) => t,
+        // A text frame is one JSON message; a binary frame is a `lines` header, a
+        // newline, and the lines themselves.
+        let parsed = match &msg {
+            Message::Text(t) => serde_json::from_str::<AgentMsg>(t.as_str()),
+            Message::Binary(data) => {
+                let split = memchr::memchr(b'\n', data).unwrap_or(data.len());
+                serde_json::from_slice::<AgentMsg>(&data[..split]).map(|m| match m {
+                    AgentMsg::Lines {
+                        batch,
+                        path,
+                        set,
+                        dev,
+                        ino,
+                        start,
+                        end,
+                        ts,
+                        ..
+                    } => {
+                        let body = data.get(split + 1..).unwrap_or_default();
+                        let text = match std::str::from_utf8(body) {
+                            Ok(t) => t.to_owned(),
+                            Err(_) => String::from_utf8_lossy(body).into_owned(),
+                        };
+                        AgentMsg::Lines {
+                            batch,
+                            path,
+                            set,
+                            dev,
+                            ino,
+                            start,
+                            end,
+                            ts,
+                            text,
+                        }
+                    }
+                    other => other,
+                })
+            }
             Message::Close(_) => return Err(Gone),
             _ => continue,
         };
-        let msg = match serde_json::from_str::<AgentMsg>(text.as_str()) {
+        let msg = match parsed {
             Ok(m) => m,
             Err(e) => {
                 let error = HubMsg::Error {
