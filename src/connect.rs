@@ -290,12 +290,12 @@ impl Seen {
 }
 
 fn to_log_line(line: WireLine) -> LogLine {
-    LogLine {
-        ts: parse_ts(&line.ts).unwrap_or_else(SystemTime::now),
-        stream: Arc::new(Stream::new(line.host, line.path, line.set)),
-        seq: line.seq,
-        text: line.text.into(),
-    }
+    LogLine::new(
+        Arc::new(Stream::new(line.host, line.path, line.set)),
+        line.seq,
+        parse_ts(&line.ts).unwrap_or_else(SystemTime::now),
+        line.text.into(),
+    )
 }
 
 fn parse_ts(ts: &str) -> Option<SystemTime> {

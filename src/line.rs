@@ -75,7 +75,8 @@ pub struct Origin {
     pub end: u64,
 }
 
-/// One line, once the hub has numbered it.
+/// One line, once the hub has numbered it. Clones share everything, including the
+/// line's encoding for the wire, made once however many clients get the line.
 #[derive(Debug, Clone)]
 pub struct LogLine {
     pub stream: Arc<Stream>,
@@ -83,6 +84,32 @@ pub struct LogLine {
     pub seq: u64,
     pub ts: SystemTime,
     pub text: Arc<str>,
+    wire_head: Arc<std::sync::OnceLock<String>>,
+}
+
+impl LogLine {
+    pub fn new(stream: Arc<Stream>, seq: u64, ts: SystemTime, text: Arc<str>) -> LogLine {
+        LogLine {
+            stream,
+            seq,
+            ts,
+            text,
+            wire_head: Arc::default(),
+        }
+    }
+
+    /// The line's protocol `LINE` object up to its spans:
+    /// `{"seq":…,"ts":…,"host":…,"path":…,"set":…,"text":…,"spans":` — what every
+    /// client's copy shares; each appends its own spans and `}`.
+    pub fn wire_head(&self) -> &str {
+        self.wire_head.get_or_init(|| {
+            let mut head = serde_json::to_string(&crate::protocol::WireLineRef::new(self, &[]))
+                .unwrap_or_default();
+            // `…,"spans":[]}` → `…,"spans":`
+            head.truncate(head.len().saturating_sub(3));
+            head
+        })
+    }
 }
 
 /// Splits batch text into lines, without their `\n` or `\r\n` terminators.
@@ -137,5 +164,26 @@ mod tests {
         assert_eq!(count_lines("a\r\nb\n\nc"), 4);
         assert_eq!(count_lines("a\n"), 1);
         assert_eq!(count_lines(""), 0);
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_wire_head_plus_spans_is_the_protocol_line() {
+        let line = LogLine::new(
+            Arc::new(Stream::new("web01", "/var/log/a \"b\".log", "web")),
+            42,
+            std::time::UNIX_EPOCH,
+            "an \"error\" é\t\u{1}".into(),
+        );
+        let spans = [[4usize, 9usize], [10, 11]];
+        let built = format!("{}[[4,9],[10,11]]}}", line.wire_head());
+        let reference =
+            serde_json::to_string(&crate::protocol::WireLine::from_line(&line, spans.to_vec()))
+                .unwrap();
+        assert_eq!(built, reference);
     }
 }

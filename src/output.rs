@@ -260,12 +260,12 @@ mod tests {
     use std::sync::Arc;
 
     fn line(text: &str) -> LogLine {
-        LogLine {
-            stream: Arc::new(Stream::new("web01", "/var/log/app.log", "web")),
-            seq: 7,
-            ts: std::time::UNIX_EPOCH,
-            text: text.into(),
-        }
+        LogLine::new(
+            Arc::new(Stream::new("web01", "/var/log/app.log", "web")),
+            7,
+            std::time::UNIX_EPOCH,
+            text.into(),
+        )
     }
 
     fn print(options: PrinterOptions, l: &LogLine, spans: &[[usize; 2]]) -> String {

@@ -240,29 +240,6 @@ mod tests {
     }
 }
 
-/// Borrowing form of a `lines` message, encoded straight from the hub's lines.
-#[derive(Debug, Serialize)]
-pub struct LinesRef<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub id: &'a str,
-    pub lines: Vec<WireLineRef<'a>>,
-}
-
-impl<'a> LinesRef<'a> {
-    pub fn new(id: &'a str, lines: Vec<WireLineRef<'a>>) -> Self {
-        LinesRef {
-            kind: "lines",
-            id,
-            lines,
-        }
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
 /// Agent → hub, on `/agent`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

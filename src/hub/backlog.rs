@@ -88,12 +88,12 @@ pub fn context(
                 break;
             }
             if s >= lo {
-                out.push(LogLine {
-                    stream: e.batch.stream.clone(),
-                    seq: s,
-                    ts: e.batch.ts,
-                    text: Arc::from(text),
-                });
+                out.push(LogLine::new(
+                    e.batch.stream.clone(),
+                    s,
+                    e.batch.ts,
+                    Arc::from(text),
+                ));
             }
         }
     }

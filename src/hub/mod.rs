@@ -293,12 +293,12 @@ impl Hub {
         // Gathered per subscription and handed over once per batch: one wake-up each.
         let mut out: HashMap<SubKey, Vec<Delivery>> = HashMap::new();
         matcher.scan(&batch.stream, &batch.text, scratch, |hit| {
-            let line = LogLine {
-                stream: batch.stream.clone(),
-                seq: first_seq + hit.index,
-                ts: batch.ts,
-                text: Arc::from(hit.line),
-            };
+            let line = LogLine::new(
+                batch.stream.clone(),
+                first_seq + hit.index,
+                batch.ts,
+                Arc::from(hit.line),
+            );
             for &sub in hit.subs() {
                 let key = matcher.key(sub);
                 let Some(sink) = sinks.get(&key) else {
@@ -348,12 +348,12 @@ fn recent_matches(
             }
             found.push_back(Delivery {
                 sub: key,
-                line: LogLine {
-                    stream: batch.stream.clone(),
-                    seq: e.first_seq + hit.index,
-                    ts: batch.ts,
-                    text: Arc::from(hit.line),
-                },
+                line: LogLine::new(
+                    batch.stream.clone(),
+                    e.first_seq + hit.index,
+                    batch.ts,
+                    Arc::from(hit.line),
+                ),
                 spans: if spans { hit.spans(0) } else { Vec::new() },
             });
         });

@@ -199,12 +199,12 @@ mod tests {
     fn d(seq: u64) -> Delivery {
         Delivery {
             sub: seq % 2,
-            line: LogLine {
-                stream: Arc::new(Stream::new("h", "/p", "s")),
+            line: LogLine::new(
+                Arc::new(Stream::new("h", "/p", "s")),
                 seq,
-                ts: std::time::SystemTime::now(),
-                text: "x".into(),
-            },
+                std::time::SystemTime::now(),
+                "x".into(),
+            ),
             spans: vec![],
         }
     }
