@@ -214,21 +214,38 @@ fn origin_ok(state: &ServerState, headers: &HeaderMap) -> bool {
     own.iter().any(|o| o == origin) || state.allowed_origins.iter().any(|o| o == origin)
 }
 
+/// The checks every WebSocket upgrade passes (clients and agents alike): the token,
+/// then the Origin. `Some` is the refusal.
+fn refuse_upgrade(
+    state: &ServerState,
+    query: &TokenQuery,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    if !token_ok(state, query, headers) {
+        return Some(refuse(
+            state,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: a valid token is required",
+        ));
+    }
+    if !origin_ok(state, headers) {
+        return Some(refuse(
+            state,
+            StatusCode::FORBIDDEN,
+            "forbidden: foreign Origin",
+        ));
+    }
+    None
+}
+
 async fn websocket(
     State(state): State<Arc<ServerState>>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !token_ok(&state, &query, &headers) {
-        return refuse(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            "unauthorized: a valid token is required",
-        );
-    }
-    if !origin_ok(&state, &headers) {
-        return refuse(&state, StatusCode::FORBIDDEN, "forbidden: foreign Origin");
+    if let Some(refusal) = refuse_upgrade(&state, &query, &headers) {
+        return refusal;
     }
     if state.clients.load(std::sync::atomic::Ordering::Relaxed) >= state.limits.max_clients {
         return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "too many clients");
@@ -256,17 +273,10 @@ async fn agent(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !token_ok(&state, &query, &headers) {
-        return refuse(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            "unauthorized: a valid token is required",
-        );
+    if let Some(refusal) = refuse_upgrade(&state, &query, &headers) {
+        return refusal;
     }
-    if !origin_ok(&state, &headers) {
-        return refuse(&state, StatusCode::FORBIDDEN, "forbidden: foreign Origin");
-    }
-    // Batches are up to a read chunk of lines, JSON-escaped.
+    // A batch is up to a read chunk of lines, plus its header.
     ws.max_message_size(16 << 20)
         .on_upgrade(move |socket| agent_session::run(socket, state))
 }
