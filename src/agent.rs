@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::AgentArgs;
-use crate::client::{encode_query, jitter};
+use crate::client::{jitter, ConnectError, HubEndpoint, Ws};
 use crate::line::{format_ts, local_hostname};
 use crate::protocol::{AgentMsg, HubMsg, VERSION};
 use crate::source::glob::Target;
@@ -35,9 +35,6 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 const DEAD_AFTER: Duration = Duration::from_secs(45);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 struct Pending {
     batch: u64,
     /// The frame as sent (and sent again after a reconnect).
@@ -48,7 +45,7 @@ struct Pending {
 }
 
 struct Agent {
-    url: String,
+    hub: HubEndpoint,
     name: String,
     set: String,
     retry_auth: bool,
@@ -60,6 +57,8 @@ struct Agent {
     acked: HashMap<PathBuf, Resume>,
     state_file: Option<PathBuf>,
     dirty: bool,
+    /// Why the last connection attempt failed, for the retry message.
+    last_error: Option<String>,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -77,7 +76,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         return Err(UsageError("no file given: name one or more PATHs to ship".into()).into());
     }
     let mut agent = Agent {
-        url: agent_url(&args.hub, args.token.as_deref()).map_err(UsageError)?,
+        hub: HubEndpoint::new(
+            &args.hub,
+            "/agent",
+            args.token.as_deref(),
+            args.tls_ca.as_deref(),
+            "--hub",
+        )
+        .map_err(UsageError)?,
         name: name.clone(),
         set: args.set.clone(),
         retry_auth: args.retry_auth,
@@ -88,6 +94,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         acked: resume.clone(),
         state_file: args.state_file.clone(),
         dirty: false,
+        last_error: None,
     };
     let config = TailConfig {
         start: StartAt::LastLines(0),
@@ -128,8 +135,12 @@ impl Agent {
                     }
                 }
                 None => {
+                    let why = self
+                        .last_error
+                        .take()
+                        .map_or(String::new(), |e| format!(" ({e})"));
                     eprintln!(
-                        "supergrep agent: cannot reach the hub at {}; retrying in {:.1}s",
+                        "supergrep agent: cannot reach the hub at {}{why}; retrying in {:.1}s",
                         self.display(),
                         backoff.as_secs_f64()
                     );
@@ -154,23 +165,22 @@ impl Agent {
 
     /// Connects and says hello; `None` when the hub cannot be reached now.
     async fn connect(&mut self) -> anyhow::Result<Option<Ws>> {
-        let (mut ws, _) =
-            match tokio_tungstenite::connect_async_with_config(self.url.as_str(), None, true).await
-            {
-                Ok(c) => c,
-                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == 401 => {
-                    let why = format!("the hub at {} refused the token", self.display());
-                    if self.retry_auth {
-                        eprintln!("supergrep agent: {why}; retrying (--retry-auth)");
-                        return Ok(None);
-                    }
-                    return Err(UsageError(why).into());
-                }
-                Err(e) => {
-                    tracing::debug!("connect: {e}");
+        let mut ws = match self.hub.connect().await {
+            Ok(ws) => ws,
+            Err(ConnectError::Refused) => {
+                let why = format!("the hub at {} refused the token", self.display());
+                if self.retry_auth {
+                    eprintln!("supergrep agent: {why}; retrying (--retry-auth)");
                     return Ok(None);
                 }
-            };
+                return Err(UsageError(why).into());
+            }
+            Err(ConnectError::Unreachable(e)) => {
+                tracing::debug!("connect: {e}");
+                self.last_error = Some(e);
+                return Ok(None);
+            }
+        };
         let hello = AgentMsg::AgentHello {
             version: VERSION,
             name: self.name.clone(),
@@ -349,7 +359,7 @@ impl Agent {
     }
 
     fn display(&self) -> &str {
-        self.url.split('?').next().unwrap_or(&self.url)
+        self.hub.display()
     }
 }
 
@@ -370,22 +380,6 @@ fn load_state(path: &Path) -> anyhow::Result<HashMap<PathBuf, Resume>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashMap::new()),
         Err(e) => Err(UsageError(format!("cannot read state file {}: {e}", path.display())).into()),
     }
-}
-
-fn agent_url(hub: &str, token: Option<&str>) -> Result<String, String> {
-    let base = hub.trim_end_matches('/');
-    if base.starts_with("wss://") {
-        return Err("wss:// is not supported yet: use ws:// (or a TLS tunnel)".into());
-    }
-    if !base.starts_with("ws://") {
-        return Err(format!("--hub wants a ws:// URL, not {hub:?}"));
-    }
-    let mut url = format!("{}/agent", base.trim_end_matches("/agent"));
-    if let Some(t) = token {
-        url.push_str("?token=");
-        url.push_str(&encode_query(t));
-    }
-    Ok(url)
 }
 
 fn text_json(msg: &AgentMsg) -> String {

@@ -44,7 +44,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
-    /// The hub, e.g. ws://loghub:7070.
+    /// The hub, e.g. ws://loghub:7070 (wss:// for TLS).
     #[arg(long, value_name = "URL")]
     pub hub: String,
 
@@ -69,6 +69,11 @@ pub struct AgentArgs {
     #[arg(long)]
     pub retry_auth: bool,
 
+    /// Also trust the CA certificate(s) in FILE (PEM) for wss:// and ircs://, beside
+    /// the system's (a self-signed hub, an internal CA).
+    #[arg(long, value_name = "FILE", env = "SUPERGREP_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
     /// Files or globs to ship.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<String>,
@@ -76,13 +81,18 @@ pub struct AgentArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct MarkArgs {
-    /// The hub, e.g. ws://loghub:7070.
+    /// The hub, e.g. ws://loghub:7070 (wss:// for TLS).
     #[arg(long, value_name = "URL")]
     pub hub: String,
 
     /// Token, when the hub has one.
     #[arg(long, value_name = "TOKEN", env = "SUPERGREP_TOKEN")]
     pub token: Option<String>,
+
+    /// Also trust the CA certificate(s) in FILE (PEM) for wss:// and ircs://, beside
+    /// the system's (a self-signed hub, an internal CA).
+    #[arg(long, value_name = "FILE", env = "SUPERGREP_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
 
     /// What happened, e.g. "deploy 4521 by dog".
     #[arg(value_name = "TEXT", required = true, num_args = 1..)]
@@ -102,6 +112,14 @@ pub struct ServeArgs {
     /// Require this token from clients (`/ws?token=…`); overrides the config's.
     #[arg(long, value_name = "TOKEN", env = "SUPERGREP_TOKEN")]
     pub token: Option<String>,
+
+    /// Serve HTTPS and wss:// with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Also follow built-in sample logs that grow steadily (set `demo`), to try it out.
     #[arg(long)]
@@ -182,7 +200,7 @@ pub struct GrepArgs {
     pub max_line: u64,
 
     /// Take matches from a hub (`supergrep serve`) instead of local files, e.g.
-    /// ws://loghub:7070. Reconnects by itself; -n N asks for N recent matches first.
+    /// ws://loghub:7070 or wss://loghub:7443. Reconnects by itself; -n N asks for N recent matches first.
     #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "from_start", "no_follow"])]
     pub connect: Option<String>,
 
@@ -195,9 +213,14 @@ pub struct GrepArgs {
     )]
     pub token: Option<String>,
 
+    /// Also trust the CA certificate(s) in FILE (PEM) for wss:// and ircs://, beside
+    /// the system's (a self-signed hub, an internal CA).
+    #[arg(long, value_name = "FILE", env = "SUPERGREP_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
     /// Also post matches to an IRC channel:
-    /// irc://[nick[:password]@]host[:port]/#channel[?key=KEY]. Flood-controlled: the
-    /// excess becomes one summary line.
+    /// irc[s]://[nick[:password]@]host[:port]/#channel[?key=KEY] (ircs: TLS, port
+    /// 6697 by default). Flood-controlled: the excess becomes one summary line.
     #[arg(long, value_name = "URL")]
     pub irc: Option<String>,
 

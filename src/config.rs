@@ -15,7 +15,7 @@
 //! Unknown keys and bad values are errors that name the key.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -25,6 +25,7 @@ Config file keys (TOML):
   listen = \"127.0.0.1:7070\"        address to listen on
   token = \"…\"                      clients must send ?token=… on /ws (and /agent, markers)
   allowed_origins = [\"https://…\"]  browser origins allowed besides the hub's own
+  tls_cert = \"hub.crt\"  tls_key = \"hub.key\"   serve https:// and wss:// (PEM files)
   source_url = \"https://src/{path}#L{line}\"  web UI: link path/file.ext:123 in lines
   [[set]] name = \"web\"             a named log set…
           paths = [\"/var/log/*.log\"]  …and the files or globs it follows
@@ -45,7 +46,8 @@ Config file keys (TOML):
   [[irc]]                           a standing IRC sink (repeatable):
   server = \"irc://irc.internal:6667\"  channel = \"#deploys\"  nick = \"supergrep\"  key = \"...\"
   include = [\"PHP Fatal\"]  exclude = [...]  ignore_case = false  streams = [\"web\"]
-  color = false  format = \"{host} {path}: {text}\"  rate = 1.0  burst = 4";
+  color = false  format = \"{host} {path}: {text}\"  rate = 1.0  burst = 4
+  tls_ca = \"ca.crt\"                 ircs://: also trust this CA (PEM)";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +59,9 @@ pub struct Config {
     /// Web UI: turn `path/file.ext:123` in log lines into links, e.g.
     /// `https://src.example.com/repo/blob/main/{path}#L{line}`.
     pub source_url: Option<String>,
+    /// Serve HTTPS/wss:// with this certificate chain and key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     #[serde(default, rename = "set")]
     pub sets: Vec<LogSet>,
     #[serde(default)]
@@ -112,6 +117,8 @@ pub struct IrcSink {
     /// Messages per second (default 1) and burst (default 4).
     pub rate: Option<f64>,
     pub burst: Option<u32>,
+    /// `ircs://`: a CA to trust beside the system's (PEM).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl IrcSink {
@@ -269,6 +276,24 @@ mod tests {
 mod example {
     #[test]
     fn the_shipped_example_parses() {
-        super::Config::parse(include_str!("../supergrep.example.toml")).unwrap();
+        let example = include_str!("../supergrep.example.toml");
+        super::Config::parse(example).unwrap();
+        // The keys shown commented out are valid too.
+        let uncommented: String = example
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(k)
+                    if k.starts_with('[')
+                        || (k.contains(" = ")
+                            && k.starts_with(|c: char| c.is_ascii_lowercase())) =>
+                {
+                    k
+                }
+                _ => l,
+            })
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        let config = super::Config::parse(&uncommented).unwrap();
+        assert!(config.tls_cert.is_some() && config.irc[0].tls_ca.is_some());
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{encode_query, jitter};
+use crate::client::{jitter, ConnectError, HubEndpoint};
 use crate::hub::{Delivery, SinkQueue};
 use crate::line::{LogLine, Stream};
 use crate::matcher::Subscription;
@@ -27,34 +27,20 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A hub to take matches from.
 #[derive(Debug, Clone)]
 pub struct Remote {
-    url: String,
+    hub: HubEndpoint,
     /// Recent matches to ask for on the first connection (`-n`).
     initial_backlog: usize,
 }
 
 impl Remote {
-    pub fn new(url: &str, token: Option<String>, initial_backlog: u64) -> Result<Remote, String> {
-        let base = url.trim_end_matches('/');
-        if !(base.starts_with("ws://") || base.starts_with("wss://")) {
-            return Err(format!(
-                "--connect wants a ws:// or wss:// URL, not {url:?}"
-            ));
-        }
-        let mut url = if base.ends_with("/ws") {
-            base.to_owned()
-        } else {
-            format!("{base}/ws")
-        };
-        if let Some(t) = token {
-            url.push_str(if url.contains('?') {
-                "&token="
-            } else {
-                "?token="
-            });
-            url.push_str(&encode_query(&t));
-        }
+    pub fn new(
+        url: &str,
+        token: Option<&str>,
+        tls_ca: Option<&std::path::Path>,
+        initial_backlog: u64,
+    ) -> Result<Remote, String> {
         Ok(Remote {
-            url,
+            hub: HubEndpoint::new(url, "/ws", token, tls_ca, "--connect")?,
             initial_backlog: initial_backlog as usize,
         })
     }
@@ -102,9 +88,8 @@ impl Remote {
         }
     }
 
-    /// The URL without its token, for messages.
     fn display(&self) -> &str {
-        self.url.split('?').next().unwrap_or(&self.url)
+        self.hub.display()
     }
 
     async fn session<W: Write>(
@@ -116,23 +101,20 @@ impl Remote {
         boot: &mut Option<String>,
         started: SystemTime,
     ) -> Result<End, Fatal> {
-        let (mut ws, _) =
-            match tokio_tungstenite::connect_async_with_config(self.url.as_str(), None, true).await
-            {
-                Ok(c) => c,
-                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) if resp.status() == 401 => {
-                    return Err(Fatal(
-                        UsageError(format!("the hub at {} refused the token", self.display()))
-                            .into(),
-                    ))
-                }
-                Err(e) => {
-                    tracing::warn!("cannot reach the hub at {}: {e}", self.display());
-                    return Ok(End::Disconnected {
-                        was_connected: false,
-                    });
-                }
-            };
+        let mut ws = match self.hub.connect().await {
+            Ok(ws) => ws,
+            Err(ConnectError::Refused) => {
+                return Err(Fatal(
+                    UsageError(format!("the hub at {} refused the token", self.display())).into(),
+                ))
+            }
+            Err(ConnectError::Unreachable(e)) => {
+                tracing::warn!("cannot reach the hub at {}: {e}", self.display());
+                return Ok(End::Disconnected {
+                    was_connected: false,
+                });
+            }
+        };
         let mut sent_subscribe = false;
         // On the first connection old lines were asked for (-n); after a reconnect a
         // stream we have printed nothing of may still reach back before we started.

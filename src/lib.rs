@@ -19,3 +19,4 @@ pub mod server;
 pub mod signals;
 pub mod source;
 pub mod terminal;
+pub mod tls;

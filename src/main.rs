@@ -8,41 +8,13 @@ fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Serve(args)) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => return fail(&anyhow::Error::from(e)),
-            };
-            match runtime.block_on(supergrep::serve::run(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
-        Some(Command::Agent(args)) => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => return fail(&anyhow::Error::from(e)),
-            };
-            match runtime.block_on(supergrep::agent::run(args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
-        Some(Command::Mark(args)) => {
-            match supergrep::mark::send(&args.hub, args.token.as_deref(), &args.text.join(" ")) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("supergrep: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Some(Command::Serve(args)) => run(true, supergrep::serve::run(args)),
+        Some(Command::Agent(args)) => run(false, supergrep::agent::run(args)),
+        Some(Command::Mark(args)) => run(false, async move {
+            supergrep::mark::send(&args)
+                .await
+                .map_err(|e| anyhow::Error::from(UsageError(e)))
+        }),
         None => terminal(&cli),
     }
 }
@@ -58,6 +30,25 @@ fn terminal(cli: &Cli) -> ExitCode {
         Ok(Outcome::NoMatch) => ExitCode::from(1),
         Ok(Outcome::FileErrors) => ExitCode::from(2),
         Err(e) => fail(&e),
+    }
+}
+
+/// Runs one of the async modes on a runtime of its own: the hub on every core, the
+/// small clients on one thread.
+fn run(
+    multi_thread: bool,
+    main: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let mut builder = match multi_thread {
+        true => tokio::runtime::Builder::new_multi_thread(),
+        false => tokio::runtime::Builder::new_current_thread(),
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => match runtime.block_on(main) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Err(e) => fail(&anyhow::Error::from(e)),
     }
 }
 

@@ -1,40 +1,53 @@
 //! `supergrep mark --hub ws://HOST:PORT TEXT`: announces an event (a deploy, say) to
 //! every viewer of a hub, through its `POST /api/markers`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cli::MarkArgs;
+use crate::client::HubEndpoint;
+
 /// Sends one marker; the error says what went wrong in words a shell user can act on.
-pub fn send(hub: &str, token: Option<&str>, text: &str) -> Result<(), String> {
-    let authority = hub
-        .strip_prefix("ws://")
-        .or_else(|| hub.strip_prefix("http://"))
-        .ok_or_else(|| {
-            format!(
-                "--hub wants ws://HOST:PORT or http://HOST:PORT, not {hub:?} (TLS hubs: not yet)"
-            )
-        })?;
-    let authority = authority.split('/').next().unwrap_or(authority);
-    let body = serde_json::json!({ "text": text }).to_string();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+pub async fn send(args: &MarkArgs) -> Result<(), String> {
+    // The URL given to agents or --connect works here too.
+    let url = args.hub.trim_end_matches('/');
+    let url = url
+        .strip_suffix("/ws")
+        .or(url.strip_suffix("/agent"))
+        .unwrap_or(url);
+    let hub = HubEndpoint::new(url, "", None, args.tls_ca.as_deref(), "--hub")?;
+    let (host, port) = hub.authority();
+    let authority = format!("{host}:{port}");
+    let body = serde_json::json!({ "text": args.text.join(" ") }).to_string();
+    let auth = args
+        .token
+        .as_deref()
+        .map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    // The hub's path prefix, if it sits behind a proxy.
+    let prefix = hub.display().splitn(4, '/').nth(3).unwrap_or("");
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("/{prefix}")
+    };
     let request = format!(
-        "POST /api/markers HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+        "POST {prefix}/api/markers HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n{auth}Connection: close\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = TcpStream::connect(authority)
-        .map_err(|e| format!("cannot reach the hub at {authority}: {e}"))?;
-    let io = |e: std::io::Error| format!("talking to the hub at {authority}: {e}");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(io)?;
-    stream.write_all(request.as_bytes()).map_err(io)?;
-    let mut response = String::new();
-    stream
-        .take(64 * 1024)
-        .read_to_string(&mut response)
-        .map_err(io)?;
+    let exchange = async {
+        let mut stream = crate::tls::connect(&host, port, hub.tls()).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.take(64 * 1024).read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&response).into_owned())
+    };
+    let response = match tokio::time::timeout(Duration::from_secs(10), exchange).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(format!("talking to the hub at {authority}: {e}")),
+        Err(_) => return Err(format!("the hub at {authority} did not answer in 10 s")),
+    };
     let status_line = response.lines().next().unwrap_or("");
     let status = status_line.split(' ').nth(1).unwrap_or("");
     if status.starts_with('2') {

@@ -106,10 +106,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     start_irc_sinks(&hub, &config)?;
 
-    let listener = tokio::net::TcpListener::bind(listen)
+    let tls = match (
+        args.tls_cert.as_ref().or(config.tls_cert.as_ref()),
+        args.tls_key.as_ref().or(config.tls_key.as_ref()),
+    ) {
+        (Some(cert), Some(key)) => {
+            Some(crate::tls::server_config(cert, key).map_err(|e| UsageError(e.to_string()))?)
+        }
+        (None, None) => None,
+        _ => {
+            return Err(UsageError(
+                "TLS needs both a certificate and its key (tls_cert, tls_key)".into(),
+            )
+            .into())
+        }
+    };
+    let tcp = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
+    let addr = tcp.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let listener = match tls {
+        Some(tls) => server::HubListener::Tls(crate::tls::TlsListener::new(tcp, tls)?),
+        None => server::HubListener::Plain(tcp),
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = ServerState::new(
         hub,
@@ -121,7 +141,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         agent_ingest,
     );
     eprintln!(
-        "supergrep: serving http://{addr}/ ({} log set(s): {})",
+        "supergrep: serving {scheme}://{addr}/ ({} log set(s): {})",
         sets.len(),
         set_names(&sets)
     );
@@ -144,8 +164,12 @@ fn start_irc_sinks(hub: &Hub, config: &Config) -> anyhow::Result<()> {
             Some(f) => Format::parse(f).map_err(UsageError)?,
             None => IrcOptions::default_format(),
         };
+        let target = IrcTarget::parse(&sink.url()).map_err(UsageError)?;
+        let tls = IrcOptions::tls_for(&target, sink.tls_ca.as_deref())
+            .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?;
         let options = IrcOptions {
-            target: IrcTarget::parse(&sink.url()).map_err(UsageError)?,
+            target,
+            tls,
             nick: sink.nick.clone().unwrap_or_else(|| "supergrep".into()),
             color: sink.color,
             format,

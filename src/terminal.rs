@@ -94,27 +94,38 @@ impl Plan {
             .connect
             .as_ref()
             .map(|url| {
-                crate::connect::Remote::new(url, args.token.clone(), args.lines.unwrap_or(0))
+                crate::connect::Remote::new(
+                    url,
+                    args.token.as_deref(),
+                    args.tls_ca.as_deref(),
+                    args.lines.unwrap_or(0),
+                )
             })
             .transpose()
             .map_err(UsageError)?;
         let irc = match &args.irc {
-            Some(url) => Some(IrcOptions {
-                target: IrcTarget::parse(url).map_err(UsageError)?,
-                nick: args.irc_nick.clone(),
-                color: args.irc_color,
-                format: match Format::parse(&args.irc_format).map_err(UsageError)? {
-                    Format::Template(p) => Format::Template(p),
-                    _ => {
-                        return Err(UsageError(
-                            "--irc-format takes a template such as '{host}: {text}'".into(),
-                        ))
-                    }
-                },
-                rate_per_sec: args.irc_rate,
-                burst: args.irc_burst,
-                label: format!("/{}/", include.join("|")),
-            }),
+            Some(url) => {
+                let target = IrcTarget::parse(url).map_err(UsageError)?;
+                let tls =
+                    IrcOptions::tls_for(&target, args.tls_ca.as_deref()).map_err(UsageError)?;
+                Some(IrcOptions {
+                    target,
+                    tls,
+                    nick: args.irc_nick.clone(),
+                    color: args.irc_color,
+                    format: match Format::parse(&args.irc_format).map_err(UsageError)? {
+                        Format::Template(p) => Format::Template(p),
+                        _ => {
+                            return Err(UsageError(
+                                "--irc-format takes a template such as '{host}: {text}'".into(),
+                            ))
+                        }
+                    },
+                    rate_per_sec: args.irc_rate,
+                    burst: args.irc_burst,
+                    label: format!("/{}/", include.join("|")),
+                })
+            }
             None => None,
         };
         Ok(Plan {

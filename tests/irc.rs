@@ -544,6 +544,7 @@ fn takes_another_nick_when_its_own_is_in_use() {
 fn takes_another_nick_when_its_own_is_in_use_and_nicks_are_short() {
     let ircd = Ircd::start_with(IrcdOptions {
         max_nick_length: None,
+        ..IrcdOptions::default()
     });
     let squatter = Client::connect(ircd.port, "supergrep");
     squatter.join("#nick");

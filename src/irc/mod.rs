@@ -12,16 +12,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::hub::SinkQueue;
 use crate::output::{Field, Format, Piece};
 use flood::{Flood, TokenBucket};
 
-/// Where to post: `irc://[nick[:password]@]host[:port]/#channel[?key=KEY]`.
+/// Where to post: `irc[s]://[nick[:password]@]host[:port]/#channel[?key=KEY]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IrcTarget {
+    /// `ircs://`: TLS, port 6697 unless given.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub channel: String,
@@ -32,16 +33,15 @@ pub struct IrcTarget {
 
 impl IrcTarget {
     pub fn parse(url: &str) -> Result<IrcTarget, String> {
-        let bad =
-            |why: &str| format!("invalid IRC URL {url:?}: {why} (want irc://host[:port]/#channel)");
-        let rest = if let Some(r) = url.strip_prefix("irc://") {
-            r
-        } else if url.starts_with("ircs://") {
-            return Err(bad(
-                "ircs:// (TLS) is not supported yet; use irc:// or a TLS tunnel",
-            ));
+        let bad = |why: &str| {
+            format!("invalid IRC URL {url:?}: {why} (want irc[s]://host[:port]/#channel)")
+        };
+        let (tls, rest) = if let Some(r) = url.strip_prefix("irc://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("ircs://") {
+            (true, r)
         } else {
-            return Err(bad("it must start with irc://"));
+            return Err(bad("it must start with irc:// or ircs://"));
         };
         let (authority, channel) = rest.split_once('/').ok_or_else(|| bad("no channel"))?;
         let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -60,7 +60,7 @@ impl IrcTarget {
                 h.trim_matches(['[', ']']).to_owned(),
                 p.parse().map_err(|_| bad("bad port"))?,
             ),
-            _ => (hostport.to_owned(), 6667),
+            _ => (hostport.to_owned(), if tls { 6697 } else { 6667 }),
         };
         if host.is_empty() {
             return Err(bad("no host"));
@@ -80,6 +80,7 @@ impl IrcTarget {
             ));
         }
         Ok(IrcTarget {
+            tls,
             host,
             port,
             channel,
@@ -103,9 +104,24 @@ pub struct IrcOptions {
     pub burst: u32,
     /// What the sink posts matches for, in summaries, e.g. `/PHP Fatal/`.
     pub label: String,
+    /// For `ircs://`: whom to trust (see [`IrcOptions::tls_for`]).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl IrcOptions {
+    /// The TLS settings `target` needs: `None` for plain `irc://`.
+    pub fn tls_for(
+        target: &IrcTarget,
+        tls_ca: Option<&std::path::Path>,
+    ) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+        match target.tls {
+            true => crate::tls::client_config(tls_ca)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", target.host)),
+            false => Ok(None),
+        }
+    }
+
     pub fn default_format() -> Format {
         Format::parse("{host} {path}: {text}").unwrap_or(Format::Text)
     }
@@ -128,7 +144,7 @@ pub async fn run(options: IrcOptions, queue: Arc<SinkQueue>) {
 /// `select!` can wait on without losing half-read lines).
 struct Connection {
     lines: mpsc::Receiver<String>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    writer: tokio::io::WriteHalf<Box<dyn crate::tls::Stream>>,
     /// The nick we asked for, and how many were refused before it.
     base_nick: String,
     nick: String,
@@ -248,9 +264,8 @@ impl Sink {
     async fn connect(&mut self) {
         let t = &self.options.target;
         let addr = format!("{}:{}", t.host, t.port);
-        let stream = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&addr))
-            .await
-        {
+        let connecting = crate::tls::connect(&t.host, t.port, self.options.tls.as_ref());
+        let stream = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return self.retry_later(&format!("cannot connect to IRC server {addr}: {e}"))
@@ -259,7 +274,7 @@ impl Sink {
                 return self.retry_later(&format!("cannot connect to IRC server {addr}: timed out"))
             }
         };
-        let (read, writer) = stream.into_split();
+        let (read, writer) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             let mut lines = BufReader::new(read).lines();
@@ -517,9 +532,9 @@ mod tests {
         assert!(IrcTarget::parse("http://x/#y").is_err());
         assert!(IrcTarget::parse("irc://x").is_err());
         assert!(IrcTarget::parse("irc://x/#a b").is_err());
-        assert!(IrcTarget::parse("ircs://x/#y")
-            .unwrap_err()
-            .contains("not supported"));
+        let t = IrcTarget::parse("ircs://x/#y").unwrap();
+        assert_eq!((t.tls, t.port), (true, 6697));
+        assert!(!IrcTarget::parse("irc://x/#y").unwrap().tls);
     }
 
     #[test]

@@ -97,26 +97,30 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
+/// Where the hub listens: plain TCP, or TLS when it has a certificate.
+pub enum HubListener {
+    Plain(tokio::net::TcpListener),
+    Tls(crate::tls::TlsListener),
+}
+
 /// Serves until `shutdown` turns true; then open sessions get a close frame, and
 /// this returns once they have (or after a few seconds).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<ServerState>,
-) -> std::io::Result<()> {
-    let mut shutdown = state.shutdown.clone();
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    // Matches are small frames that must go out at once: no Nagle delay (it cost
-    // ~40 ms per lone match, measured by benches/fanout.rs).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
+pub async fn serve(listener: HubListener, state: Arc<ServerState>) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let served = match listener {
+        // Matches are small frames that must go out at once: no Nagle delay (it cost
+        // ~40 ms per lone match, measured by benches/fanout.rs). The TLS listener
+        // sets it itself, before the handshake.
+        HubListener::Plain(tcp) => {
+            let tcp = tcp.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {e}");
+                }
+            });
+            serve_on(tcp, state.clone()).await
         }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|&down| down).await.map(|_| ());
-        })
-        .await;
+        HubListener::Tls(tls) => serve_on(tls.tap_io(|_| {}), state.clone()).await,
+    };
     // Graceful shutdown does not wait for upgraded connections: wait for the
     // sessions to say goodbye before the runtime goes away under them.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -126,6 +130,23 @@ pub async fn serve(
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     served
+}
+
+async fn serve_on<L, F>(
+    listener: axum::serve::TapIo<L, F>,
+    state: Arc<ServerState>,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    F: FnMut(&mut L::Io) + Send + 'static,
+{
+    let mut shutdown = state.shutdown.clone();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|&down| down).await.map(|_| ());
+        })
+        .await
 }
 
 // The web UI is embedded: `cargo build` alone gives a working product.

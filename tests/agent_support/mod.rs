@@ -250,6 +250,8 @@ pub struct Hub {
     pub proc: Proc,
     pub port: u16,
     pub token: Option<String>,
+    /// Started with `--tls-cert`: https:// and wss:// only.
+    pub tls: bool,
 }
 
 impl Hub {
@@ -299,20 +301,22 @@ impl Hub {
             .windows(2)
             .find(|w| w[0] == "--token")
             .map(|w| w[1].to_owned());
+        let tls = args.contains(&"--tls-cert");
         let mut cmd = bin();
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(args);
         let mut proc = Proc::spawn("the hub", cmd);
-        // `serving http://…` is printed once every socket is bound.
+        // `serving http(s)://…` is printed once every socket is bound.
+        let banner = if tls {
+            "serving https://"
+        } else {
+            "serving http://"
+        };
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if proc
-                .stderr_seen
-                .iter()
-                .any(|l| l.contains("serving http://"))
-            {
+            if proc.stderr_seen.iter().any(|l| l.contains(banner)) {
                 break;
             }
             match proc.stderr.recv_timeout(Duration::from_millis(50)) {
@@ -333,7 +337,15 @@ impl Hub {
                 proc.stderr_text()
             );
         }
-        let hub = Hub { proc, port, token };
+        let hub = Hub {
+            proc,
+            port,
+            token,
+            tls,
+        };
+        if tls {
+            return Some(hub);
+        }
         wait_until(
             "/healthz answers ok",
             || matches!(try_http(port, "GET", "/healthz"), Ok((200, b)) if b.trim() == "ok"),
@@ -341,9 +353,12 @@ impl Hub {
         Some(hub)
     }
 
-    /// The URL agents are given (`--hub`).
+    /// The URL agents are given (`--hub`); a TLS hub by the name in its certificate.
     pub fn agent_url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
+        match self.tls {
+            true => format!("wss://localhost:{}", self.port),
+            false => format!("ws://127.0.0.1:{}", self.port),
+        }
     }
 
     /// The WebSocket URL for clients, with the token when there is one.

@@ -88,12 +88,16 @@ fn line_reader(stream: impl std::io::Read + Send + 'static, tx: mpsc::Sender<Str
 pub struct IrcdOptions {
     /// `MaxNickLength`; `None` keeps ngircd's default (9).
     pub max_nick_length: Option<u32>,
+    /// `(certificate, key)` PEM files: ngircd also listens with TLS, on
+    /// [`Ircd::tls_port`].
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for IrcdOptions {
     fn default() -> Self {
         IrcdOptions {
             max_nick_length: Some(30),
+            tls: None,
         }
     }
 }
@@ -102,6 +106,8 @@ impl Default for IrcdOptions {
 pub struct Ircd {
     dir: tempfile::TempDir,
     pub port: u16,
+    /// With [`IrcdOptions::tls`]: the TLS port (0 otherwise).
+    pub tls_port: u16,
     conf: PathBuf,
     options: IrcdOptions,
     child: Option<Child>,
@@ -124,6 +130,7 @@ impl Ircd {
         let mut ircd = Ircd {
             dir,
             port: 0,
+            tls_port: 0,
             conf,
             options,
             child: None,
@@ -133,6 +140,9 @@ impl Ircd {
         let mut why = String::new();
         for _ in 0..5 {
             ircd.port = free_port();
+            if ircd.options.tls.is_some() {
+                ircd.tls_port = free_port();
+            }
             match ircd.spawn(Duration::from_secs(10)) {
                 Ok(()) => return ircd,
                 Err(e) => why = e,
@@ -166,8 +176,18 @@ impl Ircd {
              PAM = no\n\
              Ident = no\n\
              DNS = no\n\
-             IncludeDir = {d}/conf.d\n",
+             IncludeDir = {d}/conf.d\n\
+             {ssl}",
             port = self.port,
+            ssl = match &self.options.tls {
+                Some((cert, key)) => format!(
+                    "[SSL]\nCertFile = {}\nKeyFile = {}\nPorts = {}\n",
+                    cert.display(),
+                    key.display(),
+                    self.tls_port
+                ),
+                None => String::new(),
+            },
         );
         std::fs::write(&self.conf, conf).unwrap();
     }

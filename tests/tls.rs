@@ -1,0 +1,272 @@
+//! TLS end to end, with certificates made for each test by a private CA (rcgen):
+//! a hub started with `--tls-cert/--tls-key`, an agent shipping to it over `wss://`,
+//! `--connect wss://` printing the matches, `mark` over HTTPS, `ircs://` to a real
+//! ngircd listening with TLS — and the refusals: an untrusted certificate, a plain
+//! client at a TLS port, unreadable certificate files.
+
+mod agent_support;
+mod irc_support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agent_support::{append, Agent, Hub};
+use irc_support::{Client as IrcClient, Ircd, IrcdOptions, Supergrep};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+/// A CA and a certificate it signed for `localhost` and 127.0.0.1, as PEM files.
+struct Certs {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    /// A second CA that signed nothing here: trusting it must not help.
+    other_ca: PathBuf,
+}
+
+fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), Issuer::new(params, key))
+}
+
+fn certs() -> Certs {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, issuer) = ca("supergrep test CA");
+    let (other_pem, _) = ca("some other CA");
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    Certs {
+        ca: write("ca.pem", &ca_pem),
+        cert: write("hub.pem", &cert.pem()),
+        key: write("hub.key", &key.serialize_pem()),
+        other_ca: write("other-ca.pem", &other_pem),
+        _dir: dir,
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn tls_hub(certs: &Certs, extra: &[&str]) -> Hub {
+    let mut args = vec!["--tls-cert", s(&certs.cert), "--tls-key", s(&certs.key)];
+    args.extend_from_slice(extra);
+    Hub::start(&args)
+}
+
+#[test]
+fn agent_connect_and_mark_work_over_tls() {
+    let certs = certs();
+    let hub = tls_hub(&certs, &["--token", "s3cret"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "").unwrap();
+
+    let mut agent = Agent::start(
+        &hub.agent_url(),
+        "web01",
+        &[&log],
+        &["--token", "s3cret", "--tls-ca", s(&certs.ca)],
+    );
+    // Written before the viewer connects: it asks for recent matches (-n), so the
+    // lines arrive whether the agent has shipped them by then or not.
+    append(&log, "INFO fine\nERROR over tls 1\nERROR over tls 2\n");
+    let url = hub.agent_url();
+    let mut viewer = Supergrep::start(&[
+        "--connect",
+        &url,
+        "--token",
+        "s3cret",
+        "--tls-ca",
+        s(&certs.ca),
+        "--color",
+        "never",
+        "-n",
+        "100",
+        "-e",
+        "ERROR",
+    ]);
+    let got = viewer.stdout_lines(2);
+    assert!(got[0].contains("ERROR over tls 1"), "{got:?}");
+    assert!(got[1].contains("ERROR over tls 2"), "{got:?}");
+    assert!(
+        got[0].contains("web01"),
+        "the agent's name is the host: {got:?}"
+    );
+
+    // `mark` takes the same URL and trusts the same CA.
+    let mut mark = agent_support::bin();
+    mark.args(["mark", "--hub", &url, "--token", "s3cret", "--tls-ca"])
+        .arg(&certs.ca)
+        .arg("deploy 42");
+    let out = mark.output().unwrap();
+    assert!(
+        out.status.success(),
+        "mark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let marker = viewer.stdout_lines(1);
+    assert!(marker[0].contains("deploy 42"), "{marker:?}");
+
+    assert!(agent.proc.running(), "{}", agent.proc.stderr_text());
+}
+
+#[test]
+fn an_untrusted_certificate_is_refused_and_said_so() {
+    let certs = certs();
+    let hub = tls_hub(&certs, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "").unwrap();
+
+    // Trusting another CA (and the system's) does not make the hub's certificate good:
+    // the agent keeps retrying and says why.
+    let mut agent = Agent::spawn(
+        &hub.agent_url(),
+        "web01",
+        &[&log],
+        &["--tls-ca", s(&certs.other_ca)],
+    );
+    let said = agent
+        .proc
+        .wait_stderr(&["cannot reach the hub at wss://localhost", "retrying"]);
+    assert!(
+        said.to_lowercase().contains("certificate"),
+        "the reason names the certificate: {said}"
+    );
+    assert!(agent.proc.running());
+    assert_eq!(agent.connections(), 0);
+
+    // A plain WebSocket at the TLS port gets nowhere either.
+    let plain = format!("ws://127.0.0.1:{}", hub.port);
+    let mut plain_agent = Agent::spawn(&plain, "web02", &[&log], &[]);
+    plain_agent
+        .proc
+        .wait_stderr(&["cannot reach the hub at ws://127.0.0.1", "retrying"]);
+    assert_eq!(plain_agent.connections(), 0);
+}
+
+#[test]
+fn bad_certificate_files_are_named() {
+    let certs = certs();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--tls-cert", s(&missing), "--tls-key", s(&certs.key)],
+            format!("{}: cannot read it", missing.display()),
+        ),
+        (
+            vec!["--tls-cert", s(&empty), "--tls-key", s(&certs.key)],
+            format!("{}: no PEM certificate", empty.display()),
+        ),
+        (
+            vec!["--tls-cert", s(&certs.cert), "--tls-key", s(&certs.cert)],
+            format!("{}: no PEM private key", certs.cert.display()),
+        ),
+    ];
+    for (args, want) in cases {
+        let out = agent_support::bin()
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&want), "{args:?}: want {want:?} in {err}");
+    }
+    // --tls-cert without --tls-key is a usage error.
+    let out = agent_support::bin()
+        .args(["serve", "--tls-cert", s(&certs.cert)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
+
+    // A CA file that holds no certificate is named too (clients).
+    let out = agent_support::bin()
+        .args([
+            "--connect",
+            "wss://localhost:1",
+            "-e",
+            "x",
+            "--tls-ca",
+            s(&empty),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}: no PEM certificate", empty.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn posts_to_irc_over_tls() {
+    let certs = certs();
+    // ngircd reads its key after it has given up root: let it.
+    for f in [&certs.cert, &certs.key] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let ircd = Ircd::start_with(IrcdOptions {
+        tls: Some((certs.cert.clone(), certs.key.clone())),
+        ..IrcdOptions::default()
+    });
+    let watcher = IrcClient::connect(ircd.port, "watcher");
+    watcher.join("#tls");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "").unwrap();
+    let url = format!("ircs://localhost:{}/#tls", ircd.tls_port);
+    let mut sg = Supergrep::start(&[
+        "-e",
+        "Fatal",
+        s(&log),
+        "--irc",
+        &url,
+        "--tls-ca",
+        s(&certs.ca),
+    ]);
+    sg.wait_ready(&log, "#tls");
+    append(&log, "PHP Fatal error over TLS\n");
+    let said = watcher.wait_said("#tls", 1);
+    assert!(
+        said[0].text.contains("PHP Fatal error over TLS"),
+        "{said:?}"
+    );
+
+    // Trusting another CA, the certificate is refused: supergrep says so and retries.
+    let mut untrusting = Supergrep::start(&[
+        "-e",
+        "Fatal",
+        s(&log),
+        "--irc",
+        &url,
+        "--tls-ca",
+        s(&certs.other_ca),
+    ]);
+    let why = untrusting.wait_stderr(&["cannot connect to IRC server"]);
+    assert!(why.to_lowercase().contains("certificate"), "{why}");
+    assert_eq!(untrusting.wait_exit(Duration::from_millis(200)), None);
+}
