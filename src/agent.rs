@@ -288,6 +288,8 @@ impl Agent {
                     set: s.set.clone(),
                 }))
             }
+            // The hub's business, never a tailer's.
+            SourceEvent::Receipt { .. } => None,
             SourceEvent::Lines(b) => {
                 let origin = b.origin?;
                 let batch = self.next_batch;

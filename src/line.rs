@@ -10,6 +10,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bytes::Bytes;
+use bytestring::ByteString;
+
 /// Where lines come from: one file (or syslog tag) on one host, in one log set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Stream {
@@ -59,7 +62,9 @@ pub struct LineBatch {
     pub stream: Arc<Stream>,
     /// When the source read these lines.
     pub ts: SystemTime,
-    pub text: String,
+    /// Shared, not copied, from where it was read (a file's read buffer, an agent's
+    /// frame) to the backlog.
+    pub text: ByteString,
     /// Where in which file the lines were read, for sources that read files (lets an
     /// agent resume, and the hub recognise lines it already has).
     pub origin: Option<Origin>,
@@ -151,6 +156,79 @@ pub fn format_ts(ts: SystemTime) -> String {
     humantime::format_rfc3339_millis(ts).to_string()
 }
 
+// ---------------------------------------------------------------------------------
+// Long lines
+// ---------------------------------------------------------------------------------
+
+/// True when some line in `text` could be longer than `max` (false means none is):
+/// any run of `max` bytes without a newline covers a whole aligned half-window.
+pub fn may_have_long_line(text: &[u8], max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let w = (max / 2).max(1);
+    text.chunks(w)
+        .filter(|c| c.len() == w)
+        .any(|c| memchr::memchr(b'\n', c).is_none())
+}
+
+/// Rebuilds `text` (complete lines) with every line longer than `max` cut and marked.
+/// If `first_cut > 0`, the first line's head is `text[..held]` and the bytes after it
+/// up to the first newline continue an already cut line.
+pub fn cut_lines(text: Vec<u8>, held: usize, first_cut: u64, max: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len().min(text.len() / 2 + max));
+    let mut start = 0;
+    let mut first = true;
+    for nl in memchr::memchr_iter(b'\n', &text) {
+        let line = &text[start..nl];
+        if first && first_cut > 0 {
+            out.extend_from_slice(&text[..held]);
+            push_cut_mark(&mut out, first_cut + (nl - held) as u64);
+        } else if line.len() > max {
+            let keep = char_boundary(line, max);
+            out.extend_from_slice(&line[..keep]);
+            push_cut_mark(&mut out, (line.len() - keep) as u64);
+        } else {
+            out.extend_from_slice(line);
+        }
+        out.push(b'\n');
+        first = false;
+        start = nl + 1;
+    }
+    out
+}
+
+pub fn push_cut_mark(out: &mut Vec<u8>, cut: u64) {
+    out.extend_from_slice(format!(" [… {cut} bytes cut]").as_bytes());
+}
+
+/// The largest length ≤ `max` that does not split a UTF-8 character.
+pub fn char_boundary(bytes: &[u8], max: usize) -> usize {
+    let mut keep = max.min(bytes.len());
+    while keep > 0 && keep < bytes.len() && keep + 3 >= max && (bytes[keep] & 0xC0) == 0x80 {
+        keep -= 1;
+    }
+    keep
+}
+
+/// Text from bytes read somewhere: invalid UTF-8 is replaced (U+FFFD), never refused.
+pub fn text_from_utf8_lossy(bytes: impl Into<Bytes>) -> ByteString {
+    let bytes: Bytes = bytes.into();
+    match ByteString::try_from(bytes.clone()) {
+        Ok(text) => text,
+        Err(_) => String::from_utf8_lossy(&bytes).into_owned().into(),
+    }
+}
+
+/// The hub's line limit on text from elsewhere (an agent's): each line longer than
+/// `max` bytes cut and marked, as the tailer does. Shared, not copied, when no line is.
+pub fn cap_long_lines(text: ByteString, max: usize) -> ByteString {
+    if !may_have_long_line(text.as_bytes(), max) {
+        return text;
+    }
+    text_from_utf8_lossy(cut_lines(text.as_bytes().to_vec(), 0, 0, max))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +263,22 @@ mod wire_tests {
             serde_json::to_string(&crate::protocol::WireLine::from_line(&line, spans.to_vec()))
                 .unwrap();
         assert_eq!(built, reference);
+    }
+
+    #[test]
+    fn long_lines_from_elsewhere_are_cut_and_short_ones_shared() {
+        let text = ByteString::from(format!("short\n{}\né{}\n", "x".repeat(100), "y".repeat(20)));
+        let capped = cap_long_lines(text, 10);
+        assert_eq!(
+            &*capped,
+            "short\nxxxxxxxxxx [… 90 bytes cut]\néyyyyyyyy [… 12 bytes cut]\n"
+        );
+        let text = ByteString::from("a\nb\n".repeat(100));
+        let ptr = text.as_ptr();
+        assert_eq!(cap_long_lines(text, 10).as_ptr(), ptr, "not copied");
+        assert_eq!(
+            &*text_from_utf8_lossy(b"ok \xff\n".to_vec()),
+            "ok \u{fffd}\n"
+        );
     }
 }

@@ -265,6 +265,8 @@ pub enum AgentMsg {
         start: u64,
         end: u64,
         ts: String,
+        /// In a binary frame the lines follow the header instead.
+        #[serde(default)]
         text: String,
     },
 }
@@ -277,7 +279,8 @@ pub enum HubMsg {
         version: u32,
         server: String,
     },
-    /// Every batch up to and including `batch` is safely with the hub.
+    /// Every batch up to and including `batch` is ingested: numbered, in the backlog,
+    /// and matched for every client.
     Ack {
         batch: u64,
     },

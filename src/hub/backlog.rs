@@ -113,7 +113,7 @@ mod tests {
             batch: LineBatch {
                 stream: stream.clone(),
                 ts: std::time::SystemTime::now(),
-                text,
+                text: text.into(),
                 origin: None,
             },
             first_seq,

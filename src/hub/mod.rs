@@ -167,7 +167,7 @@ impl Hub {
         &self,
         stream_id: &str,
         origin: crate::line::Origin,
-        text: &mut String,
+        text: &mut bytestring::ByteString,
     ) -> bool {
         let mut remote = lock(&self.remote);
         let key = (stream_id.to_owned(), origin.dev, origin.ino);
@@ -180,7 +180,7 @@ impl Hub {
                     // were (nothing replaced or cut); the skipped part must end a line.
                     let same_bytes = text.len() as u64 == origin.end - origin.start;
                     if same_bytes && skip > 0 && text.as_bytes().get(skip - 1) == Some(&b'\n') {
-                        text.drain(..skip);
+                        *text = text.split_at(skip).1;
                     }
                 }
                 *have = origin.end;
@@ -252,6 +252,9 @@ impl Hub {
                 SourceEvent::StreamRemoved(stream) => {
                     lock(&self.streams).live.remove(&stream.id);
                     let _ = self.notices.send(Notice::StreamRemoved(stream));
+                }
+                SourceEvent::Receipt { upto, to } => {
+                    to.send_replace(upto);
                 }
             }
         }

@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
+use bytes::Bytes;
+use bytestring::ByteString;
+use tokio::sync::watch;
 
 use super::ServerState;
-use crate::line::{LineBatch, Origin, Stream};
+use crate::line::{cap_long_lines, text_from_utf8_lossy, LineBatch, Origin, Stream};
 use crate::protocol::{code, AgentMsg, HubMsg, VERSION};
 use crate::source::SourceEvent;
 
@@ -46,7 +49,7 @@ pub async fn run(mut socket: WebSocket, state: Arc<ServerState>) {
     let _ = serve(&mut socket, &state, &name, &mut streams).await;
     // Its streams go with it (and come back when it reconnects).
     for stream in streams.into_values() {
-        let _ = state.ingest.send(SourceEvent::StreamRemoved(stream)).await;
+        let _ = to_ingest(&state, SourceEvent::StreamRemoved(stream)).await;
     }
     state.agents.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(agent = %name, "agent disconnected");
@@ -83,6 +86,22 @@ async fn hello(socket: &mut WebSocket) -> Result<String, String> {
 /// Not an error to report: the agent is gone.
 struct Gone;
 
+/// One `lines` message, from a text frame or a binary one.
+struct Batch {
+    batch: u64,
+    path: String,
+    set: String,
+    origin: Origin,
+    ts: String,
+    text: ByteString,
+}
+
+/// What a frame from the agent says.
+enum Incoming {
+    Batch(Batch),
+    Other(AgentMsg),
+}
+
 async fn serve(
     socket: &mut WebSocket,
     state: &ServerState,
@@ -90,6 +109,11 @@ async fn serve(
     streams: &mut HashMap<(String, String), Arc<Stream>>,
 ) -> Result<(), Gone> {
     let mut shutdown = state.shutdown.clone();
+    // Ingest sets this to the last batch it has taken in; the agent is acknowledged
+    // from it (acks are cumulative: several batches ingested at once cost one ack).
+    let (ingested, mut acks) = watch::channel(0u64);
+    let ingested = Arc::new(ingested);
+    let mut acked = 0;
     loop {
         let msg = tokio::select! {
             _ = async { shutdown.wait_for(|&down| down).await.map(|_| ()) } => {
@@ -99,53 +123,32 @@ async fn serve(
                 }))).await;
                 return Err(Gone);
             }
+            Ok(()) = acks.changed() => {
+                let upto = *acks.borrow_and_update();
+                if upto > acked {
+                    acked = upto;
+                    send(socket, &HubMsg::Ack { batch: upto }).await?;
+                }
+                continue;
+            }
             msg = tokio::time::timeout(SILENT_FOR, socket.recv()) => match msg {
                 Ok(Some(Ok(m))) => m,
                 _ => return Err(Gone),
             },
         };
-        // A text frame is one JSON message; a binary frame is a `lines` header, a
-        // newline, and the lines themselves.
-        let parsed = match &msg {
-            Message::Text(t) => serde_json::from_str::<AgentMsg>(t.as_str()),
+        let incoming = match msg {
+            Message::Text(t) => parse(t.as_bytes(), None),
+            // A binary frame is a `lines` header, a newline, and the lines as they are:
+            // they stay in the frame's buffer all the way to the backlog.
             Message::Binary(data) => {
-                let split = memchr::memchr(b'\n', data).unwrap_or(data.len());
-                serde_json::from_slice::<AgentMsg>(&data[..split]).map(|m| match m {
-                    AgentMsg::Lines {
-                        batch,
-                        path,
-                        set,
-                        dev,
-                        ino,
-                        start,
-                        end,
-                        ts,
-                        ..
-                    } => {
-                        let body = data.get(split + 1..).unwrap_or_default();
-                        let text = match std::str::from_utf8(body) {
-                            Ok(t) => t.to_owned(),
-                            Err(_) => String::from_utf8_lossy(body).into_owned(),
-                        };
-                        AgentMsg::Lines {
-                            batch,
-                            path,
-                            set,
-                            dev,
-                            ino,
-                            start,
-                            end,
-                            ts,
-                            text,
-                        }
-                    }
-                    other => other,
-                })
+                let split = memchr::memchr(b'\n', &data).unwrap_or(data.len());
+                let body = data.slice((split + 1).min(data.len())..);
+                parse(&data[..split], Some(body))
             }
             Message::Close(_) => return Err(Gone),
             _ => continue,
         };
-        let msg = match parsed {
+        let incoming = match incoming {
             Ok(m) => m,
             Err(e) => {
                 let error = HubMsg::Error {
@@ -156,53 +159,29 @@ async fn serve(
                 continue;
             }
         };
-        match msg {
-            AgentMsg::AgentHello { .. } => {}
-            AgentMsg::StreamAdded { path, set } => {
+        match incoming {
+            Incoming::Other(AgentMsg::StreamAdded { path, set }) => {
                 stream(state, name, streams, path, set).await?;
             }
-            AgentMsg::StreamRemoved { path, set } => {
+            Incoming::Other(AgentMsg::StreamRemoved { path, set }) => {
                 if let Some(s) = streams.remove(&(path, set)) {
-                    state
-                        .ingest
-                        .send(SourceEvent::StreamRemoved(s))
-                        .await
-                        .map_err(|_| Gone)?;
+                    to_ingest(state, SourceEvent::StreamRemoved(s)).await?;
                 }
             }
-            AgentMsg::Lines {
-                batch,
-                path,
-                set,
-                dev,
-                ino,
-                start,
-                end,
-                ts,
-                text,
-            } => {
-                let stream = stream(state, name, streams, path, set).await?;
-                let origin = Origin {
-                    dev,
-                    ino,
-                    start,
-                    end,
-                };
-                let mut text = text;
-                if state.hub.admit_remote(&stream.id, origin, &mut text) {
-                    let ts = humantime::parse_rfc3339_weak(&ts)
+            Incoming::Other(_) => {}
+            Incoming::Batch(b) => {
+                let stream = stream(state, name, streams, b.path, b.set).await?;
+                let mut text = b.text;
+                if state.hub.admit_remote(&stream.id, b.origin, &mut text) {
+                    let ts = humantime::parse_rfc3339_weak(&b.ts)
                         .unwrap_or_else(|_| std::time::SystemTime::now());
                     let batch = LineBatch {
                         stream,
                         ts,
-                        text: cap_lines(text, state.limits.max_line),
-                        origin: Some(origin),
+                        text: cap_long_lines(text, state.limits.max_line),
+                        origin: Some(b.origin),
                     };
-                    state
-                        .ingest
-                        .send(SourceEvent::Lines(batch))
-                        .await
-                        .map_err(|_| Gone)?;
+                    to_ingest(state, SourceEvent::Lines(batch)).await?;
                 } else {
                     state
                         .hub
@@ -210,10 +189,52 @@ async fn serve(
                         .duplicates_dropped
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                send(socket, &HubMsg::Ack { batch }).await?;
+                // Acknowledged once ingest has everything before this receipt.
+                let receipt = SourceEvent::Receipt {
+                    upto: b.batch,
+                    to: ingested.clone(),
+                };
+                to_ingest(state, receipt).await?;
             }
         }
     }
+}
+
+/// A message from a text frame, or the header of a binary one (`body`: its lines).
+fn parse(json: &[u8], body: Option<Bytes>) -> Result<Incoming, serde_json::Error> {
+    Ok(match serde_json::from_slice::<AgentMsg>(json)? {
+        AgentMsg::Lines {
+            batch,
+            path,
+            set,
+            dev,
+            ino,
+            start,
+            end,
+            ts,
+            text,
+        } => Incoming::Batch(Batch {
+            batch,
+            path,
+            set,
+            origin: Origin {
+                dev,
+                ino,
+                start,
+                end,
+            },
+            ts,
+            text: match body {
+                Some(body) => text_from_utf8_lossy(body),
+                None => text.into(),
+            },
+        }),
+        other => Incoming::Other(other),
+    })
+}
+
+async fn to_ingest(state: &ServerState, event: SourceEvent) -> Result<(), Gone> {
+    state.ingest.send(event).await.map_err(|_| Gone)
 }
 
 /// The stream of one of this agent's files, announced to the hub the first time.
@@ -230,36 +251,8 @@ async fn stream(
     }
     let s = Arc::new(Stream::new(name, key.0.clone(), key.1.clone()));
     streams.insert(key, s.clone());
-    state
-        .ingest
-        .send(SourceEvent::StreamAdded(s.clone()))
-        .await
-        .map_err(|_| Gone)?;
+    to_ingest(state, SourceEvent::StreamAdded(s.clone())).await?;
     Ok(s)
-}
-
-/// The hub's own line limit holds for agents too, whatever theirs is.
-fn cap_lines(text: String, max_line: usize) -> String {
-    if text.split('\n').all(|l| l.len() <= max_line) {
-        return text;
-    }
-    let mut out = String::with_capacity(text.len().min(max_line * 4));
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        if line.len() > max_line {
-            let mut end = max_line;
-            while !line.is_char_boundary(end) {
-                end -= 1;
-            }
-            out.push_str(&line[..end]);
-            out.push_str(&format!(" [… {} bytes cut]", line.len() - end));
-        } else {
-            out.push_str(line);
-        }
-    }
-    out
 }
 
 async fn send(socket: &mut WebSocket, msg: &HubMsg) -> Result<(), Gone> {

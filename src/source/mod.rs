@@ -7,6 +7,8 @@ pub mod tail;
 
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
 use crate::line::{LineBatch, Stream};
 
 /// What a source tells the hub.
@@ -18,4 +20,11 @@ pub enum SourceEvent {
     Lines(LineBatch),
     /// A stream is gone for good (a globbed file was deleted and not re-created).
     StreamRemoved(Arc<Stream>),
+    /// Not lines but a receipt request: once ingest reaches it, every event sent
+    /// before it by the same sender is ingested, and `to` is set to `upto`. How the
+    /// hub acknowledges an agent's batch only when it has it.
+    Receipt {
+        upto: u64,
+        to: Arc<watch::Sender<u64>>,
+    },
 }

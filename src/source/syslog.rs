@@ -236,7 +236,7 @@ impl Ingest {
         let batch = LineBatch {
             stream,
             ts: SystemTime::now(),
-            text: line,
+            text: line.into(),
             origin: None,
         };
         self.out.send(SourceEvent::Lines(batch)).await.is_ok()

@@ -34,7 +34,10 @@ use tokio::sync::mpsc;
 
 use super::glob::Target;
 use super::SourceEvent;
-use crate::line::{LineBatch, Origin, Stream};
+use crate::line::{
+    char_boundary, cut_lines, may_have_long_line, push_cut_mark, text_from_utf8_lossy, LineBatch,
+    Origin, Stream,
+};
 
 /// Where to start reading a file that exists when the tailer starts. Files that
 /// appear later are always read from their start: all of their content is new.
@@ -757,7 +760,7 @@ fn split_lines(
     mut buf: Vec<u8>,
     held: usize,
     max_line: usize,
-) -> Option<String> {
+) -> Option<bytestring::ByteString> {
     let Some(last_nl) = memchr::memrchr(b'\n', &buf[held..]).map(|i| held + i) else {
         // Still no end of line.
         if handle.cut > 0 {
@@ -777,7 +780,7 @@ fn split_lines(
         let cut = (rest.len() - keep) as u64;
         rest.truncate(keep);
         // The line before may be cut too; `cut_lines` below settles it first.
-        let text = finish_text(cut_lines(buf, held, handle.cut, max_line));
+        let text = text_from_utf8_lossy(cut_lines(buf, held, handle.cut, max_line));
         handle.partial = rest;
         handle.cut = cut;
         return Some(text);
@@ -789,65 +792,7 @@ fn split_lines(
     };
     handle.partial = rest;
     handle.cut = 0;
-    Some(finish_text(text))
-}
-
-/// True when some line in `text` could be longer than `max` (false means none is):
-/// any run of `max` bytes without a newline covers a whole aligned half-window.
-fn may_have_long_line(text: &[u8], max: usize) -> bool {
-    if text.len() <= max {
-        return false;
-    }
-    let w = (max / 2).max(1);
-    text.chunks(w)
-        .filter(|c| c.len() == w)
-        .any(|c| memchr::memchr(b'\n', c).is_none())
-}
-
-/// Rebuilds `text` (complete lines) with every line longer than `max` cut and marked.
-/// If `first_cut > 0`, the first line's head is `text[..held]` and the bytes after it
-/// up to the first newline continue an already cut line.
-fn cut_lines(text: Vec<u8>, held: usize, first_cut: u64, max: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len().min(text.len() / 2 + max));
-    let mut start = 0;
-    let mut first = true;
-    for nl in memchr::memchr_iter(b'\n', &text) {
-        let line = &text[start..nl];
-        if first && first_cut > 0 {
-            out.extend_from_slice(&text[..held]);
-            push_cut_mark(&mut out, first_cut + (nl - held) as u64);
-        } else if line.len() > max {
-            let keep = char_boundary(line, max);
-            out.extend_from_slice(&line[..keep]);
-            push_cut_mark(&mut out, (line.len() - keep) as u64);
-        } else {
-            out.extend_from_slice(line);
-        }
-        out.push(b'\n');
-        first = false;
-        start = nl + 1;
-    }
-    out
-}
-
-fn push_cut_mark(out: &mut Vec<u8>, cut: u64) {
-    out.extend_from_slice(format!(" [… {cut} bytes cut]").as_bytes());
-}
-
-/// The largest length ≤ `max` that does not split a UTF-8 character.
-fn char_boundary(bytes: &[u8], max: usize) -> usize {
-    let mut keep = max.min(bytes.len());
-    while keep > 0 && keep < bytes.len() && keep + 3 >= max && (bytes[keep] & 0xC0) == 0x80 {
-        keep -= 1;
-    }
-    keep
-}
-
-fn finish_text(bytes: Vec<u8>) -> String {
-    match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
+    Some(text_from_utf8_lossy(text))
 }
 
 /// Hands out the held-back unterminated line as a line of its own (at end of input,
@@ -866,7 +811,7 @@ fn flush_partial(handle: &mut Handle, stream: &Arc<Stream>) -> Option<LineBatch>
     Some(LineBatch {
         stream: stream.clone(),
         ts: SystemTime::now(),
-        text: finish_text(bytes),
+        text: text_from_utf8_lossy(bytes),
         origin: Some(handle.origin(start, handle.offset)),
     })
 }
