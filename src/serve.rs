@@ -104,7 +104,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("starting ingest")?;
     }
 
-    start_irc_sinks(&hub, &config)?;
+    start_irc_sinks(&hub, &config).await?;
 
     let tls = match (
         args.tls_cert.as_ref().or(config.tls_cert.as_ref()),
@@ -158,7 +158,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Each `[[irc]]` of the config: an ordinary subscription whose sink posts to IRC.
 /// A dead IRC server only fills that sink's bounded queue.
-fn start_irc_sinks(hub: &Hub, config: &Config) -> anyhow::Result<()> {
+async fn start_irc_sinks(hub: &Hub, config: &Config) -> anyhow::Result<()> {
     for (i, sink) in config.irc.iter().enumerate() {
         let format = match &sink.format {
             Some(f) => Format::parse(f).map_err(UsageError)?,
@@ -187,6 +187,7 @@ fn start_irc_sinks(hub: &Hub, config: &Config) -> anyhow::Result<()> {
         let queue = Arc::new(SinkQueue::new(1000, Overflow::DropOldest, sink.color));
         // Keys from the top of the range: clients count up from the bottom.
         hub.subscribe(u64::MAX - i as u64, subscription, queue.clone(), 0)
+            .await
             .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?;
         tokio::spawn(crate::irc::run(options, queue));
     }

@@ -175,10 +175,10 @@ impl Plan {
         let sink = Arc::new(SinkQueue::new(4096, Overflow::Wait, printer.needs_spans()));
         let hub = Hub::new(Limits::default(), 0);
         if let Some((_, queue)) = &irc {
-            hub.subscribe(1, self.subscription.clone(), queue.clone(), 0)
+            hub.subscribe_blocking(1, self.subscription.clone(), queue.clone(), 0)
                 .map_err(|e| UsageError(e.to_string()))?;
         }
-        hub.subscribe(0, self.subscription, sink.clone(), 0)
+        hub.subscribe_blocking(0, self.subscription, sink.clone(), 0)
             .map_err(|e| UsageError(e.to_string()))?;
 
         // Small: each batch may hold up to `read_chunk` bytes.

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::line::{count_lines, LineBatch, LogLine, Stream};
-use crate::matcher::registry::Registry;
+use crate::matcher::registry::{Change, Registry};
 use crate::matcher::{CompileError, Limits, Matcher, Scratch, SubKey, Subscription};
 use crate::source::SourceEvent;
 use backlog::{Backlog, Entry};
@@ -64,58 +64,127 @@ pub struct Hub {
     /// Per remote stream and file (device, inode): the offset up to which the hub
     /// has its lines.
     remote: Mutex<HashMap<(String, u64, u64), u64>>,
+    /// To the thread that applies subscription changes to the matcher.
+    changes: std::sync::mpsc::Sender<Request>,
     pub counters: Counters,
+}
+
+/// A subscription change for the matcher thread, and where its result goes.
+struct Request {
+    change: Change,
+    /// For a new subscriber that wants backlog: its own matcher, to search the ring.
+    compile_alone: Option<Subscription>,
+    done: Option<oneshot::Sender<Result<Applied, CompileError>>>,
+}
+
+/// What a subscriber gets back once its subscription is live.
+struct Applied {
+    /// The ring as it was when the matcher with the subscription went live.
+    snapshot: Arc<Vec<Arc<Entry>>>,
+    alone: Option<Result<Matcher, CompileError>>,
 }
 
 impl Hub {
     pub fn new(limits: Limits, backlog_lines: u64) -> Arc<Hub> {
-        Arc::new(Hub {
+        let (changes, requests) = std::sync::mpsc::channel();
+        let hub = Arc::new(Hub {
             registry: Registry::new(limits),
             sinks: ArcSwap::default(),
             streams: Mutex::default(),
             backlog: Mutex::new(Backlog::new(backlog_lines)),
             notices: broadcast::channel(1024).0,
             remote: Mutex::default(),
+            changes,
             counters: Counters::default(),
-        })
+        });
+        let weak = Arc::downgrade(&hub);
+        let spawned = std::thread::Builder::new()
+            .name("matcher".into())
+            .spawn(move || apply_changes(weak, requests));
+        if let Err(e) = spawned {
+            // Then every subscribe says the hub is gone; nothing else breaks.
+            tracing::error!("cannot start the matcher thread: {e}");
+        }
+        hub
     }
 
     /// Starts delivering the matches of `sub` to `sink` (replacing a subscription
     /// with the same key). Returns the up to `backlog` most recent matching lines the
     /// ring holds: exactly those ingested before the subscription took effect, so
     /// together with what `sink` receives next nothing is missing or doubled.
-    pub fn subscribe(
+    ///
+    /// The matcher thread applies every change waiting at once with one rebuild, so
+    /// this waits without blocking the runtime.
+    pub async fn subscribe(
         &self,
         key: SubKey,
         sub: Subscription,
         sink: Arc<SinkQueue>,
         backlog: usize,
     ) -> Result<Vec<Delivery>, CompileError> {
-        let single = if backlog > 0 {
-            Some(self.registry.compile_one(&sub)?)
-        } else {
-            None
-        };
+        let (done, result) = oneshot::channel();
+        let wants_spans = sink.wants_spans();
+        let old = self.add_sink(key, sink);
+        self.request(key, sub, backlog, done);
+        let result = result.await;
+        self.finish_subscribe(key, old, result, backlog, wants_spans)
+    }
+
+    /// [`subscribe`](Self::subscribe) for a thread outside any runtime.
+    pub fn subscribe_blocking(
+        &self,
+        key: SubKey,
+        sub: Subscription,
+        sink: Arc<SinkQueue>,
+        backlog: usize,
+    ) -> Result<Vec<Delivery>, CompileError> {
+        let (done, result) = oneshot::channel();
+        let wants_spans = sink.wants_spans();
+        let old = self.add_sink(key, sink);
+        self.request(key, sub, backlog, done);
+        let result = result.blocking_recv();
+        self.finish_subscribe(key, old, result, backlog, wants_spans)
+    }
+
+    /// The sink goes in first: deliveries to it begin once the matcher has `key`.
+    fn add_sink(&self, key: SubKey, sink: Arc<SinkQueue>) -> Option<Arc<SinkQueue>> {
         let old = self.sinks.load().get(&key).cloned();
         self.sinks.rcu(|m| {
             let mut m = HashMap::clone(m);
             m.insert(key, sink.clone());
             m
         });
-        // Ingest appends to the ring and loads the matcher under the ring's lock; the
-        // swap and the snapshot happen under it too (the rebuild before, without it),
-        // so every batch is either in the snapshot or matched with `sub` in place.
-        let swapped = self.registry.set_and(key, sub, |swap| {
-            let ring = lock(&self.backlog);
-            swap();
-            if single.is_some() {
-                ring.snapshot()
-            } else {
-                Vec::new()
-            }
-        });
-        let snapshot = match swapped {
-            Ok(snapshot) => snapshot,
+        old
+    }
+
+    fn request(
+        &self,
+        key: SubKey,
+        sub: Subscription,
+        backlog: usize,
+        done: oneshot::Sender<Result<Applied, CompileError>>,
+    ) {
+        let request = Request {
+            compile_alone: (backlog > 0).then(|| sub.clone()),
+            change: Change::Set(key, sub),
+            done: Some(done),
+        };
+        // If the matcher thread is gone, `done` is dropped with the request and the
+        // subscriber is told so.
+        let _ = self.changes.send(request);
+    }
+
+    fn finish_subscribe(
+        &self,
+        key: SubKey,
+        old: Option<Arc<SinkQueue>>,
+        result: Result<Result<Applied, CompileError>, oneshot::error::RecvError>,
+        backlog: usize,
+        wants_spans: bool,
+    ) -> Result<Vec<Delivery>, CompileError> {
+        let applied = result.unwrap_or(Err(CompileError::Unavailable));
+        let applied = match applied {
+            Ok(a) => a,
             Err(e) => {
                 self.sinks.rcu(|m| {
                     let mut m = HashMap::clone(m);
@@ -128,23 +197,29 @@ impl Hub {
                 return Err(e);
             }
         };
-        Ok(match single {
-            Some(m) => recent_matches(&m, &snapshot, key, backlog, sink.wants_spans()),
+        Ok(match applied.alone {
+            Some(alone) => recent_matches(&alone?, &applied.snapshot, key, backlog, wants_spans),
             None => Vec::new(),
         })
     }
 
     pub fn unsubscribe(&self, key: SubKey) {
-        self.unsubscribe_where(|k| k == key);
+        self.unsubscribe_where(move |k| k == key);
     }
 
     /// Removes every subscription whose key `doomed` picks (e.g. all of one client's).
-    pub fn unsubscribe_where(&self, doomed: impl Fn(SubKey) -> bool) {
-        self.registry.remove_where(&doomed);
+    /// Its sinks get nothing more at once; the matcher forgets them with the next
+    /// rebuild.
+    pub fn unsubscribe_where(&self, doomed: impl Fn(SubKey) -> bool + Send + Sync + 'static) {
         self.sinks.rcu(|m| {
             let mut m = HashMap::clone(m);
             m.retain(|&k, _| !doomed(k));
             m
+        });
+        let _ = self.changes.send(Request {
+            change: Change::Remove(Arc::new(doomed)),
+            compile_alone: None,
+            done: None,
         });
     }
 
@@ -362,6 +437,35 @@ fn recent_matches(
         });
     }
     found.into()
+}
+
+/// The matcher thread: takes every subscription change waiting, applies them with
+/// one rebuild, and swaps the new matcher in together with a snapshot of the ring
+/// (under the ring's lock, which ingest holds while it appends and loads the
+/// matcher: every batch is either in the snapshot or matched with the change in
+/// place). Ends with the hub.
+fn apply_changes(hub: std::sync::Weak<Hub>, requests: std::sync::mpsc::Receiver<Request>) {
+    while let Ok(first) = requests.recv() {
+        let Some(hub) = hub.upgrade() else { return };
+        let mut group = vec![first];
+        group.extend(requests.try_iter());
+        let changes = group.iter().map(|r| r.change.clone()).collect();
+        let results = hub.registry.apply(changes, |swap| {
+            let ring = lock(&hub.backlog);
+            swap();
+            Arc::new(ring.snapshot())
+        });
+        for (request, result) in group.into_iter().zip(results) {
+            let Some(done) = request.done else { continue };
+            let applied = result.map(|snapshot| Applied {
+                snapshot,
+                alone: request
+                    .compile_alone
+                    .map(|sub| hub.registry.compile_one(&sub)),
+            });
+            let _ = done.send(applied);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

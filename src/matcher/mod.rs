@@ -73,6 +73,8 @@ pub enum CompileError {
     TooLarge { size: usize, limit: usize },
     #[error("could not build the literal prefilter: {0}")]
     Prefilter(String),
+    #[error("the hub is shutting down")]
+    Unavailable,
 }
 
 /// Caller-chosen identity of a subscription (the hub packs client and request ids).

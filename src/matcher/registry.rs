@@ -10,6 +10,55 @@ use arc_swap::ArcSwap;
 
 use super::{CompileError, Limits, Matcher, PatternCache, SubKey, Subscription};
 
+/// One change to the set of subscriptions.
+#[derive(Clone)]
+pub enum Change {
+    /// Add or replace.
+    Set(SubKey, Subscription),
+    /// Remove every subscription whose key this picks (e.g. all of one client's).
+    Remove(Arc<dyn Fn(SubKey) -> bool + Send + Sync>),
+}
+
+impl std::fmt::Debug for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Set(key, _) => write!(f, "Set({key})"),
+            Change::Remove(_) => write!(f, "Remove(..)"),
+        }
+    }
+}
+
+impl Change {
+    /// Applies the change, recording in `undo` what it replaced.
+    fn apply(
+        &self,
+        subs: &mut BTreeMap<SubKey, Subscription>,
+        undo: &mut Vec<(SubKey, Option<Subscription>)>,
+    ) {
+        match self {
+            Change::Set(key, sub) => undo.push((*key, subs.insert(*key, sub.clone()))),
+            Change::Remove(doomed) => {
+                let keys: Vec<SubKey> = subs.keys().copied().filter(|&k| doomed(k)).collect();
+                for key in keys {
+                    undo.push((key, subs.remove(&key)));
+                }
+            }
+        }
+    }
+
+    fn revert(
+        subs: &mut BTreeMap<SubKey, Subscription>,
+        undo: Vec<(SubKey, Option<Subscription>)>,
+    ) {
+        for (key, old) in undo.into_iter().rev() {
+            match old {
+                Some(old) => subs.insert(key, old),
+                None => subs.remove(&key),
+            };
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     subs: BTreeMap<SubKey, Subscription>,
@@ -43,30 +92,62 @@ impl Registry {
 
     /// Adds `sub` under `key`, replacing one already there. On error nothing changes.
     pub fn set(&self, key: SubKey, sub: Subscription) -> Result<(), CompileError> {
-        self.set_and(key, sub, |swap| swap())
+        let mut results = self.apply(vec![Change::Set(key, sub)], |swap| swap());
+        results.pop().unwrap_or(Ok(()))
     }
 
-    /// As [`set`](Self::set), but the swap of the new matcher happens inside
-    /// `around_swap` (which must call it), so a caller can make it atomic with
-    /// something of its own; the slow rebuild happens before, outside of it.
-    pub fn set_and<R>(
+    pub fn remove(&self, key: SubKey) -> bool {
+        let before = self.lock().subs.len();
+        let _ = self.apply(vec![Change::Remove(Arc::new(move |k| k == key))], |swap| {
+            swap()
+        });
+        self.lock().subs.len() < before
+    }
+
+    /// Applies `changes` with one rebuild, the swap of the new matcher inside
+    /// `around_swap` (which must call it, so a caller can make the swap atomic with
+    /// something of its own, e.g. a snapshot of what was ingested before it); the slow
+    /// rebuild happens before, outside of it. Many subscribers arriving at once (every
+    /// tab of a restarted hub reconnecting) cost one rebuild, not one each.
+    ///
+    /// One result per change, in order. When the changes do not compile together
+    /// (one has a bad pattern, or all of them exceed a limit) they are applied one at
+    /// a time instead, so each failing change is refused alone and the others stand.
+    pub fn apply<R: Clone>(
         &self,
-        key: SubKey,
-        sub: Subscription,
-        around_swap: impl FnOnce(&dyn Fn()) -> R,
-    ) -> Result<R, CompileError> {
+        changes: Vec<Change>,
+        around_swap: impl Fn(&dyn Fn()) -> R,
+    ) -> Vec<Result<R, CompileError>> {
         let mut inner = self.lock();
-        let old = inner.subs.insert(key, sub);
-        match self.build(&mut inner) {
-            Ok(matcher) => Ok(around_swap(&|| self.current.store(matcher.clone()))),
-            Err(e) => {
-                match old {
-                    Some(old) => inner.subs.insert(key, old),
-                    None => inner.subs.remove(&key),
-                };
-                Err(e)
-            }
+        let mut undo = Vec::new();
+        for change in &changes {
+            change.apply(&mut inner.subs, &mut undo);
         }
+        match self.build(&mut inner) {
+            Ok(matcher) => {
+                let r = around_swap(&|| self.current.store(matcher.clone()));
+                return changes.iter().map(|_| Ok(r.clone())).collect();
+            }
+            Err(e) if changes.len() == 1 => {
+                Change::revert(&mut inner.subs, undo);
+                return vec![Err(e)];
+            }
+            Err(_) => Change::revert(&mut inner.subs, undo),
+        }
+        changes
+            .iter()
+            .map(|change| {
+                let mut undo = Vec::new();
+                change.apply(&mut inner.subs, &mut undo);
+                match self.build(&mut inner) {
+                    Ok(matcher) => Ok(around_swap(&|| self.current.store(matcher.clone()))),
+                    Err(e) => {
+                        Change::revert(&mut inner.subs, undo);
+                        Err(e)
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Compiles `sub` alone (sharing compiled patterns with the live set), e.g. to
@@ -78,23 +159,13 @@ impl Registry {
         m
     }
 
-    /// Removes every subscription whose key `doomed` picks; says how many went.
-    pub fn remove_where(&self, doomed: impl Fn(SubKey) -> bool) -> usize {
-        let mut inner = self.lock();
-        let before = inner.subs.len();
-        inner.subs.retain(|&k, _| !doomed(k));
-        let removed = before - inner.subs.len();
-        if removed > 0 {
-            // Fewer subscriptions than a matcher that already compiled cannot fail.
-            if let Err(e) = self.rebuild(&mut inner) {
-                tracing::error!("matcher rebuild after removal failed: {e}");
-            }
-        }
-        removed
+    /// How many subscriptions there are (applied ones).
+    pub fn len(&self) -> usize {
+        self.lock().subs.len()
     }
 
-    pub fn remove(&self, key: SubKey) -> bool {
-        self.remove_where(|k| k == key) > 0
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// (rebuild count, total rebuild time in microseconds), for /metrics.
@@ -103,12 +174,6 @@ impl Registry {
             self.rebuilds.load(Ordering::Relaxed),
             self.rebuild_micros.load(Ordering::Relaxed),
         )
-    }
-
-    fn rebuild(&self, inner: &mut Inner) -> Result<(), CompileError> {
-        let matcher = self.build(inner)?;
-        self.current.store(matcher);
-        Ok(())
     }
 
     fn build(&self, inner: &mut Inner) -> Result<Arc<Matcher>, CompileError> {
@@ -157,5 +222,35 @@ mod tests {
         assert!(r.remove(1));
         assert!(r.matcher().matching(&s, "c", &mut scratch).is_empty());
         assert_eq!(r.rebuild_stats().0, 4);
+    }
+
+    #[test]
+    fn many_changes_cost_one_rebuild_and_a_bad_one_is_refused_alone() {
+        let r = Registry::new(Limits::default());
+        let s = Stream::new("h", "/p", "default");
+        let mut scratch = Scratch::default();
+        let changes = (1..=100)
+            .map(|k| Change::Set(k, sub(&format!("w{k}x"))))
+            .collect();
+        let results = r.apply(changes, |swap| swap());
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(r.rebuild_stats().0, 1);
+        assert_eq!(r.matcher().matching(&s, "w7x w70x", &mut scratch), [7, 70]);
+
+        let changes = vec![
+            Change::Set(200, sub("good")),
+            Change::Set(201, sub("(bad")),
+            Change::Remove(Arc::new(|k| k <= 50)),
+        ];
+        let results = r.apply(changes, |swap| swap());
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert!(results[1]
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("(bad")));
+        assert_eq!(r.len(), 51);
+        assert_eq!(
+            r.matcher().matching(&s, "w7x w70x good", &mut scratch),
+            [70, 200]
+        );
     }
 }

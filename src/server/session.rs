@@ -60,7 +60,9 @@ pub async fn run(socket: WebSocket, state: Arc<ServerState>) {
     };
     let _ = session.serve().await;
     queue.close();
-    state.hub.unsubscribe_where(|k| k >> CLIENT_SHIFT == client);
+    state
+        .hub
+        .unsubscribe_where(move |k| k >> CLIENT_SHIFT == client);
     state.clients.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -158,7 +160,9 @@ impl Session {
                 streams,
                 backlog,
             } => {
-                let reply = self.subscribe(&id, include, exclude, ignore_case, streams, backlog);
+                let reply = self
+                    .subscribe(&id, include, exclude, ignore_case, streams, backlog)
+                    .await;
                 match reply {
                     Ok(recent) => {
                         self.send(&ServerMsg::Subscribed { id: id.clone() }).await?;
@@ -204,7 +208,7 @@ impl Session {
     }
 
     /// Registers a subscription; on success returns its backlog lines.
-    fn subscribe(
+    async fn subscribe(
         &mut self,
         id: &str,
         include: Vec<String>,
@@ -264,6 +268,7 @@ impl Session {
             .state
             .hub
             .subscribe(key, sub, self.queue.clone(), backlog)
+            .await
             .map_err(|e| match e {
                 CompileError::Pattern(e) => ServerMsg::Error {
                     id: Some(id.to_owned()),
@@ -271,6 +276,7 @@ impl Session {
                     message: e.to_string(),
                     pattern: Some(e.pattern().to_owned()),
                 },
+                CompileError::Unavailable => bad(code::BAD_REQUEST, e.to_string()),
                 other => bad(code::TOO_MANY_PATTERNS, other.to_string()),
             })?;
         if let Some(old) = replacing {
