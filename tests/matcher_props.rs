@@ -24,7 +24,7 @@ use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use regex::{Regex, RegexBuilder};
 use supergrep::line::Stream;
 use supergrep::matcher::{
-    Limits, Matcher, Pattern, PatternCache, PatternKey, Scratch, StreamSelector, SubKey,
+    Limits, Matcher, Pattern, PatternCache, PatternKey, Scratch, SpanCache, StreamSelector, SubKey,
     Subscription,
 };
 
@@ -287,10 +287,14 @@ fn reference(refs: &[&RefSub], text: &str) -> Hits {
 
 fn scan(m: &Matcher, stream: &Stream, text: &str, scratch: &mut Scratch) -> Hits {
     let mut out = Vec::new();
+    let mut cache = SpanCache::default();
     m.scan(stream, text, scratch, |hit| {
         let mut subs = BTreeMap::new();
         for &s in hit.subs() {
-            let old = subs.insert(m.key(s), hit.spans(s));
+            let spans = hit.spans(s);
+            // The hub's cached spans (shared between subscriptions) are the same.
+            assert_eq!(hit.spans_cached(s, &mut cache), spans);
+            let old = subs.insert(m.key(s), spans);
             assert!(old.is_none(), "subscription {} reported twice", m.key(s));
         }
         out.push((hit.index, hit.line.to_owned(), subs));

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::line::{count_lines, LineBatch, LogLine, Stream};
 use crate::matcher::registry::{Change, Registry};
-use crate::matcher::{CompileError, Limits, Matcher, Scratch, SubKey, Subscription};
+use crate::matcher::{CompileError, Limits, Matcher, Scratch, SpanCache, SubKey, Subscription};
 use crate::source::SourceEvent;
 use backlog::{Backlog, Entry};
 pub use queue::{Delivery, Overflow, SinkQueue, Taken};
@@ -370,6 +370,7 @@ impl Hub {
         let batch = &entry.batch;
         // Gathered per subscription and handed over once per batch: one wake-up each.
         let mut out: HashMap<SubKey, Vec<Delivery>> = HashMap::new();
+        let mut span_cache = SpanCache::default();
         matcher.scan(&batch.stream, &batch.text, scratch, |hit| {
             let line = LogLine::new(
                 batch.stream.clone(),
@@ -383,7 +384,7 @@ impl Hub {
                     continue;
                 };
                 let spans = if sink.wants_spans() {
-                    hit.spans(sub)
+                    hit.spans_cached(sub, &mut span_cache)
                 } else {
                     Vec::new()
                 };

@@ -522,12 +522,42 @@ impl LineHit<'_, '_> {
     /// Highlight spans of subscription `sub` in this line: `[start, end)` in characters,
     /// one per include-pattern hit, sorted.
     pub fn spans(&self, sub: u32) -> Vec<[usize; 2]> {
+        let patterns = self.span_patterns(sub);
+        self.spans_of(patterns)
+    }
+
+    /// As [`spans`](Self::spans), but computed once per line for all subscriptions
+    /// whose include patterns that matched are the same (a pattern shared by a
+    /// thousand clients is searched for its spans once, not a thousand times).
+    pub fn spans_cached(&self, sub: u32, cache: &mut SpanCache) -> Vec<[usize; 2]> {
+        let line = (self.index, self.line.as_ptr() as usize);
+        if cache.line != line {
+            cache.line = line;
+            cache.entries.clear();
+        }
+        cache.key.clear();
+        cache.key.extend(self.span_patterns(sub));
+        if let Some((_, spans)) = cache.entries.iter().find(|(k, _)| *k == cache.key) {
+            return spans.clone();
+        }
+        let spans = self.spans_of(cache.key.iter().copied());
+        cache.entries.push((cache.key.clone(), spans.clone()));
+        spans
+    }
+
+    /// The include patterns of `sub` that can have hits in this line: only those
+    /// verified on it, when the matcher verified patterns one by one.
+    fn span_patterns(&self, sub: u32) -> impl Iterator<Item = u32> + '_ {
+        self.matcher.subs[sub as usize]
+            .include
+            .iter()
+            .copied()
+            .filter(|&p| !self.scratch.verified || self.scratch.matched(p))
+    }
+
+    fn spans_of(&self, patterns: impl Iterator<Item = u32>) -> Vec<[usize; 2]> {
         let mut spans = Vec::new();
-        for &p in &self.matcher.subs[sub as usize].include {
-            // Only patterns verified on this line can have hits in it.
-            if self.scratch.verified && !self.scratch.matched(p) {
-                continue;
-            }
+        for p in patterns {
             let regex = &self.matcher.patterns[p as usize].regex;
             spans.extend(
                 regex
@@ -541,6 +571,14 @@ impl LineHit<'_, '_> {
         to_char_offsets(self.line, &mut spans);
         spans
     }
+}
+
+/// Spans already computed for the current line, by the include patterns they are of.
+#[derive(Debug, Default)]
+pub struct SpanCache {
+    line: (u64, usize),
+    key: Vec<u32>,
+    entries: Vec<(Vec<u32>, Vec<[usize; 2]>)>,
 }
 
 /// Turns byte offsets into character offsets (the protocol counts characters).
