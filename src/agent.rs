@@ -101,6 +101,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         host: name,
         set: args.set.clone(),
         resume,
+        // Catching up, bigger batches cost the agent and the hub less per line
+        // (measured: 256 KiB 0.42-0.58 s, 1 MiB 0.30-0.35 s, 4 MiB 0.35-0.49 s for
+        // 279 MB); following, a batch is whatever was appended, as before.
+        read_chunk: 1 << 20,
         ..TailConfig::default()
     };
     let (tx, mut rx) = mpsc::channel(4);
