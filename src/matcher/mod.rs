@@ -77,6 +77,11 @@ pub enum CompileError {
     Unavailable,
 }
 
+/// Consecutive lines with a literal in them after which the prefilter walk stops
+/// looking for the next literal first, and for how many lines.
+const DENSE_STREAK: u32 = 16;
+const DENSE_RUN: u32 = 256;
+
 /// Caller-chosen identity of a subscription (the hub packs client and request ids).
 pub type SubKey = u64;
 
@@ -379,10 +384,26 @@ impl Matcher {
         } else if elig.every_line {
             self.walk(text, &elig, scratch, on_hit, |pos| Some((pos, None)));
         } else if let Some(ac) = &self.prefilter {
-            // Only lines holding a required literal can match.
+            // Only lines holding a required literal can match. Where nearly every line
+            // holds one (a list of templates, say), finding it first only reads each
+            // line twice: after a streak of such lines, the next ones go straight to
+            // `evaluate` (whose own literal pass over the line decides), then probe again.
+            let (mut streak, mut dense) = (0u32, 0u32);
             self.walk(text, &elig, scratch, on_hit, |pos| {
-                ac.find(Input::new(bytes).span(pos..end))
-                    .map(|m| (m.start(), None))
+                if dense > 0 {
+                    dense -= 1;
+                    return Some((pos, None));
+                }
+                let at = ac.find(Input::new(bytes).span(pos..end))?.start();
+                if memchr::memchr(b'\n', &bytes[pos..at]).is_none() {
+                    streak += 1;
+                    if streak == DENSE_STREAK {
+                        (streak, dense) = (0, DENSE_RUN);
+                    }
+                } else {
+                    streak = 0;
+                }
+                Some((at, None))
             });
         }
     }
@@ -738,6 +759,43 @@ mod tests {
             out.push((hit.index, hit.line.to_owned(), keys));
         });
         out
+    }
+
+    #[test]
+    fn dense_and_sparse_stretches_find_the_same_lines_as_line_by_line() {
+        let subs = [sub(&[r"foo\d"], &[], false), sub(&["bar"], &["skip"], false)];
+        let m = Matcher::build(
+            subs.iter().enumerate().map(|(i, s)| (i as u64, s)),
+            &mut PatternCache::default(),
+            &Limits::default(),
+        )
+        .unwrap();
+        // Dense stretches (a literal on every line, some lines not matching), then
+        // sparse ones, so the walk switches mode several times.
+        let mut text = String::new();
+        for i in 0..2000 {
+            let line = match (i / 300 % 2, i % 7) {
+                (0, 0) => "foo without digit".to_owned(),
+                (0, 1) => format!("bar {i} skip"),
+                (0, 2) => format!("bar {i}"),
+                (0, _) => format!("x foo{} {i}", i % 10),
+                (_, 0) => format!("bar {i}"),
+                (_, _) => format!("nothing {i}"),
+            };
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let mut scratch = Scratch::default();
+        let expected: Vec<(u64, String, Vec<SubKey>)> = text
+            .lines()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let keys = m.matching(&stream(), l, &mut scratch);
+                (!keys.is_empty()).then(|| (i as u64, l.to_owned(), keys))
+            })
+            .collect();
+        assert!(expected.len() > 900, "{}", expected.len());
+        assert_eq!(scan_all(&m, &text), expected);
     }
 
     #[test]
