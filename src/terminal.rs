@@ -164,14 +164,14 @@ impl Plan {
             None => None,
         };
         if let Some(remote) = self.connect {
-            let printer = Printer::new(io::stdout().lock(), self.printer);
+            let printer = Printer::new(stdout(), self.printer);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let irc_queue = irc.as_ref().map(|(_, q)| q.clone());
             return runtime.block_on(remote.run(&self.subscription, printer, irc_queue));
         }
-        let printer = Printer::new(io::stdout().lock(), self.printer);
+        let printer = Printer::new(stdout(), self.printer);
         let sink = Arc::new(SinkQueue::new(4096, Overflow::Wait, printer.needs_spans()));
         let hub = Hub::new(Limits::default(), 0);
         if let Some((_, queue)) = &irc {
@@ -212,6 +212,13 @@ impl Plan {
             (false, _, _) => Outcome::Matched,
         })
     }
+}
+
+/// Stdout, block-buffered: the printers flush whenever they have nothing more to
+/// print right now, which is line buffering for a reader that waits on us. (Rust's
+/// own stdout is line-buffered: one write system call per matching line.)
+fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
+    io::BufWriter::with_capacity(64 << 10, io::stdout().lock())
 }
 
 /// Runs an IRC sink on a thread of its own until its queue closes.

@@ -763,7 +763,10 @@ mod tests {
 
     #[test]
     fn dense_and_sparse_stretches_find_the_same_lines_as_line_by_line() {
-        let subs = [sub(&[r"foo\d"], &[], false), sub(&["bar"], &["skip"], false)];
+        let subs = [
+            sub(&[r"foo\d"], &[], false),
+            sub(&["bar"], &["skip"], false),
+        ];
         let m = Matcher::build(
             subs.iter().enumerate().map(|(i, s)| (i as u64, s)),
             &mut PatternCache::default(),

@@ -14,7 +14,7 @@ use bytestring::ByteString;
 use tokio::sync::watch;
 
 use super::ServerState;
-use crate::line::{cap_long_lines, text_from_utf8_lossy, LineBatch, Origin, Stream};
+use crate::line::{cap_long_lines, text_from_shared, LineBatch, Origin, Stream};
 use crate::protocol::{code, AgentMsg, HubMsg, VERSION};
 use crate::source::SourceEvent;
 
@@ -225,7 +225,7 @@ fn parse(json: &[u8], body: Option<Bytes>) -> Result<Incoming, serde_json::Error
             },
             ts,
             text: match body {
-                Some(body) => text_from_utf8_lossy(body),
+                Some(body) => text_from_shared(body),
                 None => text.into(),
             },
         }),
