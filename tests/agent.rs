@@ -6,14 +6,19 @@
 //! against what the test wrote. No assertion is about time: waits are for something
 //! the programs say or send, bounded by a generous limit.
 
-mod agent_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent_support::*;
 use futures_util::{SinkExt, StreamExt};
 use supergrep::protocol::{AgentMsg, HubMsg, ServerMsg, WireStream};
+use support::agent::{assert_exactly_once, numbers, write_numbered, Agent, Proxy, Writer};
+use support::files::{append, empty};
+use support::http::metric_in;
+use support::hub::Hub;
+use support::wait::{wait_until, PATIENCE};
+use support::ws::{SyncClient, Ws};
 use tokio_tungstenite::tungstenite::Message;
 
 fn tempdir() -> tempfile::TempDir {
@@ -27,12 +32,27 @@ fn tempdir() -> tempfile::TempDir {
 fn log_files(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
     names
         .iter()
-        .map(|n| {
-            let p = dir.join(format!("{n}.log"));
-            std::fs::write(&p, "").unwrap();
-            p
-        })
+        .map(|n| empty(dir.join(format!("{n}.log"))))
         .collect()
+}
+
+/// A hub started with `hub_args`, and a client subscribed to `include` (as `all`),
+/// connected before any agent.
+fn hub_and_client(hub_args: &[&str], include: &[&str]) -> (Hub, SyncClient) {
+    let hub = Hub::start(hub_args);
+    let mut client = SyncClient::connect(&hub.ws_url());
+    client.subscribe("all", include, 0);
+    (hub, client)
+}
+
+/// Waits until `app`'s line `last` arrived, lets a late duplicate come, then checks
+/// that `app`'s lines `1..=last` arrived in order, each once.
+fn assert_app_lines_once(client: &mut SyncClient, what: &str, last: u64) {
+    client.wait_lines(&format!("app line {last}"), |ls| {
+        numbers(ls, "app").last() == Some(&last)
+    });
+    client.settle(Duration::from_millis(500));
+    assert_exactly_once(what, &numbers(&client.lines, "app"), 1, last);
 }
 
 fn path_str(p: &Path) -> String {
@@ -48,7 +68,7 @@ fn three_agents_each_ship_their_file_under_their_own_name() {
     let dir = tempdir();
     let hub = Hub::start(&[]);
     // Connected before any agent, so it hears each stream being announced.
-    let mut client = Client::connect(&hub.ws_url());
+    let mut client = SyncClient::connect(&hub.ws_url());
     client.subscribe("errors", &["ERROR"], 0);
 
     let names = ["web01", "web02", "web03"];
@@ -159,7 +179,7 @@ fn three_agents_each_ship_their_file_under_their_own_name() {
     );
 
     // A client that comes later finds the three in `hello`.
-    let late = Client::connect(&hub.ws_url());
+    let late = SyncClient::connect(&hub.ws_url());
     let ServerMsg::Hello { streams, .. } = &late.hello else {
         unreachable!()
     };
@@ -181,7 +201,7 @@ fn hub_killed_and_restarted_gets_everything_it_had_not_acknowledged_exactly_once
     let hub_args = ["--backlog", "100000"];
     let mut hub = Hub::start(&hub_args);
     let port = hub.port;
-    let mut before = Client::connect(&hub.ws_url());
+    let mut before = SyncClient::connect(&hub.ws_url());
     before.subscribe("all", &[" line "], 0);
     let mut agents: Vec<Agent> = names
         .iter()
@@ -208,10 +228,10 @@ fn hub_killed_and_restarted_gets_everything_it_had_not_acknowledged_exactly_once
     // acknowledged them.
     let written_at_kill = writer.written();
     std::thread::sleep(Duration::from_secs(3));
-    let hub2 = Hub::start_on(port, &hub_args);
+    let hub2 = Hub::start_on(port, &hub_args, &[]);
     // A subscription with a backlog: whatever the new hub took in before it (agents
     // may reconnect first) comes as backlog, the rest live, none twice.
-    let mut after = Client::connect(&hub2.ws_url());
+    let mut after = SyncClient::connect(&hub2.ws_url());
     after.subscribe("all", &[" line "], 10_000);
     for a in &mut agents {
         a.wait_connected(2);
@@ -291,9 +311,7 @@ fn agent_restarted_with_state_file_ships_every_line_exactly_once() {
     let files = log_files(dir.path(), &["app"]);
     let file = &files[0];
     let state = dir.path().join("agent-state.json");
-    let hub = Hub::start(&[]);
-    let mut client = Client::connect(&hub.ws_url());
-    client.subscribe("all", &[" line "], 0);
+    let (hub, mut client) = hub_and_client(&[], &[" line "]);
     let state_arg = state.to_str().unwrap();
     let args = ["--state-file", state_arg];
     let mut agent = Agent::start(&hub.agent_url(), "app01", &[file], &args);
@@ -324,17 +342,8 @@ fn agent_restarted_with_state_file_ships_every_line_exactly_once() {
         writer.written() >= resumed + 50
     });
     let last = writer.stop();
-    client.wait_lines("the last line", |ls| {
-        numbers(ls, "app").last() == Some(&last)
-    });
-    client.settle(Duration::from_millis(500));
     // Across both runs: every line 1..=last, in order, each once.
-    assert_exactly_once(
-        "lines across the agent's restart",
-        &numbers(&client.lines, "app"),
-        1,
-        last,
-    );
+    assert_app_lines_once(&mut client, "lines across the agent's restart", last);
 }
 
 /// The state file's offset for `file` (`None` before the agent wrote one).
@@ -352,16 +361,10 @@ fn agent_restarted_with_state_file_resumes_where_the_hub_acknowledged() {
     let files = log_files(dir.path(), &["app"]);
     let file = &files[0];
     let state = dir.path().join("agent-state.json");
-    let hub = Hub::start(&[]);
-    let mut client = Client::connect(&hub.ws_url());
-    client.subscribe("all", &[" line "], 0);
+    let (hub, mut client) = hub_and_client(&[], &[" line "]);
     let args = ["--state-file", state.to_str().unwrap()];
     let mut agent = Agent::start(&hub.agent_url(), "app01", &[file], &args);
-    let write = |range: std::ops::RangeInclusive<u64>| {
-        for n in range {
-            append(file, &format!("{}\n", numbered("app", n)));
-        }
-    };
+    let write = |range| write_numbered(file, "app", range);
 
     write(1..=50);
     client.wait_lines("line 50", |ls| numbers(ls, "app").last() == Some(&50));
@@ -390,14 +393,7 @@ fn agent_restarted_with_state_file_resumes_where_the_hub_acknowledged() {
     );
     agent2.wait_connected(1);
     write(101..=120);
-    client.wait_lines("line 120", |ls| numbers(ls, "app").last() == Some(&120));
-    client.settle(Duration::from_millis(500));
-    assert_exactly_once(
-        "lines across the agent's restart",
-        &numbers(&client.lines, "app"),
-        1,
-        120,
-    );
+    assert_app_lines_once(&mut client, "lines across the agent's restart", 120);
     // The hub numbers the stream on across the agent's two connections.
     let seqs: Vec<u64> = client.lines.iter().map(|l| l.seq).collect();
     assert_eq!(seqs, (1..=120).collect::<Vec<_>>());
@@ -467,7 +463,7 @@ fn agent_with_a_wrong_token_exits_2_and_the_hub_takes_nothing() {
     assert_eq!(hub.streams(), vec![]);
 
     // The right token: connected, and its lines arrive.
-    let mut client = Client::connect(&hub.ws_url());
+    let mut client = SyncClient::connect(&hub.ws_url());
     client.subscribe("all", &[], 0);
     let _right = Agent::start(
         &hub.agent_url(),
@@ -489,9 +485,7 @@ fn agent_token_with_special_characters_is_accepted() {
     let dir = tempdir();
     let files = log_files(dir.path(), &["a"]);
     let token = "s3cr&t =x/?#%+é";
-    let hub = Hub::start(&["--token", token]);
-    let mut client = Client::connect(&hub.ws_url());
-    client.subscribe("all", &[], 0);
+    let (hub, mut client) = hub_and_client(&["--token", token], &[]);
     let _agent = Agent::start(&hub.agent_url(), "web01", &[&files[0]], &["--token", token]);
     append(&files[0], "shipped with an odd token\n");
     let l = client.wait_text("shipped with an odd token");
@@ -518,7 +512,7 @@ fn agent_set_is_the_streams_set() {
     let dir = tempdir();
     let files = log_files(dir.path(), &["web", "db"]);
     let hub = Hub::start(&[]);
-    let mut client = Client::connect(&hub.ws_url());
+    let mut client = SyncClient::connect(&hub.ws_url());
     client.send_json(serde_json::json!({
         "type": "subscribe", "id": "web-only", "include": [], "streams": ["web"],
     }));
@@ -570,14 +564,10 @@ fn hub_drops_batches_an_agent_resends_after_a_lost_connection() {
         "the counter is there from the start"
     );
     let proxy = Proxy::start(hub.port);
-    let mut client = Client::connect(&hub.ws_url());
+    let mut client = SyncClient::connect(&hub.ws_url());
     client.subscribe("all", &[" line "], 0);
     let mut agent = Agent::start(&proxy.url(), "app01", &[file], &[]);
-    let write = |range: std::ops::RangeInclusive<u64>| {
-        for n in range {
-            append(file, &format!("{}\n", numbered("app", n)));
-        }
-    };
+    let write = |range| write_numbered(file, "app", range);
     write(1..=10);
     client.wait_lines("lines 1..=10", |ls| numbers(ls, "app").last() == Some(&10));
 
@@ -600,14 +590,7 @@ fn hub_drops_batches_an_agent_resends_after_a_lost_connection() {
 
     // Life goes on after the reconnect (and these come after every re-sent batch).
     write(31..=40);
-    client.wait_lines("line 40", |ls| numbers(ls, "app").last() == Some(&40));
-    client.settle(Duration::from_millis(500));
-    assert_exactly_once(
-        "lines across the reconnect",
-        &numbers(&client.lines, "app"),
-        1,
-        40,
-    );
+    assert_app_lines_once(&mut client, "lines across the reconnect", 40);
     let page = hub.metrics();
     assert_eq!(
         metric_in(&page, "supergrep_lines_ingested_total"),
@@ -624,9 +607,7 @@ fn hub_drops_batches_an_agent_resends_after_a_lost_connection() {
 /// Speaks the agent protocol by hand on `/agent`.
 struct FakeAgent {
     rt: tokio::runtime::Runtime,
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    ws: Ws,
 }
 
 impl FakeAgent {
@@ -693,9 +674,7 @@ impl FakeAgent {
 
 #[test]
 fn hub_drops_a_batch_it_already_has_and_counts_it() {
-    let hub = Hub::start(&[]);
-    let mut client = Client::connect(&hub.ws_url());
-    client.subscribe("all", &[], 0);
+    let (hub, mut client) = hub_and_client(&[], &[]);
     let path = "/var/log/fake.log";
 
     let mut agent = FakeAgent::connect(&hub, "fake01");
@@ -735,9 +714,7 @@ fn hub_drops_a_batch_it_already_has_and_counts_it() {
 /// (restarted from a state file that says 12) sends 12..36. Only the last line is new.
 #[test]
 fn hub_takes_only_the_new_part_of_an_overlapping_batch() {
-    let hub = Hub::start(&[]);
-    let mut client = Client::connect(&hub.ws_url());
-    client.subscribe("all", &[], 0);
+    let (hub, mut client) = hub_and_client(&[], &[]);
     let path = "/var/log/fake.log";
     let mut agent = FakeAgent::connect(&hub, "fake01");
     agent.lines(1, path, 0, "fake line 1\n");

@@ -2,7 +2,7 @@
 //! loopback port, real files in a temporary directory, real WebSocket clients.
 //!
 //! Nothing here waits for a fixed time or asserts on timing. A test waits for what the
-//! hub says (bounded by `hub_support::PATIENCE`). "Nothing else arrived" is shown with
+//! hub says (bounded by `support::wait::PATIENCE`). "Nothing else arrived" is shown with
 //! sentinel lines: the hub keeps each subscription's matches in order, so once a
 //! subscription has received the last line written, it has received everything before
 //! it. When a client has several subscriptions, the order *between* them within one
@@ -12,39 +12,31 @@
 //!
 //! Expected results are computed with the `regex` crate over what the test wrote.
 
-mod hub_support;
+mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::SinkExt;
-use hub_support::{
-    append, bin, host, http, joined, line_reader, rss_kb, stream_id, subscribe, try_connect,
-    Client, Filter, Hub, PATIENCE,
-};
 use serde_json::json;
 use supergrep::protocol::{ServerMsg, WireLine, WireStream};
+use support::files::{append, empty_files, joined};
+use support::filter::Filter;
+use support::http::http;
+use support::hub::{rss_kb, Hub};
+use support::proc::{bin, supergrep, Proc};
+use support::ws::{subscribe, try_connect, Client};
+use support::{hostname, stream_id};
 use tokio_tungstenite::tungstenite::Message;
 
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-/// Empty files `names` in `dir`.
-fn files(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
-    names
-        .iter()
-        .map(|n| {
-            let p = dir.join(n);
-            std::fs::write(&p, "").unwrap();
-            p
-        })
-        .collect()
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -121,7 +113,7 @@ fn no_errors(others: &[ServerMsg]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_comes_first_and_lists_every_stream_with_its_set() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["a.log", "b.log", "c.log"]);
+    let f = empty_files(dir.path(), &["a.log", "b.log", "c.log"]);
     std::fs::create_dir(dir.path().join("late")).unwrap();
     let late_glob = dir.path().join("late/*.log");
     let config = dir.path().join("hub.toml");
@@ -136,7 +128,7 @@ async fn hello_comes_first_and_lists_every_stream_with_its_set() {
         ),
     )
     .unwrap();
-    let hub = Hub::start(&["--config", s(&config), s(&f[2])], &[&f[0], &f[1], &f[2]]);
+    let hub = Hub::start_following(&["--config", s(&config), s(&f[2])], &[&f[0], &f[1], &f[2]]);
 
     let client = Client::connect(&hub).await;
     let ServerMsg::Hello {
@@ -152,7 +144,7 @@ async fn hello_comes_first_and_lists_every_stream_with_its_set() {
     assert_eq!(server, format!("supergrep {}", env!("CARGO_PKG_VERSION")));
     let wire = |p: &Path, set: &str| WireStream {
         id: stream_id(p),
-        host: host(),
+        host: hostname(),
         path: p.display().to_string(),
         set: set.into(),
     };
@@ -198,8 +190,8 @@ async fn hello_comes_first_and_lists_every_stream_with_its_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matching_lines_arrive_with_spans_in_characters_and_rising_seq() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&[s(&f[0])], &[&f[0]]);
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
     let mut c = Client::connect(&hub).await;
 
     let end = "zz-end error";
@@ -243,7 +235,7 @@ async fn matching_lines_arrive_with_spans_in_characters_and_rising_seq() {
     assert_eq!(texts(all), written);
     for (i, l) in all.iter().enumerate() {
         assert_eq!(l.seq, all[0].seq + i as u64, "seq rises by one per line");
-        assert_eq!(l.host, host());
+        assert_eq!(l.host, hostname());
         assert_eq!(l.path, f[0].display().to_string());
         assert_eq!(l.set, "default");
         assert!(l.ts.ends_with('Z'), "{}", l.ts);
@@ -272,7 +264,7 @@ async fn matching_lines_arrive_with_spans_in_characters_and_rising_seq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_selectors_pick_sets_and_host_path_globs() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["web.log", "db.log", "misc.log"]);
+    let f = empty_files(dir.path(), &["web.log", "db.log", "misc.log"]);
     let config = dir.path().join("hub.toml");
     std::fs::write(
         &config,
@@ -283,11 +275,11 @@ async fn stream_selectors_pick_sets_and_host_path_globs() {
         ),
     )
     .unwrap();
-    let hub = Hub::start(&["--config", s(&config), s(&f[2])], &[&f[0], &f[1], &f[2]]);
+    let hub = Hub::start_following(&["--config", s(&config), s(&f[2])], &[&f[0], &f[1], &f[2]]);
     // (selector, the files it should see)
     let cases: Vec<(Vec<String>, Vec<usize>)> = vec![
         (vec!["web".into()], vec![0]),
-        (vec![format!("{}:*/db.log", host())], vec![1]),
+        (vec![format!("{}:*/db.log", hostname())], vec![1]),
         (vec!["*:*/misc.log".into()], vec![2]),
         (vec!["default".into(), "web".into()], vec![0, 2]),
         (vec!["nosuchset".into(), "nohost:*".into()], vec![]),
@@ -339,8 +331,8 @@ async fn stream_selectors_pick_sets_and_host_path_globs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_comes_first_then_live_lines_none_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&[s(&f[0])], &[&f[0]]);
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
 
     // Lines written before anyone subscribes; a probe tells when the hub has them.
     let before: Vec<String> = (0..60)
@@ -402,8 +394,8 @@ async fn a_backlog_taken_while_lines_pour_in_has_no_gap_and_no_repeat() {
     const BACKLOG: usize = 1500;
     const CLIENTS: usize = 4;
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&[s(&f[0])], &[&f[0]]);
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
     let end = "zz-end even";
     let written: Vec<String> = (0..LINES)
         .map(|k| format!("{k:05} {}", if k % 2 == 0 { "even" } else { "odd" }))
@@ -464,8 +456,8 @@ async fn a_backlog_taken_while_lines_pour_in_has_no_gap_and_no_repeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubscribing_replaces_the_filter_and_unsubscribing_stops_delivery() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&[s(&f[0])], &[&f[0]]);
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
     let mut c = Client::connect(&hub).await;
     c.subscribe(watch_sub()).await;
 
@@ -537,8 +529,8 @@ async fn context(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn context_returns_the_lines_around_a_line_fewer_at_the_edges() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log", "other.log"]);
-    let hub = Hub::start(&[s(&f[0]), s(&f[1])], &[&f[0], &f[1]]);
+    let f = empty_files(dir.path(), &["app.log", "other.log"]);
+    let hub = Hub::start_following(&[s(&f[0]), s(&f[1])], &[&f[0], &f[1]]);
     let id = stream_id(&f[0]);
     let mut c = Client::connect(&hub).await;
     c.subscribe(subscribe("all", &[])).await;
@@ -574,8 +566,8 @@ async fn context_returns_the_lines_around_a_line_fewer_at_the_edges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn context_is_answered_only_from_what_the_ring_still_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&["--backlog", "10", s(&f[0])], &[&f[0]]);
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&["--backlog", "10", s(&f[0])], &[&f[0]]);
     let id = stream_id(&f[0]);
     let mut c = Client::connect(&hub).await;
     c.subscribe(subscribe("all", &[])).await;
@@ -625,8 +617,8 @@ fn mixed_lines(n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_with_different_filters_each_get_exactly_their_matches() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&[s(&f[0])], &[&f[0]]);
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
     let end = "zz-end error warn";
     // (include, exclude, ignore_case)
     let filters: [(&[&str], &[&str], bool); 2] = [
@@ -669,9 +661,9 @@ async fn two_clients_with_different_filters_each_get_exactly_their_matches() {
 async fn five_hundred_clients_each_get_exactly_their_own_matches() {
     const CLIENTS: usize = 500;
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&[s(&f[0])], &[&f[0]]);
-    let url = hub.url();
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
+    let url = hub.ws_url();
     let include = |i: usize| [format!(r"\bclient{i:04}\b"), "PANIC".to_string()];
     let clients = join_all((0..CLIENTS).map(|i| {
         let url = url.clone();
@@ -683,8 +675,8 @@ async fn five_hundred_clients_each_get_exactly_their_own_matches() {
         }
     }))
     .await;
-    assert_eq!(hub.metric("supergrep_clients"), CLIENTS as u64);
-    assert_eq!(hub.metric("supergrep_subscriptions"), CLIENTS as u64);
+    assert_eq!(hub.metric("supergrep_clients"), Some(CLIENTS as u64));
+    assert_eq!(hub.metric("supergrep_subscriptions"), Some(CLIENTS as u64));
 
     let end = "zz-end PANIC";
     let mut written: Vec<String> = (0..4000)
@@ -756,9 +748,9 @@ async fn a_client_that_stops_reading_is_told_what_it_lost_and_hurts_nobody() {
     const LINES: usize = 200_000;
     const PAD: usize = 1000;
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["flood.log"]);
+    let f = empty_files(dir.path(), &["flood.log"]);
     // A small ring, so that memory is about the clients, not the backlog.
-    let hub = Hub::start(&["--backlog", "10000", s(&f[0])], &[&f[0]]);
+    let hub = Hub::start_following(&["--backlog", "10000", s(&f[0])], &[&f[0]]);
 
     // Every line matches `slow`; one line in 100 matches `fast`: 2,001 matches in all,
     // fewer than the per-client queue (10,000), so by DESIGN §1 `fast` loses none of
@@ -781,7 +773,7 @@ async fn a_client_that_stops_reading_is_told_what_it_lost_and_hurts_nobody() {
     let peak = Arc::new(AtomicU64::new(0));
     let done = StopOnDrop(Arc::new(AtomicBool::new(false)));
     let sampler = {
-        let (peak, done, pid) = (peak.clone(), done.0.clone(), hub.pid());
+        let (peak, done, pid) = (peak.clone(), done.0.clone(), hub.proc.pid());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 if let Some(kb) = rss_kb(pid) {
@@ -882,8 +874,8 @@ async fn a_client_that_stops_reading_is_told_what_it_lost_and_hurts_nobody() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_errors_and_the_connection_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&[s(&f[0])], &[&f[0]]);
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
     let mut c = Client::connect(&hub).await;
 
     let error = |m: ServerMsg| match m {
@@ -950,10 +942,10 @@ async fn bad_requests_get_errors_and_the_connection_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_message_is_told_to_the_client() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
+    let f = empty_files(dir.path(), &["app.log"]);
     let config = dir.path().join("hub.toml");
     std::fs::write(&config, "[limits]\nmax_message_bytes = 1000\n").unwrap();
-    let hub = Hub::start(&["--config", s(&config), s(&f[0])], &[&f[0]]);
+    let hub = Hub::start_following(&["--config", s(&config), s(&f[0])], &[&f[0]]);
     let mut c = Client::connect(&hub).await;
     let pattern = "a".repeat(2000);
     c.send(subscribe("big", &[&pattern])).await;
@@ -976,9 +968,9 @@ async fn an_oversized_message_is_told_to_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_required_when_set_for_websockets_and_markers() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&["--token", "s3cret", s(&f[0])], &[&f[0]]);
-    let url = hub.bare_url();
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&["--token", "s3cret", s(&f[0])], &[&f[0]]);
+    let url = hub.bare_ws_url();
 
     assert_eq!(try_connect(&url, &[]).await.err(), Some(401));
     assert_eq!(
@@ -993,39 +985,34 @@ async fn a_token_is_required_when_set_for_websockets_and_markers() {
     let mut bearer = Client::connect_url(&url, &[("Authorization", "Bearer s3cret")]).await;
 
     // Markers need it too; refused ones are not announced.
-    let marker = |text: &str| json!({ "text": text }).to_string();
-    let (status, _) = http(hub.port, "POST", "/api/markers", &[], &marker("refused 1"));
-    assert_eq!(status, 401);
-    let (status, _) = http(
-        hub.port,
-        "POST",
-        "/api/markers?token=wrong",
-        &[],
-        &marker("refused 2"),
-    );
-    assert_eq!(status, 401);
-    let refused = bin()
-        .args(["mark", "--hub", &format!("ws://127.0.0.1:{}", hub.port)])
-        .arg("refused 3")
-        .output()
-        .unwrap();
+    let post_marker = |query: &str, text: &str| {
+        let body = json!({ "text": text }).to_string();
+        http(
+            hub.port,
+            "POST",
+            &format!("/api/markers{query}"),
+            &[],
+            &body,
+        )
+        .0
+    };
+    // `supergrep mark` (DESIGN §3).
+    let mark = |args: &[&str]| {
+        bin()
+            .args(["mark", "--hub", &format!("ws://127.0.0.1:{}", hub.port)])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(post_marker("", "refused 1"), 401);
+    assert_eq!(post_marker("?token=wrong", "refused 2"), 401);
+    let refused = mark(&["refused 3"]);
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("401"), "{stderr}");
-    let (status, _) = http(
-        hub.port,
-        "POST",
-        "/api/markers?token=s3cret",
-        &[],
-        &marker("deploy 42"),
-    );
-    assert_eq!(status, 202);
-    // `supergrep mark` (DESIGN §3) with the token.
-    let marked = bin()
-        .args(["mark", "--hub", &format!("ws://127.0.0.1:{}", hub.port)])
-        .args(["--token", "s3cret", "deploy", "43"])
-        .output()
-        .unwrap();
+    assert_eq!(post_marker("?token=s3cret", "deploy 42"), 202);
+    // `mark` with the token.
+    let marked = mark(&["--token", "s3cret", "deploy", "43"]);
     assert_eq!(
         marked.status.code(),
         Some(0),
@@ -1047,13 +1034,13 @@ async fn a_token_is_required_when_set_for_websockets_and_markers() {
     let (status, _) = http(hub.port, "GET", "/api/streams", &[], "");
     assert_eq!(status, 401);
     // Every refusal is counted.
-    assert_eq!(hub.metric("supergrep_requests_refused_total"), 7);
+    assert_eq!(hub.metric("supergrep_requests_refused_total"), Some(7));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_from_the_config_file_is_required_too() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
+    let f = empty_files(dir.path(), &["app.log"]);
     let config = dir.path().join("hub.toml");
     std::fs::write(&config, "token = \"fromconfig\"\n").unwrap();
     let hub = Hub::start_with_token(
@@ -1061,7 +1048,7 @@ async fn a_token_from_the_config_file_is_required_too() {
         &[&f[0]],
         Some("fromconfig"),
     );
-    let url = hub.bare_url();
+    let url = hub.bare_ws_url();
     assert_eq!(try_connect(&url, &[]).await.err(), Some(401));
     assert_eq!(
         try_connect(&format!("{url}?token=nope"), &[]).await.err(),
@@ -1075,15 +1062,15 @@ async fn a_token_from_the_config_file_is_required_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_from_a_foreign_origin_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
+    let f = empty_files(dir.path(), &["app.log"]);
     let config = dir.path().join("hub.toml");
     std::fs::write(
         &config,
         "allowed_origins = [\"https://logs.example.com\"]\n",
     )
     .unwrap();
-    let hub = Hub::start(&["--config", s(&config), s(&f[0])], &[&f[0]]);
-    let url = hub.url();
+    let hub = Hub::start_following(&["--config", s(&config), s(&f[0])], &[&f[0]]);
+    let url = hub.ws_url();
     let own = format!("http://127.0.0.1:{}", hub.port);
     for evil in [
         "http://evil.example",
@@ -1112,20 +1099,20 @@ async fn websockets_from_a_foreign_origin_are_refused() {
 /// the hub's exit status.
 async fn sigterm_with_clients(n: usize) -> (Vec<Option<Message>>, std::process::ExitStatus) {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let mut hub = Hub::start(&[s(&f[0])], &[&f[0]]);
+    let f = empty_files(dir.path(), &["app.log"]);
+    let mut hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
     let mut clients = Vec::new();
     for _ in 0..n {
         clients.push(Client::connect(&hub).await);
     }
     clients[0].subscribe(subscribe("a", &["x"])).await;
     hub.wait_metric("supergrep_clients", n as u64);
-    hub.signal("TERM");
+    hub.proc.signal("TERM");
     let mut frames = Vec::new();
     for c in &mut clients {
         frames.push(c.frame().await);
     }
-    let status = hub.wait_exit();
+    let status = hub.proc.wait_exit();
     (frames, status)
 }
 
@@ -1166,8 +1153,8 @@ async fn sigterm_sends_every_client_a_close_frame() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_healthz_and_markers() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&[s(&f[0])], &[&f[0]]);
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
 
     let (status, body) = http(hub.port, "GET", "/healthz", &[], "");
     assert_eq!((status, body.as_str()), (200, "ok\n"));
@@ -1203,9 +1190,9 @@ async fn metrics_healthz_and_markers() {
     // the client has the line: wait for the count rather than read it once.)
     hub.wait_metric("supergrep_lines_ingested_total", written.len() as u64);
     hub.wait_metric("supergrep_matches_delivered_total", matched as u64);
-    assert_eq!(hub.metric("supergrep_matches_dropped_total"), 0);
-    assert_eq!(hub.metric("supergrep_clients"), 2);
-    assert_eq!(hub.metric("supergrep_subscriptions"), 1);
+    assert_eq!(hub.metric("supergrep_matches_dropped_total"), Some(0));
+    assert_eq!(hub.metric("supergrep_clients"), Some(2));
+    assert_eq!(hub.metric("supergrep_subscriptions"), Some(1));
     let per_stream = format!(
         "supergrep_stream_lines_total{{stream=\"{}\"}} {}",
         stream_id(&f[0]),
@@ -1221,7 +1208,7 @@ async fn metrics_healthz_and_markers() {
     let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         listed,
-        json!([{"id": stream_id(&f[0]), "host": host(), "path": s(&f[0]),
+        json!([{"id": stream_id(&f[0]), "host": hostname(), "path": s(&f[0]),
             "set": "default", "lines": written.len()}])
     );
 
@@ -1255,79 +1242,21 @@ async fn metrics_healthz_and_markers() {
 // 12. --connect
 // ---------------------------------------------------------------------------------
 
-struct Connected {
-    child: std::process::Child,
-    stdout: std::sync::mpsc::Receiver<String>,
-    stderr: std::sync::mpsc::Receiver<String>,
-    stderr_seen: Vec<String>,
-}
-
-impl Connected {
-    fn start(url: &str, args: &[&str]) -> Connected {
-        let mut child = bin()
-            .arg("--connect")
-            .arg(url)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Connected {
-            stdout: line_reader(child.stdout.take().unwrap()),
-            stderr: line_reader(child.stderr.take().unwrap()),
-            child,
-            stderr_seen: Vec::new(),
-        }
-    }
-
-    fn wait_stderr(&mut self, needle: &str) {
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while !self.stderr_seen.iter().any(|l| l.contains(needle)) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(l) => self.stderr_seen.push(l),
-                Err(_) => panic!(
-                    "stderr never said {needle:?}:\n{}",
-                    self.stderr_seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Stdout lines up to and including one ending in `end`.
-    fn lines_until(&mut self, end: &str) -> Vec<String> {
-        let mut got = Vec::new();
-        loop {
-            match self.stdout.recv_timeout(PATIENCE) {
-                Ok(l) => {
-                    let last = l.ends_with(end);
-                    got.push(l);
-                    if last {
-                        return got;
-                    }
-                }
-                Err(_) => panic!("stdout never said {end:?}; got {got:#?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Connected {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `supergrep --connect URL ARGS…`, printing what it receives.
+fn connect_client(url: &str, args: &[&str]) -> Proc {
+    let mut all = vec!["--connect", url];
+    all.extend_from_slice(args);
+    supergrep(&all)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_prints_matches_and_survives_a_hub_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
+    let f = empty_files(dir.path(), &["app.log"]);
     let args = [s(&f[0])];
-    let mut hub = Hub::start(&args, &[&f[0]]);
+    let mut hub = Hub::start_following(&args, &[&f[0]]);
     let port = hub.port;
-    let mut client = Connected::start(&format!("ws://127.0.0.1:{port}"), &["-e", "error"]);
+    let mut client = connect_client(&format!("ws://127.0.0.1:{port}"), &["-e", "error"]);
     hub.wait_metric("supergrep_subscriptions", 1);
 
     let prefix = format!("{}:", stream_id(&f[0]));
@@ -1335,11 +1264,11 @@ async fn connect_prints_matches_and_survives_a_hub_restart() {
     append(&f[0], &joined(&first));
     let mut printed = client.lines_until("zz-end-1 error");
 
-    hub.signal("KILL");
-    hub.wait_exit();
-    client.wait_stderr("reconnecting");
+    hub.proc.signal("KILL");
+    hub.proc.wait_exit();
+    client.wait_stderr(&["reconnecting"]);
     let hub = Hub::start_on(port, &args, &[&f[0]]);
-    client.wait_stderr("supergrep: connected to");
+    client.wait_stderr(&["supergrep: connected to"]);
     hub.wait_metric("supergrep_subscriptions", 1);
 
     let second = ["three error", "fine again", "four error", "zz-end-2 error"];
@@ -1355,7 +1284,7 @@ async fn connect_prints_matches_and_survives_a_hub_restart() {
         .collect();
     assert_eq!(printed, want);
     // Nothing else came meanwhile (the last line was the last one written).
-    assert!(client.stdout.try_recv().is_err());
+    assert!(client.drain(Duration::ZERO).is_empty());
 }
 
 /// A TCP relay between `--connect` and the hub that the test can cut, to lose the hub
@@ -1414,10 +1343,10 @@ impl Relay {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_fills_the_gap_after_losing_the_same_hub_printing_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let f = files(dir.path(), &["app.log"]);
-    let hub = Hub::start(&[s(&f[0])], &[&f[0]]);
+    let f = empty_files(dir.path(), &["app.log"]);
+    let hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
     let relay = Relay::start(hub.port).await;
-    let mut client = Connected::start(&format!("ws://127.0.0.1:{}", relay.port), &["-e", "error"]);
+    let mut client = connect_client(&format!("ws://127.0.0.1:{}", relay.port), &["-e", "error"]);
     hub.wait_metric("supergrep_subscriptions", 1);
     let prefix = format!("{}:", stream_id(&f[0]));
 
@@ -1426,14 +1355,14 @@ async fn connect_fills_the_gap_after_losing_the_same_hub_printing_nothing_twice(
     let mut printed = client.lines_until("zz-end-1 error");
 
     relay.down();
-    client.wait_stderr("reconnecting");
+    client.wait_stderr(&["reconnecting"]);
     hub.wait_metric("supergrep_subscriptions", 0);
     // Written while the client is away: the hub keeps them in its ring.
     let gap = ["three error", "fine", "four error"];
     append(&f[0], &joined(&gap));
     hub.wait_metric("supergrep_lines_ingested_total", 7);
     relay.up();
-    client.wait_stderr("supergrep: connected to");
+    client.wait_stderr(&["supergrep: connected to"]);
     hub.wait_metric("supergrep_subscriptions", 1);
     let last = ["five error", "zz-end-2 error"];
     append(&f[0], &joined(&last));

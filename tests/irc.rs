@@ -4,43 +4,22 @@
 //!
 //! Nothing waits for a fixed time or asserts on timing: tests wait for what stderr
 //! says (`following path=…`, `IRC: joined #…`) or for what arrives in the channel,
-//! bounded by `irc_support::PATIENCE`. "Nothing else was posted" is shown by appending
+//! bounded by `support::wait::PATIENCE`. "Nothing else was posted" is shown by appending
 //! a last matching line and checking that it is the very next message.
 
-mod irc_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use irc_support::{
-    append, free_port, hostname, irc_clean, Client, Ircd, IrcdOptions, Said, Supergrep,
-};
+use support::files::{append, TempLog};
+use support::irc::{irc_clean, Client, Ircd, IrcdOptions, Said};
+use support::proc::{supergrep, Proc};
+use support::wait::PATIENCE;
+use support::{free_port, hostname};
 
 const BOLD_RED: &str = "\x0304\x02";
 const RESET: &str = "\x0f";
-
-/// A log file in a temporary directory (created empty, so it can be followed).
-struct LogFile {
-    tmp: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl LogFile {
-    fn new(name: &str) -> LogFile {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(name);
-        std::fs::write(&path, "").unwrap();
-        LogFile { tmp: dir, path }
-    }
-
-    fn s(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-
-    fn dir(&self) -> &Path {
-        self.tmp.path()
-    }
-}
 
 /// What the default template `{host} {path}: {text}` makes of a line of `file`.
 fn default_msg(file: &Path, text: &str) -> String {
@@ -89,26 +68,32 @@ fn texts_from(said: &[Said], nick: &str) -> Vec<String> {
         .collect()
 }
 
+/// A private server, and a client `watcher` in `channel` that records what is said.
+fn ircd_with_watcher(channel: &str) -> (Ircd, Client) {
+    let ircd = Ircd::start();
+    let watcher = Client::connect(ircd.port, "watcher");
+    watcher.join(channel);
+    (ircd, watcher)
+}
+
 /// A server, a watcher in `channel`, a log file, and supergrep following it with
 /// `--irc` to that channel (plus `extra` arguments), ready to have lines appended.
 struct Setup {
     ircd: Ircd,
     watcher: Client,
-    log: LogFile,
-    sg: Supergrep,
+    log: TempLog,
+    sg: Proc,
 }
 
 fn setup(channel: &str, pattern: &str, extra: &[&str]) -> Setup {
-    let ircd = Ircd::start();
-    let watcher = Client::connect(ircd.port, "watcher");
-    watcher.join(channel);
-    let log = LogFile::new("app.log");
+    let (ircd, watcher) = ircd_with_watcher(channel);
+    let log = TempLog::new("app.log");
     let url = ircd.url(channel);
     let mut args = vec!["-e", pattern, "--irc", &url];
     args.extend_from_slice(extra);
     args.push(log.s());
-    let mut sg = Supergrep::start(&args);
-    sg.wait_ready(&log.path, channel);
+    let mut sg = supergrep(&args);
+    sg.wait_irc_ready(&log.path, channel);
     Setup {
         ircd,
         watcher,
@@ -138,7 +123,7 @@ fn matches_are_posted_in_order_with_the_default_template() {
         .filter(|l| l.contains("ERROR"))
         .collect();
     // The terminal output goes on as ever.
-    assert_eq!(t.sg.stdout_lines(3), matching);
+    assert_eq!(t.sg.lines(3), matching);
     t.watcher.wait_said("#logs", 3);
     // A last matching line: the next message must be it, so nothing else was posted.
     append(&t.log.path, "last ERROR\n");
@@ -513,16 +498,23 @@ fn reconnects_and_rejoins_after_the_server_restarts() {
 // 7. Nick in use
 // ---------------------------------------------------------------------------------
 
+/// A squatter holding the nick `supergrep` and watching `#nick` on `ircd`, then
+/// supergrep posting the ERROR lines of a new log there, ready:
+/// `(squatter, log, supergrep)`.
+fn nick_squatted(ircd: &Ircd) -> (Client, TempLog, Proc) {
+    let squatter = Client::connect(ircd.port, "supergrep");
+    squatter.join("#nick");
+    let log = TempLog::new("app.log");
+    let url = ircd.url("#nick");
+    let mut sg = supergrep(&["-e", "ERROR", "--irc", &url, log.s()]);
+    sg.wait_irc_ready(&log.path, "#nick");
+    (squatter, log, sg)
+}
+
 #[test]
 fn takes_another_nick_when_its_own_is_in_use() {
     let ircd = Ircd::start();
-    // The squatter holds `supergrep` and watches the channel.
-    let squatter = Client::connect(ircd.port, "supergrep");
-    squatter.join("#nick");
-    let log = LogFile::new("app.log");
-    let url = ircd.url("#nick");
-    let mut sg = Supergrep::start(&["-e", "ERROR", "--irc", &url, log.s()]);
-    sg.wait_ready(&log.path, "#nick");
+    let (squatter, log, _sg) = nick_squatted(&ircd);
     squatter.wait_for("supergrep_ joining", |m| {
         m.command == "JOIN" && m.nick() == "supergrep_"
     });
@@ -546,12 +538,7 @@ fn takes_another_nick_when_its_own_is_in_use_and_nicks_are_short() {
         max_nick_length: None,
         ..IrcdOptions::default()
     });
-    let squatter = Client::connect(ircd.port, "supergrep");
-    squatter.join("#nick");
-    let log = LogFile::new("app.log");
-    let url = ircd.url("#nick");
-    let mut sg = Supergrep::start(&["-e", "ERROR", "--irc", &url, log.s()]);
-    sg.wait_ready(&log.path, "#nick");
+    let (squatter, log, _sg) = nick_squatted(&ircd);
     append(&log.path, "ERROR with another nick\n");
     let said = squatter.wait_said("#nick", 1);
     assert!(said[0].from.starts_with("supergre"), "{said:?}");
@@ -565,6 +552,27 @@ fn takes_another_nick_when_its_own_is_in_use_and_nicks_are_short() {
 // 8. The hub's [[irc]] sinks
 // ---------------------------------------------------------------------------------
 
+/// `supergrep serve` on any port with the config file `config`, following `log`.
+fn serve_with_config(config: &Path, log: &TempLog) -> Proc {
+    supergrep(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+        log.s(),
+    ])
+}
+
+/// A config with one `[[irc]]` sink: `PHP Fatal` lines to `#deploys` on `ircd`, and
+/// `more` keys of the sink.
+fn php_fatal_sink(ircd: &Ircd, more: &str) -> String {
+    format!(
+        "[[irc]]\nserver = \"irc://127.0.0.1:{}\"\nchannel = \"#deploys\"\ninclude = [\"PHP Fatal\"]\n{more}",
+        ircd.port
+    )
+}
+
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("supergrep.toml");
     std::fs::write(&path, text).unwrap();
@@ -573,26 +581,11 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
 
 #[test]
 fn hub_irc_sink_posts_matches_from_followed_files() {
-    let ircd = Ircd::start();
-    let watcher = Client::connect(ircd.port, "watcher");
-    watcher.join("#deploys");
-    let log = LogFile::new("php.log");
-    let config = write_config(
-        log.dir(),
-        &format!(
-            "[[irc]]\nserver = \"irc://127.0.0.1:{}\"\nchannel = \"#deploys\"\ninclude = [\"PHP Fatal\"]\n",
-            ircd.port
-        ),
-    );
-    let mut hub = Supergrep::start(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-        log.s(),
-    ]);
-    hub.wait_ready(&log.path, "#deploys");
+    let (ircd, watcher) = ircd_with_watcher("#deploys");
+    let log = TempLog::new("php.log");
+    let config = write_config(log.dir(), &php_fatal_sink(&ircd, ""));
+    let mut hub = serve_with_config(&config, &log);
+    hub.wait_irc_ready(&log.path, "#deploys");
     hub.wait_stderr(&["serving http://127.0.0.1:"]);
 
     let lines = [
@@ -618,7 +611,7 @@ fn hub_irc_sink_posts_matches_from_followed_files() {
 
 #[test]
 fn hub_rejects_a_bad_irc_url_naming_the_sink() {
-    let log = LogFile::new("php.log");
+    let log = TempLog::new("php.log");
     for (config, name) in [
         (
             "[[irc]]\nserver = \"http://127.0.0.1:6667\"\nchannel = \"#deploys\"\ninclude = [\"x\"]\n",
@@ -631,16 +624,9 @@ fn hub_rejects_a_bad_irc_url_naming_the_sink() {
         ),
     ] {
         let path = write_config(log.dir(), config);
-        let mut hub = Supergrep::start(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            path.to_str().unwrap(),
-            log.s(),
-        ]);
-        let code = hub.wait_exit(irc_support::PATIENCE);
-        let stderr = hub.poll_stderr().join("\n");
+        let mut hub = serve_with_config(&path, &log);
+        let code = hub.exit_code_within(PATIENCE);
+        let stderr = hub.stderr_text();
         assert_eq!(code, Some(2), "{config}\nstderr:\n{stderr}");
         assert!(stderr.contains(name), "{name} not named:\n{stderr}");
         assert!(stderr.contains("invalid IRC URL"), "{stderr}");
@@ -651,35 +637,19 @@ fn hub_rejects_a_bad_irc_url_naming_the_sink() {
 /// only templates: every message is empty, and nothing reaches the channel.
 #[test]
 fn hub_irc_sink_with_format_text_posts_or_is_refused() {
-    let ircd = Ircd::start();
-    let watcher = Client::connect(ircd.port, "watcher");
-    watcher.join("#deploys");
-    let log = LogFile::new("php.log");
-    let config = write_config(
-        log.dir(),
-        &format!(
-            "[[irc]]\nserver = \"irc://127.0.0.1:{}\"\nchannel = \"#deploys\"\n\
-             include = [\"PHP Fatal\"]\nformat = \"text\"\n",
-            ircd.port
-        ),
-    );
-    let mut hub = Supergrep::start(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-        log.s(),
-    ]);
+    let (ircd, watcher) = ircd_with_watcher("#deploys");
+    let log = TempLog::new("php.log");
+    let config = write_config(log.dir(), &php_fatal_sink(&ircd, "format = \"text\"\n"));
+    let mut hub = serve_with_config(&config, &log);
     // Either refused at start, naming the key…
-    if let Some(code) = hub.wait_exit(Duration::from_secs(2)) {
-        let stderr = hub.poll_stderr().join("\n");
+    if let Some(code) = hub.exit_code_within(Duration::from_secs(2)) {
+        let stderr = hub.stderr_text();
         assert_eq!(code, 2, "{stderr}");
         assert!(stderr.contains("irc[0].format"), "{stderr}");
         return;
     }
     // …or the line arrives, as text.
-    hub.wait_ready(&log.path, "#deploys");
+    hub.wait_irc_ready(&log.path, "#deploys");
     append(&log.path, "PHP Fatal error: boom\n");
     let said = watcher.wait_said("#deploys", 1);
     assert!(said[0].text.contains("PHP Fatal error: boom"), "{said:?}");
@@ -692,17 +662,17 @@ fn hub_irc_sink_with_format_text_posts_or_is_refused() {
 #[test]
 fn an_unreachable_irc_server_does_not_stop_terminal_output() {
     let port = free_port();
-    let log = LogFile::new("app.log");
+    let log = TempLog::new("app.log");
     let url = format!("irc://127.0.0.1:{port}/#void");
-    let mut sg = Supergrep::start(&["-e", "ERROR", "--irc", &url, log.s()]);
+    let mut sg = supergrep(&["-e", "ERROR", "--irc", &url, log.s()]);
     sg.wait_stderr(&["following", log.s()]);
     sg.wait_stderr(&["cannot connect to IRC server", &port.to_string()]);
     append(&log.path, "ERROR one\nfine\nERROR two\n");
-    assert_eq!(sg.stdout_lines(2), vec!["ERROR one", "ERROR two"]);
+    assert_eq!(sg.lines(2), vec!["ERROR one", "ERROR two"]);
     // More than the IRC sink's queue (1000) can hold: the terminal must not wait on it.
     let many: Vec<String> = (0..1500).map(|i| format!("ERROR {i}")).collect();
     append(&log.path, &(many.join("\n") + "\n"));
-    assert_eq!(sg.stdout_lines(1500), many);
+    assert_eq!(sg.lines(1500), many);
     assert_eq!(sg.child.try_wait().unwrap(), None, "supergrep exited");
 }
 
@@ -711,17 +681,17 @@ fn an_unreachable_irc_server_does_not_stop_terminal_output() {
 #[test]
 fn no_follow_with_an_unreachable_irc_server_still_prints_and_ends() {
     let port = free_port();
-    let log = LogFile::new("app.log");
+    let log = TempLog::new("app.log");
     std::fs::write(&log.path, "ERROR a\nok\nERROR b\n").unwrap();
     let url = format!("irc://127.0.0.1:{port}/#void");
-    let mut sg = Supergrep::start(&["--no-follow", "-e", "ERROR", "--irc", &url, log.s()]);
-    assert_eq!(sg.stdout_lines(2), vec!["ERROR a", "ERROR b"]);
-    let code = sg.wait_exit(irc_support::PATIENCE);
+    let mut sg = supergrep(&["--no-follow", "-e", "ERROR", "--irc", &url, log.s()]);
+    assert_eq!(sg.lines(2), vec!["ERROR a", "ERROR b"]);
+    let code = sg.exit_code_within(PATIENCE);
     assert_eq!(
         code,
         Some(0),
         "still running; stderr:\n{}",
-        sg.poll_stderr().join("\n")
+        sg.stderr_text()
     );
 }
 
@@ -731,19 +701,17 @@ fn no_follow_with_an_unreachable_irc_server_still_prints_and_ends() {
 
 #[test]
 fn no_follow_posts_what_matched_then_quits() {
-    let ircd = Ircd::start();
-    let watcher = Client::connect(ircd.port, "watcher");
-    watcher.join("#once");
-    let log = LogFile::new("app.log");
+    let (ircd, watcher) = ircd_with_watcher("#once");
+    let log = TempLog::new("app.log");
     std::fs::write(&log.path, "ERROR a\nok\nERROR b\n").unwrap();
     let url = ircd.url("#once");
-    let mut sg = Supergrep::start(&["--no-follow", "-e", "ERROR", "--irc", &url, log.s()]);
-    assert_eq!(sg.stdout_lines(2), vec!["ERROR a", "ERROR b"]);
+    let mut sg = supergrep(&["--no-follow", "-e", "ERROR", "--irc", &url, log.s()]);
+    assert_eq!(sg.lines(2), vec!["ERROR a", "ERROR b"]);
     let quit = watcher.wait_for("supergrep's QUIT", |m| {
         m.command == "QUIT" && m.nick() == "supergrep"
     });
     assert!(quit.param(0).contains("supergrep done"), "{quit:?}");
-    assert_eq!(sg.wait_exit(irc_support::PATIENCE), Some(0));
+    assert_eq!(sg.exit_code_within(PATIENCE), Some(0));
     assert_eq!(
         texts_from(&watcher.said("#once"), "supergrep"),
         vec![
@@ -775,14 +743,12 @@ fn rejoins_after_a_kick() {
 /// still does not join, and matches wait forever.
 #[test]
 fn tries_again_to_join_a_channel_it_could_not_join() {
-    let ircd = Ircd::start();
-    let watcher = Client::connect(ircd.port, "watcher");
-    watcher.join("#locked");
+    let (ircd, watcher) = ircd_with_watcher("#locked");
     watcher.send("MODE #locked +k sesame");
     watcher.wait_for("the key set", |m| m.command == "MODE" && m.param(1) == "+k");
-    let log = LogFile::new("app.log");
+    let log = TempLog::new("app.log");
     let url = ircd.url("#locked");
-    let mut sg = Supergrep::start(&["-e", "ERROR", "--irc", &url, log.s()]);
+    let mut sg = supergrep(&["-e", "ERROR", "--irc", &url, log.s()]);
     sg.wait_stderr(&["following", log.s()]);
     sg.wait_stderr(&["IRC: cannot join #locked"]);
     watcher.send("MODE #locked -k sesame");

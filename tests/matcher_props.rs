@@ -17,16 +17,19 @@
 //! spans = the non-empty `find_iter` matches of every include pattern, in characters,
 //! sorted and deduplicated.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
-use regex::{Regex, RegexBuilder};
+use regex::RegexBuilder;
 use supergrep::line::Stream;
 use supergrep::matcher::{
     Limits, Matcher, Pattern, PatternCache, PatternKey, Scratch, SpanCache, StreamSelector, SubKey,
     Subscription,
 };
+use support::filter::Filter;
 
 // ---------------------------------------------------------------------------------------
 // Generators
@@ -226,44 +229,18 @@ fn split_lines(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// A subscription of the reference: its key and its filter.
 struct RefSub {
     key: SubKey,
-    include: Vec<Regex>,
-    exclude: Vec<Regex>,
+    filter: Filter,
 }
 
 impl RefSub {
     fn new(key: SubKey, spec: &SubSpec) -> RefSub {
-        let compile = |p: &String| {
-            RegexBuilder::new(p)
-                .case_insensitive(spec.ignore_case)
-                .build()
-                .unwrap_or_else(|e| panic!("reference cannot compile {p:?}: {e}"))
-        };
         RefSub {
             key,
-            include: spec.include.iter().map(compile).collect(),
-            exclude: spec.exclude.iter().map(compile).collect(),
+            filter: Filter::new(&spec.include, &spec.exclude, spec.ignore_case),
         }
-    }
-
-    fn wants(&self, line: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(line)))
-            && !self.exclude.iter().any(|r| r.is_match(line))
-    }
-
-    fn spans(&self, line: &str) -> Vec<[usize; 2]> {
-        let chars = |off: usize| line[..off].chars().count();
-        let mut spans: Vec<[usize; 2]> = self
-            .include
-            .iter()
-            .flat_map(|r| r.find_iter(line))
-            .filter(|m| !m.is_empty())
-            .map(|m| [chars(m.start()), chars(m.end())])
-            .collect();
-        spans.sort_unstable();
-        spans.dedup();
-        spans
     }
 }
 
@@ -275,8 +252,8 @@ fn reference(refs: &[&RefSub], text: &str) -> Hits {
     for (i, line) in split_lines(text).into_iter().enumerate() {
         let wanted: BTreeMap<_, _> = refs
             .iter()
-            .filter(|r| r.wants(line))
-            .map(|r| (r.key, r.spans(line)))
+            .filter(|r| r.filter.matches(line))
+            .map(|r| (r.key, r.filter.spans(line)))
             .collect();
         if !wanted.is_empty() {
             out.push((i as u64, line.to_owned(), wanted));

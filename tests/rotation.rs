@@ -7,12 +7,12 @@
 //! pattern prints every line, so a corrupted line shows up instead of being filtered
 //! out) and a writer that appends numbered lines (`line 000123\n`), one `write` per
 //! line with O_APPEND, as a logging program does. Tests never assert on timing: they
-//! wait (up to `common::PATIENCE`) for the lines they expect, then let the output go
+//! wait (up to `support::wait::PATIENCE`) for the lines they expect, then let the output go
 //! quiet to catch late duplicates, and only then check what was received. Sleeps in
 //! here only shape the scenario (a pause between two writes); no result depends on
 //! them.
 
-mod common;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -26,7 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{append, Running, PATIENCE};
+use support::files::append;
+use support::proc::{supergrep_in, Proc};
+use support::wait::PATIENCE;
 
 /// After the last expected line arrived: how long the output must stay silent before
 /// we conclude nothing more (a duplicate) is coming. Several poll intervals (250 ms).
@@ -87,6 +89,13 @@ fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// `DIR/app.log`, created empty.
+fn empty_log(dir: &Path) -> PathBuf {
+    let log = dir.join("app.log");
+    File::create(&log).unwrap();
+    log
+}
+
 fn inode(path: &Path) -> Option<u64> {
     fs::metadata(path).ok().map(|m| m.ino())
 }
@@ -95,7 +104,7 @@ fn inode(path: &Path) -> Option<u64> {
 
 /// A following supergrep and every line it printed so far.
 struct Follower {
-    run: Running,
+    run: Proc,
     got: Vec<String>,
     seen: HashSet<u64>,
     max_seen: Option<u64>,
@@ -120,8 +129,8 @@ impl Follower {
             "",
         ];
         all.extend_from_slice(args);
-        let mut run = Running::start(&all, dir);
-        run.wait_stderr(&["following", &format!("path={} ", opens.display())]);
+        let mut run = supergrep_in(dir, &all);
+        run.wait_following(opens);
         Follower {
             run,
             got: Vec::new(),
@@ -260,6 +269,18 @@ fn assert_in_order_per_file(nums: &[u64], starts: &[u64]) {
         }
         last.insert(f, n);
     }
+}
+
+/// Stops the writer, waits for every line it wrote, and checks that each arrived
+/// exactly once, uncorrupted, and the lines of each of the `files` files it wrote to in
+/// the order they were written.
+fn stop_and_check_every_line_once(writer: Writer, follower: &mut Follower, files: usize) {
+    let (total, starts) = writer.stop();
+    assert_eq!(starts.len(), files);
+    follower.wait_all(0..total);
+    let got = follower.settle();
+    assert_exactly_once(&got, 0..total);
+    assert_in_order_per_file(&parse_all(&got), &starts);
 }
 
 // ─── the writing program ───────────────────────────────────────────────────────────
@@ -471,8 +492,7 @@ impl Logrotate {
 fn create_rotation_loses_and_duplicates_nothing() {
     const ROTATIONS: usize = 5;
     let dir = tempdir();
-    let log = dir.path().join("app.log");
-    File::create(&log).unwrap();
+    let log = empty_log(dir.path());
     let logrotate = Logrotate::new(dir.path(), &log, "create");
     let mut follower = Follower::start(dir.path(), &log);
     let writer = Writer::start(&log);
@@ -488,13 +508,7 @@ fn create_rotation_loses_and_duplicates_nothing() {
         follower.wait_any_from(first_new);
     }
     writer.write_more(BETWEEN_ROTATIONS);
-    let (total, starts) = writer.stop();
-    assert_eq!(starts.len(), ROTATIONS + 1);
-
-    follower.wait_all(0..total);
-    let got = follower.settle();
-    assert_exactly_once(&got, 0..total);
-    assert_in_order_per_file(&parse_all(&got), &starts);
+    stop_and_check_every_line_once(writer, &mut follower, ROTATIONS + 1);
 }
 
 /// 2. logrotate `copytruncate`, five times while a program writes fast to the same
@@ -520,8 +534,7 @@ fn create_rotation_loses_and_duplicates_nothing() {
 fn copytruncate_loses_only_lines_before_the_truncate_and_duplicates_nothing() {
     const ROTATIONS: usize = 5;
     let dir = tempdir();
-    let log = dir.path().join("app.log");
-    File::create(&log).unwrap();
+    let log = empty_log(dir.path());
     let logrotate = Logrotate::new(dir.path(), &log, "copytruncate");
     let mut follower = Follower::start(dir.path(), &log);
     let writer = Writer::start(&log);
@@ -609,8 +622,7 @@ fn delete_and_recreate_reads_the_new_file_and_repeats_nothing() {
     const PER_FILE: u64 = 50;
     const FILES: u64 = 4;
     let dir = tempdir();
-    let log = dir.path().join("app.log");
-    File::create(&log).unwrap();
+    let log = empty_log(dir.path());
     let mut follower = Follower::start(dir.path(), &log);
 
     for k in 0..FILES {
@@ -647,8 +659,7 @@ fn delete_and_recreate_reads_the_new_file_and_repeats_nothing() {
 fn truncate_and_quick_refill_gives_whole_new_lines_only() {
     const ROUNDS: u64 = 6;
     let dir = tempdir();
-    let log = dir.path().join("app.log");
-    File::create(&log).unwrap();
+    let log = empty_log(dir.path());
     let mut follower = Follower::start(dir.path(), &log);
     let mut appender = OpenOptions::new().append(true).open(&log).unwrap();
 
@@ -766,8 +777,7 @@ fn repoint(link: &Path, target: &Path) {
 #[test]
 fn writer_reopening_late_after_rename_loses_nothing() {
     let dir = tempdir();
-    let log = dir.path().join("app.log");
-    File::create(&log).unwrap();
+    let log = empty_log(dir.path());
     let mut follower = Follower::start(dir.path(), &log);
     let writer = Writer::start(&log);
 
@@ -791,13 +801,7 @@ fn writer_reopening_late_after_rename_loses_nothing() {
         follower.wait_any_from(first_new);
     }
     writer.write_more(1000);
-    let (total, starts) = writer.stop();
-    assert_eq!(starts.len(), 3);
-
-    follower.wait_all(0..total);
-    let got = follower.settle();
-    assert_exactly_once(&got, 0..total);
-    assert_in_order_per_file(&parse_all(&got), &starts);
+    stop_and_check_every_line_once(writer, &mut follower, 3);
 }
 
 // ─── bugs found (ignored until fixed) ──────────────────────────────────────────────

@@ -5,7 +5,7 @@
 //!
 //! Needs `rsyslogd` and `logger` (Debian/Ubuntu packages `rsyslog` and `bsdutils`).
 
-mod agent_support;
+mod support;
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream, UdpSocket};
@@ -13,14 +13,27 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use agent_support::*;
 use supergrep::protocol::WireLine;
+use support::files::append;
+use support::hub::Hub;
+use support::proc::Proc;
+use support::ws::SyncClient;
+use support::{free_port, hostname, short_hostname};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("supergrep-syslog-test")
         .tempdir()
         .unwrap()
+}
+
+/// A hub with syslog input on free ports, and a client subscribed to every line (as
+/// `all`): `(hub, client, udp port, tcp port)`.
+fn hub_and_client() -> (Hub, SyncClient, u16, u16) {
+    let (hub, udp, tcp) = Hub::start_syslog(&[]);
+    let mut client = SyncClient::connect(&hub.ws_url());
+    client.subscribe("all", &[], 0);
+    (hub, client, udp, tcp)
 }
 
 fn udp_send(port: u16, data: &[u8]) {
@@ -81,7 +94,7 @@ fn rsyslog_conf(
 fn rsyslog_forwards_appended_lines(framing: Option<&str>, hostname: Option<&str>) {
     let dir = tempdir();
     let (hub, _, tcp) = Hub::start_syslog(&[]);
-    let mut client = Client::connect(&hub.ws_url());
+    let mut client = SyncClient::connect(&hub.ws_url());
     client.subscribe("rs", &["rsyslog says"], 0);
 
     let watched = dir.path().join("app.log");
@@ -183,9 +196,7 @@ fn logger(port: u16, args: &[&str], message: Option<&str>) {
 #[test]
 fn logger_messages_arrive_with_sender_hostname_and_tag() {
     let dir = tempdir();
-    let (hub, udp, tcp) = Hub::start_syslog(&[]);
-    let mut client = Client::connect(&hub.ws_url());
-    client.subscribe("all", &[], 0);
+    let (hub, mut client, udp, tcp) = hub_and_client();
     // logger puts gethostname() in RFC 5424 messages and cuts the domain off for
     // RFC 3164 ones; with --rfc5424=nohost there is none and the hub names the
     // sender's address.
@@ -321,9 +332,7 @@ fn logger_messages_arrive_with_sender_hostname_and_tag() {
 /// here: the host a sender names is the stream's host.
 #[test]
 fn a_hostname_in_the_message_names_the_stream() {
-    let (hub, udp, tcp) = Hub::start_syslog(&[]);
-    let mut client = Client::connect(&hub.ws_url());
-    client.subscribe("all", &[], 0);
+    let (_hub, mut client, udp, tcp) = hub_and_client();
     udp_send(
         udp,
         b"<165>1 2026-11-22T03:00:00.003Z db01.example.com postgres 42 - [meta x=\"]\"] slow query",
@@ -379,7 +388,7 @@ fn syslog_section_of_the_config_names_the_set() {
         })
         .expect("a hub with the config's syslog ports");
     let (hub, udp, tcp_in_config, tcp_flag) = hub;
-    let mut client = Client::connect(&hub.ws_url());
+    let mut client = SyncClient::connect(&hub.ws_url());
     client.subscribe("all", &[], 0);
     udp_send(udp, b"<13>Nov 22 03:00:00 web01 app: over udp");
     let mut s = tcp_connect(tcp_flag);
@@ -412,9 +421,7 @@ fn syslog_section_of_the_config_names_the_set() {
 
 #[test]
 fn malformed_syslog_input_becomes_raw_lines_and_the_hub_keeps_working() {
-    let (mut hub, udp, tcp) = Hub::start_syslog(&[]);
-    let mut client = Client::connect(&hub.ws_url());
-    client.subscribe("all", &[], 0);
+    let (mut hub, mut client, udp, tcp) = hub_and_client();
     let raw = |text: &str| {
         (
             "127.0.0.1".to_owned(),
@@ -556,9 +563,7 @@ fn malformed_syslog_input_becomes_raw_lines_and_the_hub_keeps_working() {
 /// The cut mark says how many bytes were cut (as the file tailer's does).
 #[test]
 fn overlong_tcp_message_mark_counts_the_bytes_cut() {
-    let (hub, _, tcp) = Hub::start_syslog(&[]);
-    let mut client = Client::connect(&hub.ws_url());
-    client.subscribe("all", &[], 0);
+    let (_hub, mut client, _, tcp) = hub_and_client();
     let long = "x".repeat(200 * 1024);
     let mut s = tcp_connect(tcp);
     s.write_all(format!("<13>Nov 22 03:00:00 web01 longapp: {long}\n").as_bytes())
@@ -582,9 +587,7 @@ fn overlong_tcp_message_mark_counts_the_bytes_cut() {
 /// newline-framed half message is: never dropped silently.
 #[test]
 fn truncated_octet_counted_frame_is_kept() {
-    let (hub, _, tcp) = Hub::start_syslog(&[]);
-    let mut client = Client::connect(&hub.ws_url());
-    client.subscribe("all", &[], 0);
+    let (_hub, mut client, _, tcp) = hub_and_client();
     let mut s = tcp_connect(tcp);
     s.write_all(b"100 <13>Nov 22 03:00:00 web01 halfapp: half counted")
         .unwrap();

@@ -2,25 +2,28 @@
 //! directory, stdout read through a pipe while the program runs (DESIGN §3 and §5).
 //!
 //! Nothing here waits for a fixed time or asserts on timing: a test waits for what
-//! stderr or stdout says (bounded by `common::PATIENCE`), and "nothing else was
+//! stderr or stdout says (bounded by `support::wait::PATIENCE`), and "nothing else was
 //! printed" is shown by appending a sentinel line afterwards and checking that it is
 //! the very next line.
 //!
 //! Expected output is computed in the test wherever it can be: `--no-follow` scans are
 //! compared with the same filter applied by the `regex` crate to the same bytes.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{append, Running, PATIENCE};
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
+use support::files::{append, append_bytes, copy_fixture, fixture};
+use support::filter::Filter;
+use support::hostname;
+use support::proc::{bin, supergrep_in, Proc};
+use support::wait::PATIENCE;
 
 // ---------------------------------------------------------------------------------
 // Helpers
@@ -28,20 +31,6 @@ use regex::{Regex, RegexBuilder};
 
 /// A line no fixture contains; tests add `-e SENTINEL` and append it last.
 const SENTINEL: &str = "zz-sentinel-zz";
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// Copies a fixture into `dir` under the same name.
-fn copy_fixture(dir: &Path, name: &str) -> Vec<u8> {
-    let bytes = fixture(name);
-    fs::write(dir.join(name), &bytes).unwrap();
-    bytes
-}
 
 /// The lines of `bytes` as a reader of logs sees them: split on `\n`, an unterminated
 /// last line counts, a trailing `\r` is not part of the line, invalid UTF-8 becomes
@@ -57,86 +46,25 @@ fn reference_lines(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The line filter of DESIGN §4, with the `regex` crate: any include matches and no
-/// exclude does.
-struct Reference {
-    include: Vec<Regex>,
-    exclude: Vec<Regex>,
-}
-
-impl Reference {
-    fn new(include: &[&str], exclude: &[&str], ignore_case: bool) -> Reference {
-        let build = |p: &&str| {
-            RegexBuilder::new(p)
-                .case_insensitive(ignore_case)
-                .build()
-                .unwrap()
-        };
-        Reference {
-            include: include.iter().map(build).collect(),
-            exclude: exclude.iter().map(build).collect(),
-        }
-    }
-
-    fn matches(&self, line: &str) -> bool {
-        self.include.iter().any(|r| r.is_match(line))
-            && !self.exclude.iter().any(|r| r.is_match(line))
-    }
-
-    fn filter(&self, lines: &[String]) -> Vec<String> {
-        lines.iter().filter(|l| self.matches(l)).cloned().collect()
-    }
-
-    /// Highlight spans as the protocol has them: `[start, end)` in characters, one per
-    /// non-empty include hit, sorted, without duplicates.
-    fn char_spans(&self, text: &str) -> Vec<[usize; 2]> {
-        let mut spans: Vec<[usize; 2]> = self
-            .include
-            .iter()
-            .flat_map(|r| r.find_iter(text))
-            .filter(|m| !m.is_empty())
-            .map(|m| [m.start(), m.end()])
-            .collect();
-        spans.sort_unstable();
-        spans.dedup();
-        spans
-            .into_iter()
-            .map(|s| s.map(|b| text[..b].chars().count()))
-            .collect()
-    }
-}
-
-/// The name supergrep reports as `host` for local files.
-fn hostname() -> String {
-    let name = gethostname::gethostname().to_string_lossy().into_owned();
-    if name.is_empty() {
-        "localhost".to_owned()
-    } else {
-        name
-    }
-}
-
-/// Waits until supergrep has `path` (as given on the command line) open.
-fn wait_following(r: &mut Running, path: &str) {
-    r.wait_stderr(&["following", &format!("path={path} offset=")]);
-}
-
 /// Starts supergrep in `dir` and waits until it follows each of `files`.
-fn follow(args: &[&str], dir: &Path, files: &[&str]) -> Running {
-    let mut r = Running::start(args, dir);
+fn follow(args: &[&str], dir: &Path, files: &[&str]) -> Proc {
+    let mut r = supergrep_in(dir, args);
     for f in files {
-        wait_following(&mut r, f);
+        r.wait_following(Path::new(f));
     }
     r
 }
 
-fn append_bytes(path: &Path, bytes: &[u8]) {
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(bytes).unwrap();
+/// `app.log` holding `initial` in a new temporary directory, followed by
+/// `supergrep ARGS… app.log` (run in that directory).
+fn follow_app_log(initial: &str, args: &[&str]) -> (tempfile::TempDir, PathBuf, Proc) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, initial).unwrap();
+    let mut all = args.to_vec();
+    all.push("app.log");
+    let r = follow(&all, dir.path(), &["app.log"]);
+    (dir, log, r)
 }
 
 /// Appends `bytes` in pieces of `piece` bytes, so lines are cut across writes.
@@ -148,7 +76,7 @@ fn append_in_pieces(path: &Path, bytes: &[u8], piece: usize) {
 
 /// Appends the sentinel line and checks that it is the next thing printed: whatever
 /// should not have been printed before it was not.
-fn expect_sentinel_next(r: &mut Running, path: &Path, prefix: &str) {
+fn expect_sentinel_next(r: &mut Proc, path: &Path, prefix: &str) {
     append(path, &format!("{SENTINEL}\n"));
     assert_eq!(r.lines(1), [format!("{prefix}{SENTINEL}")]);
 }
@@ -194,7 +122,7 @@ fn split_stdout(bytes: Vec<u8>) -> Vec<String> {
 
 /// Runs supergrep in `dir` until it exits by itself (bounded by PATIENCE).
 fn run_to_end(args: &[&str], dir: &Path) -> Ended {
-    let mut child = common::bin()
+    let mut child = bin()
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -240,13 +168,9 @@ fn args<'a>(fixed: &[&'a str], patterns: &[&'a str], excludes: &[&'a str]) -> Ve
 
 #[test]
 fn follow_prints_appended_matching_lines_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, "old error, written before the start\n").unwrap();
-    let mut r = follow(
-        &["-e", "error", "-e", SENTINEL, "app.log"],
-        dir.path(),
-        &["app.log"],
+    let (_dir, log, mut r) = follow_app_log(
+        "old error, written before the start\n",
+        &["-e", "error", "-e", SENTINEL],
     );
 
     append(&log, "GET /index 200\nerror: disk full\nok\n");
@@ -258,7 +182,7 @@ fn follow_prints_appended_matching_lines_only() {
 /// Appends `fixture` (after starting with its first lines already in the file, which
 /// must not be printed) in pieces that cut lines, and compares what is printed with
 /// the reference filter.
-fn follow_fixture_case(name: &str, extra_args: &[&str], reference: &Reference) {
+fn follow_fixture_case(name: &str, extra_args: &[&str], reference: &Filter) {
     let dir = tempfile::tempdir().unwrap();
     let bytes = fixture(name);
     let log = dir.path().join("app.log");
@@ -280,7 +204,7 @@ fn follow_fixture_case(name: &str, extra_args: &[&str], reference: &Reference) {
         body.extend_from_slice(b"\r\n");
     }
     append_in_pieces(&log, &body, 997);
-    let expected = reference.filter(&reference_lines(&body));
+    let expected = reference.kept(&reference_lines(&body));
     assert!(
         !expected.is_empty(),
         "a test that expects nothing proves little"
@@ -296,7 +220,7 @@ fn follow_or_over_several_patterns() {
     follow_fixture_case(
         "openssh.log",
         &args(&[], &patterns, &[]),
-        &Reference::new(&patterns, &[], false),
+        &Filter::new(&patterns, &[], false),
     );
 }
 
@@ -306,7 +230,7 @@ fn follow_exclude() {
     follow_fixture_case(
         "openssh.log",
         &args(&[], &patterns, &excludes),
-        &Reference::new(&patterns, &excludes, false),
+        &Filter::new(&patterns, &excludes, false),
     );
 }
 
@@ -316,12 +240,12 @@ fn follow_ignore_case() {
     follow_fixture_case(
         "openssh.log",
         &args(&["-i"], &patterns, &[]),
-        &Reference::new(&patterns, &[], true),
+        &Filter::new(&patterns, &[], true),
     );
     follow_fixture_case(
         "apache.log",
         &args(&["-i"], &patterns, &[]),
-        &Reference::new(&patterns, &[], true),
+        &Filter::new(&patterns, &[], true),
     );
 }
 
@@ -334,7 +258,7 @@ fn follow_patterns_file() {
     follow_fixture_case(
         "openssh.log",
         &["-f", &pats, "-e", "Did not receive"],
-        &Reference::new(
+        &Filter::new(
             &[
                 "Received disconnect",
                 "Connection closed by",
@@ -351,7 +275,7 @@ fn follow_starts_with_last_n_lines() {
     let bytes = fixture("openssh.log");
     let lines = reference_lines(&bytes);
     let first30: String = lines[..30].iter().map(|l| format!("{l}\r\n")).collect();
-    let reference = Reference::new(&["Failed password", "Invalid user", SENTINEL], &[], false);
+    let reference = Filter::new(&["Failed password", "Invalid user", SENTINEL], &[], false);
     for n in [10usize, 1000] {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("app.log");
@@ -369,7 +293,7 @@ fn follow_starts_with_last_n_lines() {
             "app.log",
         ];
         let mut r = follow(&a, dir.path(), &["app.log"]);
-        let expected = reference.filter(&lines[30usize.saturating_sub(n)..30]);
+        let expected = reference.kept(&lines[30usize.saturating_sub(n)..30]);
         assert!(!expected.is_empty());
         assert_eq!(r.lines(expected.len()), expected, "-n {n}");
         // Then it follows, and the start was exactly those lines.
@@ -379,14 +303,9 @@ fn follow_starts_with_last_n_lines() {
 
 #[test]
 fn follow_json_fields_spans_and_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, "").unwrap();
     let patterns = ["error", r"ü\w+"];
-    let reference = Reference::new(&patterns, &[], false);
-    let mut a = args(&["--format", "json"], &patterns, &[]);
-    a.push("app.log");
-    let mut r = follow(&a, dir.path(), &["app.log"]);
+    let reference = Filter::new(&patterns, &[], false);
+    let (_dir, log, mut r) = follow_app_log("", &args(&["--format", "json"], &patterns, &[]));
 
     let texts = [
         "naïve café error — ümlaut überall error ✓",
@@ -417,10 +336,10 @@ fn follow_json_fields_spans_and_seq() {
         assert!(!o["set"].as_str().unwrap().is_empty(), "{o:?}");
         assert!(ts.is_match(o["ts"].as_str().unwrap()), "{o:?}");
         let spans: Vec<[usize; 2]> = serde_json::from_value(o["spans"].clone()).unwrap();
-        assert_eq!(spans, reference.char_spans(text), "{text}");
+        assert_eq!(spans, reference.spans(text), "{text}");
     }
     // The non-ASCII line: character offsets, not byte offsets.
-    let bytes_spans: Vec<[usize; 2]> = reference.include[0]
+    let bytes_spans: Vec<[usize; 2]> = reference.include()[0]
         .find_iter(texts[0])
         .map(|m| [m.start(), m.end()])
         .collect();
@@ -436,20 +355,8 @@ fn follow_json_fields_spans_and_seq() {
 
 #[test]
 fn follow_template_format() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, "").unwrap();
-    let mut r = follow(
-        &[
-            "-e",
-            "error",
-            "--format",
-            "{host} {path}: {text}",
-            "app.log",
-        ],
-        dir.path(),
-        &["app.log"],
-    );
+    let (_dir, log, mut r) =
+        follow_app_log("", &["-e", "error", "--format", "{host} {path}: {text}"]);
     append(&log, "fine\nan error happened\n");
     assert_eq!(
         r.lines(1),
@@ -533,11 +440,11 @@ fn glob_follows_file_created_after_start() {
 // ---------------------------------------------------------------------------------
 
 /// `--no-follow` and `--from-start --no-follow` over each fixture equal the reference.
-fn no_follow_case(extra_args: &[&str], reference: &Reference) {
+fn no_follow_case(extra_args: &[&str], reference: &Filter) {
     for name in ["openssh.log", "apache.log"] {
         let dir = tempfile::tempdir().unwrap();
         let bytes = copy_fixture(dir.path(), name);
-        let expected = reference.filter(&reference_lines(&bytes));
+        let expected = reference.kept(&reference_lines(&bytes));
         for start in [&["--no-follow"][..], &["--from-start", "--no-follow"]] {
             let mut a = start.to_vec();
             a.extend(extra_args);
@@ -553,7 +460,7 @@ fn no_follow_case(extra_args: &[&str], reference: &Reference) {
 #[test]
 fn no_follow_single_pattern_matches_reference() {
     for p in ["Failed password", r"\[error\]", r"port \d+ ssh2$", r"\d+$"] {
-        no_follow_case(&args(&[], &[p], &[]), &Reference::new(&[p], &[], false));
+        no_follow_case(&args(&[], &[p], &[]), &Filter::new(&[p], &[], false));
     }
 }
 
@@ -567,7 +474,7 @@ fn no_follow_several_patterns_match_reference() {
     ];
     no_follow_case(
         &args(&[], &patterns, &[]),
-        &Reference::new(&patterns, &[], false),
+        &Filter::new(&patterns, &[], false),
     );
 }
 
@@ -576,16 +483,16 @@ fn no_follow_ignore_case_with_exclude_matches_reference() {
     let (patterns, excludes) = (["FAILED", "ERROR"], ["ROOT", "mod_JK"]);
     no_follow_case(
         &args(&["-i"], &patterns, &excludes),
-        &Reference::new(&patterns, &excludes, true),
+        &Filter::new(&patterns, &excludes, true),
     );
     // Without -i the same patterns find nothing: exit status 1.
-    let upper = Reference::new(&patterns, &[], false);
+    let upper = Filter::new(&patterns, &[], false);
     for name in ["openssh.log", "apache.log"] {
-        assert!(upper.filter(&reference_lines(&fixture(name))).is_empty());
+        assert!(upper.kept(&reference_lines(&fixture(name))).is_empty());
     }
     no_follow_case(
         &args(&[], &patterns, &excludes),
-        &Reference::new(&patterns, &excludes, false),
+        &Filter::new(&patterns, &excludes, false),
     );
 }
 
@@ -604,7 +511,7 @@ fn no_follow_last_n_lines() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = copy_fixture(dir.path(), "openssh.log");
     let lines = reference_lines(&bytes);
-    let reference = Reference::new(&["Failed password"], &[], false);
+    let reference = Filter::new(&["Failed password"], &[], false);
     let ended = run_to_end(
         &[
             "--no-follow",
@@ -617,7 +524,7 @@ fn no_follow_last_n_lines() {
         dir.path(),
     );
     assert_eq!(ended.code, 0, "{}", ended.stderr);
-    assert_eq!(ended.stdout, reference.filter(&lines[lines.len() - 20..]));
+    assert_eq!(ended.stdout, reference.kept(&lines[lines.len() - 20..]));
 }
 
 #[test]
@@ -669,7 +576,7 @@ fn no_follow_template_seq_and_stream() {
         dir.path(),
     );
     assert_eq!(ended.code, 0, "{}", ended.stderr);
-    let reference = Reference::new(&["Invalid user"], &[], false);
+    let reference = Filter::new(&["Invalid user"], &[], false);
     let expected: Vec<(usize, String)> = reference_lines(&bytes)
         .into_iter()
         .enumerate()
@@ -716,8 +623,8 @@ fn no_follow_exit_statuses() {
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("nope.log"), "{}", missing.stderr);
     let bytes = fixture("openssh.log");
-    let expected: Vec<String> = Reference::new(&["Invalid user"], &[], false)
-        .filter(&reference_lines(&bytes))
+    let expected: Vec<String> = Filter::new(&["Invalid user"], &[], false)
+        .kept(&reference_lines(&bytes))
         .into_iter()
         .map(|l| format!("openssh.log:{l}"))
         .collect();
@@ -812,10 +719,7 @@ fn cut_line(line: &str, max: usize) -> String {
 
 #[test]
 fn one_mebibyte_line_is_cut_and_marked_and_the_next_line_appears() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, "").unwrap();
-    let mut r = follow(&["-e", "error", "app.log"], dir.path(), &["app.log"]);
+    let (_dir, log, mut r) = follow_app_log("", &["-e", "error"]);
 
     let long = format!("error {}", "x".repeat(1 << 20));
     // Written in pieces, as a slow writer would.
@@ -854,14 +758,7 @@ fn max_line_cuts_at_character_boundary() {
 
 #[test]
 fn binary_junk_then_matching_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, "").unwrap();
-    let mut r = follow(
-        &["-e", "mixed error", "-e", "^after junk error$", "app.log"],
-        dir.path(),
-        &["app.log"],
-    );
+    let (dir, log, mut r) = follow_app_log("", &["-e", "mixed error", "-e", "^after junk error$"]);
     let junk = junk(64 * 1024, 0x9e37_79b9_7f4a_7c15);
     let mixed = b"\xff\xfe mixed error \x00 \xc3\x28 end\xe2\x82";
     let mut bytes = junk.clone();
@@ -876,7 +773,7 @@ fn binary_junk_then_matching_line() {
             "after junk error".to_owned()
         ]
     );
-    assert!(r.child.try_wait().unwrap().is_none(), "supergrep ended");
+    assert!(r.running(), "supergrep ended");
 
     // Read whole, every line comes out as the reference says (NUL kept, invalid UTF-8
     // replaced, a trailing \r dropped).
@@ -887,14 +784,7 @@ fn binary_junk_then_matching_line() {
 
 #[test]
 fn deleted_and_recreated_file_goes_on_being_followed() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, "old error\n").unwrap();
-    let mut r = follow(
-        &["-e", "error", "-e", SENTINEL, "app.log"],
-        dir.path(),
-        &["app.log"],
-    );
+    let (_dir, log, mut r) = follow_app_log("old error\n", &["-e", "error", "-e", SENTINEL]);
     append(&log, "before delete: error\n");
     assert_eq!(r.lines(1), ["before delete: error"]);
 
@@ -906,14 +796,7 @@ fn deleted_and_recreated_file_goes_on_being_followed() {
 
 #[test]
 fn renamed_away_file_is_drained_and_the_new_one_followed() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, "").unwrap();
-    let mut r = follow(
-        &["-e", "error", "-e", SENTINEL, "app.log"],
-        dir.path(),
-        &["app.log"],
-    );
+    let (dir, log, mut r) = follow_app_log("", &["-e", "error", "-e", SENTINEL]);
     append(&log, "first: error\n");
     assert_eq!(r.lines(1), ["first: error"]);
 
@@ -934,14 +817,7 @@ fn renamed_away_file_is_drained_and_the_new_one_followed() {
 
 #[test]
 fn truncated_file_is_read_again_from_the_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    fs::write(&log, "").unwrap();
-    let mut r = follow(
-        &["-e", "error", "-e", SENTINEL, "app.log"],
-        dir.path(),
-        &["app.log"],
-    );
+    let (_dir, log, mut r) = follow_app_log("", &["-e", "error", "-e", SENTINEL]);
     append(&log, "a rather long first line: error\n");
     assert_eq!(r.lines(1), ["a rather long first line: error"]);
 
@@ -960,7 +836,7 @@ fn truncated_file_is_read_again_from_the_start() {
 #[test]
 fn missing_file_is_followed_once_created() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = Running::start(&["-e", "error", "-e", SENTINEL, "later.log"], dir.path());
+    let mut r = supergrep_in(dir.path(), &["-e", "error", "-e", SENTINEL, "later.log"]);
     r.wait_stderr(&["later.log", "no such file; will follow it when it appears"]);
 
     let log = dir.path().join("later.log");
@@ -976,49 +852,18 @@ fn missing_file_is_followed_once_created() {
 
 /// A supergrep whose stdout the test reads (and may close) itself.
 struct Piped {
-    child: Child,
-    stdout: Option<BufReader<std::process::ChildStdout>>,
-    stderr: Receiver<String>,
+    proc: Proc,
+    stdout: Option<BufReader<ChildStdout>>,
 }
 
 impl Piped {
     fn start(args: &[&str], dir: &Path) -> Piped {
-        let mut child = common::bin()
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start supergrep");
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut cmd = bin();
+        cmd.args(args).current_dir(dir);
+        let mut proc = Proc::spawn_raw_stdout("supergrep", cmd);
         Piped {
-            stdout: Some(BufReader::new(child.stdout.take().unwrap())),
-            child,
-            stderr: rx,
-        }
-    }
-
-    fn wait_stderr(&self, needles: &[&str]) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .stderr
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("stderr never said {needles:?}"));
-            if needles.iter().all(|n| line.contains(n)) {
-                return;
-            }
+            stdout: Some(BufReader::new(proc.child.stdout.take().unwrap())),
+            proc,
         }
     }
 
@@ -1036,10 +881,7 @@ impl Piped {
     /// Waits for it to exit by itself, calling `poke` meanwhile; its status code.
     fn wait_exit(&mut self, mut poke: impl FnMut()) -> i32 {
         let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
+        while self.proc.running() {
             assert!(
                 Instant::now() < deadline,
                 "supergrep did not exit after its stdout was closed"
@@ -1047,13 +889,7 @@ impl Piped {
             poke();
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Piped {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.wait_exit().code().unwrap_or(-1)
     }
 }
 
@@ -1064,7 +900,7 @@ fn closed_stdout_ends_following_with_status_0() {
     let log = dir.path().join("app.log");
     fs::write(&log, "").unwrap();
     let mut p = Piped::start(&["-e", "error", "app.log"], dir.path());
-    p.wait_stderr(&["following", "path=app.log offset="]);
+    p.proc.wait_following(Path::new("app.log"));
     append(&log, "first error\n");
     assert_eq!(p.read_line(), "first error\n");
     p.close_stdout();
@@ -1090,23 +926,12 @@ fn closed_stdout_ends_no_follow_scan_with_status_0() {
     assert_eq!(p.wait_exit(|| {}), 0);
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-}
-
 fn signal_ends_with_status_0(name: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let log: PathBuf = dir.path().join("app.log");
-    fs::write(&log, "").unwrap();
-    let mut r = follow(&["-e", "error", "app.log"], dir.path(), &["app.log"]);
+    let (_dir, log, mut r) = follow_app_log("", &["-e", "error"]);
     // A line through the whole pipeline: it is up and running.
     append(&log, "an error\n");
     assert_eq!(r.lines(1), ["an error"]);
-    signal(&r.child, name);
+    r.signal(name);
     let (code, rest) = r.finish();
     assert_eq!(code, 0, "SIG{name}");
     assert!(rest.is_empty(), "{rest:?}");

@@ -4,15 +4,17 @@
 //! ngircd listening with TLS — and the refusals: an untrusted certificate, a plain
 //! client at a TLS port, unreadable certificate files.
 
-mod agent_support;
-mod irc_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent_support::{append, Agent, Hub};
-use irc_support::{Client as IrcClient, Ircd, IrcdOptions, Supergrep};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use support::agent::Agent;
+use support::files::{append, TempLog};
+use support::hub::Hub;
+use support::irc::{self, Ircd, IrcdOptions};
+use support::proc::{bin, supergrep};
 
 /// A CA and a certificate it signed for `localhost` and 127.0.0.1, as PEM files.
 struct Certs {
@@ -72,21 +74,19 @@ fn tls_hub(certs: &Certs, extra: &[&str]) -> Hub {
 fn agent_connect_and_mark_work_over_tls() {
     let certs = certs();
     let hub = tls_hub(&certs, &["--token", "s3cret"]);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    std::fs::write(&log, "").unwrap();
+    let log = TempLog::new("app.log");
 
     let mut agent = Agent::start(
         &hub.agent_url(),
         "web01",
-        &[&log],
+        &[&log.path],
         &["--token", "s3cret", "--tls-ca", s(&certs.ca)],
     );
     // Written before the viewer connects: it asks for recent matches (-n), so the
     // lines arrive whether the agent has shipped them by then or not.
-    append(&log, "INFO fine\nERROR over tls 1\nERROR over tls 2\n");
+    append(&log.path, "INFO fine\nERROR over tls 1\nERROR over tls 2\n");
     let url = hub.agent_url();
-    let mut viewer = Supergrep::start(&[
+    let mut viewer = supergrep(&[
         "--connect",
         &url,
         "--token",
@@ -100,7 +100,7 @@ fn agent_connect_and_mark_work_over_tls() {
         "-e",
         "ERROR",
     ]);
-    let got = viewer.stdout_lines(2);
+    let got = viewer.lines(2);
     assert!(got[0].contains("ERROR over tls 1"), "{got:?}");
     assert!(got[1].contains("ERROR over tls 2"), "{got:?}");
     assert!(
@@ -109,7 +109,7 @@ fn agent_connect_and_mark_work_over_tls() {
     );
 
     // `mark` takes the same URL and trusts the same CA.
-    let mut mark = agent_support::bin();
+    let mut mark = bin();
     mark.args(["mark", "--hub", &url, "--token", "s3cret", "--tls-ca"])
         .arg(&certs.ca)
         .arg("deploy 42");
@@ -119,7 +119,7 @@ fn agent_connect_and_mark_work_over_tls() {
         "mark failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let marker = viewer.stdout_lines(1);
+    let marker = viewer.lines(1);
     assert!(marker[0].contains("deploy 42"), "{marker:?}");
 
     assert!(agent.proc.running(), "{}", agent.proc.stderr_text());
@@ -129,16 +129,14 @@ fn agent_connect_and_mark_work_over_tls() {
 fn an_untrusted_certificate_is_refused_and_said_so() {
     let certs = certs();
     let hub = tls_hub(&certs, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    std::fs::write(&log, "").unwrap();
+    let log = TempLog::new("app.log");
 
     // Trusting another CA (and the system's) does not make the hub's certificate good:
     // the agent keeps retrying and says why.
     let mut agent = Agent::spawn(
         &hub.agent_url(),
         "web01",
-        &[&log],
+        &[&log.path],
         &["--tls-ca", s(&certs.other_ca)],
     );
     let said = agent
@@ -153,7 +151,7 @@ fn an_untrusted_certificate_is_refused_and_said_so() {
 
     // A plain WebSocket at the TLS port gets nowhere either.
     let plain = format!("ws://127.0.0.1:{}", hub.port);
-    let mut plain_agent = Agent::spawn(&plain, "web02", &[&log], &[]);
+    let mut plain_agent = Agent::spawn(&plain, "web02", &[&log.path], &[]);
     plain_agent
         .proc
         .wait_stderr(&["cannot reach the hub at ws://127.0.0.1", "retrying"]);
@@ -182,7 +180,7 @@ fn bad_certificate_files_are_named() {
         ),
     ];
     for (args, want) in cases {
-        let out = agent_support::bin()
+        let out = bin()
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -194,7 +192,7 @@ fn bad_certificate_files_are_named() {
         assert!(err.contains(&want), "{args:?}: want {want:?} in {err}");
     }
     // --tls-cert without --tls-key is a usage error.
-    let out = agent_support::bin()
+    let out = bin()
         .args(["serve", "--tls-cert", s(&certs.cert)])
         .output()
         .unwrap();
@@ -202,7 +200,7 @@ fn bad_certificate_files_are_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
 
     // A CA file that holds no certificate is named too (clients).
-    let out = agent_support::bin()
+    let out = bin()
         .args([
             "--connect",
             "wss://localhost:1",
@@ -233,23 +231,16 @@ fn posts_to_irc_over_tls() {
         tls: Some((certs.cert.clone(), certs.key.clone())),
         ..IrcdOptions::default()
     });
-    let watcher = IrcClient::connect(ircd.port, "watcher");
+    let watcher = irc::Client::connect(ircd.port, "watcher");
     watcher.join("#tls");
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    std::fs::write(&log, "").unwrap();
+    let log = TempLog::new("app.log");
     let url = format!("ircs://localhost:{}/#tls", ircd.tls_port);
-    let mut sg = Supergrep::start(&[
-        "-e",
-        "Fatal",
-        s(&log),
-        "--irc",
-        &url,
-        "--tls-ca",
-        s(&certs.ca),
-    ]);
-    sg.wait_ready(&log, "#tls");
-    append(&log, "PHP Fatal error over TLS\n");
+    // supergrep posting to `url`, trusting the CA `ca`.
+    let posting =
+        |ca: &Path| supergrep(&["-e", "Fatal", log.s(), "--irc", &url, "--tls-ca", s(ca)]);
+    let mut sg = posting(&certs.ca);
+    sg.wait_irc_ready(&log.path, "#tls");
+    append(&log.path, "PHP Fatal error over TLS\n");
     let said = watcher.wait_said("#tls", 1);
     assert!(
         said[0].text.contains("PHP Fatal error over TLS"),
@@ -257,16 +248,11 @@ fn posts_to_irc_over_tls() {
     );
 
     // Trusting another CA, the certificate is refused: supergrep says so and retries.
-    let mut untrusting = Supergrep::start(&[
-        "-e",
-        "Fatal",
-        s(&log),
-        "--irc",
-        &url,
-        "--tls-ca",
-        s(&certs.other_ca),
-    ]);
+    let mut untrusting = posting(&certs.other_ca);
     let why = untrusting.wait_stderr(&["cannot connect to IRC server"]);
     assert!(why.to_lowercase().contains("certificate"), "{why}");
-    assert_eq!(untrusting.wait_exit(Duration::from_millis(200)), None);
+    assert_eq!(
+        untrusting.exit_code_within(Duration::from_millis(200)),
+        None
+    );
 }

@@ -1,5 +1,5 @@
 //! The web UI in a real headless Chromium, driven over the Chrome DevTools Protocol
-//! (see `tests/cdp`), against the real `supergrep serve` following real files.
+//! (see `tests/support/cdp.rs`), against the real `supergrep serve` following real files.
 //!
 //! No timing assertions: every check polls the DOM until it holds, bounded by a
 //! generous timeout. Screenshots land in `target/web-screenshots/`.
@@ -7,13 +7,16 @@
 //! `cargo test --test web -- --ignored` runs the benchmark: 5,000 matching lines/s
 //! for 60 s into one tab, reporting JS heap, long tasks and frames.
 
-mod cdp;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cdp::{append, stream_id, Browser, Hub, Page};
 use serde_json::Value;
+use support::cdp::{Browser, Page};
+use support::files::append;
+use support::hub::Hub;
+use support::stream_id;
 
 /// The lines shown (log lines only, not markers or notes), as text.
 const LINES: &str = "[...document.querySelectorAll('#lines .line:not(.marker):not(.note) .text')].map(e => e.textContent)";
@@ -58,14 +61,14 @@ impl Setup {
         args.extend(extra.iter().map(|a| a.to_string()));
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let follows: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-        let hub = Hub::start(&arg_refs, &follows);
+        let hub = Hub::start_following(&arg_refs, &follows);
         let browser = Browser::start();
         let mut page = browser.page().await;
         // SUPERGREP_WEB_DIR=web: try the UI files on disk without rebuilding the hub.
         if let Some(dir) = std::env::var_os("SUPERGREP_WEB_DIR") {
             page.serve_web_from(Path::new(&dir)).await;
         }
-        page.goto(&hub.url(&format!("/{query}"))).await;
+        page.goto(&hub.http_url(&format!("/{query}"))).await;
         wait_ready(&mut page).await;
         Setup {
             dir,
@@ -556,7 +559,7 @@ async fn the_token_comes_from_the_url_or_a_prompt() {
     wait_lines(&mut s.page, 1).await;
 
     // Another tab has no token: the hub refuses it, and the page asks for one.
-    let mut other = s._browser.new_page(&s.hub.url("/?q=tok")).await;
+    let mut other = s._browser.new_page(&s.hub.http_url("/?q=tok")).await;
     other
         .wait_for(
             "the token prompt",

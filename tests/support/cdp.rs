@@ -1,29 +1,22 @@
-//! Helpers for `tests/web.rs`: a small Chrome DevTools Protocol client that drives a
-//! real headless Chromium (no WebDriver), and a runner for the real `supergrep serve`
-//! on files in a temporary directory.
+//! A small Chrome DevTools Protocol client that drives a real headless Chromium (no
+//! WebDriver), for `tests/web.rs`.
 //!
-//! Nothing here waits for a fixed time: every wait polls for something (a file, a
-//! stderr line, a DOM state), bounded by [`PATIENCE`] so that a broken build fails
-//! instead of hanging.
-#![allow(dead_code)]
+//! Nothing here waits for a fixed time: every wait polls for something (a file, a DOM
+//! state, an answer or event of the protocol), bounded by [`PATIENCE`] so that a broken
+//! build fails instead of hanging.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream as TokioTcp;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// Generous: CI machines are slow and busy. Tests never assert on timing; this only
-/// bounds how long a broken build can hang.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+use super::http::{http, try_http};
+use super::wait::PATIENCE;
+use super::ws::Ws;
 
 /// The browser, unless `CHROMIUM` names another one.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -155,7 +148,7 @@ impl Drop for Browser {
 
 /// One page, over its own DevTools WebSocket.
 pub struct Page {
-    ws: WebSocketStream<MaybeTlsStream<TokioTcp>>,
+    ws: Ws,
     next_id: u64,
     /// Events received while waiting for answers (the most recent ones).
     events: VecDeque<Value>,
@@ -566,282 +559,6 @@ fn base64_decode(s: &str) -> Vec<u8> {
             out.push((acc >> bits) as u8);
             acc &= (1 << bits) - 1;
         }
-    }
-    out
-}
-
-// ── the hub ──────────────────────────────────────────────────────────────────
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn line_reader(stream: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// A running `supergrep serve`, killed on drop.
-pub struct Hub {
-    child: Child,
-    pub port: u16,
-    /// `--token` of the hub, if one was given.
-    pub token: Option<String>,
-    stderr: Receiver<String>,
-    pub stderr_seen: Vec<String>,
-}
-
-impl Hub {
-    /// `supergrep serve --listen 127.0.0.1:PORT ARGS…` on a free port; waits until it
-    /// serves and follows (and lists) every file of `follows`.
-    pub fn start(args: &[&str], follows: &[&Path]) -> Hub {
-        for _ in 0..10 {
-            if let Some(hub) = Hub::try_start(free_port(), args, follows) {
-                return hub;
-            }
-        }
-        panic!("could not start the hub on a free port");
-    }
-
-    fn try_start(port: u16, args: &[&str], follows: &[&Path]) -> Option<Hub> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_supergrep"))
-            .env("SUPERGREP_LOG", "debug")
-            .env_remove("SUPERGREP_TOKEN")
-            .env_remove("NO_COLOR")
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start supergrep serve");
-        let stderr = line_reader(child.stderr.take().unwrap());
-        let token = args
-            .windows(2)
-            .find(|w| w[0] == "--token")
-            .map(|w| w[1].to_owned());
-        let mut hub = Hub {
-            child,
-            port,
-            token,
-            stderr,
-            stderr_seen: Vec::new(),
-        };
-        let deadline = Instant::now() + PATIENCE;
-        while !hub
-            .stderr_seen
-            .iter()
-            .any(|l| l.contains("serving http://"))
-        {
-            match hub.stderr.recv_timeout(Duration::from_millis(50)) {
-                Ok(line) => hub.stderr_seen.push(line),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = hub.child.wait();
-                    let said = hub.stderr_seen.join("\n");
-                    if said.contains("cannot listen") || said.contains("in use") {
-                        return None;
-                    }
-                    panic!("the hub did not start; it said:\n{said}");
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the hub never said it was serving; it said:\n{}",
-                hub.stderr_seen.join("\n")
-            );
-        }
-        for path in follows {
-            let needle = format!("path={} ", path.display());
-            hub.wait_stderr(&["following", &needle]);
-        }
-        let deadline = Instant::now() + PATIENCE;
-        for path in follows {
-            let id = stream_id(path);
-            loop {
-                let (status, body) = http(port, "GET", &hub.with_token("/api/streams"), &[], "");
-                assert_eq!(status, 200, "/api/streams: {body}");
-                let list: Vec<Value> = serde_json::from_str(&body).unwrap();
-                if list.iter().any(|s| s["id"] == id.as_str()) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the hub never listed {id}: {body}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        Some(hub)
-    }
-
-    /// `path` with `?token=…` when the hub has a token.
-    pub fn with_token(&self, path: &str) -> String {
-        match &self.token {
-            Some(t) => format!("{path}?token={t}"),
-            None => path.to_owned(),
-        }
-    }
-
-    pub fn url(&self, path_and_query: &str) -> String {
-        format!("http://127.0.0.1:{}{path_and_query}", self.port)
-    }
-
-    /// Waits until stderr has a line containing all of `needles`.
-    pub fn wait_stderr(&mut self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(l) = self
-                .stderr_seen
-                .iter()
-                .find(|l| needles.iter().all(|n| l.contains(n)))
-            {
-                return l.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => self.stderr_seen.push(line),
-                Err(_) => panic!(
-                    "stderr never said {needles:?}; it said:\n{}",
-                    self.stderr_seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// `POST /api/markers`.
-    pub fn mark(&self, text: &str) {
-        let body = json!({ "text": text }).to_string();
-        let (status, answer) = http(
-            self.port,
-            "POST",
-            &self.with_token("/api/markers"),
-            &[("Content-Type", "application/json")],
-            &body,
-        );
-        assert_eq!(status, 202, "marker refused: {answer}");
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The stream id of a local file: `host:path`.
-pub fn stream_id(path: &Path) -> String {
-    format!("{}:{}", supergrep::line::local_hostname(), path.display())
-}
-
-/// Appends to a file the way a logging program does (O_APPEND, one write per call).
-pub fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// A minimal HTTP/1.1 request; panics when the server cannot be reached.
-pub fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String) {
-    try_http(port, method, path, headers, body)
-        .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
-}
-
-pub fn try_http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(PATIENCE))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes())?;
-    // Read until the answer is complete: Chromium's DevTools server keeps the
-    // connection open whatever `Connection: close` says.
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-            let body = &raw[end + 4..];
-            let length = head.lines().find_map(|l| {
-                l.strip_prefix("content-length:")
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-            });
-            if length.is_some_and(|len| body.len() >= len) {
-                break;
-            }
-            if head.contains("transfer-encoding: chunked") && body.ends_with(b"0\r\n\r\n") {
-                break;
-            }
-        }
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        unchunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    Ok((status, body))
-}
-
-fn unchunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
     }
     out
 }

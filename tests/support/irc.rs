@@ -1,50 +1,23 @@
-//! Helpers for the IRC sink tests: a private `ngircd` per test, a tiny IRC client
-//! that watches channels, and the real `supergrep` binary with its stdout and stderr
-//! read line by line while it runs.
+//! IRC for the IRC sink tests: a private `ngircd` per test on a loopback port, and a
+//! tiny IRC client that sits in channels and records every line it receives, raw.
 //!
 //! Nothing here sleeps for a fixed time to let something happen: every wait is for an
-//! event (a line from a server or from supergrep) and is bounded by [`PATIENCE`].
-#![allow(dead_code)]
+//! event (a line from the server) and is bounded by [`PATIENCE`].
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Generous: only bounds how long a broken build can hang a test.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+use super::free_port;
+use super::proc::{read_lines_into, Proc};
+use super::wait::PATIENCE;
 
 pub const NGIRCD: &str = "/usr/sbin/ngircd";
-
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
-/// This machine's name as supergrep sees it (`{host}`).
-pub fn hostname() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
-    let name = if name.is_empty() {
-        Command::new("hostname")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
-    } else {
-        name
-    };
-    if name.is_empty() {
-        "localhost".to_owned()
-    } else {
-        name
-    }
-}
 
 /// What the IRC sink does to a log line: control characters out, tabs to spaces.
 pub fn irc_clean(s: &str) -> String {
@@ -55,28 +28,6 @@ pub fn irc_clean(s: &str) -> String {
             c => Some(c),
         })
         .collect()
-}
-
-/// Appends to a file the way a logging program does (O_APPEND, one write per call).
-pub fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// Lines read from a pipe on a thread of their own.
-fn line_reader(stream: impl std::io::Read + Send + 'static, tx: mpsc::Sender<String>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
 }
 
 // ---------------------------------------------------------------------------------
@@ -205,8 +156,8 @@ impl Ircd {
             .spawn()
             .map_err(|e| format!("cannot run {NGIRCD}: {e}"))?;
         let (tx, rx) = mpsc::channel();
-        line_reader(child.stdout.take().unwrap(), tx.clone());
-        line_reader(child.stderr.take().unwrap(), tx);
+        read_lines_into(child.stdout.take().unwrap(), tx.clone());
+        read_lines_into(child.stderr.take().unwrap(), tx);
         let log = self.log.clone();
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -507,128 +458,13 @@ fn said_in(msgs: &[Msg], channel: &str) -> Vec<Said> {
 }
 
 // ---------------------------------------------------------------------------------
-// supergrep
+// supergrep with --irc
 // ---------------------------------------------------------------------------------
 
-/// The real binary, running, with stdout and stderr read on threads.
-pub struct Supergrep {
-    pub child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    pub stderr_seen: Vec<String>,
-}
-
-impl Supergrep {
-    pub fn start(args: &[&str]) -> Supergrep {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_supergrep"))
-            .args(args)
-            .env("SUPERGREP_LOG", "debug")
-            .env_remove("SUPERGREP_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start supergrep");
-        let (out_tx, stdout) = mpsc::channel();
-        let (err_tx, stderr) = mpsc::channel();
-        line_reader(child.stdout.take().unwrap(), out_tx);
-        line_reader(child.stderr.take().unwrap(), err_tx);
-        Supergrep {
-            child,
-            stdout,
-            stderr,
-            stderr_seen: Vec::new(),
-        }
-    }
-
-    /// Reads what stderr has said so far without waiting.
-    pub fn poll_stderr(&mut self) -> &[String] {
-        while let Ok(line) = self.stderr.try_recv() {
-            self.stderr_seen.push(line);
-        }
-        &self.stderr_seen
-    }
-
-    /// Waits until stderr has said, `n` times in all, a line containing all of
-    /// `needles`; returns the last such line.
-    pub fn wait_stderr_n(&mut self, needles: &[&str], n: usize) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let hits: Vec<&String> = self
-                .stderr_seen
-                .iter()
-                .filter(|l| needles.iter().all(|x| l.contains(x)))
-                .collect();
-            if hits.len() >= n {
-                return hits[n - 1].clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => self.stderr_seen.push(line),
-                Err(_) => panic!(
-                    "stderr never said {needles:?} ({n} times); it said:\n{}",
-                    self.stderr_seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    pub fn wait_stderr(&mut self, needles: &[&str]) -> String {
-        self.wait_stderr_n(needles, 1)
-    }
-
-    /// How many stderr lines so far contain all of `needles`.
-    pub fn stderr_count(&mut self, needles: &[&str]) -> usize {
-        self.poll_stderr()
-            .iter()
-            .filter(|l| needles.iter().all(|x| l.contains(x)))
-            .count()
-    }
-
-    /// Waits for `n` more stdout lines.
-    pub fn stdout_lines(&mut self, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + PATIENCE;
-        let mut got = Vec::new();
-        while got.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) => got.push(line),
-                Err(_) => panic!(
-                    "expected {n} stdout lines, got {}: {got:#?}\nstderr:\n{}",
-                    got.len(),
-                    self.poll_stderr().join("\n")
-                ),
-            }
-        }
-        got
-    }
-
-    /// Waits (bounded by `patience`) for the process to exit by itself: its status
-    /// code, or `None` if it is still running.
-    pub fn wait_exit(&mut self, patience: Duration) -> Option<i32> {
-        let deadline = Instant::now() + patience;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the file to be open and the channel joined: appending is safe then.
-    pub fn wait_ready(&mut self, file: &Path, channel: &str) {
-        let path = file.display().to_string();
-        self.wait_stderr(&["following", &path]);
+impl Proc {
+    /// Waits for `file` to be open and `channel` joined: appending is safe then.
+    pub fn wait_irc_ready(&mut self, file: &Path, channel: &str) {
+        self.wait_following(file);
         self.wait_stderr(&["IRC: joined", channel]);
-    }
-}
-
-impl Drop for Supergrep {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
