@@ -369,7 +369,12 @@ impl Hub {
         let sinks = self.sinks.load();
         let batch = &entry.batch;
         // Gathered per subscription and handed over once per batch: one wake-up each.
-        let mut out: HashMap<SubKey, Vec<Delivery>> = HashMap::new();
+        // Per subscription (by the matcher's dense index): its sink, looked up the
+        // first time it is needed, and its deliveries, handed over once per batch (one
+        // wake-up each).
+        let mut out: Vec<SinkSlot> = (0..matcher.subscription_count())
+            .map(|_| (None, Vec::new()))
+            .collect();
         let mut span_cache = SpanCache::default();
         matcher.scan(&batch.stream, &batch.text, scratch, |hit| {
             let line = LogLine::new(
@@ -380,7 +385,10 @@ impl Hub {
             );
             for &sub in hit.subs() {
                 let key = matcher.key(sub);
-                let Some(sink) = sinks.get(&key) else {
+                let Some((sink, deliveries)) = out.get_mut(sub as usize) else {
+                    continue;
+                };
+                let Some(sink) = *sink.get_or_insert_with(|| sinks.get(&key)) else {
                     continue;
                 };
                 let spans = if sink.wants_spans() {
@@ -388,15 +396,15 @@ impl Hub {
                 } else {
                     Vec::new()
                 };
-                out.entry(key).or_default().push(Delivery {
+                deliveries.push(Delivery {
                     sub: key,
                     line: line.clone(),
                     spans,
                 });
             }
         });
-        for (key, deliveries) in out {
-            if let Some(sink) = sinks.get(&key) {
+        for (sink, deliveries) in out {
+            if let (Some(Some(sink)), false) = (sink, deliveries.is_empty()) {
                 let n = deliveries.len() as u64;
                 if sink.push_all(deliveries) {
                     self.counters
@@ -407,6 +415,10 @@ impl Hub {
         }
     }
 }
+
+/// One subscription's sink (`None` until looked up, then `None` if it has none) and
+/// what it gets from one batch.
+type SinkSlot<'a> = (Option<Option<&'a Arc<SinkQueue>>>, Vec<Delivery>);
 
 /// The last `max` lines in `entries` that subscription `key` (compiled alone in `m`)
 /// wants, oldest first.
