@@ -211,14 +211,26 @@ pub fn char_boundary(bytes: &[u8], max: usize) -> usize {
     keep
 }
 
+/// Below this size, batch text is copied out of the buffer it was read into.
+const COPY_BELOW: usize = 64 << 10;
+
 /// Text from bytes read somewhere: invalid UTF-8 is replaced (U+FFFD), never refused.
 ///
 /// Batch text lives on in the backlog ring, so it must not keep a read buffer's
 /// spare capacity alive with it: a few lines read into a 256 KiB buffer, ten
 /// thousand times over, were 2.5 GiB of address space behind a 100,000-line ring.
+/// Shrinking in place is not enough either: glibc serves a 256 KiB buffer with its
+/// own mmap, and shrinks it to a page of its own (one memory map each: a ring of
+/// 100,000 one-line batches was 283 MiB and 65,000 maps, the kernel's limit). So a
+/// small text is copied into an allocation of its size and the buffer is freed.
 pub fn text_from_utf8_lossy(mut bytes: Vec<u8>) -> ByteString {
-    if bytes.capacity() - bytes.len() > bytes.len() / 4 + 4096 {
-        bytes.shrink_to_fit();
+    let spare = bytes.capacity() - bytes.len();
+    if spare > bytes.len() / 4 + 4096 {
+        if bytes.len() < COPY_BELOW {
+            bytes = bytes.as_slice().to_vec();
+        } else {
+            bytes.shrink_to_fit();
+        }
     }
     match String::from_utf8(bytes) {
         Ok(text) => text.into(),
@@ -230,7 +242,7 @@ pub fn text_from_utf8_lossy(mut bytes: Vec<u8>) -> ByteString {
 /// WebSocket frame in a read buffer): kept as a slice only when big, so a small batch
 /// cannot keep a whole buffer alive.
 pub fn text_from_shared(bytes: Bytes) -> ByteString {
-    if bytes.len() < 64 << 10 {
+    if bytes.len() < COPY_BELOW {
         return text_from_utf8_lossy(bytes.to_vec());
     }
     match ByteString::try_from(bytes.clone()) {

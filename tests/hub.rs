@@ -867,6 +867,42 @@ async fn a_client_that_stops_reading_is_told_what_it_lost_and_hurts_nobody() {
     assert!(now_mb < 200, "hub RSS is {now_mb} MB");
 }
 
+/// Lines of /proc/PID/maps: the process's memory mappings.
+fn memory_maps(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map(|m| m.lines().count())
+        .unwrap_or(0)
+}
+
+/// A log written a line at a time fills the ring with one-line batches, each read
+/// into a 256 KiB buffer. The ring must keep the lines, not the buffers: glibc maps
+/// such a buffer on its own and, shrunk, it stayed a mapping of its own, one per batch
+/// (a 100,000-line ring of them was 283 MiB and reached the kernel's map limit).
+#[test]
+fn a_ring_of_one_line_batches_keeps_no_read_buffers() {
+    const LINES: usize = 5000;
+    let dir = tempfile::tempdir().unwrap();
+    let f = empty_files(dir.path(), &["slow.log"]);
+    let hub = Hub::start_following(&["--backlog", "100000", s(&f[0])], &[&f[0]]);
+    let maps_before = memory_maps(hub.proc.pid());
+    for k in 0..LINES {
+        append(&f[0], &format!("slow line {k}\n"));
+        // Give the tailer time to read each line on its own.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    hub.wait_metric("supergrep_lines_ingested_total", LINES as u64);
+    let batches = hub
+        .metric("supergrep_batches_ingested_total")
+        .expect("supergrep_batches_ingested_total in /metrics");
+    let maps_after = memory_maps(hub.proc.pid());
+    eprintln!("{batches} batches; memory maps {maps_before} -> {maps_after}");
+    assert!(batches > 0 && batches <= LINES as u64);
+    assert!(
+        maps_after < maps_before + 100 + batches as usize / 10,
+        "{batches} batches in the ring took the hub from {maps_before} to {maps_after} memory maps"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // 8. bad requests
 // ---------------------------------------------------------------------------------

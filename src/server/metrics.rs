@@ -27,6 +27,12 @@ pub async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse 
         c.lines_ingested.load(Ordering::Relaxed),
     );
     metric(
+        "supergrep_batches_ingested_total",
+        "counter",
+        "Batches of lines taken in from all sources (a file read or an agent frame, say).",
+        c.batches_ingested.load(Ordering::Relaxed),
+    );
+    metric(
         "supergrep_matches_delivered_total",
         "counter",
         "Matches queued for clients and sinks.",
