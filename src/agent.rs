@@ -221,6 +221,14 @@ impl Agent {
                 return Ended::Lost("send failed".into());
             }
         }
+        if !self.pending.is_empty() {
+            let resending = AgentMsg::Resending {
+                batches: self.pending.len() as u64,
+            };
+            if ws.send(text(&resending)).await.is_err() {
+                return Ended::Lost("send failed".into());
+            }
+        }
         for p in &self.pending {
             if ws.send(p.frame.clone()).await.is_err() {
                 return Ended::Lost("send failed".into());

@@ -252,6 +252,9 @@ pub enum AgentMsg {
     },
     /// A file the agent follows appeared.
     StreamAdded { path: String, set: String },
+    /// After a reconnect: the next `batches` batches are sent again (the hub had not
+    /// acknowledged them; it drops those it already has).
+    Resending { batches: u64 },
     /// A file the agent followed is gone for good.
     StreamRemoved { path: String, set: String },
     /// Complete lines of one file: bytes `start..end` of the file (device, inode).

@@ -171,6 +171,12 @@ fn three_agents_each_ship_their_file_under_their_own_name() {
             Some(LINES),
             "{sample} in\n{page}"
         );
+        let per_host = format!("supergrep_host_lines_total{{host=\"{n}\"}}");
+        assert_eq!(
+            metric_in(&page, &per_host),
+            Some(LINES),
+            "{per_host} in\n{page}"
+        );
     }
     assert_eq!(
         metric_in(&page, "supergrep_lines_ingested_total"),
@@ -563,6 +569,7 @@ fn hub_drops_batches_an_agent_resends_after_a_lost_connection() {
         Some(0),
         "the counter is there from the start"
     );
+    assert_eq!(hub.metric("supergrep_agent_batches_resent_total"), Some(0));
     let proxy = Proxy::start(hub.port);
     let mut client = SyncClient::connect(&hub.ws_url());
     client.subscribe("all", &[" line "], 0);
@@ -601,6 +608,12 @@ fn hub_drops_batches_an_agent_resends_after_a_lost_connection() {
     assert!(
         (1..=20).contains(&dropped),
         "between 1 and 20 re-sent batches (of lines 11..=30) dropped: {page}"
+    );
+    // Every batch the agent sent again was one the hub had.
+    assert_eq!(
+        metric_in(&page, "supergrep_agent_batches_resent_total"),
+        Some(dropped),
+        "{page}"
     );
 }
 

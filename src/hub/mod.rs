@@ -44,6 +44,8 @@ pub struct Counters {
     pub matches_dropped: AtomicU64,
     /// Agent batches the hub already had (re-sent after a reconnect).
     pub duplicates_dropped: AtomicU64,
+    /// Agent batches sent again after a reconnect (as the agents announce them).
+    pub batches_resent: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +54,8 @@ struct Streams {
     /// Next sequence number and lines seen, per stream id (kept when a stream goes,
     /// so a stream that comes back continues its numbering).
     next_seq: HashMap<String, u64>,
+    /// Lines seen per host (an agent's name, a syslog sender, this machine).
+    host_lines: HashMap<String, u64>,
 }
 
 pub struct Hub {
@@ -311,6 +315,15 @@ impl Hub {
             .collect()
     }
 
+    /// Lines ingested per host so far.
+    pub fn lines_per_host(&self) -> Vec<(String, u64)> {
+        lock(&self.streams)
+            .host_lines
+            .iter()
+            .map(|(host, n)| (host.clone(), *n))
+            .collect()
+    }
+
     /// Takes events from the sources until they all end, then closes every sink.
     /// Blocking: run it on a thread of its own.
     pub fn run_ingest(&self, mut events: mpsc::Receiver<SourceEvent>) {
@@ -342,9 +355,19 @@ impl Hub {
         let lines = count_lines(&batch.text);
         let first_seq = {
             let mut streams = lock(&self.streams);
-            let next = streams.next_seq.entry(batch.stream.id.clone()).or_insert(1);
-            let first = *next;
-            *next += lines;
+            let first = match streams.next_seq.get_mut(&batch.stream.id) {
+                Some(next) => std::mem::replace(next, *next + lines),
+                None => {
+                    streams.next_seq.insert(batch.stream.id.clone(), 1 + lines);
+                    1
+                }
+            };
+            match streams.host_lines.get_mut(&batch.stream.host) {
+                Some(n) => *n += lines,
+                None => {
+                    streams.host_lines.insert(batch.stream.host.clone(), lines);
+                }
+            }
             first
         };
         self.counters

@@ -168,6 +168,13 @@ async fn serve(
                     to_ingest(state, SourceEvent::StreamRemoved(s)).await?;
                 }
             }
+            Incoming::Other(AgentMsg::Resending { batches }) => {
+                state
+                    .hub
+                    .counters
+                    .batches_resent
+                    .fetch_add(batches, Ordering::Relaxed);
+            }
             Incoming::Other(_) => {}
             Incoming::Batch(b) => {
                 let stream = stream(state, name, streams, b.path, b.set).await?;

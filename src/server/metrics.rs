@@ -111,6 +111,22 @@ pub async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse 
         "Agent batches dropped because the hub already had them (re-sent after a reconnect).",
         c.duplicates_dropped.load(Ordering::Relaxed),
     );
+    metric(
+        "supergrep_agent_batches_resent_total",
+        "counter",
+        "Batches agents sent again after reconnecting (the hub had not acknowledged them).",
+        c.batches_resent.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(out, "# HELP supergrep_host_lines_total Lines read per host (an agent's name, a syslog sender, this machine).\n# TYPE supergrep_host_lines_total counter");
+    let mut per_host = hub.lines_per_host();
+    per_host.sort();
+    for (host, n) in per_host {
+        let _ = writeln!(
+            out,
+            "supergrep_host_lines_total{{host=\"{}\"}} {n}",
+            escape(&host)
+        );
+    }
     let _ = writeln!(out, "# HELP supergrep_stream_lines_total Lines read per stream.\n# TYPE supergrep_stream_lines_total counter");
     let mut per_stream = hub.lines_per_stream();
     per_stream.sort();
