@@ -276,9 +276,13 @@ impl Hub {
         true
     }
 
-    /// Stream changes and markers, for every client.
-    pub fn notices(&self) -> broadcast::Receiver<Notice> {
-        self.notices.subscribe()
+    /// The streams there are now, and their changes from then on (with markers), as
+    /// one: every stream change is either in the list or among the notices, never in
+    /// both or neither (ingest announces changes while holding the same lock).
+    pub fn streams_and_notices(&self) -> (Vec<Arc<Stream>>, broadcast::Receiver<Notice>) {
+        let streams = lock(&self.streams);
+        let live = streams.live.values().cloned().collect();
+        (live, self.notices.subscribe())
     }
 
     /// Announces a marker (a deploy, say) to every client.
@@ -331,14 +335,15 @@ impl Hub {
         while let Some(event) = events.blocking_recv() {
             match event {
                 SourceEvent::Lines(batch) => self.ingest(batch, &mut scratch),
+                // Announced under the lock: see `streams_and_notices`.
                 SourceEvent::StreamAdded(stream) => {
-                    lock(&self.streams)
-                        .live
-                        .insert(stream.id.clone(), stream.clone());
+                    let mut streams = lock(&self.streams);
+                    streams.live.insert(stream.id.clone(), stream.clone());
                     let _ = self.notices.send(Notice::StreamAdded(stream));
                 }
                 SourceEvent::StreamRemoved(stream) => {
-                    lock(&self.streams).live.remove(&stream.id);
+                    let mut streams = lock(&self.streams);
+                    streams.live.remove(&stream.id);
                     let _ = self.notices.send(Notice::StreamRemoved(stream));
                 }
                 SourceEvent::Receipt { upto, to } => {

@@ -69,11 +69,10 @@ pub async fn run(socket: WebSocket, state: Arc<ServerState>) {
 impl Session {
     async fn serve(&mut self) -> Result<(), Gone> {
         let hub = self.state.hub.clone();
-        let streams = hub
-            .streams()
-            .iter()
-            .map(|s| WireStream::from(&**s))
-            .collect();
+        // Taken together, so that a stream appearing meanwhile is told exactly once:
+        // in `hello` or as a `streams` message after it.
+        let (streams, mut notices) = hub.streams_and_notices();
+        let streams = streams.iter().map(|s| WireStream::from(&**s)).collect();
         self.send(&ServerMsg::Hello {
             version: VERSION,
             server: format!("supergrep {}", env!("CARGO_PKG_VERSION")),
@@ -81,7 +80,6 @@ impl Session {
             boot: self.state.boot.clone(),
         })
         .await?;
-        let mut notices = hub.notices();
         let mut shutdown = self.state.shutdown.clone();
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut last_heard = Instant::now();
