@@ -117,27 +117,36 @@ pub async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse 
         "Batches agents sent again after reconnecting (the hub had not acknowledged them).",
         c.batches_resent.load(Ordering::Relaxed),
     );
-    let _ = writeln!(out, "# HELP supergrep_host_lines_total Lines read per host (an agent's name, a syslog sender, this machine).\n# TYPE supergrep_host_lines_total counter");
-    let mut per_host = hub.lines_per_host();
-    per_host.sort();
-    for (host, n) in per_host {
-        let _ = writeln!(
-            out,
-            "supergrep_host_lines_total{{host=\"{}\"}} {n}",
-            escape(&host)
-        );
-    }
-    let _ = writeln!(out, "# HELP supergrep_stream_lines_total Lines read per stream.\n# TYPE supergrep_stream_lines_total counter");
-    let mut per_stream = hub.lines_per_stream();
-    per_stream.sort();
-    for (id, n) in per_stream {
-        let _ = writeln!(
-            out,
-            "supergrep_stream_lines_total{{stream=\"{}\"}} {n}",
-            escape(&id)
-        );
-    }
+    counters_by(
+        &mut out,
+        "supergrep_host_lines_total",
+        "Lines read per host (an agent's name, a syslog sender, this machine).",
+        "host",
+        hub.lines_per_host(),
+    );
+    counters_by(
+        &mut out,
+        "supergrep_stream_lines_total",
+        "Lines read per stream.",
+        "stream",
+        hub.lines_per_stream(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// One counter with a label, a sample per value, sorted.
+fn counters_by(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    mut values: Vec<(String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    values.sort();
+    for (value, n) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", escape(&value));
+    }
 }
 
 fn escape(label: &str) -> String {
