@@ -451,6 +451,23 @@ proptest! {
 proptest! {
     #![proptest_config(config(300))]
 
+    /// Past 48 include patterns, a single subscription is searched with one lazy DFA
+    /// over the whole buffer instead of the literal prefilter: the drawn patterns of
+    /// every subscription, plus fillers that never match, as one subscription.
+    #[test]
+    fn scan_of_many_patterns_equals_each_regex_on_its_own((specs, text) in subs_and_text(STRAY_CR)) {
+        let mut spec = specs[0].clone();
+        spec.include.extend(specs.iter().skip(1).flat_map(|s| s.include.clone()));
+        if !spec.include.is_empty() {
+            spec.include.extend((0..60).map(|i| format!("zq{i}qz")));
+        }
+        check_all_streams(&[spec], &text)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
     /// The literals a pattern declares as required are in every line it matches.
     #[test]
     fn required_literals_are_in_every_match(

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
-use regex_automata::meta;
+use regex_automata::{hybrid, meta};
 use thiserror::Error;
 
 use crate::line::{trim_cr, Stream};
@@ -81,6 +81,40 @@ pub enum CompileError {
 /// looking for the next literal first, and for how many lines.
 const DENSE_STREAK: u32 = 16;
 const DENSE_RUN: u32 = 256;
+
+/// Finds the next line that holds a required literal: only those can match. Where
+/// nearly every line holds one (a list of templates, say), finding it first only reads
+/// each line twice: after a streak of such lines, the next ones go straight to
+/// `evaluate` (whose own literal pass over the line decides), then it probes again.
+#[derive(Default)]
+struct LiteralSkip {
+    streak: u32,
+    dense: u32,
+}
+
+impl LiteralSkip {
+    fn next(
+        &mut self,
+        ac: &AhoCorasick,
+        bytes: &[u8],
+        pos: usize,
+    ) -> Option<(usize, Option<usize>)> {
+        if self.dense > 0 {
+            self.dense -= 1;
+            return Some((pos, None));
+        }
+        let at = ac.find(Input::new(bytes).span(pos..bytes.len()))?.start();
+        if memchr::memchr(b'\n', &bytes[pos..at]).is_none() {
+            self.streak += 1;
+            if self.streak == DENSE_STREAK {
+                (self.streak, self.dense) = (0, DENSE_RUN);
+            }
+        } else {
+            self.streak = 0;
+        }
+        Some((at, None))
+    }
+}
 
 /// Caller-chosen identity of a subscription (the hub packs client and request ids).
 pub type SubKey = u64;
@@ -145,8 +179,12 @@ pub struct Matcher {
     /// With a single subscription: its include patterns as one regex, to find
     /// candidate lines a whole buffer at a time (see [`Matcher::scan`]).
     buffer_regex: Option<meta::Regex>,
-    /// A `buffer_regex` match within one line means exactly what the per-line
-    /// patterns would say (false when line anchors could differ, e.g. after a `\r`).
+    /// With a single subscription of more patterns than `buffer_regex` takes: all of
+    /// them as one lazy DFA that finds the next line any of them matches.
+    line_dfa: Option<hybrid::dfa::DFA>,
+    /// A `buffer_regex` or `line_dfa` match within one line means exactly what the
+    /// per-line patterns would say (false when line anchors could differ, e.g. after
+    /// a `\r`).
     buffer_regex_exact: bool,
     /// With a single subscription: its exclude patterns as one regex.
     exclude_regex: Option<meta::Regex>,
@@ -165,6 +203,7 @@ impl Matcher {
             literal_patterns: Vec::new(),
             always: Vec::new(),
             buffer_regex: None,
+            line_dfa: None,
             buffer_regex_exact: false,
             exclude_regex: None,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -298,30 +337,46 @@ impl Matcher {
             ps.iter().map(|&p| &patterns[p as usize].key).collect()
         };
         let combined_limit = limits.pattern_size.saturating_mul(4);
-        let (buffer_regex, exclude_regex) = match compiled_subs.as_slice() {
+        let exclude_regex = |only: &CompiledSub| -> Option<Option<meta::Regex>> {
+            if only.exclude.is_empty() {
+                return Some(None);
+            }
+            pattern::combined(&keys(&only.exclude), false, combined_limit).map(Some)
+        };
+        let (buffer_regex, line_dfa, exclude_regex) = match compiled_subs.as_slice() {
             [only]
                 if !only.include.is_empty() && only.include.len() <= BUFFER_REGEX_MAX_PATTERNS =>
             {
-                match pattern::combined(&keys(&only.include), true, combined_limit) {
-                    Some(re) if only.exclude.is_empty() => (Some(re), None),
-                    Some(re) => {
-                        match pattern::combined(&keys(&only.exclude), false, combined_limit) {
-                            Some(ex) => (Some(re), Some(ex)),
-                            None => (None, None),
-                        }
-                    }
-                    None => (None, None),
+                match (
+                    pattern::combined(&keys(&only.include), true, combined_limit),
+                    exclude_regex(only),
+                ) {
+                    (Some(re), Some(ex)) => (Some(re), None, ex),
+                    _ => (None, None, None),
                 }
             }
-            _ => (None, None),
+            [only] if !only.include.is_empty() => {
+                let dfa_limit = limits.pattern_size.saturating_mul(16);
+                match (
+                    pattern::line_dfa(&keys(&only.include), dfa_limit),
+                    exclude_regex(only),
+                ) {
+                    (Some(dfa), Some(ex)) => (None, Some(dfa), ex),
+                    _ => (None, None, None),
+                }
+            }
+            _ => (None, None, None),
         };
-        let buffer_regex_exact = buffer_regex.is_some()
+        let buffer_regex_exact = (buffer_regex.is_some() || line_dfa.is_some())
             && compiled_subs[0]
                 .include
                 .iter()
                 .all(|&p| !patterns[p as usize].has_line_anchors);
         memory += buffer_regex.as_ref().map_or(0, |r| r.memory_usage());
         memory += exclude_regex.as_ref().map_or(0, |r| r.memory_usage());
+        memory += line_dfa
+            .as_ref()
+            .map_or(0, |d| d.get_nfa().memory_usage() + pattern::LINE_DFA_CACHE);
 
         Ok(Matcher {
             patterns,
@@ -331,6 +386,7 @@ impl Matcher {
             literal_patterns,
             always,
             buffer_regex,
+            line_dfa,
             buffer_regex_exact,
             exclude_regex,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -381,29 +437,55 @@ impl Matcher {
                 re.find(regex_automata::Input::new(bytes).span(pos..end))
                     .map(|m| (m.start(), Some(m.end())))
             });
+        } else if let Some((dfa, mut cache)) = self
+            .line_dfa
+            .as_ref()
+            .and_then(|dfa| Some((dfa, scratch.dfa_cache.take()?)))
+        {
+            // One subscription of many patterns: the first line any of them matches,
+            // a buffer at a time. If the lazy DFA gives up, the walk goes on from where
+            // it was as it would without it, for good.
+            let mut literal = LiteralSkip::default();
+            let mut gave_up = false;
+            self.walk(text, &elig, scratch, on_hit, |pos| {
+                if !gave_up {
+                    let input = regex_automata::Input::new(bytes)
+                        .span(pos..end)
+                        .earliest(true);
+                    match dfa.try_search_fwd(&mut cache, &input) {
+                        Ok(None) => return None,
+                        Ok(Some(m)) => {
+                            // Within one line (no pattern matches a `\n`); an empty
+                            // match right after a `\n` is at the next line's start.
+                            let e = m.offset();
+                            let at = if e > pos && bytes[e - 1] != b'\n' {
+                                e - 1
+                            } else {
+                                e
+                            };
+                            return Some((at, Some(e)));
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "lazy DFA gave up; literal prefilter");
+                            gave_up = true;
+                        }
+                    }
+                }
+                match &self.prefilter {
+                    Some(ac) if !elig.every_line => literal.next(ac, bytes, pos),
+                    _ => Some((pos, None)),
+                }
+            });
+            scratch.dfa_gave_up |= gave_up;
+            if !scratch.dfa_gave_up {
+                scratch.dfa_cache = Some(cache);
+            }
         } else if elig.every_line {
             self.walk(text, &elig, scratch, on_hit, |pos| Some((pos, None)));
         } else if let Some(ac) = &self.prefilter {
-            // Only lines holding a required literal can match. Where nearly every line
-            // holds one (a list of templates, say), finding it first only reads each
-            // line twice: after a streak of such lines, the next ones go straight to
-            // `evaluate` (whose own literal pass over the line decides), then probe again.
-            let (mut streak, mut dense) = (0u32, 0u32);
+            let mut literal = LiteralSkip::default();
             self.walk(text, &elig, scratch, on_hit, |pos| {
-                if dense > 0 {
-                    dense -= 1;
-                    return Some((pos, None));
-                }
-                let at = ac.find(Input::new(bytes).span(pos..end))?.start();
-                if memchr::memchr(b'\n', &bytes[pos..at]).is_none() {
-                    streak += 1;
-                    if streak == DENSE_STREAK {
-                        (streak, dense) = (0, DENSE_RUN);
-                    }
-                } else {
-                    streak = 0;
-                }
-                Some((at, None))
+                literal.next(ac, bytes, pos)
             });
         }
     }
@@ -641,6 +723,10 @@ pub struct Scratch {
     hits: Vec<u32>,
     /// Whether `matched` tells, for this line, which patterns matched.
     verified: bool,
+    /// This thread's cache for the matcher's `line_dfa`; `None` once a search gave
+    /// up on this matcher (the literal prefilter takes over).
+    dfa_cache: Option<hybrid::dfa::Cache>,
+    dfa_gave_up: bool,
 }
 
 impl Scratch {
@@ -662,6 +748,8 @@ impl Scratch {
                 v.resize(ns, 0);
             }
             self.stamp = 0;
+            self.dfa_cache = m.line_dfa.as_ref().map(|d| d.create_cache());
+            self.dfa_gave_up = false;
         }
         let key = (stream.id.clone(), stream.set.clone());
         if let Some(e) = self.eligibility.get(&key) {
