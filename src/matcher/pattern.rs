@@ -123,8 +123,9 @@ pub fn combined(keys: &[&PatternKey], multi_line: bool, size_limit: usize) -> Op
 
 /// How much memory one scanning thread's lazy DFA may take for [`line_dfa`]: it grows
 /// only as far as the patterns and the text need (460 Loghub templates: about 24
-/// MiB; 1,000 patterns: about 40 MiB). With too small a cache it thrashes, and the
-/// search gives up (measured: 2 MiB for 460 templates ran at 11 MB/s instead of 400).
+/// MiB; 1,000 patterns: about 40 MiB; 3,000: 88 MiB). With too small a cache it
+/// thrashes (2 MiB for 460 templates ran at 11 MB/s instead of 400), so the first time
+/// it has to be cleared the matcher gives the DFA up (5,000 templates need more).
 pub const LINE_DFA_CACHE: usize = 96 << 20;
 
 /// Many patterns as one lazy DFA that finds, a buffer at a time, the first line in
@@ -150,8 +151,9 @@ pub fn line_dfa(keys: &[&PatternKey], size_limit: usize) -> Option<hybrid::dfa::
         .configure(
             hybrid::dfa::DFA::config()
                 .cache_capacity(LINE_DFA_CACHE)
-                .minimum_cache_clear_count(Some(8))
-                .minimum_bytes_per_state(Some(10))
+                // Give up at the first clear unless the states pay for themselves.
+                .minimum_cache_clear_count(Some(1))
+                .minimum_bytes_per_state(Some(4096))
                 .unicode_word_boundary(true),
         )
         .build_from_nfa(nfa)
