@@ -10,6 +10,10 @@
 //! the highlight spans. (A `RegexSet` or one multi-pattern DFA answers the same
 //! question but collapses past a few hundred patterns.)
 //!
+//! One subscription alone (terminal mode) is searched a buffer at a time, as ripgrep
+//! does: its patterns as one regex up to 48 patterns, as one lazy
+//! DFA up to 1,000 (given up for the literal walk if it thrashes).
+//!
 //! A [`Matcher`] is immutable; [`registry::Registry`] builds a new one when
 //! subscriptions change and swaps it in, so matching never waits for a rebuild.
 
