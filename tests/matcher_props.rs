@@ -298,7 +298,11 @@ fn build(specs: &[SubSpec]) -> Matcher {
     Matcher::build(
         subs.iter().enumerate().map(|(i, s)| (key_of(i), s)),
         &mut PatternCache::default(),
-        &Limits::default(),
+        // Many patterns use a lazy DFA once enough text has been seen: at once here.
+        &Limits {
+            line_dfa_after: 0,
+            ..Limits::default()
+        },
     )
     .unwrap_or_else(|e| panic!("matcher refused {specs:?}: {e}"))
 }

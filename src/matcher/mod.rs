@@ -55,6 +55,11 @@ pub struct Limits {
     pub pattern_size: usize,
     /// Compiled size of all patterns and the prefilter together, in bytes.
     pub total_size: usize,
+    /// Bytes one thread scans with the literal prefilter before a lazy DFA (one
+    /// subscription of many patterns) takes over: building its states costs about
+    /// what the prefilter takes for this much text, so a small scan never pays it
+    /// and a big one or a followed file soon earns it back.
+    pub line_dfa_after: u64,
 }
 
 impl Default for Limits {
@@ -63,6 +68,7 @@ impl Default for Limits {
             max_patterns: 20_000,
             pattern_size: 2 << 20,
             total_size: 512 << 20,
+            line_dfa_after: 64 << 20,
         }
     }
 }
@@ -192,6 +198,7 @@ pub struct Matcher {
     /// With a single subscription of more patterns than `buffer_regex` takes: all of
     /// them as one lazy DFA that finds the next line any of them matches.
     line_dfa: Option<hybrid::dfa::DFA>,
+    line_dfa_after: u64,
     /// A `buffer_regex` or `line_dfa` match within one line means exactly what the
     /// per-line patterns would say (false when line anchors could differ, e.g. after
     /// a `\r`).
@@ -214,6 +221,7 @@ impl Matcher {
             always: Vec::new(),
             buffer_regex: None,
             line_dfa: None,
+            line_dfa_after: 0,
             buffer_regex_exact: false,
             exclude_regex: None,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -397,6 +405,7 @@ impl Matcher {
             always,
             buffer_regex,
             line_dfa,
+            line_dfa_after: limits.line_dfa_after,
             buffer_regex_exact,
             exclude_regex,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -450,6 +459,7 @@ impl Matcher {
         } else if let Some((dfa, mut cache)) = self
             .line_dfa
             .as_ref()
+            .filter(|_| scratch.scanned_for_dfa(end, self.line_dfa_after))
             .and_then(|dfa| Some((dfa, scratch.dfa_cache.take()?)))
         {
             // One subscription of many patterns: the first line any of them matches,
@@ -740,9 +750,18 @@ pub struct Scratch {
     /// up on this matcher (the literal prefilter takes over).
     dfa_cache: Option<hybrid::dfa::Cache>,
     dfa_gave_up: bool,
+    /// Bytes scanned with this matcher before (see `Limits::line_dfa_after`).
+    scanned: u64,
 }
 
 impl Scratch {
+    /// Counts `len` more bytes scanned; whether `after` bytes had been before.
+    fn scanned_for_dfa(&mut self, len: usize, after: u64) -> bool {
+        let before = self.scanned;
+        self.scanned = before.saturating_add(len as u64);
+        before >= after
+    }
+
     fn eligibility(&mut self, m: &Matcher, stream: &Stream) -> Rc<Eligibility> {
         if self.generation != m.generation {
             self.generation = m.generation;
@@ -763,6 +782,7 @@ impl Scratch {
             self.stamp = 0;
             self.dfa_cache = m.line_dfa.as_ref().map(|d| d.create_cache());
             self.dfa_gave_up = false;
+            self.scanned = 0;
         }
         let key = (stream.id.clone(), stream.set.clone());
         if let Some(e) = self.eligibility.get(&key) {
@@ -961,6 +981,34 @@ mod tests {
             spans = hit.spans(0)
         });
         assert_eq!(spans, [[1, 3], [4, 5], [6, 7]]);
+    }
+
+    #[test]
+    fn many_patterns_switch_to_the_lazy_dfa_after_line_dfa_after_bytes() {
+        // 60 patterns: past the combined regex, within the lazy DFA's range.
+        let mut include: Vec<String> = (0..59).map(|i| format!("never{i}x")).collect();
+        include.push(r"err(or)? \d+".to_owned());
+        let include: Vec<&str> = include.iter().map(String::as_str).collect();
+        let limits = Limits {
+            line_dfa_after: 100,
+            ..Limits::default()
+        };
+        let m = Matcher::single(&sub(&include, &[], false), &limits).unwrap();
+        let text = "ok 1\nerror 42 here\nerr\nerr 7\nnothing at all here, really\n";
+        let mut scratch = Scratch::default();
+        let mut dfa_memory = Vec::new();
+        for _ in 0..4 {
+            let mut got = Vec::new();
+            m.scan(&stream(), text, &mut scratch, |hit| {
+                got.push(hit.line.to_owned())
+            });
+            assert_eq!(got, ["error 42 here", "err 7"]);
+            dfa_memory.push(scratch.dfa_cache.as_ref().map(|c| c.memory_usage()));
+        }
+        // 57 bytes a scan: the first two (0 and 57 bytes before) use the literal
+        // prefilter, leaving the DFA's cache as created; from the third on it grows.
+        assert_eq!(dfa_memory[0], dfa_memory[1]);
+        assert!(dfa_memory[2] > dfa_memory[1], "{dfa_memory:?}");
     }
 
     #[test]
