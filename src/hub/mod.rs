@@ -360,20 +360,8 @@ impl Hub {
         let lines = count_lines(&batch.text);
         let first_seq = {
             let mut streams = lock(&self.streams);
-            let first = match streams.next_seq.get_mut(&batch.stream.id) {
-                Some(next) => std::mem::replace(next, *next + lines),
-                None => {
-                    streams.next_seq.insert(batch.stream.id.clone(), 1 + lines);
-                    1
-                }
-            };
-            match streams.host_lines.get_mut(&batch.stream.host) {
-                Some(n) => *n += lines,
-                None => {
-                    streams.host_lines.insert(batch.stream.host.clone(), lines);
-                }
-            }
-            first
+            add_to(&mut streams.host_lines, &batch.stream.host, 0, lines);
+            add_to(&mut streams.next_seq, &batch.stream.id, 1, lines)
         };
         self.counters
             .lines_ingested
@@ -442,6 +430,16 @@ impl Hub {
             }
         }
     }
+}
+
+/// Adds `n` to `map[key]` (`start` when absent) and returns the value before; the key
+/// is copied only the first time (this runs once per batch).
+fn add_to(map: &mut HashMap<String, u64>, key: &str, start: u64, n: u64) -> u64 {
+    let value = match map.get_mut(key) {
+        Some(value) => value,
+        None => map.entry(key.to_owned()).or_insert(start),
+    };
+    std::mem::replace(value, *value + n)
 }
 
 /// One subscription's sink (`None` until looked up, then `None` if it has none) and

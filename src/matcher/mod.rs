@@ -126,6 +126,47 @@ impl LiteralSkip {
     }
 }
 
+/// Finds the next line any pattern of a lazy DFA matches; once the DFA gives up,
+/// goes on with the literal prefilter (or line by line, without one).
+struct DfaSkip<'m> {
+    dfa: &'m hybrid::dfa::DFA,
+    cache: hybrid::dfa::Cache,
+    literal: Option<(&'m AhoCorasick, LiteralSkip)>,
+    gave_up: bool,
+}
+
+impl DfaSkip<'_> {
+    fn next(&mut self, bytes: &[u8], pos: usize) -> Option<(usize, Option<usize>)> {
+        if !self.gave_up {
+            let input = regex_automata::Input::new(bytes)
+                .span(pos..bytes.len())
+                .earliest(true);
+            match self.dfa.try_search_fwd(&mut self.cache, &input) {
+                Ok(None) => return None,
+                Ok(Some(m)) => {
+                    // Within one line (no pattern matches a `\n`); an empty match
+                    // right after a `\n` is at the next line's start.
+                    let end = m.offset();
+                    let at = if end > pos && bytes[end - 1] != b'\n' {
+                        end - 1
+                    } else {
+                        end
+                    };
+                    return Some((at, Some(end)));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "lazy DFA gave up; literal prefilter");
+                    self.gave_up = true;
+                }
+            }
+        }
+        match &mut self.literal {
+            Some((ac, literal)) => literal.next(ac, bytes, pos),
+            None => Some((pos, None)),
+        }
+    }
+}
+
 /// Caller-chosen identity of a subscription (the hub packs client and request ids).
 pub type SubKey = u64;
 
@@ -456,52 +497,23 @@ impl Matcher {
                 re.find(regex_automata::Input::new(bytes).span(pos..end))
                     .map(|m| (m.start(), Some(m.end())))
             });
-        } else if let Some((dfa, mut cache)) = self
-            .line_dfa
-            .as_ref()
-            .filter(|_| scratch.scanned_for_dfa(end, self.line_dfa_after))
-            .and_then(|dfa| Some((dfa, scratch.dfa_cache.take()?)))
-        {
-            // One subscription of many patterns: the first line any of them matches,
-            // a buffer at a time. If the lazy DFA gives up, the walk goes on from where
-            // it was as it would without it, for good.
-            let mut literal = LiteralSkip::default();
-            let mut gave_up = false;
-            self.walk(text, &elig, scratch, on_hit, |pos| {
-                if !gave_up {
-                    let input = regex_automata::Input::new(bytes)
-                        .span(pos..end)
-                        .earliest(true);
-                    match dfa.try_search_fwd(&mut cache, &input) {
-                        Ok(None) => return None,
-                        Ok(Some(m)) => {
-                            // Within one line (no pattern matches a `\n`); an empty
-                            // match right after a `\n` is at the next line's start.
-                            let e = m.offset();
-                            let at = if e > pos && bytes[e - 1] != b'\n' {
-                                e - 1
-                            } else {
-                                e
-                            };
-                            return Some((at, Some(e)));
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "lazy DFA gave up; literal prefilter");
-                            gave_up = true;
-                        }
-                    }
-                }
-                match &self.prefilter {
-                    Some(ac) if !elig.every_line => literal.next(ac, bytes, pos),
-                    _ => Some((pos, None)),
-                }
-            });
-            // A cache that had to be cleared is too small for these patterns: each
-            // refill costs more than the literal prefilter would (5,000 templates:
-            // under 1 MB/s).
-            scratch.dfa_gave_up |= gave_up || cache.clear_count() > 0;
-            if !scratch.dfa_gave_up {
-                scratch.dfa_cache = Some(cache);
+        } else if let Some((dfa, cache)) = self.warm_line_dfa(scratch, end) {
+            // One subscription of many patterns: the first line any of them matches, a
+            // buffer at a time. If the lazy DFA gives up, the walk goes on from there
+            // as it would have without it.
+            let literal = self.prefilter.as_ref().filter(|_| !elig.every_line);
+            let mut skip = DfaSkip {
+                dfa,
+                cache,
+                literal: literal.map(|ac| (ac, LiteralSkip::default())),
+                gave_up: false,
+            };
+            self.walk(text, &elig, scratch, on_hit, |pos| skip.next(bytes, pos));
+            // Given up, or cleared because it was too small for these patterns (each
+            // refill costs more than the literal prefilter: 5,000 templates ran under
+            // 1 MB/s): the literal prefilter from now on.
+            if !skip.gave_up && skip.cache.clear_count() == 0 {
+                scratch.dfa_cache = Some(skip.cache);
             }
         } else if elig.every_line {
             self.walk(text, &elig, scratch, on_hit, |pos| Some((pos, None)));
@@ -511,6 +523,22 @@ impl Matcher {
                 literal.next(ac, bytes, pos)
             });
         }
+    }
+
+    /// The lazy DFA and this thread's cache for it, once `line_dfa_after` bytes have
+    /// been scanned (counting `len` more), unless it was given up on.
+    fn warm_line_dfa(
+        &self,
+        scratch: &mut Scratch,
+        len: usize,
+    ) -> Option<(&hybrid::dfa::DFA, hybrid::dfa::Cache)> {
+        let dfa = self.line_dfa.as_ref()?;
+        let before = scratch.scanned;
+        scratch.scanned = before.saturating_add(len as u64);
+        if before < self.line_dfa_after {
+            return None;
+        }
+        Some((dfa, scratch.dfa_cache.take()?))
     }
 
     fn walk<'t>(
@@ -755,19 +783,11 @@ pub struct Scratch {
     /// This thread's cache for the matcher's `line_dfa`; `None` once a search gave
     /// up on this matcher (the literal prefilter takes over).
     dfa_cache: Option<hybrid::dfa::Cache>,
-    dfa_gave_up: bool,
-    /// Bytes scanned with this matcher before (see `Limits::line_dfa_after`).
+    /// Bytes scanned with this matcher so far (see `Limits::line_dfa_after`).
     scanned: u64,
 }
 
 impl Scratch {
-    /// Counts `len` more bytes scanned; whether `after` bytes had been before.
-    fn scanned_for_dfa(&mut self, len: usize, after: u64) -> bool {
-        let before = self.scanned;
-        self.scanned = before.saturating_add(len as u64);
-        before >= after
-    }
-
     fn eligibility(&mut self, m: &Matcher, stream: &Stream) -> Rc<Eligibility> {
         if self.generation != m.generation {
             self.generation = m.generation;
@@ -787,7 +807,6 @@ impl Scratch {
             }
             self.stamp = 0;
             self.dfa_cache = m.line_dfa.as_ref().map(|d| d.create_cache());
-            self.dfa_gave_up = false;
             self.scanned = 0;
         }
         if let Some(e) = self

@@ -2,7 +2,10 @@
 //! and the literals any of its matches must contain (for the shared prefilter).
 
 use regex_automata::{hybrid, meta, nfa::thompson};
-use regex_syntax::hir::Hir;
+use regex_syntax::hir::{
+    Capture, Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, Hir, HirKind,
+    Look, Repetition,
+};
 use thiserror::Error;
 
 use super::literals;
@@ -103,14 +106,13 @@ impl Pattern {
 /// `None` when a pattern cannot be searched that way (`\A`, `\z`) or the result
 /// would be too large.
 pub fn combined(keys: &[&PatternKey], multi_line: bool, size_limit: usize) -> Option<meta::Regex> {
-    let mut hirs = Vec::with_capacity(keys.len());
-    for key in keys {
-        let hir = parse_with(key, multi_line).ok()?;
-        if multi_line && hir.properties().look_set().contains_anchor_haystack() {
-            return None;
-        }
-        hirs.push(if multi_line { crlf_tolerant(hir) } else { hir });
-    }
+    let hirs = if multi_line {
+        buffer_hirs(keys)?
+    } else {
+        keys.iter()
+            .map(|key| parse(key).ok())
+            .collect::<Option<Vec<_>>>()?
+    };
     meta::Regex::builder()
         .configure(
             meta::Regex::config()
@@ -135,14 +137,10 @@ pub const LINE_DFA_CACHE: usize = 96 << 20;
 /// large. A search may still give up (a cache thrashing, non-ASCII text under a
 /// Unicode `\b`): the caller then falls back to the literal prefilter.
 pub fn line_dfa(keys: &[&PatternKey], size_limit: usize) -> Option<hybrid::dfa::DFA> {
-    let mut hirs = Vec::with_capacity(keys.len());
-    for key in keys {
-        let hir = parse_with(key, true).ok()?;
-        if hir.properties().look_set().contains_anchor_haystack() {
-            return None;
-        }
-        hirs.push(without_newline(crlf_tolerant(hir)));
-    }
+    let hirs: Vec<Hir> = buffer_hirs(keys)?
+        .into_iter()
+        .map(|hir| rewrite_leaves(hir, &without_newline))
+        .collect();
     let nfa = thompson::Compiler::new()
         .configure(thompson::Config::new().nfa_size_limit(Some(size_limit)))
         .build_many_from_hir(&hirs)
@@ -160,51 +158,60 @@ pub fn line_dfa(keys: &[&PatternKey], size_limit: usize) -> Option<hybrid::dfa::
         .ok()
 }
 
-/// `hir` unable to match a `\n`: lines are matched without one, so this changes no
-/// match within a line, and a buffer match can no longer span two lines.
-fn without_newline(hir: Hir) -> Hir {
-    use regex_syntax::hir::{
-        Capture, Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, HirKind,
-        Repetition,
-    };
+/// The patterns parsed for searching a whole buffer of lines: multi-line, `$` also
+/// before a CRLF. `None` if one cannot be searched that way (`\A`, `\z`).
+fn buffer_hirs(keys: &[&PatternKey]) -> Option<Vec<Hir>> {
+    keys.iter()
+        .map(|key| {
+            let hir = parse_with(key, true).ok()?;
+            if hir.properties().look_set().contains_anchor_haystack() {
+                return None;
+            }
+            Some(rewrite_leaves(hir, &crlf_tolerant))
+        })
+        .collect()
+}
+
+/// `hir` with each leaf (empty, literal, class, look-around) replaced by `leaf(it)`.
+fn rewrite_leaves(hir: Hir, leaf: &impl Fn(HirKind) -> Hir) -> Hir {
     match hir.into_kind() {
-        HirKind::Literal(lit) if lit.0.contains(&b'\n') => Hir::fail(),
-        HirKind::Literal(lit) => Hir::literal(lit.0),
-        HirKind::Class(Class::Unicode(mut class)) => {
-            class.difference(&ClassUnicode::new([ClassUnicodeRange::new('\n', '\n')]));
-            Hir::class(Class::Unicode(class))
+        HirKind::Concat(subs) => {
+            Hir::concat(subs.into_iter().map(|h| rewrite_leaves(h, leaf)).collect())
         }
-        HirKind::Class(Class::Bytes(mut class)) => {
-            class.difference(&ClassBytes::new([ClassBytesRange::new(b'\n', b'\n')]));
-            Hir::class(Class::Bytes(class))
+        HirKind::Alternation(subs) => {
+            Hir::alternation(subs.into_iter().map(|h| rewrite_leaves(h, leaf)).collect())
         }
         HirKind::Repetition(rep) => Hir::repetition(Repetition {
-            sub: Box::new(without_newline(*rep.sub)),
+            sub: Box::new(rewrite_leaves(*rep.sub, leaf)),
             ..rep
         }),
         HirKind::Capture(cap) => Hir::capture(Capture {
-            sub: Box::new(without_newline(*cap.sub)),
+            sub: Box::new(rewrite_leaves(*cap.sub, leaf)),
             ..cap
         }),
-        HirKind::Concat(subs) => Hir::concat(subs.into_iter().map(without_newline).collect()),
-        HirKind::Alternation(subs) => {
-            Hir::alternation(subs.into_iter().map(without_newline).collect())
-        }
-        HirKind::Empty => Hir::empty(),
-        HirKind::Look(look) => Hir::look(look),
+        other => leaf(other),
     }
 }
 
-fn parse(key: &PatternKey) -> Result<Hir, PatternError> {
-    parse_with(key, false)
+/// An HIR back from its kind, unchanged (regex-syntax hands the kind out by value).
+fn hir_of(kind: HirKind) -> Hir {
+    match kind {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(lit) => Hir::literal(lit.0),
+        HirKind::Class(class) => Hir::class(class),
+        HirKind::Look(look) => Hir::look(look),
+        HirKind::Repetition(rep) => Hir::repetition(rep),
+        HirKind::Capture(cap) => Hir::capture(cap),
+        HirKind::Concat(subs) => Hir::concat(subs),
+        HirKind::Alternation(subs) => Hir::alternation(subs),
+    }
 }
 
 /// In a buffer of lines, `$` must also match before the `\r` of a CRLF line (lines
 /// are matched without it). Not CRLF mode: that would keep `.` from matching a `\r`
 /// inside a line, which the per-line patterns do match.
-fn crlf_tolerant(hir: Hir) -> Hir {
-    use regex_syntax::hir::{Capture, HirKind, Look, Repetition};
-    match hir.into_kind() {
+fn crlf_tolerant(leaf: HirKind) -> Hir {
+    match leaf {
         HirKind::Look(Look::EndLF) => Hir::concat(vec![
             Hir::repetition(Repetition {
                 min: 0,
@@ -214,23 +221,29 @@ fn crlf_tolerant(hir: Hir) -> Hir {
             }),
             Hir::look(Look::EndLF),
         ]),
-        HirKind::Concat(subs) => Hir::concat(subs.into_iter().map(crlf_tolerant).collect()),
-        HirKind::Alternation(subs) => {
-            Hir::alternation(subs.into_iter().map(crlf_tolerant).collect())
-        }
-        HirKind::Repetition(r) => Hir::repetition(Repetition {
-            sub: Box::new(crlf_tolerant(*r.sub)),
-            ..r
-        }),
-        HirKind::Capture(c) => Hir::capture(Capture {
-            sub: Box::new(crlf_tolerant(*c.sub)),
-            ..c
-        }),
-        HirKind::Empty => Hir::empty(),
-        HirKind::Literal(l) => Hir::literal(l.0),
-        HirKind::Class(c) => Hir::class(c),
-        HirKind::Look(l) => Hir::look(l),
+        other => hir_of(other),
     }
+}
+
+/// A leaf unable to match a `\n`: lines are matched without one, so this changes no
+/// match within a line, and a buffer match can no longer span two lines.
+fn without_newline(leaf: HirKind) -> Hir {
+    match leaf {
+        HirKind::Literal(lit) if lit.0.contains(&b'\n') => Hir::fail(),
+        HirKind::Class(Class::Unicode(mut class)) => {
+            class.difference(&ClassUnicode::new([ClassUnicodeRange::new('\n', '\n')]));
+            Hir::class(Class::Unicode(class))
+        }
+        HirKind::Class(Class::Bytes(mut class)) => {
+            class.difference(&ClassBytes::new([ClassBytesRange::new(b'\n', b'\n')]));
+            Hir::class(Class::Bytes(class))
+        }
+        other => hir_of(other),
+    }
+}
+
+fn parse(key: &PatternKey) -> Result<Hir, PatternError> {
+    parse_with(key, false)
 }
 
 fn parse_with(key: &PatternKey, multi_line: bool) -> Result<Hir, PatternError> {
