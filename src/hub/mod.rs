@@ -419,16 +419,24 @@ impl Hub {
                 });
             }
         });
-        for (sink, deliveries) in out {
-            if let (Some(Some(sink)), false) = (sink, deliveries.is_empty()) {
+        // Every queue is filled before any consumer is woken.
+        let mut delivered = 0;
+        let wakes: Vec<_> = out
+            .into_iter()
+            .filter_map(|(sink, deliveries)| {
                 let n = deliveries.len() as u64;
-                if sink.push_all(deliveries) {
-                    self.counters
-                        .matches_delivered
-                        .fetch_add(n, Ordering::Relaxed);
-                }
-            }
-        }
+                let wake = sink
+                    .flatten()
+                    .filter(|_| n > 0)?
+                    .push_all_unwoken(deliveries)?;
+                delivered += n;
+                Some(wake)
+            })
+            .collect();
+        wakes.into_iter().for_each(queue::Wake::wake);
+        self.counters
+            .matches_delivered
+            .fetch_add(delivered, Ordering::Relaxed);
     }
 }
 

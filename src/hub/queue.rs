@@ -14,6 +14,29 @@ use tokio::sync::Notify;
 use crate::line::LogLine;
 use crate::matcher::SubKey;
 
+/// A consumer to wake once the queue's lock is released (see
+/// [`SinkQueue::push_all_unwoken`]).
+#[must_use = "the consumer sleeps until woken"]
+pub struct Wake<'a> {
+    queue: &'a SinkQueue,
+    /// A blocking consumer sleeps on the condition variable.
+    blocking: bool,
+    /// There is something to take.
+    waiting: bool,
+}
+
+impl Wake<'_> {
+    pub fn wake(self) {
+        if self.blocking {
+            self.queue.ready.notify_one();
+        }
+        if self.waiting {
+            // Cheap when nobody waits: it only leaves a permit.
+            self.queue.ready_async.notify_one();
+        }
+    }
+}
+
 /// One match for one subscription.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -88,6 +111,23 @@ impl SinkQueue {
     /// Queues matches in order (one wake-up for all of them); returns `false` once
     /// the sink has gone.
     pub fn push_all(&self, deliveries: impl IntoIterator<Item = Delivery>) -> bool {
+        match self.push_all_unwoken(deliveries) {
+            Some(wake) => {
+                wake.wake();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`push_all`](Self::push_all) without the wake-up, which is returned instead
+    /// (`None` once the sink has gone): the hub fills every sink's queue first and
+    /// wakes them after, so a woken consumer neither finds the queue's lock held nor
+    /// preempts the hub before the other sinks have their matches.
+    pub fn push_all_unwoken(
+        &self,
+        deliveries: impl IntoIterator<Item = Delivery>,
+    ) -> Option<Wake<'_>> {
         let mut state = self.lock();
         for delivery in deliveries {
             if self.overflow == Overflow::Wait {
@@ -98,7 +138,7 @@ impl SinkQueue {
                 }
             }
             if state.closed {
-                return false;
+                return None;
             }
             if state.items.len() >= self.capacity {
                 if let Some(old) = state.items.pop_front() {
@@ -110,10 +150,12 @@ impl SinkQueue {
             }
             state.items.push_back(delivery);
         }
-        if !state.items.is_empty() {
-            self.wake_consumer(&mut state);
-        }
-        true
+        let blocking = !state.items.is_empty() && std::mem::take(&mut state.consumer_waiting);
+        Some(Wake {
+            queue: self,
+            blocking,
+            waiting: !state.items.is_empty(),
+        })
     }
 
     fn wake_consumer(&self, state: &mut State) {
