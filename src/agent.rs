@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::AgentArgs;
@@ -23,7 +22,7 @@ use crate::line::{format_ts, local_hostname};
 use crate::protocol::{AgentMsg, HubMsg, VERSION};
 use crate::source::glob::Target;
 use crate::source::tail::{self, Resume, StartAt, TailConfig};
-use crate::source::SourceEvent;
+use crate::source::{EventReceiver, SourceEvent};
 use crate::terminal::UsageError;
 
 /// Unacknowledged bytes held at most before the agent stops reading.
@@ -107,7 +106,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         read_chunk: 1 << 20,
         ..TailConfig::default()
     };
-    let (tx, mut rx) = mpsc::channel(4);
+    let (tx, mut rx) = crate::source::events::channel(4);
     tail::spawn(targets, config, tx).context("starting the tailer")?;
     let result = agent.ship(&mut rx).await;
     agent.save();
@@ -115,7 +114,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 impl Agent {
-    async fn ship(&mut self, rx: &mut mpsc::Receiver<SourceEvent>) -> anyhow::Result<()> {
+    async fn ship(&mut self, rx: &mut EventReceiver) -> anyhow::Result<()> {
         let mut backoff = BACKOFF_MIN;
         let mut stop = std::pin::pin!(crate::signals::terminated());
         loop {
@@ -208,7 +207,7 @@ impl Agent {
     async fn connected(
         &mut self,
         ws: &mut Ws,
-        rx: &mut mpsc::Receiver<SourceEvent>,
+        rx: &mut EventReceiver,
         mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> Ended {
         // What the hub may not have: announce the files, re-send the unacknowledged.

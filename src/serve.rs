@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, LogSet};
@@ -69,7 +69,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         limits.backlog_lines,
     );
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = crate::source::events::channel(64);
     for set in &sets {
         let targets = set
             .paths

@@ -5,7 +5,6 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
 
 use thiserror::Error;
-use tokio::sync::mpsc;
 
 use crate::cli::{ColorWhen, GrepArgs};
 use crate::hub::{Hub, Overflow, SinkQueue};
@@ -182,7 +181,7 @@ impl Plan {
             .map_err(|e| UsageError(e.to_string()))?;
 
         // Small: each batch may hold up to `read_chunk` bytes.
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = crate::source::events::channel(16);
         let follow = self.tail.follow;
         let tailer = tail::spawn(self.targets, self.tail, tx)?;
         let ingest = {

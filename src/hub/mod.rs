@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 use crate::line::{count_lines, LineBatch, LogLine, Stream};
 use crate::matcher::registry::{Change, Registry};
 use crate::matcher::{CompileError, Limits, Matcher, Scratch, SpanCache, SubKey, Subscription};
-use crate::source::SourceEvent;
+use crate::source::{EventReceiver, SourceEvent};
 use backlog::{Backlog, Entry};
 pub use queue::{Delivery, Overflow, SinkQueue, Taken};
 
@@ -329,30 +329,34 @@ impl Hub {
     }
 
     /// Takes events from the sources until they all end, then closes every sink.
-    /// Blocking: run it on a thread of its own.
-    pub fn run_ingest(&self, mut events: mpsc::Receiver<SourceEvent>) {
+    /// Blocking: run it on a thread of its own (small events sent while ingest is
+    /// idle are taken on the sender's thread: see [`EventReceiver::consume`]).
+    pub fn run_ingest(self: Arc<Self>, events: EventReceiver) {
+        let hub = self.clone();
         let mut scratch = Scratch::default();
-        while let Some(event) = events.blocking_recv() {
-            match event {
-                SourceEvent::Lines(batch) => self.ingest(batch, &mut scratch),
-                // Announced under the lock: see `streams_and_notices`.
-                SourceEvent::StreamAdded(stream) => {
-                    let mut streams = lock(&self.streams);
-                    streams.live.insert(stream.id.clone(), stream.clone());
-                    let _ = self.notices.send(Notice::StreamAdded(stream));
-                }
-                SourceEvent::StreamRemoved(stream) => {
-                    let mut streams = lock(&self.streams);
-                    streams.live.remove(&stream.id);
-                    let _ = self.notices.send(Notice::StreamRemoved(stream));
-                }
-                SourceEvent::Receipt { upto, to } => {
-                    to.send_replace(upto);
-                }
-            }
-        }
+        events.consume(move |event| hub.take(event, &mut scratch));
         for sink in self.sinks.load().values() {
             sink.close();
+        }
+    }
+
+    fn take(&self, event: SourceEvent, scratch: &mut Scratch) {
+        match event {
+            SourceEvent::Lines(batch) => self.ingest(batch, scratch),
+            // Announced under the lock: see `streams_and_notices`.
+            SourceEvent::StreamAdded(stream) => {
+                let mut streams = lock(&self.streams);
+                streams.live.insert(stream.id.clone(), stream.clone());
+                let _ = self.notices.send(Notice::StreamAdded(stream));
+            }
+            SourceEvent::StreamRemoved(stream) => {
+                let mut streams = lock(&self.streams);
+                streams.live.remove(&stream.id);
+                let _ = self.notices.send(Notice::StreamRemoved(stream));
+            }
+            SourceEvent::Receipt { upto, to } => {
+                to.send_replace(upto);
+            }
         }
     }
 

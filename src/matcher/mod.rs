@@ -23,7 +23,6 @@ pub mod registry;
 pub mod selector;
 
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -763,13 +762,14 @@ struct Eligibility {
 }
 
 /// Per-caller working memory for matching, reused across lines so the hot path does
-/// not allocate. Not shared between threads.
+/// not allocate. One caller at a time (ingest's moves between threads: see
+/// `source::events`).
 #[derive(Debug, Default)]
 pub struct Scratch {
     generation: u64,
     /// Per stream id, then set (a file may be in two log sets): looked up per batch
     /// without building a key.
-    eligibility: HashMap<String, HashMap<String, Rc<Eligibility>>>,
+    eligibility: HashMap<String, HashMap<String, Arc<Eligibility>>>,
     stamp: u32,
     candidate_seen: Vec<u32>,
     tested: Vec<u32>,
@@ -788,7 +788,7 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    fn eligibility(&mut self, m: &Matcher, stream: &Stream) -> Rc<Eligibility> {
+    fn eligibility(&mut self, m: &Matcher, stream: &Stream) -> Arc<Eligibility> {
         if self.generation != m.generation {
             self.generation = m.generation;
             self.eligibility.clear();
@@ -817,7 +817,7 @@ impl Scratch {
             return e.clone();
         }
         let subs: Vec<bool> = m.subs.iter().map(|s| s.streams.matches(stream)).collect();
-        let e = Rc::new(Eligibility {
+        let e = Arc::new(Eligibility {
             any: subs.iter().any(|&b| b),
             every_line: m
                 .subs

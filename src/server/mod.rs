@@ -16,12 +16,12 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::config::HubLimits;
 use crate::hub::Hub;
 use crate::protocol::WireStream;
-use crate::source::SourceEvent;
+use crate::source::EventSender;
 
 /// Everything a request handler may need.
 pub struct ServerState {
@@ -36,7 +36,7 @@ pub struct ServerState {
     /// For the web UI: links `path/file.ext:123` to a source browser.
     pub source_url: Option<String>,
     /// Where agents' lines go: the same ingest as the local tailers'.
-    pub ingest: mpsc::Sender<SourceEvent>,
+    pub ingest: EventSender,
     agents: AtomicUsize,
     clients: AtomicUsize,
     next_client: AtomicU64,
@@ -54,7 +54,7 @@ impl ServerState {
         allowed_origins: Vec<String>,
         shutdown: watch::Receiver<bool>,
         source_url: Option<String>,
-        ingest: mpsc::Sender<SourceEvent>,
+        ingest: EventSender,
     ) -> Arc<ServerState> {
         let boot = format!(
             "{:x}",

@@ -1,6 +1,7 @@
 //! Sources turn bytes from somewhere into [`LineBatch`]es for the hub. They never know
 //! who is listening.
 
+pub mod events;
 pub mod glob;
 pub mod syslog;
 pub mod tail;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::line::{LineBatch, Stream};
+pub use events::{EventReceiver, EventSender};
 
 /// What a source tells the hub.
 #[derive(Debug)]

@@ -14,9 +14,8 @@ use std::time::SystemTime;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
 
-use super::SourceEvent;
+use super::{EventSender, SourceEvent};
 use crate::line::{LineBatch, Stream};
 
 /// One parsed message.
@@ -174,7 +173,7 @@ fn skip_timestamp(s: &str) -> Option<&str> {
 
 /// Where syslog lines go, and how streams are named.
 struct Ingest {
-    out: mpsc::Sender<SourceEvent>,
+    out: EventSender,
     set: String,
     max_line: usize,
     streams: Mutex<HashMap<(String, String), Arc<Stream>>>,
@@ -249,7 +248,7 @@ pub async fn start(
     tcp: Option<SocketAddr>,
     set: String,
     max_line: usize,
-    out: mpsc::Sender<SourceEvent>,
+    out: EventSender,
 ) -> std::io::Result<()> {
     let ingest = Arc::new(Ingest {
         out,

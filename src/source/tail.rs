@@ -30,10 +30,9 @@ use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
 
 use super::glob::Target;
-use super::SourceEvent;
+use super::{EventSender, SourceEvent};
 use crate::line::{
     char_boundary, cut_lines, may_have_long_line, push_cut_mark, text_from_utf8_lossy, LineBatch,
     Origin, Stream,
@@ -105,7 +104,7 @@ pub struct TailSummary {
 pub fn spawn(
     targets: Vec<Target>,
     config: TailConfig,
-    out: mpsc::Sender<SourceEvent>,
+    out: EventSender,
 ) -> io::Result<std::thread::JoinHandle<TailSummary>> {
     std::thread::Builder::new()
         .name("tailer".into())
@@ -238,7 +237,7 @@ struct Followed {
 struct Tailer {
     targets: Vec<Target>,
     config: TailConfig,
-    out: mpsc::Sender<SourceEvent>,
+    out: EventSender,
     files: Vec<Followed>,
     index: HashMap<PathBuf, usize>,
     watcher: Option<notify::RecommendedWatcher>,
@@ -252,7 +251,7 @@ struct Tailer {
 struct Closed;
 
 impl Tailer {
-    fn new(targets: Vec<Target>, config: TailConfig, out: mpsc::Sender<SourceEvent>) -> Self {
+    fn new(targets: Vec<Target>, config: TailConfig, out: EventSender) -> Self {
         Tailer {
             targets,
             config,
@@ -700,7 +699,7 @@ impl Tailer {
     }
 }
 
-fn send(out: &mpsc::Sender<SourceEvent>, event: SourceEvent) -> Result<(), Closed> {
+fn send(out: &EventSender, event: SourceEvent) -> Result<(), Closed> {
     out.blocking_send(event).map_err(|_| Closed)
 }
 
@@ -714,7 +713,7 @@ fn drain(
     handle: &mut Handle,
     stream: &Arc<Stream>,
     config: &TailConfig,
-    out: &mpsc::Sender<SourceEvent>,
+    out: &EventSender,
 ) -> Result<(), DrainError> {
     loop {
         let mut buf = std::mem::take(&mut handle.partial);
