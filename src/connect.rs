@@ -276,7 +276,7 @@ fn to_log_line(line: WireLine) -> LogLine {
         Arc::new(Stream::new(line.host, line.path, line.set)),
         line.seq,
         parse_ts(&line.ts).unwrap_or_else(SystemTime::now),
-        line.text.into(),
+        &line.text,
     )
 }
 

@@ -80,27 +80,56 @@ pub struct Origin {
     pub end: u64,
 }
 
-/// One line, once the hub has numbered it. Clones share everything, including the
-/// line's encoding for the wire, made once however many clients get the line.
-#[derive(Debug, Clone)]
-pub struct LogLine {
+/// One line, once the hub has numbered it: one allocation holds the line and all
+/// about it, and clones share it (one reference count), including the line's
+/// encoding for the wire, made once however many clients get the line. (A line used
+/// to be two allocations, freed on another thread than the one that made them:
+/// scanning with every line matching, that freeing was 12% of ingest's time.)
+#[derive(Clone)]
+pub struct LogLine(triomphe::Arc<triomphe::HeaderSlice<LineHead, str>>);
+
+/// Everything about a [`LogLine`] but its text.
+#[derive(Debug)]
+pub struct LineHead {
     pub stream: Arc<Stream>,
     /// Rises by one per line of `stream`.
     pub seq: u64,
     pub ts: SystemTime,
-    pub text: Arc<str>,
-    wire_head: Arc<std::sync::OnceLock<String>>,
+    wire_head: std::sync::OnceLock<String>,
+}
+
+impl std::ops::Deref for LogLine {
+    type Target = LineHead;
+
+    fn deref(&self) -> &LineHead {
+        &self.0.header
+    }
+}
+
+impl fmt::Debug for LogLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogLine")
+            .field("stream", &self.stream.id)
+            .field("seq", &self.seq)
+            .field("ts", &self.ts)
+            .field("text", &self.text())
+            .finish()
+    }
 }
 
 impl LogLine {
-    pub fn new(stream: Arc<Stream>, seq: u64, ts: SystemTime, text: Arc<str>) -> LogLine {
-        LogLine {
+    pub fn new(stream: Arc<Stream>, seq: u64, ts: SystemTime, text: &str) -> LogLine {
+        let head = LineHead {
             stream,
             seq,
             ts,
-            text,
-            wire_head: Arc::default(),
-        }
+            wire_head: std::sync::OnceLock::new(),
+        };
+        LogLine(triomphe::Arc::from_header_and_str(head, text))
+    }
+
+    pub fn text(&self) -> &str {
+        &self.0.slice
     }
 
     /// The line's protocol `LINE` object up to its spans:
@@ -286,7 +315,7 @@ mod wire_tests {
             Arc::new(Stream::new("web01", "/var/log/a \"b\".log", "web")),
             42,
             std::time::UNIX_EPOCH,
-            "an \"error\" é\t\u{1}".into(),
+            "an \"error\" é\t\u{1}",
         );
         let spans = [[4usize, 9usize], [10, 11]];
         let built = format!("{}[[4,9],[10,11]]}}", line.wire_head());

@@ -161,9 +161,9 @@ impl<W: Write> Printer<W> {
                     }
                 }
                 if color && !spans.is_empty() {
-                    highlight(buf, &line.text, spans);
+                    highlight(buf, line.text(), spans);
                 } else {
-                    buf.extend_from_slice(line.text.as_bytes());
+                    buf.extend_from_slice(line.text().as_bytes());
                 }
             }
             Format::Template(pieces) => {
@@ -186,7 +186,7 @@ impl<W: Write> Printer<W> {
                         Piece::Field(Field::Stream) => {
                             buf.extend_from_slice(line.stream.id.as_bytes())
                         }
-                        Piece::Field(Field::Text) => buf.extend_from_slice(line.text.as_bytes()),
+                        Piece::Field(Field::Text) => buf.extend_from_slice(line.text().as_bytes()),
                     }
                 }
             }
@@ -264,7 +264,7 @@ mod tests {
             Arc::new(Stream::new("web01", "/var/log/app.log", "web")),
             7,
             std::time::UNIX_EPOCH,
-            text.into(),
+            text,
         )
     }
 

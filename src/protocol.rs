@@ -39,7 +39,7 @@ impl<'a> WireLineRef<'a> {
             host: &line.stream.host,
             path: &line.stream.path,
             set: &line.stream.set,
-            text: &line.text,
+            text: line.text(),
             spans,
         }
     }
@@ -184,7 +184,7 @@ impl WireLine {
             host: line.stream.host.clone(),
             path: line.stream.path.clone(),
             set: line.stream.set.clone(),
-            text: line.text.to_string(),
+            text: line.text().to_string(),
             spans,
         }
     }

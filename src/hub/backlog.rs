@@ -88,12 +88,7 @@ pub fn context(
                 break;
             }
             if s >= lo {
-                out.push(LogLine::new(
-                    e.batch.stream.clone(),
-                    s,
-                    e.batch.ts,
-                    Arc::from(text),
-                ));
+                out.push(LogLine::new(e.batch.stream.clone(), s, e.batch.ts, text));
             }
         }
     }
@@ -134,7 +129,7 @@ mod tests {
         let snap = ring.snapshot();
         let got: Vec<String> = context(&snap, &a.id, 6, 2, 1)
             .iter()
-            .map(|l| l.text.to_string())
+            .map(|l| l.text().to_string())
             .collect();
         assert_eq!(got, ["line 5", "line 6", "line 7"]);
         assert_eq!(context(&snap, &a.id, 2, 1, 1).len(), 0);

@@ -401,7 +401,7 @@ impl Hub {
                 batch.stream.clone(),
                 first_seq + hit.index,
                 batch.ts,
-                Arc::from(hit.line),
+                hit.line,
             );
             for &sub in hit.subs() {
                 let key = matcher.key(sub);
@@ -481,7 +481,7 @@ fn recent_matches(
                     batch.stream.clone(),
                     e.first_seq + hit.index,
                     batch.ts,
-                    Arc::from(hit.line),
+                    hit.line,
                 ),
                 spans: if spans { hit.spans(0) } else { Vec::new() },
             });

@@ -245,7 +245,7 @@ mod tests {
                 Arc::new(Stream::new("h", "/p", "s")),
                 seq,
                 std::time::SystemTime::now(),
-                "x".into(),
+                "x",
             ),
             spans: vec![],
         }

@@ -225,7 +225,7 @@ impl Sink {
                         }
                         for d in &taken.deliveries {
                             let message = render(&self.options, &d.line, &d.spans);
-                            self.flood.add(&d.line.stream.host, &d.line.text, message, now);
+                            self.flood.add(&d.line.stream.host, d.line.text(), message, now);
                         }
                     }
                     None => {
@@ -464,7 +464,7 @@ pub fn render(options: &IrcOptions, line: &crate::line::LogLine, spans: &[[usize
             Piece::Literal(s) => out.push_str(&clean(s)),
             Piece::Field(Field::Text) => push_text(
                 &mut out,
-                &line.text,
+                line.text(),
                 if options.color { spans } else { &[] },
             ),
             Piece::Field(Field::Seq) => out.push_str(&line.seq.to_string()),
