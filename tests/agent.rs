@@ -195,6 +195,69 @@ fn three_agents_each_ship_their_file_under_their_own_name() {
     assert_eq!(ids, want_ids);
 }
 
+/// The hub's own tailer hands small batches to ingest on its own thread when ingest
+/// is idle, and big ones (and everything while ingest is busy) through the channel
+/// the agents' lines take too. Mixed, every stream's lines must still arrive once, in
+/// order, numbered without gaps.
+#[test]
+fn local_lines_and_an_agents_lines_ingested_together_keep_each_streams_order() {
+    let dir = tempdir();
+    let local = empty(dir.path().join("local.log"));
+    let remote = empty(dir.path().join("remote.log"));
+    // Room for every line in the client's queue: a drop would look like a loss.
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, "[limits]\nclient_queue = 200000\n").unwrap();
+    let (config_arg, local_arg) = (path_str(&config), path_str(&local));
+    let hub = Hub::start_following(&["--config", &config_arg, &local_arg], &[&local]);
+    let mut client = SyncClient::connect(&hub.ws_url());
+    client.subscribe("all", &[], 0);
+    let _agent = Agent::start(&hub.agent_url(), "web01", &[&remote], &[]);
+    hub.wait_metric("supergrep_agents", 1);
+
+    // A line at a time to both files, and every 50 ms a burst of 16,000 lines (272 KB)
+    // to the local one: the tailer reads it as a 256 KiB batch (through the channel)
+    // and a small rest, which must wait for it.
+    let writer = Writer::start(
+        vec![
+            ("local".into(), local.clone()),
+            ("remote".into(), remote.clone()),
+        ],
+        Duration::from_millis(1),
+    );
+    const BURST: u64 = 16_000;
+    const BURSTS: u64 = 5;
+    for burst in 0..BURSTS {
+        std::thread::sleep(Duration::from_millis(50));
+        let lines: Vec<String> = (1..=BURST)
+            .map(|n| support::agent::numbered("bulk", burst * BURST + n))
+            .collect();
+        append(&local, &(lines.join("\n") + "\n"));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    let last = writer.stop();
+    client.wait_lines("the last lines of both files", |ls| {
+        numbers(ls, "local").last() == Some(&last) && numbers(ls, "remote").last() == Some(&last)
+    });
+    client.settle(Duration::from_millis(300));
+
+    assert_exactly_once("local", &numbers(&client.lines, "local"), 1, last);
+    assert_exactly_once("remote", &numbers(&client.lines, "remote"), 1, last);
+    assert_exactly_once("bulk", &numbers(&client.lines, "bulk"), 1, BURSTS * BURST);
+    // Per stream, the hub numbered the lines 1, 2, 3… in the order they arrived.
+    for (host, path, total) in [
+        (None, path_str(&local), last + BURSTS * BURST),
+        (Some("web01"), path_str(&remote), last),
+    ] {
+        let seqs: Vec<u64> = client
+            .lines
+            .iter()
+            .filter(|l| l.path == path && host.is_none_or(|h| l.host == h))
+            .map(|l| l.seq)
+            .collect();
+        assert_eq!(seqs, (1..=total).collect::<Vec<_>>(), "seq of {path}");
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // 2. The hub dies and comes back
 // ---------------------------------------------------------------------------------
