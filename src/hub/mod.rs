@@ -424,19 +424,18 @@ impl Hub {
             }
         });
         // Every queue is filled before any consumer is woken.
-        let mut delivered = 0;
-        let wakes: Vec<_> = out
-            .into_iter()
-            .filter_map(|(sink, deliveries)| {
-                let n = deliveries.len() as u64;
-                let wake = sink
-                    .flatten()
-                    .filter(|_| n > 0)?
-                    .push_all_unwoken(deliveries)?;
+        let (mut delivered, mut wakes) = (0, Vec::new());
+        for (sink, deliveries) in out {
+            let (Some(Some(sink)), false) = (sink, deliveries.is_empty()) else {
+                continue;
+            };
+            let n = deliveries.len() as u64;
+            // `None`: the sink has gone.
+            if let Some(wake) = sink.push_all_unwoken(deliveries) {
                 delivered += n;
-                Some(wake)
-            })
-            .collect();
+                wakes.push(wake);
+            }
+        }
         wakes.into_iter().for_each(queue::Wake::wake);
         self.counters
             .matches_delivered

@@ -132,7 +132,8 @@ impl SinkQueue {
         for delivery in deliveries {
             if self.overflow == Overflow::Wait {
                 while state.items.len() >= self.capacity && !state.closed {
-                    self.wake_consumer(&mut state);
+                    // Woken under the lock: this producer sleeps until it takes some.
+                    self.wake_of(&mut state).wake();
                     state.producer_waiting = true;
                     state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
@@ -150,20 +151,17 @@ impl SinkQueue {
             }
             state.items.push_back(delivery);
         }
-        let blocking = !state.items.is_empty() && std::mem::take(&mut state.consumer_waiting);
-        Some(Wake {
-            queue: self,
-            blocking,
-            waiting: !state.items.is_empty(),
-        })
+        Some(self.wake_of(&mut state))
     }
 
-    fn wake_consumer(&self, state: &mut State) {
-        if std::mem::take(&mut state.consumer_waiting) {
-            self.ready.notify_one();
+    /// The wake-up the consumer needs now (none when there is nothing to take).
+    fn wake_of(&self, state: &mut State) -> Wake<'_> {
+        let waiting = !state.items.is_empty();
+        Wake {
+            queue: self,
+            blocking: waiting && std::mem::take(&mut state.consumer_waiting),
+            waiting,
         }
-        // Cheap when nobody waits: it only leaves a permit.
-        self.ready_async.notify_one();
     }
 
     /// No more matches will come (or the sink went away): wakes everyone.

@@ -27,7 +27,7 @@ use super::SourceEvent;
 /// `read_chunk`s of 256 KiB and more).
 const DIRECT_MAX_BYTES: usize = 32 * 1024;
 
-/// The consumer went away.
+/// The consumer went away: a source stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use notify::{EventKind, RecursiveMode, Watcher};
 
+use super::events::Closed;
 use super::glob::Target;
 use super::{EventSender, SourceEvent};
 use crate::line::{
@@ -246,9 +247,6 @@ struct Tailer {
     rescan: Arc<AtomicBool>,
     summary: TailSummary,
 }
-
-/// The consumer went away: stop.
-struct Closed;
 
 impl Tailer {
     fn new(targets: Vec<Target>, config: TailConfig, out: EventSender) -> Self {
@@ -661,7 +659,7 @@ impl Tailer {
             if result.is_err() || last_growth.elapsed() >= self.config.retire_after {
                 let (mut old, _) = f.retired.swap_remove(k);
                 if let Some(batch) = flush_partial(&mut old, &stream) {
-                    send(&self.out, SourceEvent::Lines(batch))?;
+                    self.out.blocking_send(SourceEvent::Lines(batch))?;
                 }
             } else {
                 k += 1;
@@ -695,12 +693,8 @@ impl Tailer {
     }
 
     fn send(&self, event: SourceEvent) -> Result<(), Closed> {
-        send(&self.out, event)
+        self.out.blocking_send(event)
     }
-}
-
-fn send(out: &EventSender, event: SourceEvent) -> Result<(), Closed> {
-    out.blocking_send(event).map_err(|_| Closed)
 }
 
 enum DrainError {
@@ -743,7 +737,8 @@ fn drain(
                 text,
                 origin: Some(handle.origin(start, handle.delivered_offset())),
             };
-            send(out, SourceEvent::Lines(batch)).map_err(|Closed| DrainError::Closed)?;
+            out.blocking_send(SourceEvent::Lines(batch))
+                .map_err(|Closed| DrainError::Closed)?;
         }
         if n < config.read_chunk {
             // A short read: we are at the end for now.
