@@ -3,7 +3,8 @@
 #
 #   SUPERGREP_CORPUS=/work/shared/corpus benches/agent.sh
 #
-# Settings: LINES (default 10000000 lines of Loghub text, 1.4 GB: with 2,000,000 the
+# Settings: SUPERGREP_BIN (the binary; default: this tree's release build), LINES
+# (default 10000000 lines of Loghub text, 1.4 GB: with 2,000,000 the
 # local run took 0.07 s, too close to the 5-20 ms of polling /metrics), RUNS (3,
 # median reported). Needs about 4x the file's size free in TMPDIR.
 # For each run a fresh hub starts; the file is written in full first, then the hub (or
@@ -15,8 +16,13 @@ corpus=${SUPERGREP_CORPUS:?set SUPERGREP_CORPUS to the corpus directory (holding
 lines=${LINES:-10000000}
 runs=${RUNS:-3}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-sg=$root/target/release/supergrep
+# SUPERGREP_BIN: another build to measure (e.g. an older commit's, alternating runs).
+if [ -n "${SUPERGREP_BIN:-}" ]; then
+  sg=$SUPERGREP_BIN
+else
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+  sg=$root/target/release/supergrep
+fi
 work=$(mktemp -d)
 trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -31,7 +37,28 @@ head -n "$lines" "$work/big.log" > "$work/data.log"
 bytes=$(stat -c %s "$work/data.log")
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ingested() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^supergrep_lines_ingested_total/ {print $2}'; }
+# Moves the file in and polls /metrics every 5 ms over one kept-alive connection until
+# every line is counted; prints the seconds. (Polling with a curl process per request
+# took a fifth of the 2 cores, from both sides of the comparison alike.)
+move_and_wait() {
+  python3 - "$@" "$lines" <<'PY'
+import http.client, os, sys, time
+port, src, dst, want = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+conn = http.client.HTTPConnection("127.0.0.1", port)
+def ingested():
+    conn.request("GET", "/metrics")
+    for line in conn.getresponse().read().decode().splitlines():
+        if line.startswith("supergrep_lines_ingested_total"):
+            return int(float(line.split()[1]))
+    return 0
+ingested()
+t0 = time.monotonic()
+os.rename(src, dst)
+while ingested() < want:
+    time.sleep(0.005)
+print(f"{time.monotonic() - t0:.3f}")
+PY
+}
 cpu() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # mode: local | agent ; prints "seconds hub_cpu_s agent_cpu_s". The follower starts
@@ -54,13 +81,10 @@ run() {
     until curl -s "http://127.0.0.1:$p/metrics" | grep -q '^supergrep_agents 1'; do sleep 0.05; done
   fi
   sleep 0.3
-  local t0; t0=$(date +%s.%N)
-  mv "$work/in.tmp" "$work/d/in.log"
-  until [ "$(ingested "$p")" = "$lines" ]; do sleep 0.005; done
-  local t1; t1=$(date +%s.%N)
+  local secs; secs=$(move_and_wait "$p" "$work/in.tmp" "$work/d/in.log")
   local acpu=0
   [ -n "$agent" ] && acpu=$(echo "$(cpu "$agent") / 100" | bc -l)
-  echo "$(echo "$t1 - $t0" | bc) $(echo "$(cpu $hub) / 100" | bc -l) $acpu"
+  echo "$secs $(echo "$(cpu $hub) / 100" | bc -l) $acpu"
   kill $hub $agent 2>/dev/null; wait $hub $agent 2>/dev/null || true
 }
 

@@ -281,6 +281,10 @@ pub enum HubMsg {
     Welcome {
         version: u32,
         server: String,
+        /// The hub takes binary `lines` frames unmasked (see `agent::frame`). Absent
+        /// from older hubs: false.
+        #[serde(default)]
+        unmasked_lines: bool,
     },
     /// Every batch up to and including `batch` is ingested: numbered, in the backlog,
     /// and matched for every client.

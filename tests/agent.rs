@@ -702,7 +702,15 @@ impl FakeAgent {
             name: name.into(),
             agent: "test".into(),
         });
-        assert!(matches!(agent.recv(), HubMsg::Welcome { .. }));
+        // Which tells agents to send their batches unmasked (the real agent does, in
+        // every test above).
+        assert!(matches!(
+            agent.recv(),
+            HubMsg::Welcome {
+                unmasked_lines: true,
+                ..
+            }
+        ));
         agent
     }
 
@@ -802,4 +810,73 @@ fn hub_takes_only_the_new_part_of_an_overlapping_batch() {
     client.settle(Duration::from_millis(300));
     let texts: Vec<&str> = client.lines.iter().map(|l| l.text.as_str()).collect();
     assert_eq!(texts, ["fake line 1", "fake line 2", "fake line 3"]);
+}
+
+// ---------------------------------------------------------------------------------
+// 6. The wire
+// ---------------------------------------------------------------------------------
+
+/// Against a hub whose welcome does not offer `unmasked_lines` (an older one), the
+/// agent masks its batches as RFC 6455 asks. The "hub" here is tungstenite's server
+/// with its default settings, which closes the connection on an unmasked frame.
+#[test]
+fn agent_masks_its_batches_for_a_hub_that_did_not_offer_unmasked_frames() {
+    let dir = tempdir();
+    let files = log_files(dir.path(), &["app"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hub = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut ws = tokio_tungstenite::tungstenite::accept(tcp).unwrap();
+        let mut batches: Vec<(serde_json::Value, String)> = Vec::new();
+        let mut lines = 0;
+        while lines < 3 {
+            match ws.read().expect("a frame the server accepts (masked)") {
+                Message::Text(t) => {
+                    let msg: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    if msg["type"] == "agent_hello" {
+                        let welcome = r#"{"type":"welcome","version":1,"server":"older"}"#;
+                        ws.send(Message::text(welcome)).unwrap();
+                    }
+                }
+                Message::Binary(b) => {
+                    let nl = b.iter().position(|&c| c == b'\n').unwrap();
+                    let head: serde_json::Value = serde_json::from_slice(&b[..nl]).unwrap();
+                    let text = String::from_utf8(b[nl + 1..].to_vec()).unwrap();
+                    lines += text.lines().count();
+                    let ack = format!(r#"{{"type":"ack","batch":{}}}"#, head["batch"]);
+                    ws.send(Message::text(ack)).unwrap();
+                    batches.push((head, text));
+                }
+                _ => {}
+            }
+        }
+        batches
+    });
+    let mut agent = Agent::start(
+        &format!("ws://127.0.0.1:{port}"),
+        "app01",
+        &[&files[0]],
+        &[],
+    );
+    write_numbered(&files[0], "app", 1..=3);
+    let batches = hub.join().unwrap();
+    let text: String = batches.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        numbers_in(&text, "app"),
+        [1, 2, 3],
+        "the lines, each once: {batches:?}"
+    );
+    let (head, _) = &batches[0];
+    assert_eq!(head["type"], "lines");
+    assert_eq!(head["start"], 0);
+    assert_eq!(head["path"], path_str(&files[0]));
+    agent.proc.kill();
+}
+
+fn numbers_in(text: &str, prefix: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| support::agent::number_of(prefix, l))
+        .collect()
 }

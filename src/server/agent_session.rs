@@ -39,6 +39,8 @@ pub async fn run(mut socket: WebSocket, state: Arc<ServerState>) {
     let welcome = HubMsg::Welcome {
         version: VERSION,
         server: format!("supergrep {}", env!("CARGO_PKG_VERSION")),
+        // The upgrade accepts them (see `agent`).
+        unmasked_lines: true,
     };
     if send(&mut socket, &welcome).await.is_err() {
         return;

@@ -8,6 +8,8 @@
 //! and reads on once there is room. `--state-file` keeps the acknowledged offsets
 //! across restarts of the agent.
 
+mod frame;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use crate::source::glob::Target;
 use crate::source::tail::{self, Resume, StartAt, TailConfig};
 use crate::source::{EventReceiver, SourceEvent};
 use crate::terminal::UsageError;
+use frame::LinesFrame;
 
 /// Unacknowledged bytes held at most before the agent stops reading.
 const MAX_PENDING_BYTES: usize = 64 << 20;
@@ -37,8 +40,7 @@ const SAVE_EVERY: Duration = Duration::from_secs(1);
 struct Pending {
     batch: u64,
     /// The frame as sent (and sent again after a reconnect).
-    frame: Message,
-    size: usize,
+    frame: LinesFrame,
     /// What acknowledging it means for the state file.
     resume: Option<(PathBuf, Resume)>,
 }
@@ -119,14 +121,14 @@ impl Agent {
         let mut stop = std::pin::pin!(crate::signals::terminated());
         loop {
             match self.connect().await? {
-                Some(mut ws) => {
+                Some((mut ws, unmasked)) => {
                     eprintln!(
                         "supergrep agent: connected to {} as {}",
                         self.display(),
                         self.name
                     );
                     backoff = BACKOFF_MIN;
-                    let ended = self.connected(&mut ws, rx, stop.as_mut()).await;
+                    let ended = self.connected(&mut ws, unmasked, rx, stop.as_mut()).await;
                     match ended {
                         Ended::Stopped => {
                             let _ = ws.close(None).await;
@@ -166,8 +168,9 @@ impl Agent {
         }
     }
 
-    /// Connects and says hello; `None` when the hub cannot be reached now.
-    async fn connect(&mut self) -> anyhow::Result<Option<Ws>> {
+    /// Connects and says hello; `None` when the hub cannot be reached now. With the
+    /// connection: whether the hub takes `lines` frames unmasked.
+    async fn connect(&mut self) -> anyhow::Result<Option<(Ws, bool)>> {
         let mut ws = match self.hub.connect().await {
             Ok(ws) => ws,
             Err(ConnectError::Refused) => {
@@ -189,12 +192,12 @@ impl Agent {
             name: self.name.clone(),
             agent: format!("supergrep {}", env!("CARGO_PKG_VERSION")),
         };
-        if ws.send(text(&hello)).await.is_err() {
+        if ws.send(message(&hello)).await.is_err() {
             return Ok(None);
         }
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<HubMsg>(t.as_str()) {
-                Ok(HubMsg::Welcome { .. }) => Ok(Some(ws)),
+                Ok(HubMsg::Welcome { unmasked_lines, .. }) => Ok(Some((ws, unmasked_lines))),
                 Ok(HubMsg::Error { message, .. }) => {
                     Err(UsageError(format!("the hub refused the agent: {message}")).into())
                 }
@@ -207,6 +210,7 @@ impl Agent {
     async fn connected(
         &mut self,
         ws: &mut Ws,
+        unmasked: bool,
         rx: &mut EventReceiver,
         mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> Ended {
@@ -216,7 +220,7 @@ impl Agent {
                 path,
                 set: self.set.clone(),
             };
-            if ws.send(text(&added)).await.is_err() {
+            if ws.send(message(&added)).await.is_err() {
                 return Ended::Lost("send failed".into());
             }
         }
@@ -224,12 +228,12 @@ impl Agent {
             let resending = AgentMsg::Resending {
                 batches: self.pending.len() as u64,
             };
-            if ws.send(text(&resending)).await.is_err() {
+            if ws.send(message(&resending)).await.is_err() {
                 return Ended::Lost("send failed".into());
             }
         }
         for p in &self.pending {
-            if ws.send(p.frame.clone()).await.is_err() {
+            if p.frame.send(ws, unmasked).await.is_err() {
                 return Ended::Lost("send failed".into());
             }
         }
@@ -254,10 +258,13 @@ impl Agent {
                 }
                 event = rx.recv(), if self.has_room() => match event {
                     Some(e) => {
-                        if let Some(frame) = self.take(e) {
-                            if ws.send(frame).await.is_err() {
-                                return Ended::Lost("send failed".into());
-                            }
+                        let sent = match self.take(e) {
+                            Some(Outgoing::Message(m)) => ws.send(m).await,
+                            Some(Outgoing::Lines(frame)) => frame.send(ws, unmasked).await,
+                            None => Ok(()),
+                        };
+                        if sent.is_err() {
+                            return Ended::Lost("send failed".into());
                         }
                     }
                     // The tailer ended (it only does when nothing is left to follow).
@@ -280,24 +287,24 @@ impl Agent {
         self.pending_bytes < MAX_PENDING_BYTES
     }
 
-    /// Takes one tailer event into the agent's state; returns the frame to send.
-    fn take(&mut self, event: SourceEvent) -> Option<Message> {
+    /// Takes one tailer event into the agent's state; returns what to send.
+    fn take(&mut self, event: SourceEvent) -> Option<Outgoing> {
         match event {
             SourceEvent::StreamAdded(s) => {
                 if !self.streams.contains(&s.path) {
                     self.streams.push(s.path.clone());
                 }
-                Some(text(&AgentMsg::StreamAdded {
+                Some(Outgoing::Message(message(&AgentMsg::StreamAdded {
                     path: s.path.clone(),
                     set: s.set.clone(),
-                }))
+                })))
             }
             SourceEvent::StreamRemoved(s) => {
                 self.streams.retain(|p| *p != s.path);
-                Some(text(&AgentMsg::StreamRemoved {
+                Some(Outgoing::Message(message(&AgentMsg::StreamRemoved {
                     path: s.path.clone(),
                     set: s.set.clone(),
-                }))
+                })))
             }
             // The hub's business, never a tailer's.
             SourceEvent::Receipt { .. } => None,
@@ -318,16 +325,11 @@ impl Agent {
                 };
                 // A binary frame: the JSON header, a newline, then the lines as they
                 // are (escaping them as JSON cost more than everything else).
-                let mut bytes = text_json(&msg).into_bytes();
-                bytes.push(b'\n');
-                bytes.extend_from_slice(b.text.as_bytes());
-                let size = bytes.len();
-                let frame = Message::Binary(bytes.into());
-                self.pending_bytes += size;
+                let frame = LinesFrame::new(&msg, b.text.into_bytes());
+                self.pending_bytes += frame.len();
                 self.pending.push_back(Pending {
                     batch,
                     frame: frame.clone(),
-                    size,
                     resume: Some((
                         PathBuf::from(&b.stream.path),
                         Resume {
@@ -337,7 +339,7 @@ impl Agent {
                         },
                     )),
                 });
-                Some(frame)
+                Some(Outgoing::Lines(frame))
             }
         }
     }
@@ -345,7 +347,7 @@ impl Agent {
     fn acknowledged(&mut self, batch: u64) {
         while self.pending.front().is_some_and(|p| p.batch <= batch) {
             if let Some(p) = self.pending.pop_front() {
-                self.pending_bytes -= p.size;
+                self.pending_bytes -= p.frame.len();
                 if let Some((path, resume)) = p.resume {
                     self.acked.insert(path, resume);
                     self.dirty = true;
@@ -376,6 +378,12 @@ impl Agent {
     }
 }
 
+/// What the agent sends: its own messages, and the batches it keeps until acknowledged.
+enum Outgoing {
+    Message(Message),
+    Lines(LinesFrame),
+}
+
 enum Ended {
     Stopped,
     Lost(String),
@@ -395,10 +403,6 @@ fn load_state(path: &Path) -> anyhow::Result<HashMap<PathBuf, Resume>> {
     }
 }
 
-fn text_json(msg: &AgentMsg) -> String {
-    serde_json::to_string(msg).unwrap_or_default()
-}
-
-fn text(msg: &AgentMsg) -> Message {
-    Message::Text(text_json(msg).into())
+fn message(msg: &AgentMsg) -> Message {
+    Message::Text(serde_json::to_string(msg).unwrap_or_default().into())
 }
