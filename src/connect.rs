@@ -58,6 +58,7 @@ impl Remote {
         let mut backoff = BACKOFF_MIN;
         let mut boot: Option<String> = None;
         loop {
+            let mut unreachable = None;
             match self
                 .session(
                     sub,
@@ -79,10 +80,20 @@ impl Remote {
                         );
                     }
                 }
+                Ok(End::Unreachable(why)) => unreachable = Some(why),
                 Err(Fatal(e)) => return Err(e),
             }
             let wait = jitter(backoff);
-            tracing::debug!("reconnecting in {wait:?}");
+            match unreachable {
+                // Said on every attempt, as the agent does: a hub that stays away is
+                // something to see, and the backoff keeps it to a line a while.
+                Some(why) => eprintln!(
+                    "supergrep: cannot reach the hub at {} ({why}); retrying in {:.1}s",
+                    self.display(),
+                    wait.as_secs_f64()
+                ),
+                None => tracing::debug!("reconnecting in {wait:?}"),
+            }
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
@@ -108,12 +119,7 @@ impl Remote {
                     UsageError(format!("the hub at {} refused the token", self.display())).into(),
                 ))
             }
-            Err(ConnectError::Unreachable(e)) => {
-                tracing::warn!("cannot reach the hub at {}: {e}", self.display());
-                return Ok(End::Disconnected {
-                    was_connected: false,
-                });
-            }
+            Err(ConnectError::Unreachable(e)) => return Ok(End::Unreachable(e)),
         };
         let mut sent_subscribe = false;
         // On the first connection old lines were asked for (-n); after a reconnect a
@@ -228,7 +234,11 @@ impl Remote {
 
 enum End {
     StdoutClosed,
-    Disconnected { was_connected: bool },
+    Disconnected {
+        was_connected: bool,
+    },
+    /// The connection did not open (why).
+    Unreachable(String),
 }
 
 /// Ends the run: the error is reported and the exit status is 2.

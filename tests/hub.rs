@@ -1303,6 +1303,12 @@ async fn connect_prints_matches_and_survives_a_hub_restart() {
     hub.proc.signal("KILL");
     hub.proc.wait_exit();
     client.wait_stderr(&["reconnecting"]);
+    // While the hub is away the client says so, and why, and goes on trying.
+    let said = client.wait_stderr(&[
+        &format!("supergrep: cannot reach the hub at ws://127.0.0.1:{port}/ws"),
+        "retrying in",
+    ]);
+    assert!(said.contains("refused"), "the reason: {said}");
     let hub = Hub::start_on(port, &args, &[&f[0]]);
     client.wait_stderr(&["supergrep: connected to"]);
     hub.wait_metric("supergrep_subscriptions", 1);
