@@ -633,6 +633,11 @@ fn no_follow_exit_statuses() {
     let directory = run_to_end(&["--no-follow", "-e", "x", "adir"], d);
     assert_eq!(directory.code, 2);
     assert!(directory.stderr.contains("adir"), "{}", directory.stderr);
+    assert!(
+        directory.stderr.contains("give a glob: 'adir/*'"),
+        "and how to follow the files in it: {}",
+        directory.stderr
+    );
 }
 
 // ---------------------------------------------------------------------------------

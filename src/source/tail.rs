@@ -452,7 +452,11 @@ impl Tailer {
         match Handle::open(&path) {
             Ok((mut handle, meta)) => {
                 if meta.is_dir() {
-                    self.report(i, io::ErrorKind::IsADirectory, "is a directory");
+                    let hint = format!(
+                        "is a directory (for the files in it, give a glob: '{}/*')",
+                        path.display()
+                    );
+                    self.report(i, io::ErrorKind::IsADirectory, &hint);
                     return Ok(());
                 }
                 // The same file under another name (rotated to a name a glob matches, a
