@@ -1,9 +1,11 @@
 //! The unit of data that flows from sources to sinks.
 //!
-//! A source reads bytes and hands the hub [`LineBatch`]es: runs of complete lines from
-//! one stream, already valid UTF-8. Batches (not single lines) are what move through
-//! the pipeline because per-line hand-offs would cost more than matching does; the
-//! matcher searches a whole batch at once and only the lines that match become
+//! A source reads bytes and hands the hub [`ReadBatch`]es: runs of complete lines from
+//! one stream, as read. The hub makes each a [`LineBatch`], checked to be UTF-8 (once,
+//! on the ingest side: the reading thread is the one a scan waits for, and an agent
+//! ships bytes the hub must check anyway). Batches (not single lines) are what move
+//! through the pipeline because per-line hand-offs would cost more than matching does;
+//! the matcher searches a whole batch at once and only the lines that match become
 //! individual [`LogLine`]s.
 
 use std::fmt;
@@ -52,11 +54,26 @@ pub fn local_hostname() -> String {
     }
 }
 
-/// Complete lines read from one stream in one go.
+/// Complete lines read from one stream in one go, as a source hands them over: the
+/// bytes as read, which may not be UTF-8 ([`LineBatch::from_read`] settles that).
 ///
-/// `text` holds whole lines, each ending in `\n` (a final line without one is allowed
-/// only when the source knows the file will not grow, e.g. `--no-follow`). A `\r` before
-/// the `\n` is part of the raw text; [`lines`] strips it.
+/// `bytes` holds whole lines, each ending in `\n` (a final line without one is allowed
+/// only when the source knows the file will not grow, e.g. `--no-follow`). They must
+/// not keep a bigger buffer alive ([`fit_read_buffer`], [`owned_slice`]): the backlog
+/// keeps them.
+#[derive(Debug, Clone)]
+pub struct ReadBatch {
+    pub stream: Arc<Stream>,
+    /// When the source read these lines.
+    pub ts: SystemTime,
+    pub bytes: Bytes,
+    /// Where in which file the lines were read, for sources that read files (lets an
+    /// agent resume, and the hub recognise lines it already has).
+    pub origin: Option<Origin>,
+}
+
+/// A [`ReadBatch`] as the hub keeps it: the same lines, valid UTF-8. A `\r` before the
+/// `\n` is part of the raw text; [`lines`] strips it.
 #[derive(Debug, Clone)]
 pub struct LineBatch {
     pub stream: Arc<Stream>,
@@ -68,6 +85,18 @@ pub struct LineBatch {
     /// Where in which file the lines were read, for sources that read files (lets an
     /// agent resume, and the hub recognise lines it already has).
     pub origin: Option<Origin>,
+}
+
+impl LineBatch {
+    /// Invalid UTF-8 is replaced (U+FFFD), never refused; valid text is not copied.
+    pub fn from_read(read: ReadBatch) -> LineBatch {
+        LineBatch {
+            stream: read.stream,
+            ts: read.ts,
+            text: text_from_bytes(read.bytes),
+            origin: read.origin,
+        }
+    }
 }
 
 /// A byte range of one file (identified by device and inode, so a rotated file with
@@ -243,7 +272,7 @@ pub fn char_boundary(bytes: &[u8], max: usize) -> usize {
 /// Below this size, batch text is copied out of the buffer it was read into.
 const COPY_BELOW: usize = 64 << 10;
 
-/// Text from bytes read somewhere: invalid UTF-8 is replaced (U+FFFD), never refused.
+/// A read buffer's lines, ready to be kept.
 ///
 /// Batch text lives on in the backlog ring, so it must not keep a read buffer's
 /// spare capacity alive with it: a few lines read into a 256 KiB buffer, ten
@@ -252,7 +281,7 @@ const COPY_BELOW: usize = 64 << 10;
 /// own mmap, and shrinks it to a page of its own (one memory map each: a ring of
 /// 100,000 one-line batches was 283 MiB and 65,000 maps, the kernel's limit). So a
 /// small text is copied into an allocation of its size and the buffer is freed.
-pub fn text_from_utf8_lossy(mut bytes: Vec<u8>) -> ByteString {
+pub fn fit_read_buffer(mut bytes: Vec<u8>) -> Bytes {
     let spare = bytes.capacity() - bytes.len();
     if spare > bytes.len() / 4 + 4096 {
         if bytes.len() < COPY_BELOW {
@@ -261,32 +290,36 @@ pub fn text_from_utf8_lossy(mut bytes: Vec<u8>) -> ByteString {
             bytes.shrink_to_fit();
         }
     }
-    match String::from_utf8(bytes) {
-        Ok(text) => text.into(),
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned().into(),
-    }
+    bytes.into()
 }
 
-/// As [`text_from_utf8_lossy`], for bytes that are a slice of something bigger (a
-/// WebSocket frame in a read buffer): kept as a slice only when big, so a small batch
-/// cannot keep a whole buffer alive.
-pub fn text_from_shared(bytes: Bytes) -> ByteString {
+/// As [`fit_read_buffer`], for bytes that are a slice of something bigger (a WebSocket
+/// frame in a read buffer): kept as a slice only when big, so a small batch cannot keep
+/// a whole buffer alive.
+pub fn owned_slice(bytes: Bytes) -> Bytes {
     if bytes.len() < COPY_BELOW {
-        return text_from_utf8_lossy(bytes.to_vec());
+        return Bytes::copy_from_slice(&bytes);
     }
+    bytes
+}
+
+/// Text from bytes read somewhere: checked, not copied, when they are UTF-8; invalid
+/// sequences are replaced (U+FFFD), never refused.
+pub fn text_from_bytes(bytes: Bytes) -> ByteString {
+    // A clone of `Bytes` is a reference count: the error leaves the bytes behind.
     match ByteString::try_from(bytes.clone()) {
         Ok(text) => text,
         Err(_) => String::from_utf8_lossy(&bytes).into_owned().into(),
     }
 }
 
-/// The hub's line limit on text from elsewhere (an agent's): each line longer than
+/// The hub's line limit on lines from elsewhere (an agent's): each line longer than
 /// `max` bytes cut and marked, as the tailer does. Shared, not copied, when no line is.
-pub fn cap_long_lines(text: ByteString, max: usize) -> ByteString {
-    if !may_have_long_line(text.as_bytes(), max) {
-        return text;
+pub fn cap_long_lines(bytes: Bytes, max: usize) -> Bytes {
+    if !may_have_long_line(&bytes, max) {
+        return bytes;
     }
-    text_from_utf8_lossy(cut_lines(text.as_bytes().to_vec(), 0, 0, max))
+    cut_lines(bytes.to_vec(), 0, 0, max).into()
 }
 
 #[cfg(test)]
@@ -327,18 +360,39 @@ mod wire_tests {
 
     #[test]
     fn long_lines_from_elsewhere_are_cut_and_short_ones_shared() {
-        let text = ByteString::from(format!("short\n{}\né{}\n", "x".repeat(100), "y".repeat(20)));
+        let text = Bytes::from(format!("short\n{}\né{}\n", "x".repeat(100), "y".repeat(20)));
         let capped = cap_long_lines(text, 10);
         assert_eq!(
-            &*capped,
-            "short\nxxxxxxxxxx [… 90 bytes cut]\néyyyyyyyy [… 12 bytes cut]\n"
+            &capped[..],
+            "short\nxxxxxxxxxx [… 90 bytes cut]\néyyyyyyyy [… 12 bytes cut]\n".as_bytes()
         );
-        let text = ByteString::from("a\nb\n".repeat(100));
+        let text = Bytes::from("a\nb\n".repeat(100));
         let ptr = text.as_ptr();
         assert_eq!(cap_long_lines(text, 10).as_ptr(), ptr, "not copied");
+    }
+
+    #[test]
+    fn text_is_checked_not_copied_and_invalid_bytes_replaced() {
+        let bytes = Bytes::from("é ok\n".repeat(10));
+        let ptr = bytes.as_ptr();
+        assert_eq!(text_from_bytes(bytes).as_ptr(), ptr, "not copied");
         assert_eq!(
-            &*text_from_utf8_lossy(b"ok \xff\n".to_vec()),
+            &*text_from_bytes(Bytes::from_static(b"ok \xff\n")),
             "ok \u{fffd}\n"
         );
+    }
+
+    #[test]
+    fn small_texts_do_not_keep_their_read_buffer() {
+        let mut buf = Vec::with_capacity(256 << 10);
+        buf.extend_from_slice(b"one line\n");
+        let kept = fit_read_buffer(buf);
+        assert_eq!(&kept[..], b"one line\n");
+        // A slice of a big frame: copied out when small, shared when big.
+        let frame = Bytes::from(vec![b'x'; 1 << 20]);
+        let small = owned_slice(frame.slice(10..20));
+        assert!(!std::ptr::eq(small.as_ptr(), frame[10..].as_ptr()));
+        let big = owned_slice(frame.slice(0..COPY_BELOW));
+        assert_eq!(big.as_ptr(), frame.as_ptr());
     }
 }

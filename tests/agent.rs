@@ -875,6 +875,22 @@ fn agent_masks_its_batches_for_a_hub_that_did_not_offer_unmasked_frames() {
     agent.proc.kill();
 }
 
+/// The agent ships a file's bytes as they are; the hub replaces invalid UTF-8 as it
+/// does for its own files, and the lines around it are untouched.
+#[test]
+fn invalid_utf8_in_a_shipped_file_arrives_replaced() {
+    let dir = tempdir();
+    let files = log_files(dir.path(), &["app"]);
+    let (hub, mut client) = hub_and_client(&[], &[]);
+    let mut agent = Agent::start(&hub.agent_url(), "app01", &[&files[0]], &[]);
+    support::files::append_bytes(&files[0], b"before\nbad \xff\xfe bytes\nfine line\n");
+    client.wait_text("fine line");
+    client.settle(Duration::from_millis(300));
+    let texts: Vec<&str> = client.lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["before", "bad \u{fffd}\u{fffd} bytes", "fine line"]);
+    agent.proc.kill();
+}
+
 fn numbers_in(text: &str, prefix: &str) -> Vec<u64> {
     text.lines()
         .filter_map(|l| support::agent::number_of(prefix, l))

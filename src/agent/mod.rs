@@ -325,7 +325,7 @@ impl Agent {
                 };
                 // A binary frame: the JSON header, a newline, then the lines as they
                 // are (escaping them as JSON cost more than everything else).
-                let frame = LinesFrame::new(&msg, b.text.into_bytes());
+                let frame = LinesFrame::new(&msg, b.bytes);
                 self.pending_bytes += frame.len();
                 self.pending.push_back(Pending {
                     batch,

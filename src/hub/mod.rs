@@ -246,7 +246,7 @@ impl Hub {
         &self,
         stream_id: &str,
         origin: crate::line::Origin,
-        text: &mut bytestring::ByteString,
+        bytes: &mut bytes::Bytes,
     ) -> bool {
         let mut remote = lock(&self.remote);
         let key = (stream_id.to_owned(), origin.dev, origin.ino);
@@ -257,9 +257,9 @@ impl Hub {
                     let skip = (*have - origin.start) as usize;
                     // Bytes map onto the text only when it is the file's bytes as they
                     // were (nothing replaced or cut); the skipped part must end a line.
-                    let same_bytes = text.len() as u64 == origin.end - origin.start;
-                    if same_bytes && skip > 0 && text.as_bytes().get(skip - 1) == Some(&b'\n') {
-                        *text = text.split_at(skip).1;
+                    let same_bytes = bytes.len() as u64 == origin.end - origin.start;
+                    if same_bytes && skip > 0 && bytes.get(skip - 1) == Some(&b'\n') {
+                        let _ = bytes.split_to(skip);
                     }
                 }
                 *have = origin.end;
@@ -342,7 +342,7 @@ impl Hub {
 
     fn take(&self, event: SourceEvent, scratch: &mut Scratch) {
         match event {
-            SourceEvent::Lines(batch) => self.ingest(batch, scratch),
+            SourceEvent::Lines(read) => self.ingest(LineBatch::from_read(read), scratch),
             // Announced under the lock: see `streams_and_notices`.
             SourceEvent::StreamAdded(stream) => {
                 let mut streams = lock(&self.streams);

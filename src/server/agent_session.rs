@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
-use bytestring::ByteString;
 use tokio::sync::watch;
 
 use super::ServerState;
-use crate::line::{cap_long_lines, text_from_shared, LineBatch, Origin, Stream};
+use crate::line::{cap_long_lines, owned_slice, Origin, ReadBatch, Stream};
 use crate::protocol::{code, AgentMsg, HubMsg, VERSION};
 use crate::source::SourceEvent;
 
@@ -95,7 +94,8 @@ struct Batch {
     set: String,
     origin: Origin,
     ts: String,
-    text: ByteString,
+    /// Checked for UTF-8 by ingest, as a tailer's lines are.
+    bytes: Bytes,
 }
 
 /// What a frame from the agent says.
@@ -180,14 +180,14 @@ async fn serve(
             Incoming::Other(_) => {}
             Incoming::Batch(b) => {
                 let stream = stream(state, name, streams, b.path, b.set).await?;
-                let mut text = b.text;
-                if state.hub.admit_remote(&stream.id, b.origin, &mut text) {
+                let mut bytes = b.bytes;
+                if state.hub.admit_remote(&stream.id, b.origin, &mut bytes) {
                     let ts = humantime::parse_rfc3339_weak(&b.ts)
                         .unwrap_or_else(|_| std::time::SystemTime::now());
-                    let batch = LineBatch {
+                    let batch = ReadBatch {
                         stream,
                         ts,
-                        text: cap_long_lines(text, state.limits.max_line),
+                        bytes: cap_long_lines(bytes, state.limits.max_line),
                         origin: Some(b.origin),
                     };
                     to_ingest(state, SourceEvent::Lines(batch)).await?;
@@ -233,8 +233,8 @@ fn parse(json: &[u8], body: Option<Bytes>) -> Result<Incoming, serde_json::Error
                 end,
             },
             ts,
-            text: match body {
-                Some(body) => text_from_shared(body),
+            bytes: match body {
+                Some(body) => owned_slice(body),
                 None => text.into(),
             },
         }),

@@ -85,7 +85,7 @@ impl EventSender {
     /// nothing queued; otherwise gives it back.
     fn consume_here(&self, event: SourceEvent) -> Result<(), SourceEvent> {
         let small = match &event {
-            SourceEvent::Lines(batch) => batch.text.len() <= DIRECT_MAX_BYTES,
+            SourceEvent::Lines(batch) => batch.bytes.len() <= DIRECT_MAX_BYTES,
             _ => true,
         };
         let Some(consumer) = self.shared.consumer.get() else {
@@ -150,14 +150,14 @@ fn lock(m: &Mutex<Consume>) -> MutexGuard<'_, Consume> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::line::{LineBatch, Stream};
+    use crate::line::{ReadBatch, Stream};
     use std::time::SystemTime;
 
     fn batch(stream: &Arc<Stream>, text: String) -> SourceEvent {
-        SourceEvent::Lines(LineBatch {
+        SourceEvent::Lines(ReadBatch {
             stream: stream.clone(),
             ts: SystemTime::now(),
-            text: text.into(),
+            bytes: text.into(),
             origin: None,
         })
     }
@@ -177,7 +177,8 @@ mod tests {
                 rx.consume(move |event| {
                     let SourceEvent::Lines(b) = event else { return };
                     let sender: usize = b.stream.path.parse().unwrap();
-                    let n: usize = b.text.split(' ').next().unwrap().parse().unwrap();
+                    let text = std::str::from_utf8(&b.bytes).unwrap();
+                    let n: usize = text.split(' ').next().unwrap().parse().unwrap();
                     if n % 7 == 0 {
                         std::thread::yield_now();
                     }

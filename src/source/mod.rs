@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::line::{LineBatch, Stream};
+use crate::line::{ReadBatch, Stream};
 pub use events::{EventReceiver, EventSender};
 
 /// What a source tells the hub.
@@ -19,7 +19,7 @@ pub enum SourceEvent {
     /// A stream started (a file was opened for the first time).
     StreamAdded(Arc<Stream>),
     /// New complete lines of one stream.
-    Lines(LineBatch),
+    Lines(ReadBatch),
     /// A stream is gone for good (a globbed file was deleted and not re-created).
     StreamRemoved(Arc<Stream>),
     /// Not lines but a receipt request: once ingest reaches it, every event sent

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
 
 use super::{EventSender, SourceEvent};
-use crate::line::{LineBatch, Stream};
+use crate::line::{ReadBatch, Stream};
 
 /// One parsed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,10 +232,10 @@ impl Ingest {
             line.push_str(&format!(" [… {cut} bytes cut]"));
         }
         line.push('\n');
-        let batch = LineBatch {
+        let batch = ReadBatch {
             stream,
             ts: SystemTime::now(),
-            text: line.into(),
+            bytes: line.into(),
             origin: None,
         };
         self.out.send(SourceEvent::Lines(batch)).await.is_ok()

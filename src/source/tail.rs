@@ -17,8 +17,9 @@
 //!   (truncated and quickly refilled): copytruncate, read again from the start;
 //! - the file does not exist (yet): say so once, follow it when it appears.
 //!
-//! Bytes become text lossily (invalid UTF-8 turns into U+FFFD) and lines longer than
-//! the limit are cut and marked, so no input can stop the tailer or grow its memory.
+//! Lines longer than the limit are cut and marked, so no input can stop the tailer or
+//! grow its memory. Bytes are handed over as read: the hub checks them for UTF-8
+//! (invalid sequences turn into U+FFFD), off this thread, which a scan waits for.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -35,8 +36,8 @@ use super::events::Closed;
 use super::glob::Target;
 use super::{EventSender, SourceEvent};
 use crate::line::{
-    char_boundary, cut_lines, may_have_long_line, push_cut_mark, text_from_utf8_lossy, LineBatch,
-    Origin, Stream,
+    char_boundary, cut_lines, fit_read_buffer, may_have_long_line, push_cut_mark, Origin,
+    ReadBatch, Stream,
 };
 
 /// Where to start reading a file that exists when the tailer starts. Files that
@@ -734,11 +735,11 @@ fn drain(
             return Ok(());
         }
         handle.remember_tail(&buf[held..]);
-        if let Some(text) = split_lines(handle, buf, held, config.max_line) {
-            let batch = LineBatch {
+        if let Some(bytes) = split_lines(handle, buf, held, config.max_line) {
+            let batch = ReadBatch {
                 stream: stream.clone(),
                 ts: SystemTime::now(),
-                text,
+                bytes,
                 origin: Some(handle.origin(start, handle.delivered_offset())),
             };
             out.blocking_send(SourceEvent::Lines(batch))
@@ -758,7 +759,7 @@ fn split_lines(
     mut buf: Vec<u8>,
     held: usize,
     max_line: usize,
-) -> Option<bytestring::ByteString> {
+) -> Option<bytes::Bytes> {
     let Some(last_nl) = memchr::memrchr(b'\n', &buf[held..]).map(|i| held + i) else {
         // Still no end of line.
         if handle.cut > 0 {
@@ -778,7 +779,7 @@ fn split_lines(
         let cut = (rest.len() - keep) as u64;
         rest.truncate(keep);
         // The line before may be cut too; `cut_lines` below settles it first.
-        let text = text_from_utf8_lossy(cut_lines(buf, held, handle.cut, max_line));
+        let text = fit_read_buffer(cut_lines(buf, held, handle.cut, max_line));
         handle.partial = rest;
         handle.cut = cut;
         return Some(text);
@@ -790,12 +791,12 @@ fn split_lines(
     };
     handle.partial = rest;
     handle.cut = 0;
-    Some(text_from_utf8_lossy(text))
+    Some(fit_read_buffer(text))
 }
 
 /// Hands out the held-back unterminated line as a line of its own (at end of input,
 /// or when the file it came from is done).
-fn flush_partial(handle: &mut Handle, stream: &Arc<Stream>) -> Option<LineBatch> {
+fn flush_partial(handle: &mut Handle, stream: &Arc<Stream>) -> Option<ReadBatch> {
     if handle.partial.is_empty() && handle.cut == 0 {
         return None;
     }
@@ -806,10 +807,10 @@ fn flush_partial(handle: &mut Handle, stream: &Arc<Stream>) -> Option<LineBatch>
         handle.cut = 0;
     }
     bytes.push(b'\n');
-    Some(LineBatch {
+    Some(ReadBatch {
         stream: stream.clone(),
         ts: SystemTime::now(),
-        text: text_from_utf8_lossy(bytes),
+        bytes: fit_read_buffer(bytes),
         origin: Some(handle.origin(start, handle.offset)),
     })
 }
@@ -880,28 +881,31 @@ mod tests {
         let (_f, mut h) = handle_for(b"");
         assert_eq!(
             split_lines(&mut h, b"ab\ncd".to_vec(), 0, 8).as_deref(),
-            Some("ab\n")
+            Some(&b"ab\n"[..])
         );
         assert_eq!(h.partial, b"cd");
         let buf = [h.partial.clone(), b"ef\n".to_vec()].concat();
-        assert_eq!(split_lines(&mut h, buf, 2, 8).as_deref(), Some("cdef\n"));
+        assert_eq!(
+            split_lines(&mut h, buf, 2, 8).as_deref(),
+            Some(&b"cdef\n"[..])
+        );
         // A long line arriving in pieces: head kept, the rest counted, then marked.
         assert_eq!(split_lines(&mut h, b"0123456789".to_vec(), 0, 8), None);
         assert_eq!((h.partial.as_slice(), h.cut), (&b"01234567"[..], 2));
         let buf = [h.partial.clone(), b"abc\nok\n".to_vec()].concat();
         assert_eq!(
             split_lines(&mut h, buf, 8, 8).as_deref(),
-            Some("01234567 [… 5 bytes cut]\nok\n")
+            Some("01234567 [… 5 bytes cut]\nok\n".as_bytes())
         );
         assert_eq!(
             split_lines(&mut h, b"short\n0123456789ab\nx\n".to_vec(), 0, 8).as_deref(),
-            Some("short\n01234567 [… 4 bytes cut]\nx\n")
+            Some("short\n01234567 [… 4 bytes cut]\nx\n".as_bytes())
         );
         assert_eq!(h.cut, 0);
-        // Invalid UTF-8 is replaced, not fatal.
+        // Bytes as read: the hub checks them for UTF-8 (`LineBatch::from_read`).
         assert_eq!(
             split_lines(&mut h, b"a\xffb\n".to_vec(), 0, 8).as_deref(),
-            Some("a\u{fffd}b\n")
+            Some(&b"a\xffb\n"[..])
         );
     }
 
