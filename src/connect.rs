@@ -187,7 +187,7 @@ impl Remote {
                         }
                         let spans = line.spans.clone();
                         let line = to_log_line(line);
-                        if let Err(e) = printer.print(&line, &spans) {
+                        if let Err(e) = printer.print(line.as_line_ref(), &spans) {
                             return stdout_error(e);
                         }
                         if let Some(q) = irc {

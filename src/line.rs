@@ -146,6 +146,16 @@ impl fmt::Debug for LogLine {
     }
 }
 
+/// One line and what is known of it, wherever it is kept: in a [`LogLine`] of its own,
+/// or still in the batch it was read in (see `hub::queue::BatchMatches`).
+#[derive(Debug, Clone, Copy)]
+pub struct LineRef<'a> {
+    pub stream: &'a Stream,
+    pub seq: u64,
+    pub ts: SystemTime,
+    pub text: &'a str,
+}
+
 impl LogLine {
     pub fn new(stream: Arc<Stream>, seq: u64, ts: SystemTime, text: &str) -> LogLine {
         let head = LineHead {
@@ -161,13 +171,22 @@ impl LogLine {
         &self.0.slice
     }
 
+    pub fn as_line_ref(&self) -> LineRef<'_> {
+        LineRef {
+            stream: &self.stream,
+            seq: self.seq,
+            ts: self.ts,
+            text: self.text(),
+        }
+    }
+
     /// The line's protocol `LINE` object up to its spans:
     /// `{"seq":…,"ts":…,"host":…,"path":…,"set":…,"text":…,"spans":` — what every
     /// client's copy shares; each appends its own spans and `}`.
     pub fn wire_head(&self) -> &str {
         self.wire_head.get_or_init(|| {
-            let mut head = serde_json::to_string(&crate::protocol::WireLineRef::new(self, &[]))
-                .unwrap_or_default();
+            let line = crate::protocol::WireLineRef::new(self.as_line_ref(), &[]);
+            let mut head = serde_json::to_string(&line).unwrap_or_default();
             // `…,"spans":[]}` → `…,"spans":`
             head.truncate(head.len().saturating_sub(3));
             head

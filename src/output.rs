@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use crate::line::{format_ts, LogLine};
+use crate::line::{format_ts, LineRef};
 use crate::protocol::WireLineRef;
 
 /// `--format`: `text`, `json`, or a template such as `'{host} {path}: {text}'`.
@@ -134,7 +134,7 @@ impl<W: Write> Printer<W> {
         }
     }
 
-    pub fn print(&mut self, line: &LogLine, spans: &[[usize; 2]]) -> io::Result<()> {
+    pub fn print(&mut self, line: LineRef<'_>, spans: &[[usize; 2]]) -> io::Result<()> {
         let buf = &mut self.line;
         buf.clear();
         match &self.options.format {
@@ -161,9 +161,9 @@ impl<W: Write> Printer<W> {
                     }
                 }
                 if color && !spans.is_empty() {
-                    highlight(buf, line.text(), spans);
+                    highlight(buf, line.text, spans);
                 } else {
-                    buf.extend_from_slice(line.text().as_bytes());
+                    buf.extend_from_slice(line.text.as_bytes());
                 }
             }
             Format::Template(pieces) => {
@@ -186,7 +186,7 @@ impl<W: Write> Printer<W> {
                         Piece::Field(Field::Stream) => {
                             buf.extend_from_slice(line.stream.id.as_bytes())
                         }
-                        Piece::Field(Field::Text) => buf.extend_from_slice(line.text().as_bytes()),
+                        Piece::Field(Field::Text) => buf.extend_from_slice(line.text.as_bytes()),
                     }
                 }
             }
@@ -256,7 +256,7 @@ fn highlight(buf: &mut Vec<u8>, text: &str, spans: &[[usize; 2]]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::line::Stream;
+    use crate::line::{LogLine, Stream};
     use std::sync::Arc;
 
     fn line(text: &str) -> LogLine {
@@ -270,7 +270,9 @@ mod tests {
 
     fn print(options: PrinterOptions, l: &LogLine, spans: &[[usize; 2]]) -> String {
         let mut out = Vec::new();
-        Printer::new(&mut out, options).print(l, spans).unwrap();
+        Printer::new(&mut out, options)
+            .print(l.as_line_ref(), spans)
+            .unwrap();
         String::from_utf8(out).unwrap()
     }
 

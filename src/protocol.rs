@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::line::{format_ts, LogLine};
+use crate::line::{format_ts, LineRef, LogLine};
 
 /// One line as sent to clients: `{"seq","ts","host","path","set","text","spans"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,14 +32,14 @@ pub struct WireLineRef<'a> {
 }
 
 impl<'a> WireLineRef<'a> {
-    pub fn new(line: &'a LogLine, spans: &'a [[usize; 2]]) -> Self {
+    pub fn new(line: LineRef<'a>, spans: &'a [[usize; 2]]) -> Self {
         WireLineRef {
             seq: line.seq,
             ts: format_ts(line.ts),
             host: &line.stream.host,
             path: &line.stream.path,
             set: &line.stream.set,
-            text: line.text(),
+            text: line.text,
             spans,
         }
     }

@@ -171,7 +171,7 @@ impl Plan {
             return runtime.block_on(remote.run(&self.subscription, printer, irc_queue));
         }
         let printer = Printer::new(stdout(), self.printer);
-        let sink = Arc::new(SinkQueue::new(4096, Overflow::Wait, printer.needs_spans()));
+        let sink = Arc::new(SinkQueue::for_batches(4096, printer.needs_spans()));
         let hub = Hub::new(Limits::default(), 0);
         if let Some((_, queue)) = &irc {
             hub.subscribe_blocking(1, self.subscription.clone(), queue.clone(), 0)
@@ -242,16 +242,23 @@ enum Printed {
 /// Prints until the queue closes or stdout does.
 fn print_all<W: Write>(mut printer: Printer<W>, sink: &SinkQueue) -> io::Result<Printed> {
     let mut printed = 0;
+    // The sink takes matches where their batches hold them (`SinkQueue::for_batches`).
     while let Some(taken) = sink.take_blocking(1024) {
-        let result = taken
-            .deliveries
+        let lines = taken
+            .batches
             .iter()
-            .try_for_each(|d| printer.print(&d.line, &d.spans))
+            .map(|b| b.lines.len() as u64)
+            .sum::<u64>();
+        let result = taken
+            .batches
+            .iter()
+            .flat_map(|b| b.iter())
+            .try_for_each(|(line, spans)| printer.print(line, spans))
             // Flushing whenever the queue runs dry is line buffering for a reader that
             // waits on us, and block buffering when we are the ones behind.
             .and_then(|()| printer.flush());
         match result {
-            Ok(()) => printed += taken.deliveries.len() as u64,
+            Ok(()) => printed += lines,
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Printed::StdoutClosed),
             Err(e) => return Err(e),
         }
