@@ -560,8 +560,11 @@ impl Matcher {
             }
             let start = memchr::memrchr(b'\n', &bytes[pos..at]).map_or(pos, |i| pos + i + 1);
             let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
-            index += memchr::memchr_iter(b'\n', &bytes[counted..start]).count() as u64;
-            counted = start;
+            // Lines skipped since the last one looked at (none when most lines match:
+            // no counting call per line then).
+            if counted < start {
+                index += memchr::memchr_iter(b'\n', &bytes[counted..start]).count() as u64;
+            }
             let line = trim_cr(&text[start..end]);
             let included =
                 self.buffer_regex_exact && match_end.is_some_and(|e| e <= start + line.len());
@@ -581,6 +584,9 @@ impl Matcher {
                     scratch,
                 });
             }
+            // Past this line and its newline.
+            index += 1;
+            counted = end + 1;
             pos = end + 1;
         }
     }
