@@ -242,13 +242,10 @@ enum Printed {
 /// Prints until the queue closes or stdout does.
 fn print_all<W: Write>(mut printer: Printer<W>, sink: &SinkQueue) -> io::Result<Printed> {
     let mut printed = 0;
-    // The sink takes matches where their batches hold them (`SinkQueue::for_batches`).
+    // The sink takes matches where their batches hold them (`SinkQueue::for_batches`):
+    // `taken.deliveries` stays empty.
     while let Some(taken) = sink.take_blocking(1024) {
-        let lines = taken
-            .batches
-            .iter()
-            .map(|b| b.lines.len() as u64)
-            .sum::<u64>();
+        let lines: u64 = taken.batches.iter().map(|b| b.lines.len() as u64).sum();
         let result = taken
             .batches
             .iter()

@@ -478,8 +478,6 @@ fn add_to(map: &mut HashMap<String, u64>, key: &str, start: u64, n: u64) -> u64 
     std::mem::replace(value, *value + n)
 }
 
-/// One subscription's sink (`None` until looked up, then `None` if it has none) and
-/// what it gets from one batch.
 /// What one batch brings one subscription.
 #[derive(Default)]
 struct SinkSlot<'a> {
