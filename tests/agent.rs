@@ -875,6 +875,70 @@ fn agent_masks_its_batches_for_a_hub_that_did_not_offer_unmasked_frames() {
     agent.proc.kill();
 }
 
+/// Something between agent and hub that refuses unmasked frames (a proxy that reads
+/// WebSocket frames), in front of a hub that offers to take them: the first connection
+/// breaks before any batch is acknowledged; the agent says so and masks from then on,
+/// and the lines arrive. Played by tungstenite's server with its default settings,
+/// welcoming as a hub of this version does.
+#[test]
+fn agent_masks_its_batches_after_unmasked_ones_broke_the_connection() {
+    let dir = tempdir();
+    let files = log_files(dir.path(), &["app"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hub = std::thread::spawn(move || {
+        let mut refused = 0;
+        let mut text = String::new();
+        while text.lines().count() < 3 {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut ws = tokio_tungstenite::tungstenite::accept(tcp).unwrap();
+            loop {
+                match ws.read() {
+                    Ok(Message::Text(t)) if t.as_str().contains("agent_hello") => {
+                        let welcome = r#"{"type":"welcome","version":1,"server":"proxied","unmasked_lines":true}"#;
+                        ws.send(Message::text(welcome)).unwrap();
+                    }
+                    Ok(Message::Binary(b)) => {
+                        let nl = b.iter().position(|&c| c == b'\n').unwrap();
+                        let head: serde_json::Value = serde_json::from_slice(&b[..nl]).unwrap();
+                        text.push_str(std::str::from_utf8(&b[nl + 1..]).unwrap());
+                        let ack = format!(r#"{{"type":"ack","batch":{}}}"#, head["batch"]);
+                        ws.send(Message::text(ack)).unwrap();
+                        if text.lines().count() >= 3 {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    // What such a proxy does with an unmasked frame: drops the connection.
+                    Err(tokio_tungstenite::tungstenite::Error::Protocol(_)) => {
+                        refused += 1;
+                        assert!(refused < 3, "the agent keeps sending unmasked batches");
+                        break;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        (refused, text)
+    });
+    let mut agent = Agent::start(
+        &format!("ws://127.0.0.1:{port}"),
+        "app01",
+        &[&files[0]],
+        &[],
+    );
+    write_numbered(&files[0], "app", 1..=3);
+    let (refused, text) = hub.join().unwrap();
+    assert_eq!(refused, 1, "one connection broke on an unmasked frame");
+    assert_eq!(numbers_in(&text, "app"), [1, 2, 3], "{text}");
+    agent.proc.wait_stderr(&[
+        "supergrep agent: no batch sent unmasked",
+        "masking them from now on",
+    ]);
+    agent.proc.kill();
+}
+
 /// The agent ships a file's bytes as they are; the hub replaces invalid UTF-8 as it
 /// does for its own files, and the lines around it are untouched.
 #[test]

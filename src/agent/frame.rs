@@ -12,7 +12,9 @@
 //!
 //! Masking exists so that script in a browser cannot choose the bytes a proxy sees on
 //! the wire; the agent is not a browser, and what it sends is what syslog over TCP
-//! sends too: the log's own bytes. Hubs that do not say so get masked frames.
+//! sends too: the log's own bytes. Hubs that do not say so get masked frames, and so
+//! does every hub once a connection carrying unmasked ones broke before any was
+//! acknowledged (a proxy that reads frames may refuse them: see `Agent::mask_always`).
 
 use bytes::{Buf as _, Bytes};
 use futures_util::SinkExt as _;

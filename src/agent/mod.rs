@@ -60,6 +60,13 @@ struct Agent {
     dirty: bool,
     /// Why the last connection attempt failed, for the retry message.
     last_error: Option<String>,
+    /// Mask batches even where the hub offers to take them unmasked: set once a
+    /// connection that carried unmasked batches broke before the hub acknowledged any
+    /// (something on the way, a proxy that reads WebSocket frames, refuses them).
+    mask_always: bool,
+    /// On the current connection: batches sent, acknowledgements received.
+    sent_here: u64,
+    acked_here: u64,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -96,6 +103,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         state_file: args.state_file.clone(),
         dirty: false,
         last_error: None,
+        mask_always: false,
+        sent_here: 0,
+        acked_here: 0,
     };
     let config = TailConfig {
         start: StartAt::LastLines(0),
@@ -121,13 +131,14 @@ impl Agent {
         let mut stop = std::pin::pin!(crate::signals::terminated());
         loop {
             match self.connect().await? {
-                Some((mut ws, unmasked)) => {
+                Some((mut ws, offered)) => {
                     eprintln!(
                         "supergrep agent: connected to {} as {}",
                         self.display(),
                         self.name
                     );
                     backoff = BACKOFF_MIN;
+                    let unmasked = offered && !self.mask_always;
                     let ended = self.connected(&mut ws, unmasked, rx, stop.as_mut()).await;
                     match ended {
                         Ended::Stopped => {
@@ -136,6 +147,13 @@ impl Agent {
                         }
                         Ended::Lost(why) => {
                             eprintln!("supergrep agent: lost the hub ({why}); reconnecting");
+                            if unmasked && self.sent_here > 0 && self.acked_here == 0 {
+                                self.mask_always = true;
+                                eprintln!(
+                                    "supergrep agent: no batch sent unmasked was acknowledged \
+                                     before the connection broke; masking them from now on"
+                                );
+                            }
                         }
                     }
                 }
@@ -232,7 +250,9 @@ impl Agent {
                 return Ended::Lost("send failed".into());
             }
         }
+        (self.sent_here, self.acked_here) = (0, 0);
         for p in &self.pending {
+            self.sent_here += 1;
             if p.frame.send(ws, unmasked).await.is_err() {
                 return Ended::Lost("send failed".into());
             }
@@ -247,7 +267,10 @@ impl Agent {
                     last_heard = Instant::now();
                     match msg {
                         Some(Ok(Message::Text(t))) => match serde_json::from_str::<HubMsg>(t.as_str()) {
-                            Ok(HubMsg::Ack { batch }) => self.acknowledged(batch),
+                            Ok(HubMsg::Ack { batch }) => {
+                                self.acked_here += 1;
+                                self.acknowledged(batch);
+                            }
                             Ok(HubMsg::Error { message, .. }) => eprintln!("supergrep agent: the hub says: {message}"),
                             _ => {}
                         },
@@ -260,7 +283,10 @@ impl Agent {
                     Some(e) => {
                         let sent = match self.take(e) {
                             Some(Outgoing::Message(m)) => ws.send(m).await,
-                            Some(Outgoing::Lines(frame)) => frame.send(ws, unmasked).await,
+                            Some(Outgoing::Lines(frame)) => {
+                                self.sent_here += 1;
+                                frame.send(ws, unmasked).await
+                            }
                             None => Ok(()),
                         };
                         if sent.is_err() {
