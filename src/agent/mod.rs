@@ -232,6 +232,7 @@ impl Agent {
         rx: &mut EventReceiver,
         mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
     ) -> Ended {
+        (self.sent_here, self.acked_here) = (0, 0);
         // What the hub may not have: announce the files, re-send the unacknowledged.
         for path in self.streams.clone() {
             let added = AgentMsg::StreamAdded {
@@ -250,7 +251,6 @@ impl Agent {
                 return Ended::Lost("send failed".into());
             }
         }
-        (self.sent_here, self.acked_here) = (0, 0);
         for p in &self.pending {
             self.sent_here += 1;
             if p.frame.send(ws, unmasked).await.is_err() {
