@@ -355,11 +355,6 @@ mod tests {
         assert_eq!(count_lines("a\n"), 1);
         assert_eq!(count_lines(""), 0);
     }
-}
-
-#[cfg(test)]
-mod wire_tests {
-    use super::*;
 
     #[test]
     fn the_shared_wire_head_plus_spans_is_the_protocol_line() {

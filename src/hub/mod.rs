@@ -439,7 +439,7 @@ impl Hub {
         });
         // Every queue is filled before any consumer is woken.
         let (mut delivered, mut wakes) = (0, Vec::new());
-        for (sub, slot) in out.into_iter().enumerate() {
+        for slot in out {
             let Some(Some(sink)) = slot.sink else {
                 continue;
             };
@@ -449,7 +449,6 @@ impl Hub {
                 sink.push_all_unwoken(slot.deliveries)
             } else if !slot.in_batch.is_empty() {
                 sink.push_batch_unwoken(BatchMatches {
-                    sub: matcher.key(sub as u32),
                     entry: entry.clone(),
                     lines: slot.in_batch,
                 })

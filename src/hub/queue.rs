@@ -59,7 +59,6 @@ pub struct Delivery {
 /// The matches of one subscription in one batch, where the batch holds them.
 #[derive(Debug)]
 pub struct BatchMatches {
-    pub sub: SubKey,
     pub entry: Arc<Entry>,
     pub lines: Vec<MatchedLine>,
 }
@@ -140,7 +139,7 @@ pub struct SinkQueue {
     overflow: Overflow,
     wants_spans: bool,
     /// Takes [`BatchMatches`], not [`Delivery`]s.
-    batches: bool,
+    takes_batches: bool,
     /// Wakes an async consumer.
     ready_async: Notify,
     /// Wakes a blocking consumer.
@@ -156,7 +155,7 @@ impl SinkQueue {
             capacity: capacity.max(1),
             overflow,
             wants_spans,
-            batches: false,
+            takes_batches: false,
             ready_async: Notify::new(),
             ready: Condvar::new(),
             room: Condvar::new(),
@@ -168,7 +167,7 @@ impl SinkQueue {
     /// ([`Overflow::Wait`]).
     pub fn for_batches(capacity: usize, wants_spans: bool) -> SinkQueue {
         SinkQueue {
-            batches: true,
+            takes_batches: true,
             ..SinkQueue::new(capacity, Overflow::Wait, wants_spans)
         }
     }
@@ -178,7 +177,7 @@ impl SinkQueue {
     ///
     /// [`push_batch_unwoken`]: Self::push_batch_unwoken
     pub fn takes_batches(&self) -> bool {
-        self.batches
+        self.takes_batches
     }
 
     /// Whether the hub should compute highlight spans for this sink.
@@ -214,12 +213,7 @@ impl SinkQueue {
         let mut state = self.lock();
         for delivery in deliveries {
             if self.overflow == Overflow::Wait {
-                while state.items.len() >= self.capacity && !state.closed {
-                    // Woken under the lock: this producer sleeps until it takes some.
-                    self.wake_of(&mut state).wake();
-                    state.producer_waiting = true;
-                    state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
-                }
+                state = self.wait_while(state, |s| s.items.len() >= self.capacity);
             }
             if state.closed {
                 return None;
@@ -241,20 +235,30 @@ impl SinkQueue {
     /// the sink has gone); the wake-up is returned as by
     /// [`push_all_unwoken`](Self::push_all_unwoken).
     pub fn push_batch_unwoken(&self, matches: BatchMatches) -> Option<Wake<'_>> {
-        let mut state = self.lock();
-        while (state.len() >= self.capacity || state.batches.len() >= MAX_QUEUED_BATCHES)
-            && !state.closed
-        {
-            self.wake_of(&mut state).wake();
-            state.producer_waiting = true;
-            state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
+        let mut state = self.wait_while(self.lock(), |s| {
+            s.len() >= self.capacity || s.batches.len() >= MAX_QUEUED_BATCHES
+        });
         if state.closed {
             return None;
         }
         state.batch_lines += matches.lines.len();
         state.batches.push_back(matches);
         Some(self.wake_of(&mut state))
+    }
+
+    /// Sleeps while `full` (and the queue open). The consumer is woken under the lock
+    /// first: this producer sleeps until it takes some.
+    fn wait_while<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        full: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        while full(&state) && !state.closed {
+            self.wake_of(&mut state).wake();
+            state.producer_waiting = true;
+            state = self.room.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state
     }
 
     /// The wake-up the consumer needs now (none when there is nothing to take).
@@ -406,7 +410,6 @@ mod tests {
             lines: n,
         };
         BatchMatches {
-            sub: 0,
             entry: Arc::new(entry),
             lines,
         }
