@@ -826,9 +826,7 @@ fn agent_masks_its_batches_for_a_hub_that_did_not_offer_unmasked_frames() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let hub = std::thread::spawn(move || {
-        let (tcp, _) = listener.accept().unwrap();
-        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut ws = tokio_tungstenite::tungstenite::accept(tcp).unwrap();
+        let mut ws = accept_ws(&listener);
         let mut batches: Vec<(serde_json::Value, String)> = Vec::new();
         let mut lines = 0;
         while lines < 3 {
@@ -841,12 +839,8 @@ fn agent_masks_its_batches_for_a_hub_that_did_not_offer_unmasked_frames() {
                     }
                 }
                 Message::Binary(b) => {
-                    let nl = b.iter().position(|&c| c == b'\n').unwrap();
-                    let head: serde_json::Value = serde_json::from_slice(&b[..nl]).unwrap();
-                    let text = String::from_utf8(b[nl + 1..].to_vec()).unwrap();
+                    let (head, text) = acknowledge_lines(&mut ws, &b);
                     lines += text.lines().count();
-                    let ack = format!(r#"{{"type":"ack","batch":{}}}"#, head["batch"]);
-                    ws.send(Message::text(ack)).unwrap();
                     batches.push((head, text));
                 }
                 _ => {}
@@ -890,9 +884,7 @@ fn agent_masks_its_batches_after_unmasked_ones_broke_the_connection() {
         let mut refused = 0;
         let mut text = String::new();
         while text.lines().count() < 3 {
-            let (tcp, _) = listener.accept().unwrap();
-            tcp.set_read_timeout(Some(PATIENCE)).unwrap();
-            let mut ws = tokio_tungstenite::tungstenite::accept(tcp).unwrap();
+            let mut ws = accept_ws(&listener);
             loop {
                 match ws.read() {
                     Ok(Message::Text(t)) if t.as_str().contains("agent_hello") => {
@@ -900,11 +892,7 @@ fn agent_masks_its_batches_after_unmasked_ones_broke_the_connection() {
                         ws.send(Message::text(welcome)).unwrap();
                     }
                     Ok(Message::Binary(b)) => {
-                        let nl = b.iter().position(|&c| c == b'\n').unwrap();
-                        let head: serde_json::Value = serde_json::from_slice(&b[..nl]).unwrap();
-                        text.push_str(std::str::from_utf8(&b[nl + 1..]).unwrap());
-                        let ack = format!(r#"{{"type":"ack","batch":{}}}"#, head["batch"]);
-                        ws.send(Message::text(ack)).unwrap();
+                        text.push_str(&acknowledge_lines(&mut ws, &b).1);
                         if text.lines().count() >= 3 {
                             break;
                         }
@@ -953,6 +941,29 @@ fn invalid_utf8_in_a_shipped_file_arrives_replaced() {
     let texts: Vec<&str> = client.lines.iter().map(|l| l.text.as_str()).collect();
     assert_eq!(texts, ["before", "bad \u{fffd}\u{fffd} bytes", "fine line"]);
     agent.proc.kill();
+}
+
+/// The next WebSocket connection to `listener`, for the hubs played by a test.
+fn accept_ws(
+    listener: &std::net::TcpListener,
+) -> tokio_tungstenite::tungstenite::WebSocket<std::net::TcpStream> {
+    let (tcp, _) = listener.accept().unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    tokio_tungstenite::tungstenite::accept(tcp).unwrap()
+}
+
+/// What a hub does with a binary `lines` frame, for the hubs played by a test: splits
+/// it into its JSON header and its lines, and acknowledges the batch.
+fn acknowledge_lines<S: std::io::Read + std::io::Write>(
+    ws: &mut tokio_tungstenite::tungstenite::WebSocket<S>,
+    frame: &[u8],
+) -> (serde_json::Value, String) {
+    let nl = frame.iter().position(|&c| c == b'\n').unwrap();
+    let head: serde_json::Value = serde_json::from_slice(&frame[..nl]).unwrap();
+    let text = String::from_utf8(frame[nl + 1..].to_vec()).unwrap();
+    let ack = format!(r#"{{"type":"ack","batch":{}}}"#, head["batch"]);
+    ws.send(Message::text(ack)).unwrap();
+    (head, text)
 }
 
 fn numbers_in(text: &str, prefix: &str) -> Vec<u64> {
