@@ -9,6 +9,7 @@
 # 4. fan-out      cargo bench fanout    1/100/1,000 WebSocket clients vs tail -F | grep
 # 5. agent        benches/agent.sh      agent → hub ingest vs the hub tailing locally
 # 6. frontail     benches/frontail.sh   a peer, 10 clients each (needs node and npm)
+# 7. files        benches/files.sh      one busy file among 200 idle ones vs tail -F
 #
 # Each suite prints its Markdown table (fanout and latency also rewrite their own
 # section of BENCHMARKS.md); everything printed is also kept in
@@ -19,7 +20,7 @@ set -euo pipefail
 : "${SUPERGREP_CORPUS:?set SUPERGREP_CORPUS to the corpus directory (holding loghub/ and patterns/)}"
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-only=${ONLY:-scan matcher latency fanout agent frontail}
+only=${ONLY:-scan matcher latency fanout agent frontail files}
 report=$root/target/bench-report.md
 mkdir -p "$root/target"
 {
@@ -41,4 +42,5 @@ run latency cargo bench --bench latency
 run fanout cargo bench --bench fanout
 run agent benches/agent.sh
 run frontail benches/frontail.sh
+run files benches/files.sh
 echo "report: $report"

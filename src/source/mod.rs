@@ -2,6 +2,7 @@
 //! who is listening.
 
 pub mod events;
+mod fs_events;
 pub mod glob;
 pub mod syslog;
 pub mod tail;

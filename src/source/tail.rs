@@ -4,10 +4,10 @@
 //! away, misses a truncation followed by a quick refill and then emits a corrupted
 //! line, splits a partially written line in two, and fails on invalid UTF-8.
 //!
-//! How it works: one thread follows every file. `notify` events only wake it up; what
-//! happens is decided by looking at the files themselves (stat and read), with a poll
-//! as a safety net for missed events, overflowing event queues and network file
-//! systems. Per file we keep the open handle with its device, inode and offset:
+//! How it works: one thread follows every file. `notify` events only wake it up and
+//! say which files to look at (`fs_events`); what happens is decided by looking at the
+//! files themselves (stat and read), with a poll of every file as a safety net for
+//! missed events, overflowing event queues and network file systems. Per file we keep the open handle with its device, inode and offset:
 //! - new bytes are read from the handle and split on `\n`; a partial last line is held
 //!   back until its end arrives;
 //! - the path now names another inode (rename+create rotation, delete and re-create,
@@ -26,13 +26,11 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use notify::{EventKind, RecursiveMode, Watcher};
-
 use super::events::Closed;
+use super::fs_events::{path_key, FileEvents, Pending, Watch};
 use super::glob::Target;
 use super::{EventSender, SourceEvent};
 use crate::line::{
@@ -68,6 +66,8 @@ pub struct TailConfig {
     /// file's (device, inode) and the offset up to which its lines were delivered.
     /// The same file resumes there; another file at that path is read from its start.
     pub resume: HashMap<PathBuf, Resume>,
+    /// Where file events come from (the platform's best by default).
+    pub file_events: FileEvents,
 }
 
 /// A file and how far it was delivered.
@@ -90,6 +90,7 @@ impl Default for TailConfig {
             host: crate::line::local_hostname(),
             set: "default".to_owned(),
             resume: HashMap::new(),
+            file_events: FileEvents::default(),
         }
     }
 }
@@ -224,6 +225,8 @@ impl Handle {
 /// One followed path.
 struct Followed {
     path: PathBuf,
+    /// `path` as file events name it (see [`path_key`]).
+    key: PathBuf,
     stream: Arc<Stream>,
     /// Named on the command line: waited for when missing, never dropped.
     explicit: bool,
@@ -241,11 +244,11 @@ struct Tailer {
     config: TailConfig,
     out: EventSender,
     files: Vec<Followed>,
+    /// Files by `Followed::key`.
     index: HashMap<PathBuf, usize>,
-    watcher: Option<notify::RecommendedWatcher>,
-    watched: Vec<PathBuf>,
-    wake: Option<std_mpsc::Receiver<()>>,
-    rescan: Arc<AtomicBool>,
+    /// Where relative paths start; `None` (unknown) turns every look into a full pass.
+    cwd: Option<PathBuf>,
+    watch: Option<Watch>,
     summary: TailSummary,
 }
 
@@ -257,10 +260,8 @@ impl Tailer {
             out,
             files: Vec::new(),
             index: HashMap::new(),
-            watcher: None,
-            watched: Vec::new(),
-            wake: None,
-            rescan: Arc::new(AtomicBool::new(true)),
+            cwd: std::env::current_dir().ok(),
+            watch: None,
             summary: TailSummary::default(),
         }
     }
@@ -273,61 +274,48 @@ impl Tailer {
         if !self.config.follow {
             return self.summary;
         }
-        let mut last_discovery = Instant::now();
+        let (mut last_discovery, mut last_full) = (Instant::now(), Instant::now());
         loop {
-            self.wait();
-            let rescan = self.rescan.swap(false, Ordering::Relaxed);
-            if rescan || last_discovery.elapsed() >= Duration::from_secs(1) {
+            let pending = self.wait();
+            if pending.rescan || last_discovery.elapsed() >= Duration::from_secs(1) {
                 last_discovery = Instant::now();
                 self.watch_dirs();
                 if self.discover(false).is_err() {
                     break;
                 }
             }
-            if self.pass(false).is_err() {
+            let full = pending.rescan
+                || self.watch.is_none()
+                || self.cwd.is_none()
+                || last_full.elapsed() >= self.config.poll_interval;
+            let looked = if full {
+                last_full = Instant::now();
+                self.pass(false)
+            } else {
+                self.pass_changed(&pending.changed)
+            };
+            if looked.is_err() {
                 break;
             }
         }
         self.summary
     }
 
-    /// Sleeps until a file system event or the poll interval.
-    fn wait(&mut self) {
-        match &self.wake {
-            Some(rx) => {
-                if let Ok(()) = rx.recv_timeout(self.config.poll_interval) {
-                    // Several events usually come together: take them as one wake-up.
-                    while rx.try_recv().is_ok() {}
-                }
+    /// Sleeps until a file event or the poll interval; says what the events asked for.
+    fn wait(&mut self) -> Pending {
+        match &mut self.watch {
+            Some(watch) => watch.wait(self.config.poll_interval),
+            None => {
+                std::thread::sleep(self.config.poll_interval);
+                Pending::default()
             }
-            None => std::thread::sleep(self.config.poll_interval),
         }
     }
 
     fn start_watcher(&mut self) {
-        let (tx, rx) = std_mpsc::sync_channel(1);
-        let rescan = self.rescan.clone();
-        let handler = move |event: notify::Result<notify::Event>| {
-            match event {
-                Ok(e) => match e.kind {
-                    // Our own opens show up as access events: ignore them.
-                    EventKind::Access(_) => return,
-                    EventKind::Create(_)
-                    | EventKind::Remove(_)
-                    | EventKind::Modify(notify::event::ModifyKind::Name(_)) => {
-                        rescan.store(true, Ordering::Relaxed)
-                    }
-                    _ => {}
-                },
-                // An overflowed queue lost events: look at everything.
-                Err(_) => rescan.store(true, Ordering::Relaxed),
-            }
-            let _ = tx.try_send(());
-        };
-        match notify::recommended_watcher(handler) {
+        match Watch::start(self.config.file_events) {
             Ok(w) => {
-                self.watcher = Some(w);
-                self.wake = Some(rx);
+                self.watch = Some(w);
                 self.watch_dirs();
             }
             Err(e) => tracing::warn!("file events unavailable ({e}); polling instead"),
@@ -337,21 +325,14 @@ impl Tailer {
     /// Watches the directories of every target; ones that do not exist yet are tried
     /// again on later discoveries.
     fn watch_dirs(&mut self) {
-        let Some(watcher) = &mut self.watcher else {
-            return;
-        };
-        for target in &self.targets {
-            let dir = target.watch_dir();
-            if self.watched.contains(&dir) {
-                continue;
-            }
-            let mode = if target.is_recursive() {
-                RecursiveMode::Recursive
-            } else {
-                RecursiveMode::NonRecursive
-            };
-            if watcher.watch(&dir, mode).is_ok() {
-                self.watched.push(dir);
+        let dirs: Vec<_> = self
+            .targets
+            .iter()
+            .map(|t| (self.key(&t.watch_dir()), t.is_recursive()))
+            .collect();
+        if let Some(watch) = &mut self.watch {
+            for (dir, recursive) in dirs {
+                watch.watch_dir(dir, recursive);
             }
         }
     }
@@ -366,7 +347,8 @@ impl Tailer {
             }
         }
         for (path, explicit) in found {
-            if self.index.contains_key(&path) {
+            let key = self.key(&path);
+            if self.index.contains_key(&key) {
                 continue;
             }
             let stream = Arc::new(Stream::new(
@@ -374,9 +356,10 @@ impl Tailer {
                 path.to_string_lossy(),
                 self.config.set.clone(),
             ));
-            self.index.insert(path.clone(), self.files.len());
+            self.index.insert(key.clone(), self.files.len());
             self.files.push(Followed {
                 path,
+                key,
                 stream,
                 explicit,
                 current: None,
@@ -415,15 +398,39 @@ impl Tailer {
         }
         for i in gone.into_iter().rev() {
             let f = self.files.swap_remove(i);
-            self.index.remove(&f.path);
+            self.index.remove(&f.key);
             if let Some(moved) = self.files.get(i) {
-                self.index.insert(moved.path.clone(), i);
+                self.index.insert(moved.key.clone(), i);
             }
             if f.announced {
                 self.send(SourceEvent::StreamRemoved(f.stream))?;
             }
         }
         Ok(())
+    }
+
+    /// Looks only at the files events said were written to. A written path that names
+    /// no followed file can be a rotated-away one still being drained: then everything.
+    fn pass_changed(&mut self, changed: &[PathBuf]) -> Result<(), Closed> {
+        for key in changed {
+            match self.index.get(key) {
+                Some(&i) => self.check(i)?,
+                None if self.files.iter().any(|f| !f.retired.is_empty()) => {
+                    return self.pass(false);
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// `path` as file events name it (the path itself if the working directory is
+    /// unknown; then every look is a full pass anyway).
+    fn key(&self, path: &Path) -> PathBuf {
+        match &self.cwd {
+            Some(cwd) => path_key(cwd, path),
+            None => path.to_path_buf(),
+        }
     }
 
     fn patterns(&self) -> String {
@@ -856,6 +863,143 @@ mod tests {
         std::io::Write::write_all(&mut f, bytes).unwrap();
         let (h, _) = Handle::open(f.path()).unwrap();
         (f, h)
+    }
+
+    /// Follows `targets` with a poll interval no test outlives: what arrives came
+    /// through file events and the looks they asked for. Lines come as "path: line".
+    struct FollowedByEvents {
+        events: super::super::EventReceiver,
+        runtime: tokio::runtime::Runtime,
+    }
+
+    impl FollowedByEvents {
+        fn start(targets: Vec<Target>, from: FileEvents) -> FollowedByEvents {
+            let (out, events) = super::super::events::channel(64);
+            let config = TailConfig {
+                poll_interval: Duration::from_secs(3600),
+                file_events: from,
+                ..TailConfig::default()
+            };
+            spawn(targets, config, out).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            FollowedByEvents { events, runtime }
+        }
+
+        fn next(&mut self) -> SourceEvent {
+            let next = self.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), self.events.recv()).await
+            });
+            match next {
+                Ok(Some(event)) => event,
+                Ok(None) => panic!("the tailer stopped"),
+                Err(_) => panic!("nothing from the tailer in 10 s"),
+            }
+        }
+
+        /// Waits until `n` files are followed (and so watched).
+        fn following(&mut self, n: usize) {
+            for _ in 0..n {
+                assert!(matches!(self.next(), SourceEvent::StreamAdded(_)));
+            }
+        }
+
+        /// The next `n` lines.
+        fn lines(&mut self, n: usize) -> Vec<String> {
+            let mut got = Vec::new();
+            while got.len() < n {
+                if let SourceEvent::Lines(b) = self.next() {
+                    got.extend(
+                        String::from_utf8_lossy(&b.bytes)
+                            .lines()
+                            .map(|l| format!("{}: {l}", b.stream.path)),
+                    );
+                }
+            }
+            got
+        }
+    }
+
+    /// Each source of file events this platform has.
+    fn every_source() -> Vec<FileEvents> {
+        vec![
+            #[cfg(target_os = "linux")]
+            FileEvents::Inotify,
+            FileEvents::Notify,
+        ]
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn a_write_is_read_by_its_event_among_many_files() {
+        for from in every_source() {
+            let dir = tempfile::tempdir().unwrap();
+            let glob = format!("{}/*.log", dir.path().display());
+            let path = |i: usize| dir.path().join(format!("f{i}.log"));
+            for i in 0..50 {
+                std::fs::write(path(i), "").unwrap();
+            }
+            let mut tail = FollowedByEvents::start(vec![Target::parse(&glob).unwrap()], from);
+            tail.following(50);
+            // Each write is found by the event naming its file: idle ones included.
+            for (n, i) in [7, 7, 0, 49, 7, 23].into_iter().enumerate() {
+                append(&path(i), &format!("line {n}\n"));
+                let want = format!("{}: line {n}", path(i).display());
+                assert_eq!(tail.lines(1), [want], "{from:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rotated_away_file_is_still_drained_on_its_events() {
+        for from in every_source() {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("app.log");
+            std::fs::write(&path, "").unwrap();
+            let mut tail = FollowedByEvents::start(vec![Target::File(path.clone())], from);
+            tail.following(1);
+            let mut writer = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut writer, b"before\n").unwrap();
+            let shown = path.display();
+            assert_eq!(tail.lines(1), [format!("{shown}: before")], "{from:?}");
+            std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+            std::fs::write(&path, "new file\n").unwrap();
+            assert_eq!(tail.lines(1), [format!("{shown}: new file")], "{from:?}");
+            // The writer has not reopened yet: its lines go to the renamed file, which
+            // no followed path names.
+            std::io::Write::write_all(&mut writer, b"late\n").unwrap();
+            assert_eq!(tail.lines(1), [format!("{shown}: late")], "{from:?}");
+        }
+    }
+
+    #[test]
+    fn a_recursive_glob_follows_new_directories_by_their_events() {
+        for from in every_source() {
+            let dir = tempfile::tempdir().unwrap();
+            let glob = format!("{}/**/*.log", dir.path().display());
+            let mut tail = FollowedByEvents::start(vec![Target::parse(&glob).unwrap()], from);
+            // Nothing to follow yet; a directory and a file in it appear.
+            std::thread::sleep(Duration::from_millis(200));
+            let sub = dir.path().join("a/b");
+            std::fs::create_dir_all(&sub).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let path = sub.join("new.log");
+            std::fs::write(&path, "first\n").unwrap();
+            tail.following(1);
+            let shown = path.display();
+            assert_eq!(tail.lines(1), [format!("{shown}: first")], "{from:?}");
+            append(&path, "second\n");
+            assert_eq!(tail.lines(1), [format!("{shown}: second")], "{from:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Many files, one busy: the CPU a follower spends when one file is written to
+# FILES_RATE times a second (10 lines each) while FILES_IDLE other files in the same
+# glob stay idle, against the same follower with the busy file alone. `tail -F` on
+# the same files is the baseline, in the same run.
+#
+#   benches/files.sh            (FILES_IDLE=200 FILES_RATE=1000 FILES_SECS=8 FILES_RUNS=3)
+#
+# Needs python3 (the writer). SUPERGREP_BIN measures another supergrep binary. Reports
+# the median CPU of FILES_RUNS runs, alternating the followers.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+idle=${FILES_IDLE:-200}
+rate=${FILES_RATE:-1000}
+secs=${FILES_SECS:-8}
+runs=${FILES_RUNS:-3}
+if [ -z "${SUPERGREP_BIN:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+  SUPERGREP_BIN=${CARGO_TARGET_DIR:-$root/target}/release/supergrep
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+ticks=$(getconf CLK_TCK)
+
+# cpu_of FOLLOWER NFILES: CPU seconds the follower used while the writer ran.
+cpu_of() {
+  local follower=$1 n=$2 dir="$work/d$RANDOM$RANDOM" pid
+  mkdir "$dir"
+  for i in $(seq 1 "$n"); do echo "idle file $i" > "$dir/idle$i.log"; done
+  : > "$dir/busy.log"
+  case $follower in
+    supergrep) "$SUPERGREP_BIN" -e zq9zq9zq "$dir/*.log" > /dev/null 2>&1 & pid=$! ;;
+    tail) tail -q -n0 -F "$dir"/*.log > /dev/null 2>&1 & pid=$! ;;
+  esac
+  sleep 1
+  local before after
+  read -r -a st < "/proc/$pid/stat"; before=$((st[13] + st[14]))
+  python3 - "$dir/busy.log" "$rate" "$secs" <<'PY'
+import os, sys, time
+path, rate, secs = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+line = b"Dec 10 09:11:45 LabSZ sshd[24456]: Failed password for root from 1.2.3.4 port 22 ssh2\n"
+fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+start = time.monotonic(); k = 0
+while time.monotonic() - start < secs:
+    os.write(fd, line * 10); k += 1
+    pause = start + k / rate - time.monotonic()
+    if pause > 0:
+        time.sleep(pause)
+PY
+  sleep 0.5
+  read -r -a st < "/proc/$pid/stat"; after=$((st[13] + st[14]))
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$dir"
+  awk -v t=$((after - before)) -v hz="$ticks" 'BEGIN { printf "%.2f\n", t / hz }'
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A cpu
+for follower in supergrep tail; do
+  for n in 0 "$idle"; do cpu[$follower,$n]=""; done
+done
+for r in $(seq 1 "$runs"); do
+  for follower in supergrep tail; do
+    for n in 0 "$idle"; do
+      cpu[$follower,$n]+="$(cpu_of "$follower" "$n") "
+    done
+  done
+done
+
+echo "$($SUPERGREP_BIN --version), $(tail --version | head -1), $(nproc) cores;" \
+  "$rate writes/s of 10 lines for $secs s, median of $runs runs" >&2
+echo "| follower | files followed | CPU (s) | CPU % | vs the busy file alone | vs \`tail -F\` on the same files |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+med() { tr ' ' '\n' <<< "${cpu[$1,$2]}" | grep . | median; }
+ratio() { awk -v c="$1" -v a="$2" 'BEGIN { printf "%.2fx", (a > 0 ? c / a : 0) }'; }
+for follower in supergrep tail; do
+  label=$([ "$follower" = tail ] && echo '`tail -F`' || echo '`supergrep -e`')
+  for n in 0 "$idle"; do
+    c=$(med "$follower" "$n")
+    pct=$(awk -v c="$c" -v s="$secs" 'BEGIN { printf "%.1f", 100 * c / s }')
+    echo "| $label | $((n + 1)) | $c | $pct% | $(ratio "$c" "$(med "$follower" 0)") | $(ratio "$c" "$(med tail "$n")") |"
+  done
+done
