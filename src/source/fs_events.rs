@@ -38,11 +38,21 @@ pub struct Pending {
 impl Pending {
     /// `path` (absolute, as events name it) was written to.
     fn wrote(&mut self, path: &Path) {
+        self.wrote_key(path_key(Path::new("/"), path));
+    }
+
+    /// A file was written to, named by its [`path_key`].
+    fn wrote_key(&mut self, key: PathBuf) {
         if self.rescan {
             return;
         }
-        let key = path_key(Path::new("/"), path);
-        if !self.changed.contains(&key) {
+        // Keys are normalized: equal paths are equal bytes (cheaper than comparing
+        // components).
+        if !self
+            .changed
+            .iter()
+            .any(|k| k.as_os_str() == key.as_os_str())
+        {
             self.changed.push(key);
         }
         if self.changed.len() > MAX_CHANGED {
@@ -305,10 +315,14 @@ mod inotify_watch {
             std::mem::take(&mut self.pending)
         }
 
-        /// Takes every event queued now.
+        /// Takes the events queued now. One read takes them all unless there were
+        /// very many; any left (or arriving meanwhile) end the next wait at once.
         fn read_events(&mut self) {
+            const MANY: usize = 256;
             let mut buffer = std::mem::take(&mut self.buffer);
-            loop {
+            let mut read = MANY;
+            while read >= MANY {
+                read = 0;
                 let events = match self.inotify.read_events(&mut buffer) {
                     Ok(events) => events,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -319,6 +333,7 @@ mod inotify_watch {
                     }
                 };
                 for event in events {
+                    read += 1;
                     let id = event.wd.get_watch_descriptor_id();
                     if event.mask.contains(EventMask::IGNORED) {
                         // The directory went (or was unmounted).
@@ -331,7 +346,8 @@ mod inotify_watch {
                         self.pending.rescan = true;
                     } else if event.mask.intersects(EventMask::MODIFY | EventMask::ATTRIB) {
                         match (self.dirs.get(&id), event.name) {
-                            (Some(dir), Some(name)) => self.pending.wrote(&dir.join(name)),
+                            // Directories are watched by their keys: so is this.
+                            (Some(dir), Some(name)) => self.pending.wrote_key(dir.join(name)),
                             _ => self.pending.rescan = true,
                         }
                     } else {

@@ -593,7 +593,9 @@ impl Tailer {
         let f = &mut self.files[i];
         let Some(handle) = &mut f.current else {
             return match stat {
-                Ok(_) => self.open(i, false).and_then(|()| self.read_current(i)),
+                Ok(_) => self
+                    .open(i, false)
+                    .and_then(|()| self.read_current(i, None)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     f.missing_since.get_or_insert_with(Instant::now);
                     Ok(())
@@ -606,6 +608,7 @@ impl Tailer {
         };
         match stat {
             Ok(meta) if handle.is(&meta) => {
+                let len = meta.len();
                 if handle.was_truncated(&meta) {
                     tracing::debug!(path = %f.path.display(), "truncated; reading from the start");
                     // What was held back of the old content is still a line.
@@ -621,35 +624,37 @@ impl Tailer {
                         return Ok(());
                     }
                 }
-                self.read_current(i)
+                self.read_current(i, Some(len))
             }
             Ok(_) => {
                 // Another file now has this name: finish the old one, then switch.
                 tracing::debug!(path = %f.path.display(), "replaced; following the new file");
-                self.read_current(i)?;
+                self.read_current(i, None)?;
                 let f = &mut self.files[i];
                 if let Some(old) = f.current.take() {
                     f.retired.push((old, Instant::now()));
                 }
                 self.open(i, false)?;
-                self.read_current(i)
+                self.read_current(i, None)
             }
             Err(_) => {
                 // Renamed away or deleted: keep reading the handle we have; a new file
                 // at this path is picked up when it appears.
                 f.missing_since.get_or_insert_with(Instant::now);
-                self.read_current(i)
+                self.read_current(i, None)
             }
         }
     }
 
-    fn read_current(&mut self, i: usize) -> Result<(), Closed> {
+    /// Reads file `i`'s current handle to its end, or to `len` (its length as just
+    /// seen: what was written since is read on the event that write caused).
+    fn read_current(&mut self, i: usize, len: Option<u64>) -> Result<(), Closed> {
         let f = &mut self.files[i];
         let Some(handle) = &mut f.current else {
             return Ok(());
         };
         let stream = f.stream.clone();
-        let result = drain(handle, &stream, &self.config, &self.out);
+        let result = drain(handle, len, &stream, &self.config, &self.out);
         self.after_read(i, result)
     }
 
@@ -661,7 +666,7 @@ impl Tailer {
             let (handle, last_growth) = &mut f.retired[k];
             let before = handle.offset;
             // Read errors on an old handle just end it.
-            let result = drain(handle, &stream, &self.config, &self.out);
+            let result = drain(handle, None, &stream, &self.config, &self.out);
             if matches!(result, Err(DrainError::Closed)) {
                 return Err(Closed);
             }
@@ -714,21 +719,27 @@ enum DrainError {
     Io(io::Error),
 }
 
-/// Reads `handle` to its current end, sending complete lines as batches.
+/// Reads `handle` to its current end (or to `len`, which saves the read that
+/// finds the end), sending complete lines as batches.
 fn drain(
     handle: &mut Handle,
+    len: Option<u64>,
     stream: &Arc<Stream>,
     config: &TailConfig,
     out: &EventSender,
 ) -> Result<(), DrainError> {
     loop {
+        let want = len.map_or(config.read_chunk as u64, |len| {
+            len.saturating_sub(handle.offset)
+                .min(config.read_chunk as u64)
+        });
+        if want == 0 {
+            return Ok(());
+        }
         let mut buf = std::mem::take(&mut handle.partial);
         let held = buf.len();
-        buf.reserve(config.read_chunk);
-        let n = match (&mut handle.file)
-            .take(config.read_chunk as u64)
-            .read_to_end(&mut buf)
-        {
+        buf.reserve(want as usize);
+        let n = match (&mut handle.file).take(want).read_to_end(&mut buf) {
             Ok(n) => n,
             Err(e) => {
                 handle.partial = buf;
@@ -752,7 +763,7 @@ fn drain(
             out.blocking_send(SourceEvent::Lines(batch))
                 .map_err(|Closed| DrainError::Closed)?;
         }
-        if n < config.read_chunk {
+        if (n as u64) < want {
             // A short read: we are at the end for now.
             return Ok(());
         }
