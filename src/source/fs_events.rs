@@ -122,14 +122,14 @@ impl Watch {
         })
     }
 
-    /// Watches `dir` (a [`path_key`]: events name files by it) and, if `recursive`,
-    /// the directories below it, unless already watched; a directory that does not
-    /// exist (yet) is tried again on the next call.
-    pub fn watch_dir(&mut self, dir: PathBuf, recursive: bool) {
+    /// Watches `dir` (a [`path_key`]: events name files by it) and the directories
+    /// `depth` levels below it (`None`: all), unless already watched; a directory that
+    /// does not exist (yet) is tried again on the next call.
+    pub fn watch_dir(&mut self, dir: PathBuf, depth: Option<usize>) {
         match self {
             #[cfg(target_os = "linux")]
-            Watch::Inotify(w) => w.watch_dir(dir, recursive),
-            Watch::Notify(w) => w.watch_dir(dir, recursive),
+            Watch::Inotify(w) => w.watch_dir(dir, depth),
+            Watch::Notify(w) => w.watch_dir(dir, depth),
         }
     }
 
@@ -179,14 +179,15 @@ impl NotifyWatch {
         })
     }
 
-    fn watch_dir(&mut self, dir: PathBuf, recursive: bool) {
+    fn watch_dir(&mut self, dir: PathBuf, depth: Option<usize>) {
         if self.watched.contains(&dir) {
             return;
         }
-        let mode = if recursive {
-            RecursiveMode::Recursive
-        } else {
+        // notify watches one level or all of them.
+        let mode = if depth == Some(0) {
             RecursiveMode::NonRecursive
+        } else {
+            RecursiveMode::Recursive
         };
         if self.watcher.watch(&dir, mode).is_ok() {
             self.watched.push(dir);
@@ -214,8 +215,8 @@ mod inotify_watch {
 
     use super::Pending;
 
-    /// Directories below a recursive watch are watched this deep at most (a symlink
-    /// can make a tree endless).
+    /// Directories below a watched one are watched this deep at most (a symlink can
+    /// make a tree endless).
     const MAX_DEPTH: usize = 32;
 
     /// Events straight from inotify, read on the caller's thread.
@@ -244,8 +245,8 @@ mod inotify_watch {
             })
         }
 
-        pub fn watch_dir(&mut self, dir: PathBuf, recursive: bool) {
-            self.watch_tree(&dir, if recursive { MAX_DEPTH } else { 0 });
+        pub fn watch_dir(&mut self, dir: PathBuf, depth: Option<usize>) {
+            self.watch_tree(&dir, depth.unwrap_or(MAX_DEPTH).min(MAX_DEPTH));
         }
 
         /// Watches `dir`, and the directories `depth` levels below it: those are

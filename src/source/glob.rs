@@ -70,14 +70,13 @@ impl Target {
         }
     }
 
-    pub fn is_recursive(&self) -> bool {
-        matches!(
-            self,
-            Target::Glob {
-                max_depth: None,
-                ..
-            }
-        )
+    /// How many directory levels below `watch_dir` can hold its files (`None`: any,
+    /// for `**`).
+    pub fn watch_depth(&self) -> Option<usize> {
+        match self {
+            Target::File(_) => Some(0),
+            Target::Glob { max_depth, .. } => max_depth.map(|d| d.saturating_sub(1)),
+        }
     }
 
     /// The files that match now (a plain file: itself, whether or not it exists).
@@ -141,10 +140,11 @@ mod tests {
         assert_eq!(t.watch_dir(), d);
         assert_eq!(t.expand(), [d.join("a.log")]);
         let t = Target::parse(&format!("{}/**/*.log", d.display())).unwrap();
-        assert!(t.is_recursive());
+        assert_eq!(t.watch_depth(), None);
         assert_eq!(t.expand(), [d.join("a.log"), d.join("sub/c.log")]);
         let t = Target::parse(&format!("{}/s*/*.log", d.display())).unwrap();
         assert_eq!(t.expand(), [d.join("sub/c.log")]);
+        assert_eq!(t.watch_depth(), Some(1));
         assert!(matches!(
             Target::parse("/var/log/syslog").unwrap(),
             Target::File(_)

@@ -328,11 +328,11 @@ impl Tailer {
         let dirs: Vec<_> = self
             .targets
             .iter()
-            .map(|t| (self.key(&t.watch_dir()), t.is_recursive()))
+            .map(|t| (self.key(&t.watch_dir()), t.watch_depth()))
             .collect();
         if let Some(watch) = &mut self.watch {
-            for (dir, recursive) in dirs {
-                watch.watch_dir(dir, recursive);
+            for (dir, depth) in dirs {
+                watch.watch_dir(dir, depth);
             }
         }
     }
@@ -993,23 +993,27 @@ mod tests {
     }
 
     #[test]
-    fn a_recursive_glob_follows_new_directories_by_their_events() {
-        for from in every_source() {
-            let dir = tempfile::tempdir().unwrap();
-            let glob = format!("{}/**/*.log", dir.path().display());
-            let mut tail = FollowedByEvents::start(vec![Target::parse(&glob).unwrap()], from);
-            // Nothing to follow yet; a directory and a file in it appear.
-            std::thread::sleep(Duration::from_millis(200));
-            let sub = dir.path().join("a/b");
-            std::fs::create_dir_all(&sub).unwrap();
-            std::thread::sleep(Duration::from_millis(200));
-            let path = sub.join("new.log");
-            std::fs::write(&path, "first\n").unwrap();
-            tail.following(1);
-            let shown = path.display();
-            assert_eq!(tail.lines(1), [format!("{shown}: first")], "{from:?}");
-            append(&path, "second\n");
-            assert_eq!(tail.lines(1), [format!("{shown}: second")], "{from:?}");
+    fn globs_below_their_base_follow_new_directories_by_their_events() {
+        // `**` (any depth) and `*/*/` (two levels below the base).
+        for (pattern, sub) in [("**/*.log", "a/b"), ("*/*/*.log", "c/d")] {
+            for from in every_source() {
+                let dir = tempfile::tempdir().unwrap();
+                let glob = format!("{}/{pattern}", dir.path().display());
+                let mut tail = FollowedByEvents::start(vec![Target::parse(&glob).unwrap()], from);
+                // Nothing to follow yet; a directory and a file in it appear.
+                std::thread::sleep(Duration::from_millis(200));
+                let sub = dir.path().join(sub);
+                std::fs::create_dir_all(&sub).unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+                let path = sub.join("new.log");
+                std::fs::write(&path, "first\n").unwrap();
+                tail.following(1);
+                let shown = path.display();
+                let at = format!("{pattern} {from:?}");
+                assert_eq!(tail.lines(1), [format!("{shown}: first")], "{at}");
+                append(&path, "second\n");
+                assert_eq!(tail.lines(1), [format!("{shown}: second")], "{at}");
+            }
         }
     }
 
