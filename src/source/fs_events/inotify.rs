@@ -1,0 +1,157 @@
+//! File events straight from Linux's inotify, read on the tailer's own thread.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ::inotify::{EventMask, Inotify, WatchMask};
+use rustix::event::{PollFd, PollFlags, Timespec};
+
+use super::Pending;
+
+/// Directories below a watched one are watched this deep at most (a symlink can
+/// make a tree endless).
+const MAX_DEPTH: usize = 32;
+
+/// Events straight from inotify, read on the caller's thread.
+pub struct InotifyWatch {
+    inotify: Inotify,
+    /// Watched directories (absolute, as events name them) by watch descriptor,
+    /// and the other way round.
+    dirs: HashMap<i32, PathBuf>,
+    watched: HashMap<PathBuf, i32>,
+    pending: Pending,
+    buffer: Vec<u8>,
+}
+
+impl InotifyWatch {
+    pub fn start() -> io::Result<InotifyWatch> {
+        Ok(InotifyWatch {
+            inotify: Inotify::init()?,
+            dirs: HashMap::new(),
+            watched: HashMap::new(),
+            // Files may have appeared before the first watch.
+            pending: Pending {
+                rescan: true,
+                changed: Vec::new(),
+            },
+            buffer: vec![0; 64 * 1024],
+        })
+    }
+
+    pub fn watch_dir(&mut self, dir: PathBuf, depth: Option<usize>) {
+        self.watch_tree(&dir, depth.unwrap_or(MAX_DEPTH).min(MAX_DEPTH));
+    }
+
+    /// Watches `dir`, and the directories `depth` levels below it: those are
+    /// walked every time, for new ones.
+    fn watch_tree(&mut self, dir: &Path, depth: usize) {
+        if !self.watched.contains_key(dir) && !self.add(dir) {
+            return;
+        }
+        if depth == 0 {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // Follows symlinks, as the glob walk does.
+            if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                self.watch_tree(&path, depth - 1);
+            }
+        }
+    }
+
+    fn add(&mut self, dir: &Path) -> bool {
+        // `ONLYDIR`: a file by that name is not watched (it has no entries).
+        let mask = WatchMask::MODIFY
+            | WatchMask::ATTRIB
+            | WatchMask::CREATE
+            | WatchMask::DELETE
+            | WatchMask::MOVED_FROM
+            | WatchMask::MOVED_TO
+            | WatchMask::DELETE_SELF
+            | WatchMask::MOVE_SELF
+            | WatchMask::ONLYDIR;
+        let Ok(wd) = self.inotify.watches().add(dir, mask) else {
+            return false;
+        };
+        let id = wd.get_watch_descriptor_id();
+        // The same directory under another name shares the descriptor: events
+        // are named by the last name it was watched under.
+        if let Some(old) = self.dirs.insert(id, dir.to_path_buf()) {
+            self.watched.remove(&old);
+        }
+        self.watched.insert(dir.to_path_buf(), id);
+        true
+    }
+
+    /// Forgets a watch inotify dropped, or whose directory has another name now,
+    /// so that the next `watch_dir` watches the path again.
+    fn forget(&mut self, id: i32) {
+        if let Some(dir) = self.dirs.remove(&id) {
+            self.watched.remove(&dir);
+        }
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> Pending {
+        if !self.pending.rescan && self.pending.changed.is_empty() {
+            let timeout = Timespec {
+                tv_sec: timeout.as_secs() as i64,
+                tv_nsec: i64::from(timeout.subsec_nanos()),
+            };
+            let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+            // An error (EINTR) is a wake-up like any other: the caller looks.
+            let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        }
+        self.read_events();
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Takes the events queued now. One read takes them all unless there were
+    /// very many; any left (or arriving meanwhile) end the next wait at once.
+    fn read_events(&mut self) {
+        const MANY: usize = 256;
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let mut read = MANY;
+        while read >= MANY {
+            read = 0;
+            let events = match self.inotify.read_events(&mut buffer) {
+                Ok(events) => events,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading file events failed; looking at every file");
+                    self.pending.rescan = true;
+                    break;
+                }
+            };
+            for event in events {
+                read += 1;
+                let id = event.wd.get_watch_descriptor_id();
+                if event.mask.contains(EventMask::IGNORED) {
+                    // The directory went (or was unmounted).
+                    self.forget(id);
+                    self.pending.rescan = true;
+                } else if event.mask.contains(EventMask::MOVE_SELF) {
+                    // Its events would carry the old name.
+                    let _ = self.inotify.watches().remove(event.wd.clone());
+                    self.forget(id);
+                    self.pending.rescan = true;
+                } else if event.mask.intersects(EventMask::MODIFY | EventMask::ATTRIB) {
+                    match (self.dirs.get(&id), event.name) {
+                        // Directories are watched by their keys: so is this.
+                        (Some(dir), Some(name)) => self.pending.wrote_key(dir.join(name)),
+                        _ => self.pending.rescan = true,
+                    }
+                } else {
+                    // Created, deleted, renamed, or the queue overflowed.
+                    self.pending.rescan = true;
+                }
+            }
+        }
+        self.buffer = buffer;
+    }
+}
