@@ -4,10 +4,12 @@
 //! away, misses a truncation followed by a quick refill and then emits a corrupted
 //! line, splits a partially written line in two, and fails on invalid UTF-8.
 //!
-//! How it works: one thread follows every file. `notify` events only wake it up and
-//! say which files to look at (`fs_events`); what happens is decided by looking at the
-//! files themselves (stat and read), with a poll of every file as a safety net for
-//! missed events, overflowing event queues and network file systems. Per file we keep the open handle with its device, inode and offset:
+//! How it works: one thread follows every file. File events (`fs_events`: inotify on
+//! Linux, `notify` elsewhere) only wake it up and say which files to look at; what
+//! happens is decided by looking at the files themselves (stat and read), with a poll
+//! of every file as a safety net for missed events, overflowing event queues and
+//! network file systems. Per file we keep the open handle with its device, inode and
+//! offset:
 //! - new bytes are read from the handle and split on `\n`; a partial last line is held
 //!   back until its end arrives;
 //! - the path now names another inode (rename+create rotation, delete and re-create,

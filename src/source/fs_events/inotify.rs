@@ -123,7 +123,7 @@ impl InotifyWatch {
                 Ok(events) => events,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    tracing::debug!(error = %e, "reading file events failed; looking at every file");
+                    tracing::debug!(error = %e, "reading file events failed; looking at all");
                     self.pending.rescan = true;
                     break;
                 }

@@ -4,10 +4,10 @@
 //! Why not just "something happened, look at every file": one busy file among many
 //! idle ones (a glob over /var/log, say) then costs a stat of every file per write;
 //! with 200 idle files and 1,000 writes a second that was 3.9 times the CPU of
-//! following the busy file alone (`benches/files.sh`). Events only ever narrow what is looked at between
-//! full passes, which still run on every appearance, disappearance or rename, on
-//! lost events, and at least every poll interval (missed events, network file
-//! systems, files in directories no watch covers).
+//! following the busy file alone (`benches/files.sh`). Events only ever narrow what
+//! is looked at between full passes, which still run on every appearance,
+//! disappearance or rename, on lost events, and at least every poll interval
+//! (missed events, network file systems, files in directories no watch covers).
 //!
 //! On Linux the tailer's thread reads inotify itself. Through `notify`, every write
 //! woke two threads (notify's, which reads inotify, then the tailer), and notify's
