@@ -435,6 +435,57 @@ fn glob_follows_file_created_after_start() {
     expect_sentinel_next(&mut r, &logs.join("a.log"), "logs/a.log:");
 }
 
+/// More directories than inotify lets us watch (in a user namespace whose limit is 2
+/// watches): stderr says why, once, and the files there are still followed (by the
+/// periodic check instead of events).
+#[test]
+fn past_the_watch_limit_it_says_so_once_and_still_follows() {
+    let userns = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "true"])
+        .status();
+    if !userns.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: no user namespaces here (`unshare --user` failed)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "logs/a/1.log",
+        "logs/b/2.log",
+        "logs/c/3.log",
+        "logs/d/4.log",
+    ];
+    for name in names {
+        let path = dir.path().join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, "").unwrap();
+    }
+    let supergrep = bin();
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--user", "--map-root-user", "sh", "-c"])
+        .arg("echo 2 > /proc/sys/user/max_inotify_watches && exec \"$0\" \"$@\"")
+        .arg(supergrep.get_program())
+        .args(["-e", "hello", "logs/**/*.log"])
+        .current_dir(dir.path());
+    for (key, value) in supergrep.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let mut r = Proc::spawn_reading_stdout("supergrep", cmd);
+    for name in names {
+        r.wait_following(Path::new(name));
+    }
+    let said = r.wait_stderr(&["cannot watch for changes", "watch limit"]);
+    for name in names {
+        append(&dir.path().join(name), &format!("hello from {name}\n"));
+        assert_eq!(r.lines(1), [format!("{name}:hello from {name}")]);
+    }
+    // Directories are tried again every second: still said once.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(r.stderr_count(&["cannot watch"]), 1, "{said}");
+}
+
 // ---------------------------------------------------------------------------------
 // 3. --no-follow against the reference
 // ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ::inotify::{EventMask, Inotify, WatchMask};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
-use super::Pending;
+use super::{Pending, Unwatchable, WATCH_LIMIT};
 
 /// Directories below a watched one are watched this deep at most (a symlink can
 /// make a tree endless).
@@ -21,6 +21,7 @@ pub struct InotifyWatch {
     /// and the other way round.
     dirs: HashMap<i32, PathBuf>,
     watched: HashMap<PathBuf, i32>,
+    unwatchable: Unwatchable,
     pending: Pending,
     buffer: Vec<u8>,
 }
@@ -31,6 +32,7 @@ impl InotifyWatch {
             inotify: Inotify::init()?,
             dirs: HashMap::new(),
             watched: HashMap::new(),
+            unwatchable: Unwatchable::default(),
             // Files may have appeared before the first watch.
             pending: Pending {
                 rescan: true,
@@ -76,8 +78,26 @@ impl InotifyWatch {
             | WatchMask::DELETE_SELF
             | WatchMask::MOVE_SELF
             | WatchMask::ONLYDIR;
-        let Ok(wd) = self.inotify.watches().add(dir, mask) else {
-            return false;
+        let wd = match self.inotify.watches().add(dir, mask) {
+            Ok(wd) => wd,
+            // Not there (yet), or not a directory: the tailer says so for its files.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return false;
+            }
+            Err(e) => {
+                let why = if e.kind() == io::ErrorKind::StorageFull {
+                    WATCH_LIMIT.to_owned()
+                } else {
+                    e.to_string()
+                };
+                self.unwatchable.report(dir, why);
+                return false;
+            }
         };
         let id = wd.get_watch_descriptor_id();
         // The same directory under another name shares the descriptor: events

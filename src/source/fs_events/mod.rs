@@ -62,6 +62,31 @@ impl Pending {
     }
 }
 
+/// Says why a directory cannot be watched, once per reason: past the watch limit
+/// every further directory fails alike, and a line each would flood stderr.
+#[derive(Debug, Default)]
+struct Unwatchable {
+    said: Vec<String>,
+}
+
+impl Unwatchable {
+    fn report(&mut self, dir: &Path, why: String) {
+        if self.said.contains(&why) {
+            return;
+        }
+        eprintln!(
+            "supergrep: {}: cannot watch for changes ({why}); files there, and in any \
+             other directory that cannot be watched, are read on the periodic check",
+            dir.display()
+        );
+        self.said.push(why);
+    }
+}
+
+/// What to say when the system's limit of watches is reached.
+const WATCH_LIMIT: &str =
+    "the inotify watch limit is reached: see sysctl fs.inotify.max_user_watches";
+
 /// Where file events come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileEvents {

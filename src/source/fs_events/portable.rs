@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use super::Pending;
+use super::{Pending, Unwatchable, WATCH_LIMIT};
 
 /// Events through `notify`, whose own thread hands them over.
 pub struct NotifyWatch {
     watcher: notify::RecommendedWatcher,
     watched: Vec<PathBuf>,
+    unwatchable: Unwatchable,
     wake: std_mpsc::Receiver<()>,
     pending: Arc<Mutex<Pending>>,
 }
@@ -40,6 +41,7 @@ impl NotifyWatch {
         Ok(NotifyWatch {
             watcher: notify::recommended_watcher(handler)?,
             watched: Vec::new(),
+            unwatchable: Unwatchable::default(),
             wake,
             pending,
         })
@@ -55,8 +57,19 @@ impl NotifyWatch {
         } else {
             RecursiveMode::Recursive
         };
-        if self.watcher.watch(&dir, mode).is_ok() {
-            self.watched.push(dir);
+        match self.watcher.watch(&dir, mode) {
+            Ok(()) => self.watched.push(dir),
+            // Not there (yet): tried again on the next call.
+            Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => {}
+            Err(e) if matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound) =>
+                {}
+            Err(e) => {
+                let why = match e.kind {
+                    notify::ErrorKind::MaxFilesWatch => WATCH_LIMIT.to_owned(),
+                    _ => e.to_string(),
+                };
+                self.unwatchable.report(&dir, why);
+            }
         }
     }
 
