@@ -59,10 +59,17 @@ impl InotifyWatch {
             return;
         };
         for entry in entries.flatten() {
-            let path = entry.path();
-            // Follows symlinks, as the glob walk does.
-            if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-                self.watch_tree(&path, depth - 1);
+            // The entry's type costs no stat (this runs every second over the tree);
+            // symlinks are followed, as the glob walk does.
+            let is_dir = match entry.file_type() {
+                Ok(t) if t.is_symlink() => {
+                    std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir())
+                }
+                Ok(t) => t.is_dir(),
+                Err(_) => false,
+            };
+            if is_dir {
+                self.watch_tree(&entry.path(), depth - 1);
             }
         }
     }
