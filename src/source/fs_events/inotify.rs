@@ -126,13 +126,11 @@ impl InotifyWatch {
 
     pub fn wait(&mut self, timeout: Duration) -> Pending {
         if !self.pending.rescan && self.pending.changed.is_empty() {
-            let timeout = Timespec {
-                tv_sec: timeout.as_secs() as i64,
-                tv_nsec: i64::from(timeout.subsec_nanos()),
-            };
+            // A timeout too long for a timespec: wait for events only.
+            let timeout = Timespec::try_from(timeout).ok();
             let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
             // An error (EINTR) is a wake-up like any other: the caller looks.
-            let _ = rustix::event::poll(&mut fds, Some(&timeout));
+            let _ = rustix::event::poll(&mut fds, timeout.as_ref());
         }
         self.read_events();
         std::mem::take(&mut self.pending)
