@@ -414,13 +414,13 @@ impl Tailer {
     /// Looks only at the files events said were written to. A written path that names
     /// no followed file can be a rotated-away one still being drained: then everything.
     fn pass_changed(&mut self, changed: &[PathBuf]) -> Result<(), Closed> {
+        let unknown = changed.iter().any(|key| !self.index.contains_key(key));
+        if unknown && self.files.iter().any(|f| !f.retired.is_empty()) {
+            return self.pass(false);
+        }
         for key in changed {
-            match self.index.get(key) {
-                Some(&i) => self.check(i)?,
-                None if self.files.iter().any(|f| !f.retired.is_empty()) => {
-                    return self.pass(false);
-                }
-                None => {}
+            if let Some(&i) = self.index.get(key) {
+                self.check(i)?;
             }
         }
         Ok(())

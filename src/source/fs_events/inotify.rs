@@ -33,11 +33,7 @@ impl InotifyWatch {
             dirs: HashMap::new(),
             watched: HashMap::new(),
             unwatchable: Unwatchable::default(),
-            // Files may have appeared before the first watch.
-            pending: Pending {
-                rescan: true,
-                changed: Vec::new(),
-            },
+            pending: Pending::first(),
             buffer: vec![0; 64 * 1024],
         })
     }

@@ -36,6 +36,15 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// What a watch starts with: a rescan, as files may have appeared before the
+    /// first watch.
+    fn first() -> Pending {
+        Pending {
+            rescan: true,
+            changed: Vec::new(),
+        }
+    }
+
     /// `path` (absolute, as events name it) was written to.
     pub(super) fn wrote(&mut self, path: &Path) {
         self.wrote_key(path_key(Path::new("/"), path));

@@ -21,11 +21,7 @@ pub struct NotifyWatch {
 
 impl NotifyWatch {
     pub fn start() -> notify::Result<NotifyWatch> {
-        // Starts with a rescan: files may have appeared before the first watch.
-        let pending = Arc::new(Mutex::new(Pending {
-            rescan: true,
-            changed: Vec::new(),
-        }));
+        let pending = Arc::new(Mutex::new(Pending::first()));
         let (tx, wake) = std_mpsc::sync_channel(1);
         let shared = pending.clone();
         let handler = move |event: notify::Result<notify::Event>| {
