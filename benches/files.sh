@@ -6,6 +6,10 @@
 #
 #   benches/files.sh            (FILES_IDLE=200 FILES_RATE=1000 FILES_SECS=8 FILES_RUNS=3)
 #
+# Then an idle tree: FILES_TREE empty files in FILES_TREE_DIRS directories, followed
+# through `DIR/**/*.log` for FILES_TREE_SECS with nothing written (`tail -F` is given
+# every file by name): what following costs when nothing happens.
+#
 # Needs python3 (the writer). SUPERGREP_BIN measures another supergrep binary. Reports
 # the median CPU of FILES_RUNS runs, alternating the followers.
 set -euo pipefail
@@ -14,6 +18,9 @@ idle=${FILES_IDLE:-200}
 rate=${FILES_RATE:-1000}
 secs=${FILES_SECS:-8}
 runs=${FILES_RUNS:-3}
+tree=${FILES_TREE:-5000}
+tree_dirs=${FILES_TREE_DIRS:-50}
+tree_secs=${FILES_TREE_SECS:-10}
 if [ -z "${SUPERGREP_BIN:-}" ]; then
   cargo build --release --quiet --manifest-path "$root/Cargo.toml"
   SUPERGREP_BIN=${CARGO_TARGET_DIR:-$root/target}/release/supergrep
@@ -73,7 +80,7 @@ echo "$($SUPERGREP_BIN --version), $(tail --version | head -1), $(nproc) cores;"
 echo "| follower | files followed | CPU (s) | CPU % | vs the busy file alone | vs \`tail -F\` on the same files |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 med() { tr ' ' '\n' <<< "${cpu[$1,$2]}" | grep . | median; }
-ratio() { awk -v c="$1" -v a="$2" 'BEGIN { printf "%.2fx", (a > 0 ? c / a : 0) }'; }
+ratio() { awk -v c="$1" -v a="$2" 'BEGIN { if (a > 0) printf "%.2fx", c / a; else printf "(baseline 0)" }'; }
 for follower in supergrep tail; do
   label=$([ "$follower" = tail ] && echo '`tail -F`' || echo '`supergrep -e`')
   for n in 0 "$idle"; do
@@ -81,4 +88,45 @@ for follower in supergrep tail; do
     pct=$(awk -v c="$c" -v s="$secs" 'BEGIN { printf "%.1f", 100 * c / s }')
     echo "| $label | $((n + 1)) | $c | $pct% | $(ratio "$c" "$(med "$follower" 0)") | $(ratio "$c" "$(med tail "$n")") |"
   done
+done
+
+# idle_cpu_of FOLLOWER: CPU seconds the follower used over FILES_TREE_SECS, idle.
+idle_cpu_of() {
+  local follower=$1 dir="$work/t$RANDOM$RANDOM" pid
+  for d in $(seq 1 "$tree_dirs"); do
+    mkdir -p "$dir/d$d"
+    for i in $(seq 1 $((tree / tree_dirs))); do : > "$dir/d$d/f$i.log"; done
+  done
+  case $follower in
+    supergrep) "$SUPERGREP_BIN" -e zq9zq9zq "$dir/**/*.log" > /dev/null 2>&1 & pid=$! ;;
+    tail) tail -q -n0 -F "$dir"/*/*.log > /dev/null 2>&1 & pid=$! ;;
+  esac
+  sleep 3
+  local before after
+  read -r -a st < "/proc/$pid/stat"; before=$((st[13] + st[14]))
+  sleep "$tree_secs"
+  read -r -a st < "/proc/$pid/stat"; after=$((st[13] + st[14]))
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$dir"
+  awk -v t=$((after - before)) -v hz="$ticks" 'BEGIN { printf "%.2f\n", t / hz }'
+}
+
+[ "$tree" -gt 0 ] || exit 0
+# Both followers hold every file open.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+for follower in supergrep tail; do cpu[$follower,tree]=""; done
+for r in $(seq 1 "$runs"); do
+  for follower in supergrep tail; do
+    cpu[$follower,tree]+="$(idle_cpu_of "$follower") "
+  done
+done
+echo
+echo "Idle: $((tree / tree_dirs * tree_dirs)) empty files in $tree_dirs directories, nothing written for $tree_secs s" >&2
+echo "| follower | files followed | CPU (s) | CPU % | vs \`tail -F\` |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+for follower in supergrep tail; do
+  label=$([ "$follower" = tail ] && echo '`tail -F`' || echo '`supergrep -e` (`**`)')
+  c=$(med "$follower" tree)
+  pct=$(awk -v c="$c" -v s="$tree_secs" 'BEGIN { printf "%.2f", 100 * c / s }')
+  echo "| $label | $((tree / tree_dirs * tree_dirs)) | $c | $pct% | $(ratio "$c" "$(med tail tree)") |"
 done

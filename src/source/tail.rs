@@ -56,8 +56,13 @@ pub struct TailConfig {
     pub follow: bool,
     /// Longer lines are cut to this many bytes and marked.
     pub max_line: usize,
-    /// How often files are checked when no event arrives.
+    /// How often files are checked whose writes file events may not report (on a
+    /// network file system, through a symlink or a second hard link, in a directory
+    /// that could not be watched; every file without events).
     pub poll_interval: Duration,
+    /// How often every file is checked, even those whose writes events report: a
+    /// safety net for writes no event tells of (through a memory map, say).
+    pub recheck_interval: Duration,
     /// Bytes read per `read` call, and so the largest batch.
     pub read_chunk: usize,
     /// How long a rotated-away file is still read after it last grew.
@@ -87,6 +92,7 @@ impl Default for TailConfig {
             follow: true,
             max_line: 64 * 1024,
             poll_interval: Duration::from_millis(250),
+            recheck_interval: Duration::from_secs(2),
             read_chunk: 256 * 1024,
             retire_after: Duration::from_secs(5),
             host: crate::line::local_hostname(),
@@ -236,9 +242,21 @@ struct Followed {
     /// Rotated-away handles still drained, with when they last grew.
     retired: Vec<(Handle, Instant)>,
     announced: bool,
+    /// File events report its writes (as of its last look): the frequent
+    /// periodic pass leaves it out.
+    reported_by_events: bool,
     /// The last problem reported, so it is said once, not every poll.
     reported: Option<io::ErrorKind>,
     missing_since: Option<Instant>,
+}
+
+/// Which files a periodic pass looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    Every,
+    /// Those whose writes events may not report, and those with rotated-away
+    /// handles still being drained.
+    Unreported,
 }
 
 struct Tailer {
@@ -272,11 +290,12 @@ impl Tailer {
         if self.config.follow {
             self.start_watcher();
         }
-        let _ = self.pass(true);
+        let _ = self.pass(true, Look::Every);
         if !self.config.follow {
             return self.summary;
         }
-        let (mut last_discovery, mut last_full) = (Instant::now(), Instant::now());
+        let now = Instant::now();
+        let (mut last_discovery, mut last_poll, mut last_every) = (now, now, now);
         loop {
             let pending = self.wait();
             if pending.rescan || last_discovery.elapsed() >= Duration::from_secs(1) {
@@ -286,13 +305,17 @@ impl Tailer {
                     break;
                 }
             }
-            let full = pending.rescan
+            let every = pending.rescan
                 || self.watch.is_none()
                 || self.cwd.is_none()
-                || last_full.elapsed() >= self.config.poll_interval;
-            let looked = if full {
-                last_full = Instant::now();
-                self.pass(false)
+                || last_every.elapsed() >= self.config.recheck_interval;
+            let looked = if every {
+                (last_every, last_poll) = (Instant::now(), Instant::now());
+                self.pass(false, Look::Every)
+            } else if last_poll.elapsed() >= self.config.poll_interval {
+                last_poll = Instant::now();
+                self.pass_changed(&pending.changed)
+                    .and_then(|()| self.pass(false, Look::Unreported))
             } else {
                 self.pass_changed(&pending.changed)
             };
@@ -303,12 +326,14 @@ impl Tailer {
         self.summary
     }
 
-    /// Sleeps until a file event or the poll interval; says what the events asked for.
+    /// Sleeps until a file event or the next periodic pass; says what the events
+    /// asked for.
     fn wait(&mut self) -> Pending {
+        let timeout = self.config.poll_interval.min(self.config.recheck_interval);
         match &mut self.watch {
-            Some(watch) => watch.wait(self.config.poll_interval),
+            Some(watch) => watch.wait(timeout),
             None => {
-                std::thread::sleep(self.config.poll_interval);
+                std::thread::sleep(timeout);
                 Pending::default()
             }
         }
@@ -367,6 +392,7 @@ impl Tailer {
                 current: None,
                 retired: Vec::new(),
                 announced: false,
+                reported_by_events: false,
                 reported: None,
                 missing_since: None,
             });
@@ -376,8 +402,9 @@ impl Tailer {
         Ok(())
     }
 
-    /// One look at every file: discover on the first pass, then read what is new.
-    fn pass(&mut self, first: bool) -> Result<(), Closed> {
+    /// One look at the files `look` names: discover on the first pass, then read
+    /// what is new.
+    fn pass(&mut self, first: bool, look: Look) -> Result<(), Closed> {
         if first {
             self.discover(true)?;
             if self
@@ -391,6 +418,10 @@ impl Tailer {
         }
         let mut gone = Vec::new();
         for i in 0..self.files.len() {
+            let f = &self.files[i];
+            if look == Look::Unreported && f.reported_by_events && f.retired.is_empty() {
+                continue;
+            }
             self.check(i)?;
             if !self.config.follow {
                 self.finish(i)?;
@@ -412,15 +443,21 @@ impl Tailer {
     }
 
     /// Looks only at the files events said were written to. A written path that names
-    /// no followed file can be a rotated-away one still being drained: then everything.
+    /// no followed file can be a rotated-away one still being drained: then those are
+    /// read too.
     fn pass_changed(&mut self, changed: &[PathBuf]) -> Result<(), Closed> {
-        let unknown = changed.iter().any(|key| !self.index.contains_key(key));
-        if unknown && self.files.iter().any(|f| !f.retired.is_empty()) {
-            return self.pass(false);
-        }
+        let mut unknown = false;
         for key in changed {
-            if let Some(&i) = self.index.get(key) {
-                self.check(i)?;
+            match self.index.get(key) {
+                Some(&i) => self.check(i)?,
+                None => unknown = true,
+            }
+        }
+        if unknown {
+            for i in 0..self.files.len() {
+                if !self.files[i].retired.is_empty() {
+                    self.drain_retired(i)?;
+                }
             }
         }
         Ok(())
@@ -591,7 +628,7 @@ impl Tailer {
     /// Reads what is new in file `i`, handling rotation and truncation.
     fn check(&mut self, i: usize) -> Result<(), Closed> {
         self.drain_retired(i)?;
-        let stat = std::fs::metadata(&self.files[i].path);
+        let stat = self.stat(i);
         let f = &mut self.files[i];
         let Some(handle) = &mut f.current else {
             return match stat {
@@ -646,6 +683,29 @@ impl Tailer {
                 self.read_current(i, None)
             }
         }
+    }
+
+    /// Stats file `i`'s path (through a symlink), and notes whether file events
+    /// report its writes: not when it is a symlink or has a second name (a write
+    /// through another directory is told to that directory's watch), nor where
+    /// [`Watch::reports_writes`] says no.
+    fn stat(&mut self, i: usize) -> io::Result<Metadata> {
+        let f = &mut self.files[i];
+        // One lstat tells all for a plain file; only a symlink costs a second stat.
+        let own = std::fs::symlink_metadata(&f.path)?;
+        let direct = !own.file_type().is_symlink();
+        let meta = if direct {
+            own
+        } else {
+            std::fs::metadata(&f.path)?
+        };
+        f.reported_by_events = direct
+            && meta.nlink() == 1
+            && match (&self.watch, f.key.parent()) {
+                (Some(watch), Some(dir)) => watch.reports_writes(dir, meta.dev()),
+                _ => false,
+            };
+        Ok(meta)
     }
 
     /// Reads file `i`'s current handle to its end, or to `len` (its length as just
@@ -878,8 +938,9 @@ mod tests {
         (f, h)
     }
 
-    /// Follows `targets` with a poll interval no test outlives: what arrives came
-    /// through file events and the looks they asked for. Lines come as "path: line".
+    /// Follows `targets` with periodic passes no test outlives: what arrives came
+    /// through file events and the looks they asked for (or through the passes a
+    /// test chooses: [`FollowedByEvents::polled`]). Lines come as "path: line".
     struct FollowedByEvents {
         events: super::super::EventReceiver,
         runtime: tokio::runtime::Runtime,
@@ -887,9 +948,21 @@ mod tests {
 
     impl FollowedByEvents {
         fn start(targets: Vec<Target>, from: FileEvents) -> FollowedByEvents {
+            let hour = Duration::from_secs(3600);
+            FollowedByEvents::polled(targets, from, hour, hour)
+        }
+
+        /// With these intervals for the periodic passes (see [`TailConfig`]).
+        fn polled(
+            targets: Vec<Target>,
+            from: FileEvents,
+            poll_interval: Duration,
+            recheck_interval: Duration,
+        ) -> FollowedByEvents {
             let (out, events) = super::super::events::channel(64);
             let config = TailConfig {
-                poll_interval: Duration::from_secs(3600),
+                poll_interval,
+                recheck_interval,
                 file_events: from,
                 ..TailConfig::default()
             };
@@ -1016,6 +1089,59 @@ mod tests {
                 append(&path, "second\n");
                 assert_eq!(tail.lines(1), [format!("{shown}: second")], "{at}");
             }
+        }
+    }
+
+    #[test]
+    fn files_whose_writes_events_may_not_report_are_polled() {
+        // A symlink to a file in an unwatched directory, and a file with a second
+        // name there: writes through those are told to the other directory's watch.
+        for from in every_source() {
+            let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let real = elsewhere.path().join("real.log");
+            let twin = elsewhere.path().join("twin.log");
+            std::fs::write(&real, "").unwrap();
+            std::fs::write(&twin, "").unwrap();
+            std::os::unix::fs::symlink(&real, dir.path().join("link.log")).unwrap();
+            std::fs::hard_link(&twin, dir.path().join("twin.log")).unwrap();
+            let glob = format!("{}/*.log", dir.path().display());
+            let mut tail = FollowedByEvents::polled(
+                vec![Target::parse(&glob).unwrap()],
+                from,
+                Duration::from_millis(50),
+                Duration::from_secs(3600),
+            );
+            tail.following(2);
+            let shown = |name: &str| dir.path().join(name).display().to_string();
+            append(&real, "through the symlink\n");
+            let want = format!("{}: through the symlink", shown("link.log"));
+            assert_eq!(tail.lines(1), [want], "{from:?}");
+            append(&twin, "through the other name\n");
+            let want = format!("{}: through the other name", shown("twin.log"));
+            assert_eq!(tail.lines(1), [want], "{from:?}");
+        }
+    }
+
+    #[test]
+    fn every_file_is_rechecked_for_writes_no_event_reports() {
+        // A second name given after the last look: the file still seems reported by
+        // events, but writes through that name are told to another directory.
+        for from in every_source() {
+            let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let path = dir.path().join("app.log");
+            std::fs::write(&path, "").unwrap();
+            let mut tail = FollowedByEvents::polled(
+                vec![Target::File(path.clone())],
+                from,
+                Duration::from_secs(3600),
+                Duration::from_millis(300),
+            );
+            tail.following(1);
+            let twin = elsewhere.path().join("app.log");
+            std::fs::hard_link(&path, &twin).unwrap();
+            append(&twin, "unseen by events\n");
+            let want = format!("{}: unseen by events", path.display());
+            assert_eq!(tail.lines(1), [want], "{from:?}");
         }
     }
 

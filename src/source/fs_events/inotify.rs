@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,10 +21,42 @@ pub struct InotifyWatch {
     /// Watched directories (absolute, as events name them) by watch descriptor,
     /// and the other way round.
     dirs: HashMap<i32, PathBuf>,
-    watched: HashMap<PathBuf, i32>,
+    watched: HashMap<PathBuf, Watched>,
     unwatchable: Unwatchable,
     pending: Pending,
     buffer: Vec<u8>,
+}
+
+/// Whether a file system (by its `statfs` magic number) is local: every write to it
+/// goes through this kernel, so inotify sees it. Network file systems (NFS, SMB,
+/// Ceph, 9p) and FUSE do not say what other machines or processes wrote; one not
+/// listed here is taken for one of those, and its files are polled.
+fn is_local(magic: u32) -> bool {
+    const LOCAL: [u32; 14] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x8584_58F6, // ramfs
+        0x2FC1_2FC1, // zfs
+        0xF2F5_2010, // f2fs
+        0xCA45_1A4E, // bcachefs
+        0x794C_7630, // overlayfs (containers)
+        0x5265_4973, // reiserfs
+        0x3153_464A, // jfs
+        0x3434,      // nilfs
+        0x4D44,      // vfat
+        0x2011_BAB0, // exfat
+    ];
+    LOCAL.contains(&magic)
+}
+
+/// One watched directory.
+struct Watched {
+    /// Its device, and whether every write there goes through this kernel (a local
+    /// file system): see [`InotifyWatch::reports_writes`].
+    dev: u64,
+    local: bool,
 }
 
 impl InotifyWatch {
@@ -108,8 +141,21 @@ impl InotifyWatch {
         if let Some(old) = self.dirs.insert(id, dir.to_path_buf()) {
             self.watched.remove(&old);
         }
-        self.watched.insert(dir.to_path_buf(), id);
+        let local = rustix::fs::statfs(dir).is_ok_and(|fs| is_local(fs.f_type as u32));
+        let dev = std::fs::metadata(dir).map_or(u64::MAX, |m| m.dev());
+        self.watched
+            .insert(dir.to_path_buf(), Watched { dev, local });
         true
+    }
+
+    /// Whether events report every write to a file in `dir` (a path key) on device
+    /// `dev`: `dir` is watched under this name, on a local file system (a network
+    /// file system's other clients write unseen), and the file is on that same file
+    /// system (not a mount of its own).
+    pub fn reports_writes(&self, dir: &Path, dev: u64) -> bool {
+        self.watched
+            .get(dir)
+            .is_some_and(|w| w.local && w.dev == dev)
     }
 
     /// Forgets a watch inotify dropped, or whose directory has another name now,
@@ -174,5 +220,28 @@ impl InotifyWatch {
             }
         }
         self.buffer = buffer;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_reported_in_watched_directories_of_local_file_systems() {
+        // The temporary directory is on a local disk or tmpfs wherever tests run.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.log");
+        std::fs::write(&file, "").unwrap();
+        let dev = std::fs::metadata(&file).unwrap().dev();
+        let mut watch = InotifyWatch::start().unwrap();
+        assert!(!watch.reports_writes(dir.path(), dev), "not watched yet");
+        watch.watch_dir(dir.path().to_path_buf(), Some(0));
+        assert!(watch.reports_writes(dir.path(), dev));
+        assert!(!watch.reports_writes(dir.path(), dev ^ 1), "another device");
+        assert!(!watch.reports_writes(&dir.path().join("sub"), dev));
+        // A file system the kernel does not write through (here /proc) is polled.
+        let proc = rustix::fs::statfs("/proc").unwrap();
+        assert!(!is_local(proc.f_type as u32));
     }
 }
