@@ -12,6 +12,7 @@ pub mod irc;
 pub mod line;
 pub mod mark;
 pub mod matcher;
+pub mod open_files;
 pub mod output;
 pub mod protocol;
 pub mod serve;

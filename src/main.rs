@@ -12,6 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     init_logging();
+    supergrep::open_files::raise_limit();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Serve(args)) => run(true, supergrep::serve::run(args)),

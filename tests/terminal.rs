@@ -94,6 +94,7 @@ fn junk(len: usize, mut seed: u64) -> Vec<u8> {
 }
 
 /// How a run that ends by itself ended.
+#[derive(Debug)]
 struct Ended {
     code: i32,
     /// Stdout split on `\n` (each line must be terminated), nothing stripped.
@@ -122,9 +123,14 @@ fn split_stdout(bytes: Vec<u8>) -> Vec<String> {
 
 /// Runs supergrep in `dir` until it exits by itself (bounded by PATIENCE).
 fn run_to_end(args: &[&str], dir: &Path) -> Ended {
-    let mut child = bin()
-        .args(args)
-        .current_dir(dir)
+    let mut cmd = bin();
+    cmd.args(args).current_dir(dir);
+    command_to_end(cmd, args)
+}
+
+/// Runs `cmd` (supergrep `args`, maybe through a wrapper) to its end.
+fn command_to_end(mut cmd: std::process::Command, args: &[&str]) -> Ended {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -484,6 +490,95 @@ fn past_the_watch_limit_it_says_so_once_and_still_follows() {
     // Directories are tried again every second: still said once.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(r.stderr_count(&["cannot watch"]), 1, "{said}");
+}
+
+/// [`bin`] started by `sh` after `ulimit LIMITS` (e.g. `-S -n 40`).
+fn with_ulimit(limits: &[&str]) -> std::process::Command {
+    let supergrep = bin();
+    let mut cmd = std::process::Command::new("sh");
+    let set: Vec<String> = limits.iter().map(|l| format!("ulimit {l} && ")).collect();
+    cmd.arg("-c")
+        .arg(format!("{}exec \"$0\" \"$@\"", set.concat()))
+        .arg(supergrep.get_program());
+    for (key, value) in supergrep.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd
+}
+
+/// 100 files, each with one line naming it.
+fn hundred_files(dir: &Path) -> Vec<String> {
+    (0..100)
+        .map(|i| {
+            let line = format!("hello from {i:03}");
+            fs::write(dir.join(format!("{i:03}.log")), format!("{line}\n")).unwrap();
+            format!("{i:03}.log:{line}")
+        })
+        .collect()
+}
+
+#[test]
+fn a_low_soft_limit_on_open_files_is_raised() {
+    // Above 100 files and what the process needs besides.
+    let hard = hard_open_file_limit();
+    if hard < 1000 {
+        eprintln!("skipped: the hard limit on open files here is {hard}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let want = hundred_files(dir.path());
+    let args = ["--from-start", "--no-follow", "-e", "hello", "*.log"];
+    let mut cmd = with_ulimit(&["-S -n 40"]);
+    cmd.args(args).current_dir(dir.path());
+    let ended = command_to_end(cmd, &args);
+    let mut got = ended.stdout.clone();
+    got.sort();
+    assert_eq!(got, want, "{}", ended.stderr);
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+}
+
+#[test]
+fn past_the_open_file_limit_it_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = hundred_files(dir.path());
+    let args = ["--from-start", "--no-follow", "-e", "hello", "*.log"];
+    let mut cmd = with_ulimit(&["-S -n 40", "-H -n 40"]);
+    cmd.args(args).current_dir(dir.path());
+    let ended = command_to_end(cmd, &args);
+    // The files it could open are read; the others are named once, together.
+    assert!(
+        !ended.stdout.is_empty() && ended.stdout.len() < 100,
+        "{ended:?}"
+    );
+    assert!(ended.stdout.iter().all(|l| all.contains(l)), "{ended:?}");
+    let said: Vec<&str> = ended
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("supergrep:"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", ended.stderr);
+    assert!(
+        said[0].contains("the limit on open files (40;") && said[0].contains("not read"),
+        "{}",
+        said[0]
+    );
+    assert_eq!(ended.code, 2, "file errors exit with 2, as grep's do");
+}
+
+/// The hard limit on open files of processes started from here.
+fn hard_open_file_limit() -> u64 {
+    let out = std::process::Command::new("sh")
+        .args(["-c", "ulimit -H -n"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.trim() {
+        "unlimited" => u64::MAX,
+        n => n.parse().unwrap(),
+    }
 }
 
 // ---------------------------------------------------------------------------------

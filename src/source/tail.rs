@@ -39,6 +39,7 @@ use crate::line::{
     char_boundary, cut_lines, fit_read_buffer, may_have_long_line, push_cut_mark, Origin,
     ReadBatch, Stream,
 };
+use crate::open_files;
 
 /// Where to start reading a file that exists when the tailer starts. Files that
 /// appear later are always read from their start: all of their content is new.
@@ -270,6 +271,8 @@ struct Tailer {
     cwd: Option<PathBuf>,
     watch: Option<Watch>,
     summary: TailSummary,
+    /// The process ran out of file descriptors, and said so.
+    said_out_of_descriptors: bool,
 }
 
 impl Tailer {
@@ -283,6 +286,7 @@ impl Tailer {
             cwd: std::env::current_dir().ok(),
             watch: None,
             summary: TailSummary::default(),
+            said_out_of_descriptors: false,
         }
     }
 
@@ -551,6 +555,10 @@ impl Tailer {
                 tracing::debug!(path = %path.display(), offset = handle.offset, "following");
                 self.adopt(i, handle)
             }
+            Err(e) if open_files::exhausted(&e) => {
+                self.out_of_descriptors(i, &e);
+                Ok(())
+            }
             Err(e) => {
                 let f = &mut self.files[i];
                 if e.kind() == io::ErrorKind::NotFound {
@@ -623,6 +631,32 @@ impl Tailer {
                 eprintln!("supergrep: {}: {message}", f.path.display());
             }
         }
+    }
+
+    /// No descriptor is left to open file `i`. Said once for all files: a tree past
+    /// the limit would print a line per file. Following, it is opened on a later
+    /// look if descriptors free up.
+    fn out_of_descriptors(&mut self, i: usize, e: &io::Error) {
+        let f = &mut self.files[i];
+        if f.reported != Some(e.kind()) {
+            f.reported = Some(e.kind());
+            self.summary.errors += 1;
+        }
+        if self.said_out_of_descriptors {
+            return;
+        }
+        self.said_out_of_descriptors = true;
+        let limit = open_files::limit().map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+        let then = if self.config.follow {
+            "followed once descriptors free up"
+        } else {
+            "not read"
+        };
+        eprintln!(
+            "supergrep: {}: {e}: the limit on open files ({limit}; see `ulimit -n`) is \
+             reached; this file and any other past the limit are {then}",
+            f.path.display()
+        );
     }
 
     /// Reads what is new in file `i`, handling rotation and truncation.
