@@ -436,6 +436,9 @@ impl Tailer {
         for i in gone.into_iter().rev() {
             let f = self.files.swap_remove(i);
             self.index.remove(&f.key);
+            if let Some(watch) = &mut self.watch {
+                watch.unwatch_file(&f.key);
+            }
             if let Some(moved) = self.files.get(i) {
                 self.index.insert(moved.key.clone(), i);
             }
@@ -720,9 +723,8 @@ impl Tailer {
     }
 
     /// Stats file `i`'s path (through a symlink), and notes whether file events
-    /// report its writes: not when it is a symlink or has a second name (a write
-    /// through another directory is told to that directory's watch), nor where
-    /// [`Watch::reports_writes`] says no.
+    /// report its writes ([`Watch::reports_writes`]). A symlink to another directory
+    /// or a file with a second name gets a watch of its own for that.
     fn stat(&mut self, i: usize) -> io::Result<Metadata> {
         let f = &mut self.files[i];
         // One lstat tells all for a plain file; only a symlink costs a second stat.
@@ -733,12 +735,16 @@ impl Tailer {
         } else {
             std::fs::metadata(&f.path)?
         };
-        f.reported_by_events = direct
-            && meta.nlink() == 1
-            && match (&self.watch, f.key.parent()) {
-                (Some(watch), Some(dir)) => watch.reports_writes(dir, meta.dev()),
-                _ => false,
-            };
+        f.reported_by_events = match &mut self.watch {
+            Some(watch) => {
+                watch.reports_writes(&f.key, &meta, direct)
+                    || ((!direct || meta.nlink() > 1) && {
+                        watch.watch_file(&f.key, &meta);
+                        watch.reports_writes(&f.key, &meta, direct)
+                    })
+            }
+            None => false,
+        };
         Ok(meta)
     }
 
@@ -1126,27 +1132,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn files_whose_writes_events_may_not_report_are_polled() {
-        // A symlink to a file in an unwatched directory, and a file with a second
-        // name there: writes through those are told to the other directory's watch.
-        for from in every_source() {
-            let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-            let real = elsewhere.path().join("real.log");
-            let twin = elsewhere.path().join("twin.log");
-            std::fs::write(&real, "").unwrap();
-            std::fs::write(&twin, "").unwrap();
-            std::os::unix::fs::symlink(&real, dir.path().join("link.log")).unwrap();
-            std::fs::hard_link(&twin, dir.path().join("twin.log")).unwrap();
-            let glob = format!("{}/*.log", dir.path().display());
-            let mut tail = FollowedByEvents::polled(
-                vec![Target::parse(&glob).unwrap()],
-                from,
-                Duration::from_millis(50),
-                Duration::from_secs(3600),
-            );
-            tail.following(2);
-            let shown = |name: &str| dir.path().join(name).display().to_string();
+    /// Writes through a symlink to a file in an unwatched directory, and through a
+    /// second name of a file there, are read. Their directory's watch is not told of
+    /// them (writes are told to the directory they were made through).
+    fn read_through_other_names(from: FileEvents, poll_interval: Duration) {
+        let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let real = elsewhere.path().join("real.log");
+        let twin = elsewhere.path().join("twin.log");
+        std::fs::write(&real, "").unwrap();
+        std::fs::write(&twin, "").unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link.log")).unwrap();
+        std::fs::hard_link(&twin, dir.path().join("twin.log")).unwrap();
+        let glob = format!("{}/*.log", dir.path().display());
+        let mut tail = FollowedByEvents::polled(
+            vec![Target::parse(&glob).unwrap()],
+            from,
+            poll_interval,
+            Duration::from_secs(3600),
+        );
+        tail.following(2);
+        let shown = |name: &str| dir.path().join(name).display().to_string();
+        for _ in 0..2 {
             append(&real, "through the symlink\n");
             let want = format!("{}: through the symlink", shown("link.log"));
             assert_eq!(tail.lines(1), [want], "{from:?}");
@@ -1154,6 +1160,18 @@ mod tests {
             let want = format!("{}: through the other name", shown("twin.log"));
             assert_eq!(tail.lines(1), [want], "{from:?}");
         }
+    }
+
+    #[test]
+    fn without_inotify_files_reached_through_other_names_are_polled() {
+        read_through_other_names(FileEvents::Notify, Duration::from_millis(50));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn files_reached_through_other_names_get_watches_of_their_own() {
+        // No periodic pass in the test's time: the file watches deliver.
+        read_through_other_names(FileEvents::Inotify, Duration::from_secs(3600));
     }
 
     #[test]

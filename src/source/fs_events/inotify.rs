@@ -1,12 +1,13 @@
 //! File events straight from Linux's inotify, read on the tailer's own thread.
 
 use std::collections::HashMap;
+use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ::inotify::{EventMask, Inotify, WatchMask};
+use ::inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use rustix::event::{PollFd, PollFlags, Timespec};
 
 use super::{Pending, Unwatchable, WATCH_LIMIT};
@@ -22,6 +23,10 @@ pub struct InotifyWatch {
     /// and the other way round.
     dirs: HashMap<i32, PathBuf>,
     watched: HashMap<PathBuf, Watched>,
+    /// Files watched on their own (see [`InotifyWatch::watch_file`]) by their keys,
+    /// and the keys by watch descriptor (two paths can name one file).
+    files: HashMap<PathBuf, WatchedFile>,
+    file_keys: HashMap<i32, (WatchDescriptor, Vec<PathBuf>)>,
     unwatchable: Unwatchable,
     pending: Pending,
     buffer: Vec<u8>,
@@ -51,6 +56,15 @@ fn is_local(magic: u32) -> bool {
     LOCAL.contains(&magic)
 }
 
+/// One file watched on its own: its writes are reported whatever its directory.
+struct WatchedFile {
+    id: i32,
+    /// Which file the watch is on, and whether it is on a local file system.
+    dev: u64,
+    ino: u64,
+    local: bool,
+}
+
 /// One watched directory.
 struct Watched {
     /// Its device, and whether every write there goes through this kernel (a local
@@ -65,6 +79,8 @@ impl InotifyWatch {
             inotify: Inotify::init()?,
             dirs: HashMap::new(),
             watched: HashMap::new(),
+            files: HashMap::new(),
+            file_keys: HashMap::new(),
             unwatchable: Unwatchable::default(),
             pending: Pending::first(),
             buffer: vec![0; 64 * 1024],
@@ -148,14 +164,99 @@ impl InotifyWatch {
         true
     }
 
-    /// Whether events report every write to a file in `dir` (a path key) on device
-    /// `dev`: `dir` is watched under this name, on a local file system (a network
-    /// file system's other clients write unseen), and the file is on that same file
-    /// system (not a mount of its own).
-    pub fn reports_writes(&self, dir: &Path, dev: u64) -> bool {
-        self.watched
-            .get(dir)
-            .is_some_and(|w| w.local && w.dev == dev)
+    /// Whether events report every write to the file `key` names, as `meta` (its
+    /// stat, through a symlink) describes it; `direct`: `key` is no symlink.
+    ///
+    /// Its directory's watch reports the writes made through that directory: all of
+    /// them when the file is there directly with no second name (a write through
+    /// another name is told to the other directory), on a local file system (a
+    /// network file system's other clients write unseen), and on the directory's
+    /// device (not a mount of its own). Otherwise only a watch of its own
+    /// ([`InotifyWatch::watch_file`]) on that very file does.
+    pub fn reports_writes(&self, key: &Path, meta: &Metadata, direct: bool) -> bool {
+        let by_dir = || {
+            direct
+                && meta.nlink() == 1
+                && key
+                    .parent()
+                    .and_then(|dir| self.watched.get(dir))
+                    .is_some_and(|w| w.local && w.dev == meta.dev())
+        };
+        let by_own = || {
+            self.files
+                .get(key)
+                .is_some_and(|f| f.local && f.dev == meta.dev() && f.ino == meta.ino())
+        };
+        by_dir() || by_own()
+    }
+
+    /// Watches the file `key` names (through a symlink: the file it points to) on its
+    /// own, when its directory's watch cannot report its writes: a symlink's target
+    /// elsewhere, a file with a second name. `meta` is its stat just before; the
+    /// watch counts only if the path still names that file after it was set.
+    pub fn watch_file(&mut self, key: &Path, meta: &Metadata) {
+        let on_it = |f: &WatchedFile| f.dev == meta.dev() && f.ino == meta.ino();
+        if self.files.get(key).is_some_and(on_it) {
+            return;
+        }
+        let mask =
+            WatchMask::MODIFY | WatchMask::ATTRIB | WatchMask::DELETE_SELF | WatchMask::MOVE_SELF;
+        let wd = match self.inotify.watches().add(key, mask) {
+            Ok(wd) => wd,
+            Err(e) => {
+                if e.kind() == io::ErrorKind::StorageFull {
+                    self.unwatchable.report(key, WATCH_LIMIT.to_owned());
+                }
+                return;
+            }
+        };
+        let id = wd.get_watch_descriptor_id();
+        let same = std::fs::metadata(key)
+            .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
+        if !same {
+            // Re-pointed meanwhile: looked at again on the next poll.
+            self.unwatch_file(key);
+            return;
+        }
+        let local = rustix::fs::statfs(key).is_ok_and(|fs| is_local(fs.f_type as u32));
+        let watched = WatchedFile {
+            id,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            local,
+        };
+        if let Some(old) = self.files.insert(key.to_path_buf(), watched) {
+            if old.id == id {
+                return;
+            }
+            self.detach(key, old.id);
+        }
+        self.file_keys
+            .entry(id)
+            .or_insert_with(|| (wd, Vec::new()))
+            .1
+            .push(key.to_path_buf());
+    }
+
+    /// Stops watching the file `key` names on its own (it is no longer followed).
+    pub fn unwatch_file(&mut self, key: &Path) {
+        if let Some(old) = self.files.remove(key) {
+            self.detach(key, old.id);
+        }
+    }
+
+    /// Takes `key` off the file watch `id`, and removes the watch once no key is on it.
+    fn detach(&mut self, key: &Path, id: i32) {
+        let Some((_, keys)) = self.file_keys.get_mut(&id) else {
+            return;
+        };
+        keys.retain(|k| k != key);
+        if keys.is_empty() {
+            if let Some((wd, _)) = self.file_keys.remove(&id) {
+                // Already gone if the file was deleted: nothing to undo.
+                let _ = self.inotify.watches().remove(wd);
+            }
+        }
     }
 
     /// Forgets a watch inotify dropped, or whose directory has another name now,
@@ -163,6 +264,17 @@ impl InotifyWatch {
     fn forget(&mut self, id: i32) {
         if let Some(dir) = self.dirs.remove(&id) {
             self.watched.remove(&dir);
+        }
+    }
+
+    /// Forgets a file watch inotify dropped.
+    fn forget_file(&mut self, id: i32) {
+        if let Some((_, keys)) = self.file_keys.remove(&id) {
+            for key in keys {
+                if self.files.get(&key).is_some_and(|f| f.id == id) {
+                    self.files.remove(&key);
+                }
+            }
         }
     }
 
@@ -198,7 +310,20 @@ impl InotifyWatch {
             for event in events {
                 read += 1;
                 let id = event.wd.get_watch_descriptor_id();
-                if event.mask.contains(EventMask::IGNORED) {
+                if let Some((_, keys)) = self.file_keys.get(&id) {
+                    if event.mask.contains(EventMask::IGNORED) {
+                        // The file is gone (deleted and closed).
+                        self.forget_file(id);
+                        self.pending.rescan = true;
+                    } else if event.mask.intersects(EventMask::MODIFY | EventMask::ATTRIB) {
+                        for key in keys {
+                            self.pending.wrote_key(key.clone());
+                        }
+                    } else {
+                        // Deleted or renamed: its path may name another file now.
+                        self.pending.rescan = true;
+                    }
+                } else if event.mask.contains(EventMask::IGNORED) {
                     // The directory went (or was unmounted).
                     self.forget(id);
                     self.pending.rescan = true;
@@ -230,16 +355,37 @@ mod tests {
     #[test]
     fn writes_are_reported_in_watched_directories_of_local_file_systems() {
         // The temporary directory is on a local disk or tmpfs wherever tests run.
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let file = dir.path().join("a.log");
         std::fs::write(&file, "").unwrap();
-        let dev = std::fs::metadata(&file).unwrap().dev();
+        let meta = std::fs::metadata(&file).unwrap();
         let mut watch = InotifyWatch::start().unwrap();
-        assert!(!watch.reports_writes(dir.path(), dev), "not watched yet");
+        assert!(!watch.reports_writes(&file, &meta, true), "not watched yet");
         watch.watch_dir(dir.path().to_path_buf(), Some(0));
-        assert!(watch.reports_writes(dir.path(), dev));
-        assert!(!watch.reports_writes(dir.path(), dev ^ 1), "another device");
-        assert!(!watch.reports_writes(&dir.path().join("sub"), dev));
+        assert!(watch.reports_writes(&file, &meta, true));
+        assert!(!watch.reports_writes(&file, &meta, false), "a symlink");
+        let below = dir.path().join("sub/a.log");
+        assert!(!watch.reports_writes(&below, &meta, true), "not watched");
+
+        // A second name elsewhere: only a watch of its own reports every write.
+        let twin = elsewhere.path().join("a.log");
+        std::fs::hard_link(&file, &twin).unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert!(!watch.reports_writes(&file, &meta, true));
+        watch.watch_file(&file, &meta);
+        assert!(watch.reports_writes(&file, &meta, true));
+        // Another file at that path now: not until that one is watched.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, "").unwrap();
+        let other = std::fs::metadata(&file).unwrap();
+        assert!(
+            watch.reports_writes(&file, &other, true),
+            "by its directory"
+        );
+        assert!(!watch.reports_writes(&file, &other, false));
+        watch.unwatch_file(&file);
+        assert!(!watch.reports_writes(&file, &meta, false));
+
         // A file system the kernel does not write through (here /proc) is polled.
         let proc = rustix::fs::statfs("/proc").unwrap();
         assert!(!is_local(proc.f_type as u32));
