@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ pub struct InotifyWatch {
     inotify: Inotify,
     /// Watched directories (absolute, as events name them) by watch descriptor,
     /// and the other way round.
-    dirs: HashMap<i32, PathBuf>,
+    dirs: HashMap<i32, (WatchDescriptor, PathBuf)>,
     watched: HashMap<PathBuf, Watched>,
     /// Files watched on their own (see [`InotifyWatch::watch_file`]) by their keys,
     /// and the keys by watch descriptor (two paths can name one file).
@@ -67,6 +67,9 @@ struct WatchedFile {
 
 /// One watched directory.
 struct Watched {
+    id: i32,
+    /// The inode it was watched as: the name may come to name another directory.
+    ino: u64,
     /// Its device, and whether every write there goes through this kernel (a local
     /// file system): see [`InotifyWatch::reports_writes`].
     dev: u64,
@@ -88,14 +91,35 @@ impl InotifyWatch {
     }
 
     pub fn watch_dir(&mut self, dir: PathBuf, depth: Option<usize>) {
-        self.watch_tree(&dir, depth.unwrap_or(MAX_DEPTH).min(MAX_DEPTH));
+        // Not there (yet): tried again on the next call.
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            return;
+        };
+        self.watch_tree(&dir, meta.ino(), depth.unwrap_or(MAX_DEPTH).min(MAX_DEPTH));
     }
 
-    /// Watches `dir`, and the directories `depth` levels below it: those are
-    /// walked every time, for new ones.
-    fn watch_tree(&mut self, dir: &Path, depth: usize) {
-        if !self.watched.contains_key(dir) && !self.add(dir) {
-            return;
+    /// Watches `dir` (whose inode is `ino`), and the directories `depth` levels below
+    /// it: those are walked every time, for new ones.
+    fn watch_tree(&mut self, dir: &Path, ino: u64, depth: usize) {
+        match self.watched.get(dir) {
+            Some(w) if w.ino == ino => {}
+            Some(w) => {
+                // Another directory has this name now (the watched one was moved
+                // with its parent, which tells it nothing): its watch is stale.
+                let id = w.id;
+                if let Some((wd, _)) = self.dirs.get(&id) {
+                    let _ = self.inotify.watches().remove(wd.clone());
+                }
+                self.forget(id);
+                if !self.add(dir, ino) {
+                    return;
+                }
+            }
+            None => {
+                if !self.add(dir, ino) {
+                    return;
+                }
+            }
         }
         if depth == 0 {
             return;
@@ -104,22 +128,24 @@ impl InotifyWatch {
             return;
         };
         for entry in entries.flatten() {
-            // The entry's type costs no stat (this runs every second over the tree);
-            // symlinks are followed, as the glob walk does.
-            let is_dir = match entry.file_type() {
-                Ok(t) if t.is_symlink() => {
-                    std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir())
-                }
-                Ok(t) => t.is_dir(),
-                Err(_) => false,
+            // The entry's type and inode cost no stat (this runs every second over
+            // the tree); symlinks are followed, as the glob walk does.
+            let dir_ino = match entry.file_type() {
+                Ok(t) if t.is_symlink() => std::fs::metadata(entry.path())
+                    .ok()
+                    .filter(|m| m.is_dir())
+                    .map(|m| m.ino()),
+                Ok(t) if t.is_dir() => Some(entry.ino()),
+                _ => None,
             };
-            if is_dir {
-                self.watch_tree(&entry.path(), depth - 1);
+            if let Some(ino) = dir_ino {
+                self.watch_tree(&entry.path(), ino, depth - 1);
             }
         }
     }
 
-    fn add(&mut self, dir: &Path) -> bool {
+    /// Watches `dir`, whose inode is `ino` as the caller saw it.
+    fn add(&mut self, dir: &Path, ino: u64) -> bool {
         // `ONLYDIR`: a file by that name is not watched (it has no entries).
         let mask = WatchMask::MODIFY
             | WatchMask::ATTRIB
@@ -154,13 +180,18 @@ impl InotifyWatch {
         let id = wd.get_watch_descriptor_id();
         // The same directory under another name shares the descriptor: events
         // are named by the last name it was watched under.
-        if let Some(old) = self.dirs.insert(id, dir.to_path_buf()) {
+        if let Some((_, old)) = self.dirs.insert(id, (wd, dir.to_path_buf())) {
             self.watched.remove(&old);
         }
         let local = rustix::fs::statfs(dir).is_ok_and(|fs| is_local(fs.f_type as u32));
         let dev = std::fs::metadata(dir).map_or(u64::MAX, |m| m.dev());
-        self.watched
-            .insert(dir.to_path_buf(), Watched { dev, local });
+        let watched = Watched {
+            id,
+            dev,
+            ino,
+            local,
+        };
+        self.watched.insert(dir.to_path_buf(), watched);
         true
     }
 
@@ -262,7 +293,7 @@ impl InotifyWatch {
     /// Forgets a watch inotify dropped, or whose directory has another name now,
     /// so that the next `watch_dir` watches the path again.
     fn forget(&mut self, id: i32) {
-        if let Some(dir) = self.dirs.remove(&id) {
+        if let Some((_, dir)) = self.dirs.remove(&id) {
             self.watched.remove(&dir);
         }
     }
@@ -333,7 +364,7 @@ impl InotifyWatch {
                     self.forget(id);
                     self.pending.rescan = true;
                 } else if event.mask.intersects(EventMask::MODIFY | EventMask::ATTRIB) {
-                    match (self.dirs.get(&id), event.name) {
+                    match (self.dirs.get(&id).map(|(_, dir)| dir), event.name) {
                         // Directories are watched by their keys: so is this.
                         (Some(dir), Some(name)) => self.pending.wrote_key(dir.join(name)),
                         _ => self.pending.rescan = true,
@@ -389,5 +420,28 @@ mod tests {
         // A file system the kernel does not write through (here /proc) is polled.
         let proc = rustix::fs::statfs("/proc").unwrap();
         assert!(!is_local(proc.f_type as u32));
+    }
+
+    #[test]
+    fn a_name_that_comes_to_name_another_directory_is_watched_again() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("logs");
+        std::fs::create_dir_all(logs.join("a")).unwrap();
+        let mut watch = InotifyWatch::start().unwrap();
+        watch.watch_dir(logs.clone(), Some(1));
+        // Moved with its parent, logs/a's watch is told nothing: its name is stale.
+        std::fs::rename(&logs, root.path().join("old")).unwrap();
+        std::fs::create_dir_all(logs.join("a")).unwrap();
+        let file = logs.join("a/f.log");
+        std::fs::write(&file, "").unwrap();
+        let _ = watch.wait(Duration::ZERO);
+        watch.watch_dir(logs.clone(), Some(1));
+        let meta = std::fs::metadata(&file).unwrap();
+        assert!(watch.reports_writes(&file, &meta, true));
+        // (What the moves and the stale watch's removal asked for.)
+        let _ = watch.wait(Duration::ZERO);
+        std::fs::write(&file, "written\n").unwrap();
+        let pending = watch.wait(Duration::from_secs(5));
+        assert_eq!(pending.changed, [file], "{:?}", pending.rescan);
     }
 }
