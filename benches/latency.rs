@@ -22,8 +22,10 @@
 //! - `LATENCY_RATES` (default `1000,10000,100000`): lines per second;
 //! - `LATENCY_SECS` (default 10): seconds of writing per receiver and rate;
 //! - `LATENCY_PATTERN` (default `[Ee]xception`, ~1% of the corpus lines): P;
-//! - `LATENCY_RECEIVERS` (default `tail-grep,terminal,hub`): which receivers, in this
-//!   order at each rate;
+//! - `LATENCY_RECEIVERS` (default `tail-grep,terminal,terminal-symlink,hub`): which
+//!   receivers, in this order at each rate; `terminal-symlink` follows the file
+//!   through a symlink in another directory (as `/var/log/containers/*.log` on
+//!   Kubernetes);
 //! - `LATENCY_ROUNDS` (default 1): how many times to go round every rate and receiver;
 //!   in each cell of the table, p50/p99/p99.9 are the median of the rounds' figures,
 //!   max the worst round's (and "N/N exact" counts the rounds that delivered exactly);
@@ -75,6 +77,7 @@ const PROBE: &str = "sgprobe";
 enum Kind {
     TailGrep,
     Terminal,
+    TerminalSymlink,
     Hub,
 }
 
@@ -83,8 +86,9 @@ impl Kind {
         match s.trim() {
             "tail-grep" => Kind::TailGrep,
             "terminal" => Kind::Terminal,
+            "terminal-symlink" => Kind::TerminalSymlink,
             "hub" => Kind::Hub,
-            other => panic!("LATENCY_RECEIVERS: {other:?} is not one of tail-grep, terminal, hub"),
+            other => panic!("LATENCY_RECEIVERS: {other:?} is not one of tail-grep, terminal, terminal-symlink, hub"),
         }
     }
 
@@ -92,6 +96,7 @@ impl Kind {
         match self {
             Kind::TailGrep => "`tail -F \\| grep`",
             Kind::Terminal => "`supergrep -e P FILE`",
+            Kind::TerminalSymlink => "`supergrep -e P LINK` (LINK -> FILE, another directory)",
             Kind::Hub => "`supergrep serve` + 1 WebSocket client",
         }
     }
@@ -100,6 +105,7 @@ impl Kind {
         match self {
             Kind::TailGrep => "tail | grep",
             Kind::Terminal => "terminal",
+            Kind::TerminalSymlink => "terminal, symlink",
             Kind::Hub => "hub + WebSocket",
         }
     }
@@ -127,7 +133,7 @@ impl Config {
         let receivers = std::env::var("LATENCY_RECEIVERS")
             .ok()
             .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| "tail-grep,terminal,hub".into())
+            .unwrap_or_else(|| "tail-grep,terminal,terminal-symlink,hub".into())
             .split(',')
             .filter(|s| !s.trim().is_empty())
             .map(Kind::parse)
@@ -349,11 +355,20 @@ fn run(
                 probes,
             )
         }
-        Kind::Terminal => {
+        Kind::Terminal | Kind::TerminalSymlink => {
+            let followed = if kind == Kind::TerminalSymlink {
+                let links = dir.path().join("links");
+                std::fs::create_dir(&links).expect("create the links directory");
+                let link = links.join("app.log");
+                std::os::unix::fs::symlink(&path, &link).expect("symlink the log file");
+                link
+            } else {
+                path.clone()
+            };
             let mut proc = Proc::spawn(
                 Command::new(&cfg.bin)
                     .args(["-e", &cfg.pattern])
-                    .arg(&path)
+                    .arg(&followed)
                     .env_remove("SUPERGREP_LOG")
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
