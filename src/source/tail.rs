@@ -727,6 +727,8 @@ impl Tailer {
     /// or a file with a second name gets a watch of its own for that.
     fn stat(&mut self, i: usize) -> io::Result<Metadata> {
         let f = &mut self.files[i];
+        // Not while missing: a symlink's target may reappear where nothing watches.
+        f.reported_by_events = false;
         // One lstat tells all for a plain file; only a symlink costs a second stat.
         let own = std::fs::symlink_metadata(&f.path)?;
         let direct = !own.file_type().is_symlink();
@@ -1172,6 +1174,34 @@ mod tests {
     fn files_reached_through_other_names_get_watches_of_their_own() {
         // No periodic pass in the test's time: the file watches deliver.
         read_through_other_names(FileEvents::Inotify, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn a_symlinks_target_made_again_where_nothing_watches_is_polled() {
+        // Rotated by rename: the target is missing for a while, and its new file
+        // appears in a directory no watch covers.
+        for from in every_source() {
+            let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let real = elsewhere.path().join("0.log");
+            std::fs::write(&real, "").unwrap();
+            let link = dir.path().join("app.log");
+            std::os::unix::fs::symlink(&real, &link).unwrap();
+            let mut tail = FollowedByEvents::polled(
+                vec![Target::File(link.clone())],
+                from,
+                Duration::from_millis(50),
+                Duration::from_secs(3600),
+            );
+            tail.following(1);
+            append(&real, "before\n");
+            let shown = link.display();
+            assert_eq!(tail.lines(1), [format!("{shown}: before")], "{from:?}");
+            std::fs::rename(&real, elsewhere.path().join("0.log.1")).unwrap();
+            // Long enough for the look the rename asks for to find nothing there.
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(&real, "after\n").unwrap();
+            assert_eq!(tail.lines(1), [format!("{shown}: after")], "{from:?}");
+        }
     }
 
     #[test]
