@@ -245,8 +245,12 @@ impl InotifyWatch {
         let same = std::fs::metadata(key)
             .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
         if !same {
-            // Re-pointed meanwhile: looked at again on the next poll.
+            // Re-pointed meanwhile: looked at again on the next poll. A watch no key
+            // is on would only ask for rescans.
             self.unwatch_file(key);
+            if !self.file_keys.contains_key(&id) {
+                let _ = self.inotify.watches().remove(wd);
+            }
             return;
         }
         let local = rustix::fs::statfs(key).is_ok_and(|fs| is_local(fs.f_type as u32));

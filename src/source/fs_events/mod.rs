@@ -86,14 +86,15 @@ struct Unwatchable {
 }
 
 impl Unwatchable {
-    fn report(&mut self, dir: &Path, why: String) {
+    /// `path`: a directory, or a file that needed a watch of its own.
+    fn report(&mut self, path: &Path, why: String) {
         if self.said.contains(&why) {
             return;
         }
         eprintln!(
-            "supergrep: {}: cannot watch for changes ({why}); files there, and in any \
-             other directory that cannot be watched, are read on the periodic check",
-            dir.display()
+            "supergrep: {}: cannot watch for changes ({why}); what is there, and \
+             whatever else cannot be watched, is read on the periodic check",
+            path.display()
         );
         self.said.push(why);
     }
