@@ -23,7 +23,7 @@
 //! grow its memory. Bytes are handed over as read: the hub checks them for UTF-8
 //! (invalid sequences turn into U+FFFD), off this thread, which a scan waits for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -273,6 +273,9 @@ struct Tailer {
     summary: TailSummary,
     /// The process ran out of file descriptors, and said so.
     said_out_of_descriptors: bool,
+    /// Not following: the files (device, inode) read already, each once whatever
+    /// its names.
+    read_once: HashSet<(u64, u64)>,
 }
 
 impl Tailer {
@@ -287,6 +290,7 @@ impl Tailer {
             watch: None,
             summary: TailSummary::default(),
             said_out_of_descriptors: false,
+            read_once: HashSet::new(),
         }
     }
 
@@ -400,8 +404,10 @@ impl Tailer {
                 reported: None,
                 missing_since: None,
             });
-            let i = self.files.len() - 1;
-            self.open(i, startup)?;
+            // Not following, each file is opened when its turn comes (see `pass`).
+            if self.config.follow {
+                self.open(self.files.len() - 1, startup)?;
+            }
         }
         Ok(())
     }
@@ -426,10 +432,12 @@ impl Tailer {
             if look == Look::Unreported && f.reported_by_events && f.retired.is_empty() {
                 continue;
             }
-            self.check(i)?;
             if !self.config.follow {
-                self.finish(i)?;
-            } else if self.is_gone(i) {
+                self.read_to_end(i)?;
+                continue;
+            }
+            self.check(i)?;
+            if self.is_gone(i) {
                 gone.push(i);
             }
         }
@@ -516,7 +524,16 @@ impl Tailer {
                 // The same file under another name (rotated to a name a glob matches, a
                 // symlink pointed back, a second link): one handle per file, or lines
                 // would be read twice.
-                match self.holder(meta.dev(), meta.ino()) {
+                if self.read_once.contains(&(meta.dev(), meta.ino())) {
+                    tracing::debug!(path = %path.display(), "read already under another name");
+                    return Ok(());
+                }
+                // (Not following, no other handle is open: `read_once` says it.)
+                let held = match self.config.follow {
+                    true => self.holder(meta.dev(), meta.ino()),
+                    false => None,
+                };
+                match held {
                     Some((j, None)) if j != i => {
                         tracing::debug!(path = %path.display(), other = %self.files[j].path.display(), "same file as another path; not reading it twice");
                         return Ok(());
@@ -785,6 +802,21 @@ impl Tailer {
             } else {
                 k += 1;
             }
+        }
+        Ok(())
+    }
+
+    /// Not following: opens file `i`, reads it to its end and closes it, so that any
+    /// number of files can be read with few descriptors (as grep does).
+    fn read_to_end(&mut self, i: usize) -> Result<(), Closed> {
+        self.open(i, true)?;
+        if self.files[i].current.is_none() {
+            return Ok(());
+        }
+        self.check(i)?;
+        self.finish(i)?;
+        if let Some(h) = self.files[i].current.take() {
+            self.read_once.insert((h.dev, h.ino));
         }
         Ok(())
     }
