@@ -276,6 +276,11 @@ struct Tailer {
     /// Not following: the files (device, inode) read already, each once whatever
     /// its names.
     read_once: HashSet<(u64, u64)>,
+    /// The files (device, inode) any handle may be open on: every one opened since
+    /// the last full pass, which rebuilds it. A file not in it is held by no other
+    /// path, which spares opening it a look at every followed file (30,000 files
+    /// took 1.6 s to start, three quarters of it in those looks).
+    maybe_held: HashSet<(u64, u64)>,
 }
 
 impl Tailer {
@@ -291,6 +296,7 @@ impl Tailer {
             summary: TailSummary::default(),
             said_out_of_descriptors: false,
             read_once: HashSet::new(),
+            maybe_held: HashSet::new(),
         }
     }
 
@@ -441,6 +447,14 @@ impl Tailer {
                 gone.push(i);
             }
         }
+        if look == Look::Every {
+            self.maybe_held = self
+                .files
+                .iter()
+                .flat_map(|f| f.current.iter().chain(f.retired.iter().map(|(h, _)| h)))
+                .map(|h| (h.dev, h.ino))
+                .collect();
+        }
         for i in gone.into_iter().rev() {
             let f = self.files.swap_remove(i);
             self.index.remove(&f.key);
@@ -529,7 +543,8 @@ impl Tailer {
                     return Ok(());
                 }
                 // (Not following, no other handle is open: `read_once` says it.)
-                let held = match self.config.follow {
+                let id = (meta.dev(), meta.ino());
+                let held = match self.config.follow && !self.maybe_held.insert(id) {
                     true => self.holder(meta.dev(), meta.ino()),
                     false => None,
                 };
