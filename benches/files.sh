@@ -10,6 +10,11 @@
 # through `DIR/**/*.log` for FILES_TREE_SECS with nothing written (`tail -F` is given
 # every file by name): what following costs when nothing happens.
 #
+# Last, start-up on a big tree: FILES_START empty files in FILES_START_DIRS
+# directories; the time from starting the follower until a line appended to the
+# last file comes out (appended every 20 ms until it does; keep FILES_START under
+# the hard limit on open files, `ulimit -Hn`, or the last file is never opened).
+#
 # Needs python3 (the writer). SUPERGREP_BIN measures another supergrep binary. Reports
 # the median CPU of FILES_RUNS runs, alternating the followers.
 set -euo pipefail
@@ -21,6 +26,8 @@ runs=${FILES_RUNS:-3}
 tree=${FILES_TREE:-5000}
 tree_dirs=${FILES_TREE_DIRS:-50}
 tree_secs=${FILES_TREE_SECS:-10}
+start_files=${FILES_START:-15000}
+start_dirs=${FILES_START_DIRS:-100}
 if [ -z "${SUPERGREP_BIN:-}" ]; then
   cargo build --release --quiet --manifest-path "$root/Cargo.toml"
   SUPERGREP_BIN=${CARGO_TARGET_DIR:-$root/target}/release/supergrep
@@ -111,22 +118,75 @@ idle_cpu_of() {
   awk -v t=$((after - before)) -v hz="$ticks" 'BEGIN { printf "%.2f\n", t / hz }'
 }
 
-[ "$tree" -gt 0 ] || exit 0
 # Both followers hold every file open.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-for follower in supergrep tail; do cpu[$follower,tree]=""; done
+if [ "$tree" -gt 0 ]; then
+  for follower in supergrep tail; do cpu[$follower,tree]=""; done
+  for r in $(seq 1 "$runs"); do
+    for follower in supergrep tail; do
+      cpu[$follower,tree]+="$(idle_cpu_of "$follower") "
+    done
+  done
+  echo
+  echo "Idle: $((tree / tree_dirs * tree_dirs)) empty files in $tree_dirs directories, nothing written for $tree_secs s" >&2
+  echo "| follower | files followed | CPU (s) | CPU % | vs \`tail -F\` |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
+  for follower in supergrep tail; do
+    label=$([ "$follower" = tail ] && echo '`tail -F`' || echo '`supergrep -e` (`**`)')
+    c=$(med "$follower" tree)
+    pct=$(awk -v c="$c" -v s="$tree_secs" 'BEGIN { printf "%.2f", 100 * c / s }')
+    echo "| $label | $((tree / tree_dirs * tree_dirs)) | $c | $pct% | $(ratio "$c" "$(med tail tree)") |"
+  done
+fi
+
+# startup_of FOLLOWER DIR: seconds from start until a line appended to DIR's last
+# file is printed.
+startup_of() {
+  local follower=$1 dir=$2
+  python3 - "$follower" "$SUPERGREP_BIN" "$dir" "$start_dirs" "$((start_files / start_dirs))" <<'PY'
+import os, subprocess, sys, time, selectors
+follower, binary, d, dirs, per = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+# Zero-padded: the last in sorted order (supergrep's) and in tail's argument order.
+name = lambda i, j: os.path.join(d, "d%03d" % i, "f%05d.log" % j)
+last = name(dirs, per)
+if follower == "supergrep":
+    cmd = [binary, "-e", "zq9mark", os.path.join(d, "**/*.log")]
+else:
+    files = [name(i, j) for i in range(1, dirs + 1) for j in range(1, per + 1)]
+    cmd = ["tail", "-q", "-n0", "-F"] + files
+start = time.monotonic()
+p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+sel = selectors.DefaultSelector(); sel.register(p.stdout, selectors.EVENT_READ)
+while True:
+    with open(last, "a") as f:
+        f.write("zq9mark\n")
+    if sel.select(timeout=0.02):
+        break
+    if time.monotonic() - start > 120:
+        break
+print("%.2f" % (time.monotonic() - start))
+p.kill(); p.wait()
+PY
+}
+
+[ "$start_files" -gt 0 ] || exit 0
+sdir="$work/start"
+for d in $(seq -f "%03g" 1 "$start_dirs"); do
+  mkdir -p "$sdir/d$d"
+  (cd "$sdir/d$d" && seq -f "f%05g.log" 1 $((start_files / start_dirs)) | xargs touch)
+done
+for follower in supergrep tail; do cpu[$follower,start]=""; done
 for r in $(seq 1 "$runs"); do
   for follower in supergrep tail; do
-    cpu[$follower,tree]+="$(idle_cpu_of "$follower") "
+    cpu[$follower,start]+="$(startup_of "$follower" "$sdir") "
   done
 done
 echo
-echo "Idle: $((tree / tree_dirs * tree_dirs)) empty files in $tree_dirs directories, nothing written for $tree_secs s" >&2
-echo "| follower | files followed | CPU (s) | CPU % | vs \`tail -F\` |"
-echo "| --- | ---: | ---: | ---: | ---: |"
+echo "Start-up: $((start_files / start_dirs * start_dirs)) empty files in $start_dirs directories" >&2
+echo "| follower | files followed | first line from the last file after (s) | vs \`tail -F\` |"
+echo "| --- | ---: | ---: | ---: |"
 for follower in supergrep tail; do
   label=$([ "$follower" = tail ] && echo '`tail -F`' || echo '`supergrep -e` (`**`)')
-  c=$(med "$follower" tree)
-  pct=$(awk -v c="$c" -v s="$tree_secs" 'BEGIN { printf "%.2f", 100 * c / s }')
-  echo "| $label | $((tree / tree_dirs * tree_dirs)) | $c | $pct% | $(ratio "$c" "$(med tail tree)") |"
+  c=$(med "$follower" start)
+  echo "| $label | $((start_files / start_dirs * start_dirs)) | $c | $(ratio "$c" "$(med tail start)") |"
 done
