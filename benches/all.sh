@@ -9,7 +9,7 @@
 # 4. fan-out      cargo bench fanout    1/100/1,000 WebSocket clients vs tail -F | grep
 # 5. agent        benches/agent.sh      agent → hub ingest vs the hub tailing locally
 # 6. frontail     benches/frontail.sh   a peer, 10 clients each (needs node and npm)
-# 7. files        benches/files.sh      one busy file among 200 idle ones vs tail -F
+# 7. files        benches/files.sh      many files vs tail -F (busy, idle, start-up)
 #
 # Each suite prints its Markdown table (fanout and latency also rewrite their own
 # section of BENCHMARKS.md); everything printed is also kept in
