@@ -549,15 +549,17 @@ impl Tailer {
                 // The same file under another name (rotated to a name a glob matches, a
                 // symlink pointed back, a second link): one handle per file, or lines
                 // would be read twice.
-                if self.read_once.contains(&(meta.dev(), meta.ino())) {
+                let id = (meta.dev(), meta.ino());
+                if self.read_once.contains(&id) {
                     tracing::debug!(path = %path.display(), "read already under another name");
                     return Ok(());
                 }
-                // (Not following, no other handle is open: `read_once` says it.)
-                let id = (meta.dev(), meta.ino());
-                let held = match self.config.follow && !self.maybe_held.insert(id) {
-                    true => self.holder(meta.dev(), meta.ino()),
-                    false => None,
+                // Not following, no other handle is open (`read_once` is the record);
+                // a file no handle may be open on needs no look at the others.
+                let held = if self.config.follow && !self.maybe_held.insert(id) {
+                    self.holder(id.0, id.1)
+                } else {
+                    None
                 };
                 match held {
                     Some((j, None)) if j != i => {
