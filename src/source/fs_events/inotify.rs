@@ -20,8 +20,9 @@ const MAX_DEPTH: usize = 32;
 pub struct InotifyWatch {
     inotify: Inotify,
     /// Watched directories (absolute, as events name them) by watch descriptor,
-    /// and the other way round.
-    dirs: HashMap<i32, (WatchDescriptor, PathBuf)>,
+    /// and the other way round. One directory can have several names (a symlink to
+    /// it): one descriptor, and each event is told under every name.
+    dirs: HashMap<i32, (WatchDescriptor, Vec<PathBuf>)>,
     watched: HashMap<PathBuf, Watched>,
     /// Files watched on their own (see [`InotifyWatch::watch_file`]) by their keys,
     /// and the keys by watch descriptor (two paths can name one file).
@@ -105,12 +106,9 @@ impl InotifyWatch {
             Some(w) if w.ino == ino => {}
             Some(w) => {
                 // Another directory has this name now (the watched one was moved
-                // with its parent, which tells it nothing): its watch is stale.
+                // with its parent, which tells it nothing): the name is stale.
                 let id = w.id;
-                if let Some((wd, _)) = self.dirs.get(&id) {
-                    let _ = self.inotify.watches().remove(wd.clone());
-                }
-                self.forget(id);
+                self.drop_name(id, dir);
                 if !self.add(dir, ino) {
                     return;
                 }
@@ -178,10 +176,10 @@ impl InotifyWatch {
             }
         };
         let id = wd.get_watch_descriptor_id();
-        // The same directory under another name shares the descriptor: events
-        // are named by the last name it was watched under.
-        if let Some((_, old)) = self.dirs.insert(id, (wd, dir.to_path_buf())) {
-            self.watched.remove(&old);
+        // The same directory under another name shares the descriptor.
+        let (_, names) = self.dirs.entry(id).or_insert_with(|| (wd, Vec::new()));
+        if !names.iter().any(|n| n == dir) {
+            names.push(dir.to_path_buf());
         }
         let local = rustix::fs::statfs(dir).is_ok_and(|fs| is_local(fs.f_type as u32));
         let dev = std::fs::metadata(dir).map_or(u64::MAX, |m| m.dev());
@@ -297,8 +295,25 @@ impl InotifyWatch {
     /// Forgets a watch inotify dropped, or whose directory has another name now,
     /// so that the next `watch_dir` watches the path again.
     fn forget(&mut self, id: i32) {
-        if let Some((_, dir)) = self.dirs.remove(&id) {
-            self.watched.remove(&dir);
+        if let Some((_, names)) = self.dirs.remove(&id) {
+            for name in names {
+                self.watched.remove(&name);
+            }
+        }
+    }
+
+    /// Takes the stale name `dir` off watch `id`, and removes the watch once it has
+    /// no name left.
+    fn drop_name(&mut self, id: i32, dir: &Path) {
+        self.watched.remove(dir);
+        let Some((_, names)) = self.dirs.get_mut(&id) else {
+            return;
+        };
+        names.retain(|n| n != dir);
+        if names.is_empty() {
+            if let Some((wd, _)) = self.dirs.remove(&id) {
+                let _ = self.inotify.watches().remove(wd);
+            }
         }
     }
 
@@ -368,9 +383,13 @@ impl InotifyWatch {
                     self.forget(id);
                     self.pending.rescan = true;
                 } else if event.mask.intersects(EventMask::MODIFY | EventMask::ATTRIB) {
-                    match (self.dirs.get(&id).map(|(_, dir)| dir), event.name) {
+                    match (self.dirs.get(&id), event.name) {
                         // Directories are watched by their keys: so is this.
-                        (Some(dir), Some(name)) => self.pending.wrote_key(dir.join(name)),
+                        (Some((_, dirs)), Some(name)) => {
+                            for dir in dirs {
+                                self.pending.wrote_key(dir.join(name));
+                            }
+                        }
                         _ => self.pending.rescan = true,
                     }
                 } else {
@@ -424,6 +443,27 @@ mod tests {
         // A file system the kernel does not write through (here /proc) is polled.
         let proc = rustix::fs::statfs("/proc").unwrap();
         assert!(!is_local(proc.f_type as u32));
+    }
+
+    #[test]
+    fn a_directory_watched_under_two_names_reports_writes_under_both() {
+        let root = tempfile::tempdir().unwrap();
+        let (real, alias) = (root.path().join("real"), root.path().join("alias"));
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, &alias).unwrap();
+        std::fs::write(real.join("a.log"), "").unwrap();
+        let meta = std::fs::metadata(real.join("a.log")).unwrap();
+        let mut watch = InotifyWatch::start().unwrap();
+        watch.watch_dir(real.clone(), Some(0));
+        watch.watch_dir(alias.clone(), Some(0));
+        for name in [&real, &alias] {
+            assert!(watch.reports_writes(&name.join("a.log"), &meta, true));
+        }
+        let _ = watch.wait(Duration::ZERO);
+        std::fs::write(real.join("a.log"), "written\n").unwrap();
+        let mut changed = watch.wait(Duration::from_secs(5)).changed;
+        changed.sort();
+        assert_eq!(changed, [alias.join("a.log"), real.join("a.log")]);
     }
 
     #[test]
