@@ -6,11 +6,12 @@
 //! with 200 idle files and 1,000 writes a second that was 3.9 times the CPU of
 //! following the busy file alone (`benches/files.sh`). Events only ever narrow what
 //! is looked at between full passes, which still run on every appearance,
-//! disappearance or rename, on lost events, and every recheck interval (2 s: writes
-//! no event tells of). A file whose directory's watch does not see every write to it
-//! (a symlink to elsewhere, a second hard link) gets a watch of its own; files whose
-//! writes events still may not report ([`Watch::reports_writes`]: network file
-//! systems, directories no watch covers) are polled every poll interval (250 ms).
+//! disappearance or rename, on lost events, and every recheck interval (2 s, longer
+//! past 5,000 files: writes no event tells of). A file whose directory's watch does
+//! not see every write to it (a symlink to elsewhere, a second hard link) gets a
+//! watch of its own; files whose writes events still may not report
+//! ([`Watch::reports_writes`]: network file systems, directories no watch covers)
+//! are polled every poll interval (250 ms).
 //! Polling every file that often cost 5% of a core for 5,000 idle files, a stat each,
 //! and a symlinked file's lines came 126 ms late on average (p50; 0.5 ms with its
 //! own watch).
