@@ -511,6 +511,35 @@ fn create_rotation_loses_and_duplicates_nothing() {
     stop_and_check_every_line_once(writer, &mut follower, ROTATIONS + 1);
 }
 
+/// 1b. As 1, with the log followed through a symlink in another directory, as
+///     Kubernetes lays out `/var/log/containers/*.log` (symlinks into
+///     `/var/log/pods/…/0.log`): the file's events reach the watch of the pods
+///     directory only, and each rotation makes the symlink name a new file there.
+#[test]
+fn create_rotation_through_a_symlink_from_another_directory_loses_nothing() {
+    const ROTATIONS: usize = 5;
+    let dir = tempdir();
+    let pods = dir.path().join("pods");
+    let containers = dir.path().join("containers");
+    fs::create_dir(&pods).unwrap();
+    fs::create_dir(&containers).unwrap();
+    let log = empty_log(&pods);
+    let link = containers.join("app.log");
+    std::os::unix::fs::symlink(&log, &link).unwrap();
+    let logrotate = Logrotate::new(dir.path(), &log, "create");
+    let mut follower = Follower::start(dir.path(), &link);
+    let writer = Writer::start(&log);
+
+    for _ in 0..ROTATIONS {
+        writer.write_more(BETWEEN_ROTATIONS);
+        logrotate.rotate();
+        let first_new = writer.reopen();
+        follower.wait_any_from(first_new);
+    }
+    writer.write_more(BETWEEN_ROTATIONS);
+    stop_and_check_every_line_once(writer, &mut follower, ROTATIONS + 1);
+}
+
 /// 2. logrotate `copytruncate`, five times while a program writes fast to the same
 ///    open file (it never reopens: that is why copytruncate exists).
 ///
