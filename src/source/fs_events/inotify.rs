@@ -22,12 +22,12 @@ pub struct InotifyWatch {
     /// Watched directories (absolute, as events name them) by watch descriptor,
     /// and the other way round. One directory can have several names (a symlink to
     /// it): one descriptor, and each event is told under every name.
-    dirs: HashMap<i32, (WatchDescriptor, Vec<PathBuf>)>,
+    dirs: Named,
     watched: HashMap<PathBuf, Watched>,
     /// Files watched on their own (see [`InotifyWatch::watch_file`]) by their keys,
     /// and the keys by watch descriptor (two paths can name one file).
     files: HashMap<PathBuf, WatchedFile>,
-    file_keys: HashMap<i32, (WatchDescriptor, Vec<PathBuf>)>,
+    file_keys: Named,
     unwatchable: Unwatchable,
     pending: Pending,
     buffer: Vec<u8>,
@@ -55,6 +55,20 @@ fn is_local(magic: u32) -> bool {
         0x2011_BAB0, // exfat
     ];
     LOCAL.contains(&magic)
+}
+
+/// Watches by descriptor, each with the names its events are told under.
+type Named = HashMap<i32, (WatchDescriptor, Vec<PathBuf>)>;
+
+/// Takes `name` off watch `id`; returns the watch once it has no name left, for the
+/// caller to remove.
+fn take_name(watches: &mut Named, id: i32, name: &Path) -> Option<WatchDescriptor> {
+    let (_, names) = watches.get_mut(&id)?;
+    names.retain(|n| n != name);
+    if !names.is_empty() {
+        return None;
+    }
+    watches.remove(&id).map(|(wd, _)| wd)
 }
 
 /// One file watched on its own: its writes are reported whatever its directory.
@@ -280,15 +294,9 @@ impl InotifyWatch {
 
     /// Takes `key` off the file watch `id`, and removes the watch once no key is on it.
     fn detach(&mut self, key: &Path, id: i32) {
-        let Some((_, keys)) = self.file_keys.get_mut(&id) else {
-            return;
-        };
-        keys.retain(|k| k != key);
-        if keys.is_empty() {
-            if let Some((wd, _)) = self.file_keys.remove(&id) {
-                // Already gone if the file was deleted: nothing to undo.
-                let _ = self.inotify.watches().remove(wd);
-            }
+        if let Some(wd) = take_name(&mut self.file_keys, id, key) {
+            // Already gone if the file was deleted: nothing to undo.
+            let _ = self.inotify.watches().remove(wd);
         }
     }
 
@@ -306,14 +314,8 @@ impl InotifyWatch {
     /// no name left.
     fn drop_name(&mut self, id: i32, dir: &Path) {
         self.watched.remove(dir);
-        let Some((_, names)) = self.dirs.get_mut(&id) else {
-            return;
-        };
-        names.retain(|n| n != dir);
-        if names.is_empty() {
-            if let Some((wd, _)) = self.dirs.remove(&id) {
-                let _ = self.inotify.watches().remove(wd);
-            }
+        if let Some(wd) = take_name(&mut self.dirs, id, dir) {
+            let _ = self.inotify.watches().remove(wd);
         }
     }
 
