@@ -797,16 +797,16 @@ impl Tailer {
         } else {
             std::fs::metadata(&f.path)?
         };
-        f.reported_by_events = match &mut self.watch {
-            Some(watch) => {
-                watch.reports_writes(&f.key, &meta, direct)
-                    || ((!direct || meta.nlink() > 1) && {
-                        watch.watch_file(&f.key, &meta);
-                        watch.reports_writes(&f.key, &meta, direct)
-                    })
-            }
-            None => false,
+        let Some(watch) = &mut self.watch else {
+            return Ok(meta);
         };
+        let mut reported = watch.reports_writes(&f.key, &meta, direct);
+        if !reported && (!direct || meta.nlink() > 1) {
+            // Its directory's watch does not see every write: its own watch will.
+            watch.watch_file(&f.key, &meta);
+            reported = watch.reports_writes(&f.key, &meta, direct);
+        }
+        f.reported_by_events = reported;
         Ok(meta)
     }
 
@@ -856,7 +856,9 @@ impl Tailer {
         if self.files[i].current.is_none() {
             return Ok(());
         }
-        self.check(i)?;
+        // Just opened: no rotation or truncation to look for (`check` would stat it
+        // again for that).
+        self.read_current(i, None)?;
         self.finish(i)?;
         if let Some(h) = self.files[i].current.take() {
             self.read_once.insert((h.dev, h.ino));
