@@ -490,12 +490,36 @@ impl Logrotate {
 ///    and the lines of each file arrive in the order they were written.
 #[test]
 fn create_rotation_loses_and_duplicates_nothing() {
-    const ROTATIONS: usize = 5;
     let dir = tempdir();
     let log = empty_log(dir.path());
-    let logrotate = Logrotate::new(dir.path(), &log, "create");
-    let mut follower = Follower::start(dir.path(), &log);
-    let writer = Writer::start(&log);
+    rotate_with_create_while_writing(dir.path(), &log, &log);
+}
+
+/// 1b. As 1, with the log followed through a symlink in another directory, as
+///     Kubernetes lays out `/var/log/containers/*.log` (symlinks into
+///     `/var/log/pods/…/0.log`): the file's events reach the watch of the pods
+///     directory only, and each rotation makes the symlink name a new file there.
+#[test]
+fn create_rotation_through_a_symlink_from_another_directory_loses_nothing() {
+    let dir = tempdir();
+    let pods = dir.path().join("pods");
+    let containers = dir.path().join("containers");
+    fs::create_dir(&pods).unwrap();
+    fs::create_dir(&containers).unwrap();
+    let log = empty_log(&pods);
+    let link = containers.join("app.log");
+    std::os::unix::fs::symlink(&log, &link).unwrap();
+    rotate_with_create_while_writing(dir.path(), &log, &link);
+}
+
+/// Test 1's run: `log` rotated five times with `create` while a program writes to it
+/// and reopens it after each rotation; supergrep follows `followed` (the log, or a
+/// path to it). Every line once, in order per file.
+fn rotate_with_create_while_writing(dir: &Path, log: &Path, followed: &Path) {
+    const ROTATIONS: usize = 5;
+    let logrotate = Logrotate::new(dir, log, "create");
+    let mut follower = Follower::start(dir, followed);
+    let writer = Writer::start(log);
 
     for _ in 0..ROTATIONS {
         writer.write_more(BETWEEN_ROTATIONS);
@@ -505,35 +529,6 @@ fn create_rotation_loses_and_duplicates_nothing() {
         // the path even once cannot be found by path (tail -F cannot either): let the
         // tailer read from the new file before the next rotation. The writer keeps
         // writing meanwhile.
-        follower.wait_any_from(first_new);
-    }
-    writer.write_more(BETWEEN_ROTATIONS);
-    stop_and_check_every_line_once(writer, &mut follower, ROTATIONS + 1);
-}
-
-/// 1b. As 1, with the log followed through a symlink in another directory, as
-///     Kubernetes lays out `/var/log/containers/*.log` (symlinks into
-///     `/var/log/pods/…/0.log`): the file's events reach the watch of the pods
-///     directory only, and each rotation makes the symlink name a new file there.
-#[test]
-fn create_rotation_through_a_symlink_from_another_directory_loses_nothing() {
-    const ROTATIONS: usize = 5;
-    let dir = tempdir();
-    let pods = dir.path().join("pods");
-    let containers = dir.path().join("containers");
-    fs::create_dir(&pods).unwrap();
-    fs::create_dir(&containers).unwrap();
-    let log = empty_log(&pods);
-    let link = containers.join("app.log");
-    std::os::unix::fs::symlink(&log, &link).unwrap();
-    let logrotate = Logrotate::new(dir.path(), &log, "create");
-    let mut follower = Follower::start(dir.path(), &link);
-    let writer = Writer::start(&log);
-
-    for _ in 0..ROTATIONS {
-        writer.write_more(BETWEEN_ROTATIONS);
-        logrotate.rotate();
-        let first_new = writer.reopen();
         follower.wait_any_from(first_new);
     }
     writer.write_more(BETWEEN_ROTATIONS);
