@@ -528,16 +528,7 @@ fn a_low_soft_limit_on_open_files_is_raised() {
         eprintln!("skipped: the hard limit on open files here is {hard}");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let want = hundred_files(dir.path());
-    let args = ["--from-start", "--no-follow", "-e", "hello", "*.log"];
-    let mut cmd = with_ulimit(&["-S -n 40"]);
-    cmd.args(args).current_dir(dir.path());
-    let ended = command_to_end(cmd, &args);
-    let mut got = ended.stdout.clone();
-    got.sort();
-    assert_eq!(got, want, "{}", ended.stderr);
-    assert_eq!(ended.code, 0, "{}", ended.stderr);
+    scan_hundred_files_under(&["-S -n 40"]);
 }
 
 #[test]
@@ -560,17 +551,24 @@ fn past_the_open_file_limit_it_says_so_once_and_follows_what_it_opened() {
 #[test]
 fn no_follow_reads_any_number_of_files_with_few_descriptors() {
     // One file open at a time, as grep does: 100 files under a limit of 40.
+    let ended = scan_hundred_files_under(&["-S -n 40", "-H -n 40"]);
+    assert!(!ended.stderr.contains("supergrep:"), "{}", ended.stderr);
+}
+
+/// `--no-follow` over [`hundred_files`] under `ulimit LIMITS`: every line comes,
+/// and the exit status is 0.
+fn scan_hundred_files_under(limits: &[&str]) -> Ended {
     let dir = tempfile::tempdir().unwrap();
     let want = hundred_files(dir.path());
     let args = ["--from-start", "--no-follow", "-e", "hello", "*.log"];
-    let mut cmd = with_ulimit(&["-S -n 40", "-H -n 40"]);
+    let mut cmd = with_ulimit(limits);
     cmd.args(args).current_dir(dir.path());
     let ended = command_to_end(cmd, &args);
     let mut got = ended.stdout.clone();
     got.sort();
     assert_eq!(got, want, "{}", ended.stderr);
     assert_eq!(ended.code, 0, "{}", ended.stderr);
-    assert!(!ended.stderr.contains("supergrep:"), "{}", ended.stderr);
+    ended
 }
 
 #[test]
