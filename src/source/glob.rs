@@ -108,7 +108,7 @@ fn walk(dir: &Path, matcher: &GlobMatcher, depth: usize, found: &mut Vec<PathBuf
     for entry in entries.flatten() {
         let path = dir.join(entry.file_name());
         // Follows symlinks, as a shell glob would. The entry's own type costs no stat
-        // (this walk runs every second): only symlinks are looked through.
+        // (this walk runs on every discovery): only symlinks are looked through.
         let is_dir = match entry.file_type() {
             Ok(t) if t.is_symlink() => match std::fs::metadata(&path) {
                 Ok(meta) => meta.is_dir(),

@@ -259,6 +259,9 @@ struct Followed {
 /// while idle.
 const RECHECK_STATS: f64 = 2500.0;
 
+/// How often targets are looked at for new files that events may not tell of.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Which files a periodic pass looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Look {
@@ -275,7 +278,7 @@ struct Tailer {
     files: Vec<Followed>,
     /// Files by `Followed::key`, as bytes: keys are normalized, so equal paths are
     /// equal bytes, and hashing bytes is much cheaper than hashing a `Path` (by its
-    /// components), which discovery does for every file every second.
+    /// components), which discovery does for every file it finds.
     index: HashMap<OsString, usize>,
     /// Where relative paths start; `None` (unknown) turns every look into a full pass.
     cwd: Option<PathBuf>,
@@ -283,6 +286,9 @@ struct Tailer {
     summary: TailSummary,
     /// The process ran out of file descriptors, and said so.
     said_out_of_descriptors: bool,
+    /// Events tell of every file that appears where the targets look, as of the last
+    /// [`Tailer::watch_dirs`]: see [`Tailer::discovery_interval`].
+    events_cover_targets: bool,
     /// Not following: the files (device, inode) read already, each once whatever
     /// its names.
     read_once: HashSet<(u64, u64)>,
@@ -305,6 +311,7 @@ impl Tailer {
             watch: None,
             summary: TailSummary::default(),
             said_out_of_descriptors: false,
+            events_cover_targets: false,
             read_once: HashSet::new(),
             maybe_held: HashSet::new(),
         }
@@ -322,7 +329,7 @@ impl Tailer {
         let (mut last_discovery, mut last_poll, mut last_every) = (now, now, now);
         loop {
             let pending = self.wait();
-            if pending.rescan || last_discovery.elapsed() >= Duration::from_secs(1) {
+            if pending.rescan || last_discovery.elapsed() >= self.discovery_interval() {
                 last_discovery = Instant::now();
                 self.watch_dirs();
                 if self.discover(false).is_err() {
@@ -358,10 +365,26 @@ impl Tailer {
         self.config.recheck_interval.max(by_count)
     }
 
+    /// How often the targets are looked at for new files: every `DISCOVERY_INTERVAL`,
+    /// or as seldom as every file is when events tell of every file that appears
+    /// (then the walk is only the safety net; it was a third of following 5,000 idle
+    /// files).
+    fn discovery_interval(&self) -> Duration {
+        if self.events_cover_targets {
+            self.recheck_interval()
+        } else {
+            DISCOVERY_INTERVAL
+        }
+    }
+
     /// Sleeps until a file event or the next periodic pass; says what the events
     /// asked for.
     fn wait(&mut self) -> Pending {
-        let timeout = self.config.poll_interval.min(self.config.recheck_interval);
+        let timeout = self
+            .config
+            .poll_interval
+            .min(self.config.recheck_interval)
+            .min(self.discovery_interval());
         match &mut self.watch {
             Some(watch) => watch.wait(timeout),
             None => {
@@ -389,11 +412,13 @@ impl Tailer {
             .iter()
             .map(|t| (self.key(&t.watch_dir()), t.watch_depth()))
             .collect();
+        let mut covered = self.watch.is_some() && self.cwd.is_some();
         if let Some(watch) = &mut self.watch {
             for (dir, depth) in dirs {
-                watch.watch_dir(dir, depth);
+                covered &= watch.watch_dir(dir, depth);
             }
         }
+        self.events_cover_targets = covered;
     }
 
     /// Adds the files the targets name now.
@@ -438,7 +463,13 @@ impl Tailer {
             });
             // Not following, each file is opened when its turn comes (see `pass`).
             if self.config.follow {
-                self.open(self.files.len() - 1, startup)?;
+                let i = self.files.len() - 1;
+                self.open(i, startup)?;
+                // Found by the periodic look, not by an event (which asks for a full
+                // pass): what it holds is read now, not on the next pass.
+                if !startup {
+                    self.check(i)?;
+                }
             }
         }
         Ok(())
@@ -1208,6 +1239,41 @@ mod tests {
                 append(&path, "second\n");
                 assert_eq!(tail.lines(1), [format!("{shown}: second")], "{at}");
             }
+        }
+    }
+
+    /// Where events cannot tell of new files (the glob's base does not exist yet, so
+    /// nothing watches for it; a directory deeper than watches go), the targets are
+    /// still looked at for new files every `DISCOVERY_INTERVAL`, though every other
+    /// periodic look is an hour away.
+    #[test]
+    fn files_events_cannot_tell_of_are_discovered_by_the_periodic_look() {
+        for from in every_source() {
+            let dir = tempfile::tempdir().unwrap();
+            let base = dir.path().join("later");
+            let glob = format!("{}/**/*.log", base.display());
+            let mut tail = FollowedByEvents::start(vec![Target::parse(&glob).unwrap()], from);
+            std::thread::sleep(Duration::from_millis(200));
+            std::fs::create_dir(&base).unwrap();
+            let first = base.join("first.log");
+            std::fs::write(&first, "first\n").unwrap();
+            tail.following(1);
+            let at = format!("{from:?}");
+            assert_eq!(
+                tail.lines(1),
+                [format!("{}: first", first.display())],
+                "{at}"
+            );
+            // Deeper than any watch goes (`inotify::MAX_DEPTH`, 32).
+            let deep = (0..40).fold(base.clone(), |p, i| p.join(format!("{i}")));
+            std::fs::create_dir_all(&deep).unwrap();
+            // The looks the new directories' events ask for are over before the file
+            // appears.
+            std::thread::sleep(Duration::from_millis(300));
+            let deep = deep.join("deep.log");
+            std::fs::write(&deep, "deep\n").unwrap();
+            tail.following(1);
+            assert_eq!(tail.lines(1), [format!("{}: deep", deep.display())], "{at}");
         }
     }
 

@@ -105,17 +105,23 @@ impl InotifyWatch {
         })
     }
 
-    pub fn watch_dir(&mut self, dir: PathBuf, depth: Option<usize>) {
+    /// Watches `dir` and the directories `depth` levels below it (`None`: all);
+    /// says whether events now report every file that appears in that tree: each
+    /// directory watched, on a local file system (see [`is_local`]).
+    pub fn watch_dir(&mut self, dir: PathBuf, depth: Option<usize>) -> bool {
         // Not there (yet): tried again on the next call.
         let Ok(meta) = std::fs::metadata(&dir) else {
-            return;
+            return false;
         };
-        self.watch_tree(&dir, meta.ino(), depth.unwrap_or(MAX_DEPTH).min(MAX_DEPTH));
+        let limit = depth.unwrap_or(usize::MAX);
+        self.watch_tree(&dir, meta.ino(), limit.min(MAX_DEPTH), limit > MAX_DEPTH)
     }
 
     /// Watches `dir` (whose inode is `ino`), and the directories `depth` levels below
-    /// it: those are walked every time, for new ones.
-    fn watch_tree(&mut self, dir: &Path, ino: u64, depth: usize) {
+    /// it: those are walked every time, for new ones. `capped`: the tree goes deeper
+    /// than `depth`, so what is below is not covered. Says whether every directory of
+    /// the tree is watched on a local file system.
+    fn watch_tree(&mut self, dir: &Path, ino: u64, depth: usize, capped: bool) -> bool {
         match self.watched.get(dir) {
             Some(w) if w.ino == ino => {}
             Some(w) => {
@@ -124,23 +130,24 @@ impl InotifyWatch {
                 let id = w.id;
                 self.drop_name(id, dir);
                 if !self.add(dir, ino) {
-                    return;
+                    return false;
                 }
             }
             None => {
                 if !self.add(dir, ino) {
-                    return;
+                    return false;
                 }
             }
         }
+        let mut covered = self.watched.get(dir).is_some_and(|w| w.local);
         if depth == 0 {
-            return;
+            return covered && !capped;
         }
         let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
+            return false;
         };
         for entry in entries.flatten() {
-            // The entry's type and inode cost no stat (this runs every second over
+            // The entry's type and inode cost no stat (this runs on every discovery over
             // the tree); symlinks are followed, as the glob walk does.
             let dir_ino = match entry.file_type() {
                 Ok(t) if t.is_symlink() => std::fs::metadata(entry.path())
@@ -151,9 +158,10 @@ impl InotifyWatch {
                 _ => None,
             };
             if let Some(ino) = dir_ino {
-                self.watch_tree(&entry.path(), ino, depth - 1);
+                covered &= self.watch_tree(&entry.path(), ino, depth - 1, capped);
             }
         }
+        covered
     }
 
     /// Watches `dir`, whose inode is `ino` as the caller saw it.

@@ -146,12 +146,18 @@ impl Watch {
 
     /// Watches `dir` (a [`path_key`]: events name files by it) and the directories
     /// `depth` levels below it (`None`: all), unless already watched; a directory that
-    /// does not exist (yet) is tried again on the next call.
-    pub fn watch_dir(&mut self, dir: PathBuf, depth: Option<usize>) {
+    /// does not exist (yet) is tried again on the next call. Says whether events
+    /// now tell of every file that appears in that tree, so that looking for new
+    /// files is only a safety net. Through `notify`, never: it does not say which
+    /// watches it could set up, nor on what.
+    pub fn watch_dir(&mut self, dir: PathBuf, depth: Option<usize>) -> bool {
         match self {
             #[cfg(target_os = "linux")]
             Watch::Inotify(w) => w.watch_dir(dir, depth),
-            Watch::Notify(w) => w.watch_dir(dir, depth),
+            Watch::Notify(w) => {
+                w.watch_dir(dir, depth);
+                false
+            }
         }
     }
 
