@@ -253,6 +253,14 @@ struct Followed {
     missing_since: Option<Instant>,
 }
 
+impl Followed {
+    /// Looked at every poll interval: events may not report its writes, or its
+    /// rotated-away handles are being drained (until `retire_after`).
+    fn polled(&self) -> bool {
+        !self.reported_by_events || !self.retired.is_empty()
+    }
+}
+
 /// Stats a second the recheck of files whose writes events report costs at most:
 /// 5,000 files every 2 s, 50,000 every 20 s. It is a net for writes no event tells
 /// of; on a big tree its cost would otherwise dwarf everything else the tailer does
@@ -286,6 +294,10 @@ struct Tailer {
     summary: TailSummary,
     /// The process ran out of file descriptors, and said so.
     said_out_of_descriptors: bool,
+    /// Some file is looked at every poll interval: its writes events may not
+    /// report, or it has rotated-away handles being drained. Recomputed by every
+    /// pass over the files; set by any look between them that finds such a file.
+    some_polled: bool,
     /// Events tell of every file that appears where the targets look, as of the last
     /// [`Tailer::watch_dirs`]: see [`Tailer::discovery_interval`].
     events_cover_targets: bool,
@@ -311,6 +323,7 @@ impl Tailer {
             watch: None,
             summary: TailSummary::default(),
             said_out_of_descriptors: false,
+            some_polled: true,
             events_cover_targets: false,
             read_once: HashSet::new(),
             maybe_held: HashSet::new(),
@@ -328,7 +341,18 @@ impl Tailer {
         let now = Instant::now();
         let (mut last_discovery, mut last_poll, mut last_every) = (now, now, now);
         loop {
-            let pending = self.wait();
+            // The next periodic look due; the frequent one only while some file
+            // needs it (an idle process then wakes every few seconds, not 4 times
+            // a second).
+            let due = [
+                last_discovery.checked_add(self.discovery_interval()),
+                last_every.checked_add(self.recheck_interval()),
+                last_poll
+                    .checked_add(self.config.poll_interval)
+                    .filter(|_| self.some_polled),
+            ];
+            let next = due.into_iter().flatten().min();
+            let pending = self.wait(next.map(|t| t.saturating_duration_since(Instant::now())));
             if pending.rescan || last_discovery.elapsed() >= self.discovery_interval() {
                 last_discovery = Instant::now();
                 self.watch_dirs();
@@ -343,7 +367,7 @@ impl Tailer {
             let looked = if every {
                 (last_every, last_poll) = (Instant::now(), Instant::now());
                 self.pass(false, Look::Every)
-            } else if last_poll.elapsed() >= self.config.poll_interval {
+            } else if self.some_polled && last_poll.elapsed() >= self.config.poll_interval {
                 last_poll = Instant::now();
                 self.pass_changed(&pending.changed)
                     .and_then(|()| self.pass(false, Look::Unreported))
@@ -377,14 +401,11 @@ impl Tailer {
         }
     }
 
-    /// Sleeps until a file event or the next periodic pass; says what the events
+    /// Sleeps until a file event or for `timeout` (the next periodic look; `None`:
+    /// none is due, the intervals being too long to count); says what the events
     /// asked for.
-    fn wait(&mut self) -> Pending {
-        let timeout = self
-            .config
-            .poll_interval
-            .min(self.config.recheck_interval)
-            .min(self.discovery_interval());
+    fn wait(&mut self, timeout: Option<Duration>) -> Pending {
+        let timeout = timeout.unwrap_or(Duration::from_secs(3600));
         match &mut self.watch {
             Some(watch) => watch.wait(timeout),
             None => {
@@ -469,6 +490,7 @@ impl Tailer {
                 // pass): what it holds is read now, not on the next pass.
                 if !startup {
                     self.check(i)?;
+                    self.some_polled |= self.files[i].polled();
                 }
             }
         }
@@ -490,9 +512,10 @@ impl Tailer {
             }
         }
         let mut gone = Vec::new();
+        let mut some_polled = false;
         for i in 0..self.files.len() {
             let f = &self.files[i];
-            if look == Look::Unreported && f.reported_by_events && f.retired.is_empty() {
+            if look == Look::Unreported && !f.polled() {
                 continue;
             }
             if !self.config.follow {
@@ -500,10 +523,12 @@ impl Tailer {
                 continue;
             }
             self.check(i)?;
+            some_polled |= self.files[i].polled();
             if self.is_gone(i) {
                 gone.push(i);
             }
         }
+        self.some_polled = some_polled;
         if look == Look::Every {
             self.maybe_held.clear();
             let open = self.files.iter().flat_map(|f| {
@@ -535,7 +560,10 @@ impl Tailer {
         let mut unknown = false;
         for key in changed {
             match self.index.get(key.as_os_str()) {
-                Some(&i) => self.check(i)?,
+                Some(&i) => {
+                    self.check(i)?;
+                    self.some_polled |= self.files[i].polled();
+                }
                 None => unknown = true,
             }
         }
