@@ -181,6 +181,23 @@ async fn hello_comes_first_and_lists_every_stream_with_its_set() {
             removed: vec![]
         }
     );
+
+    // Deleted, it goes once its handle is done (5 s without growing), and is no longer
+    // listed. (A deleted file's handle was kept, and its stream listed, for good.)
+    std::fs::remove_file(&late).unwrap();
+    let msg = client
+        .recv_where(|m| matches!(m, ServerMsg::Streams { .. }))
+        .await;
+    assert_eq!(
+        msg,
+        ServerMsg::Streams {
+            added: vec![],
+            removed: vec![stream_id(&late)]
+        }
+    );
+    let (_, body) = http(hub.port, "GET", "/api/streams", &[], "");
+    let listed: Vec<WireStream> = serde_json::from_str(&body).unwrap();
+    assert!(listed.iter().all(|s| s.path != late.display().to_string()));
 }
 
 // ---------------------------------------------------------------------------------

@@ -199,8 +199,10 @@ impl Follower {
         self.got.clone()
     }
 
-    /// Forgets the stderr lines read so far, so that `wait_stderr` waits for a new one.
+    /// Forgets what it has said so far, so that `wait_stderr` waits for a new line.
     fn forget_stderr(&mut self) {
+        // What it has said by now, read or not.
+        self.run.poll_stderr();
         self.run.stderr_seen.clear();
     }
 }
@@ -812,10 +814,9 @@ fn writer_reopening_late_after_rename_loses_nothing() {
         rotated.push(format!(".{k}"));
         fs::rename(&log, &rotated).unwrap();
         File::create(&log).unwrap();
-        // The tailer now reads the new, empty file; the program still writes the old.
-        follower
-            .run
-            .wait_stderr(&["replaced; following the new file"]);
+        // The tailer now reads the new, empty file from its start (having seen the
+        // name replaced, or gone and back); the program still writes the old.
+        follower.run.wait_stderr(&["following path=", "offset=0"]);
         writer.write_more(1000);
         writer.pause(true);
         std::thread::sleep(Duration::from_millis(1500));

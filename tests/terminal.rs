@@ -983,6 +983,32 @@ fn renamed_away_file_is_drained_and_the_new_one_followed() {
     expect_sentinel_next(&mut r, &log, "");
 }
 
+/// A deleted file is read on while its writer goes on, then closed once it has been
+/// quiet for 5 s (as a rotated-away file): its space is freed, and a partial last
+/// line it ended with comes out. (It was held open for as long as supergrep ran.)
+#[test]
+fn deleted_file_is_drained_then_closed() {
+    let (_dir, log, mut r) = follow_app_log("", &["-e", "error"]);
+    append(&log, "complete: error\n");
+    assert_eq!(r.lines(1), ["complete: error"]);
+
+    let mut writer = fs::OpenOptions::new().append(true).open(&log).unwrap();
+    fs::remove_file(&log).unwrap();
+    writer.write_all(b"after the delete: error\n").unwrap();
+    assert_eq!(r.lines(1), ["after the delete: error"]);
+    writer.write_all(b"partial, no newline: error").unwrap();
+    drop(writer);
+    assert_eq!(r.lines(1), ["partial, no newline: error"]);
+
+    let fds = format!("/proc/{}/fd", r.pid());
+    support::wait::wait_until("the deleted file's descriptor is closed", || {
+        fs::read_dir(&fds).unwrap().flatten().all(|fd| {
+            fs::read_link(fd.path()).map_or(true, |to| !to.to_string_lossy().contains("app.log"))
+        })
+    });
+    assert!(r.running());
+}
+
 #[test]
 fn truncated_file_is_read_again_from_the_start() {
     let (_dir, log, mut r) = follow_app_log("", &["-e", "error", "-e", SENTINEL]);

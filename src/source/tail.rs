@@ -833,10 +833,19 @@ impl Tailer {
                 self.read_current(i, None)
             }
             Err(_) => {
-                // Renamed away or deleted: keep reading the handle we have; a new file
-                // at this path is picked up when it appears.
+                // Renamed away or deleted: the handle we have is read on as a
+                // rotated-away one, until it has not grown for `retire_after`, then
+                // closed (a deleted file's space is freed only then; its held-back
+                // partial line comes out). A new file at this path is picked up when
+                // it appears; the same one, if it comes back, goes on from here.
+                tracing::debug!(path = %f.path.display(), "gone; reading what is left of it");
                 f.missing_since.get_or_insert_with(Instant::now);
-                self.read_current(i, None)
+                self.read_current(i, None)?;
+                let f = &mut self.files[i];
+                if let Some(old) = f.current.take() {
+                    f.retired.push((old, Instant::now()));
+                }
+                Ok(())
             }
         }
     }

@@ -129,8 +129,10 @@ impl Client {
     /// The next frame of any kind (pings and pongs skipped), `None` when the
     /// connection ended.
     pub async fn frame(&mut self) -> Option<Message> {
+        // One deadline for the whole wait: the hub's pings must not extend it.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("no frame from the hub");
             match next {
