@@ -32,6 +32,7 @@ fn terminal(cli: &Cli) -> ExitCode {
         Err(e) => return fail(&e.into()),
     };
     watch_signals();
+    watch_stdout();
     match plan.run() {
         Ok(Outcome::Matched) => ExitCode::SUCCESS,
         Ok(Outcome::NoMatch) => ExitCode::from(1),
@@ -109,6 +110,41 @@ fn watch_signals() {
         });
     if let Err(e) = spawned {
         tracing::warn!("cannot watch for signals: {e}");
+    }
+}
+
+/// Ends the program normally (status 0) when stdout is a pipe or socket whose reader
+/// went away (`supergrep -e error app.log | head -2`). A write would tell, but
+/// following a quiet log there may be no next write for hours; `tail -f` polls its
+/// output for this too. Polling a pipe for no event still reports POLLERR once
+/// its reading end is closed (POLLHUP for a socket).
+fn watch_stdout() {
+    use rustix::event::{poll, PollFd, PollFlags};
+    use rustix::fs::FileType;
+    let stdout = std::io::stdout();
+    let piped = rustix::fs::fstat(&stdout).is_ok_and(|st| {
+        matches!(
+            FileType::from_raw_mode(st.st_mode),
+            FileType::Fifo | FileType::Socket
+        )
+    });
+    if !piped {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("stdout".into())
+        .spawn(move || loop {
+            let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+            match poll(&mut fds, None) {
+                Ok(_) if fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP) => {
+                    std::process::exit(0)
+                }
+                // EINTR, or nothing that says the reader went: look again.
+                _ => continue,
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch stdout: {e}");
     }
 }
 

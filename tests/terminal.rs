@@ -1107,6 +1107,21 @@ fn closed_stdout_ends_following_with_status_0() {
     assert_eq!(code, 0);
 }
 
+/// The same with no further match: following a quiet log, there is no write to fail.
+/// (It waited for the next match, maybe for hours; `tail -f | head` ends at once.)
+#[test]
+fn closed_stdout_ends_following_a_quiet_log_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "").unwrap();
+    let mut p = Piped::start(&["-e", "error", "app.log"], dir.path());
+    p.proc.wait_following(Path::new("app.log"));
+    append(&log, "first error\n");
+    assert_eq!(p.read_line(), "first error\n");
+    p.close_stdout();
+    assert_eq!(p.wait_exit(|| {}), 0);
+}
+
 #[test]
 fn closed_stdout_ends_no_follow_scan_with_status_0() {
     let dir = tempfile::tempdir().unwrap();
