@@ -117,7 +117,7 @@ impl HubEndpoint {
             Err(tungstenite::Error::Http(resp)) if resp.status() == 401 => {
                 Err(ConnectError::Refused)
             }
-            Err(e) => Err(ConnectError::Unreachable(e.to_string())),
+            Err(e) => Err(ConnectError::Unreachable(tls::explain(&e))),
         }
     }
 }

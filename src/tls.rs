@@ -5,16 +5,25 @@
 //! cmake on the build machine). Clients trust the system's root certificates
 //! (`SSL_CERT_FILE`/`SSL_CERT_DIR` are honoured) plus any given with `--tls-ca`, which
 //! is how a self-signed hub or an internal CA is reached without switching checks off.
+//! A server certificate that is exactly one of those given is trusted too, even when
+//! it says it is a CA (see [`PinnedOrWebPki`]).
 
+use std::error::Error as StdError;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{VerifierBuilderError, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -30,6 +39,8 @@ pub enum TlsError {
     NoRoots(String),
     #[error("TLS setup: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("TLS setup: {0}")]
+    Verifier(#[from] VerifierBuilderError),
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -65,12 +76,14 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsEr
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    let mut pinned = Vec::new();
     if let Some(path) = extra_ca {
         for cert in read_certs(path)? {
-            roots.add(cert).map_err(|e| TlsError::File {
+            roots.add(cert.clone()).map_err(|e| TlsError::File {
                 path: path.to_owned(),
                 why: format!("not a usable CA certificate: {e}"),
             })?;
+            pinned.push(cert);
         }
     }
     if roots.is_empty() {
@@ -81,11 +94,152 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsEr
         return Err(TlsError::NoRoots(why));
     }
     tracing::debug!("TLS: {added} system root certificates");
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let config = if pinned.is_empty() {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        // The verifier `with_root_certificates` makes, built the same way, so that
+        // everything it accepts is still accepted and checked alike.
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { webpki, pinned }))
+            .with_no_client_auth()
+    };
     Ok(Arc::new(config))
+}
+
+/// The usual webpki verification, and one exception to it: a server certificate that
+/// is byte for byte one of those given with `--tls-ca` needs no chain to a root. The
+/// user gave us exactly this certificate, and webpki would refuse it as the server's
+/// own whenever it says it is a CA (`CaUsedAsEndEntity`), which is what
+/// `openssl req -x509` makes by default. The handshake's signatures are checked by
+/// webpki alone, so a server without the certificate's private key still fails.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    webpki: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => return Ok(verified),
+            Err(e) => e,
+        };
+        // Only a missing chain is forgiven. webpki looks at the certificate's own
+        // dates before its chain, so an expired one is still refused for that.
+        let is_pinned = self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref());
+        if !is_pinned || !no_trusted_chain(&refused) {
+            return Err(refused);
+        }
+        // webpki checks the name only once the chain is good: check it here.
+        rustls::client::verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+        tracing::debug!("TLS: the server's certificate is one given with --tls-ca ({refused})");
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.webpki.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
+        self.webpki.root_hint_subjects()
+    }
+}
+
+/// Whether rustls refused the server's certificate for want of a chain to a root we
+/// trust (rather than for its dates or names, say): what `--tls-ca` is for.
+fn no_trusted_chain(e: &rustls::Error) -> bool {
+    match e {
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => true,
+        // rustls has no variant of its own for this one and passes webpki's on.
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => matches!(
+            other.0.downcast_ref::<webpki::Error>(),
+            Some(webpki::Error::CaUsedAsEndEntity)
+        ),
+        _ => false,
+    }
+}
+
+/// What to do when the server's certificate has no chain to a trusted root.
+const UNTRUSTED_HINT: &str =
+    "if the server's certificate is self-signed or from an internal CA, pass it with --tls-ca FILE";
+
+/// `e` as a client shows it, with what to do when it is about a certificate that
+/// `--tls-ca` would make trusted: every client's "cannot reach" message comes here
+/// (through [`connect`] or [`crate::client::HubEndpoint::connect`]).
+pub fn explain(e: &(dyn StdError + 'static)) -> String {
+    match hint(e) {
+        Some(hint) => format!("{e}; {hint}"),
+        None => e.to_string(),
+    }
+}
+
+fn hint(e: &(dyn StdError + 'static)) -> Option<&'static str> {
+    rustls_error(e)
+        .filter(|r| no_trusted_chain(r))
+        .map(|_| UNTRUSTED_HINT)
+}
+
+/// The rustls error behind `e`, if any.
+fn rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        // An io::Error's `source()` skips the error it wraps (tokio-rustls puts
+        // rustls's there).
+        next = match e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 /// The hub's certificate chain and key, both PEM (the key PKCS#8, PKCS#1 or SEC1).
@@ -128,7 +282,11 @@ pub async fn connect(
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
     let stream = tokio_rustls::TlsConnector::from(config.clone())
         .connect(name, tcp)
-        .await?;
+        .await
+        .map_err(|e| match hint(&e) {
+            Some(_) => io::Error::new(e.kind(), explain(&e)),
+            None => e,
+        })?;
     Ok(Box::new(stream))
 }
 
@@ -202,5 +360,160 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+    /// A self-signed certificate for localhost and 127.0.0.1 that says it is a CA, as
+    /// `openssl req -x509` makes them, with its key.
+    fn self_signed_ca(valid: bool) -> (rcgen::Certificate, KeyPair) {
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let mut params = CertificateParams::new(names).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        if !valid {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert, key)
+    }
+
+    /// [`client_config`] with `trusted` as the `--tls-ca` file.
+    fn client_trusting(trusted: &[&rcgen::Certificate]) -> Arc<ClientConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let pem: String = trusted.iter().map(|c| c.pem()).collect();
+        std::fs::write(&path, pem).unwrap();
+        client_config(Some(&path)).unwrap()
+    }
+
+    /// A whole handshake in memory: the client's verdict (or the server's).
+    fn handshake(
+        client: Arc<ClientConfig>,
+        name: &str,
+        cert: &rcgen::Certificate,
+        key: &KeyPair,
+    ) -> Result<(), rustls::Error> {
+        // `with_single_cert` would refuse a key that is not the certificate's: a
+        // resolver does not ask.
+        let signing = provider()
+            .key_provider
+            .load_private_key(PrivateKeyDer::try_from(key.serialize_der()).unwrap())
+            .unwrap();
+        let certified = rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signing);
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        let mut c = rustls::ClientConnection::new(client, name)?;
+        let mut s = rustls::ServerConnection::new(Arc::new(server))?;
+        // A handful of flights; an empty one is not sent (it would read as EOF).
+        for _ in 0..10 {
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok(());
+            }
+            let mut wire = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut wire).unwrap();
+            }
+            if !wire.is_empty() {
+                s.read_tls(&mut wire.as_slice()).unwrap();
+                s.process_new_packets()?;
+            }
+            wire.clear();
+            while s.wants_write() {
+                s.write_tls(&mut wire).unwrap();
+            }
+            if !wire.is_empty() {
+                c.read_tls(&mut wire.as_slice()).unwrap();
+                c.process_new_packets()?;
+            }
+        }
+        panic!("the handshake did not finish");
+    }
+
+    fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
+        matches!(e, rustls::Error::InvalidCertificate(CertificateError::Other(o))
+            if o.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity))
+    }
+
+    #[test]
+    fn the_very_certificate_given_is_trusted_for_its_names_only() {
+        let (cert, key) = self_signed_ca(true);
+        let (other, _) = self_signed_ca(true);
+        let client = client_trusting(&[&other, &cert]);
+        handshake(client.clone(), "localhost", &cert, &key).unwrap();
+        handshake(client.clone(), "127.0.0.1", &cert, &key).unwrap();
+        let wrong_name = handshake(client, "example.com", &cert, &key).unwrap_err();
+        assert!(
+            matches!(
+                wrong_name,
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })
+            ),
+            "{wrong_name:?}"
+        );
+    }
+
+    #[test]
+    fn another_certificate_an_expired_one_or_a_stolen_one_is_refused() {
+        let (cert, key) = self_signed_ca(true);
+        let (other, other_key) = self_signed_ca(true);
+        // Webpki's refusal, which is also what recognising it depends on.
+        let e = handshake(client_trusting(&[&other]), "localhost", &cert, &key).unwrap_err();
+        assert!(is_ca_used_as_end_entity(&e), "{e:?}");
+        assert!(explain(&e).ends_with(UNTRUSTED_HINT), "{}", explain(&e));
+        // The certificate given, but the server signs with another key.
+        let e = handshake(client_trusting(&[&cert]), "localhost", &cert, &other_key).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(CertificateError::BadSignature)
+            ),
+            "{e:?}"
+        );
+        let (expired, expired_key) = self_signed_ca(false);
+        let e = handshake(
+            client_trusting(&[&expired]),
+            "localhost",
+            &expired,
+            &expired_key,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. })
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            explain(&e),
+            e.to_string(),
+            "no hint: --tls-ca would not help"
+        );
+    }
+
+    #[test]
+    fn the_hint_is_found_behind_an_io_error() {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        assert_eq!(
+            explain(&e),
+            format!("invalid peer certificate: UnknownIssuer; {UNTRUSTED_HINT}")
+        );
+        let e = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(explain(&e), "refused");
     }
 }

@@ -1,8 +1,10 @@
 //! TLS end to end, with certificates made for each test by a private CA (rcgen):
 //! a hub started with `--tls-cert/--tls-key`, an agent shipping to it over `wss://`,
 //! `--connect wss://` printing the matches, `mark` over HTTPS, `ircs://` to a real
-//! ngircd listening with TLS — and the refusals: an untrusted certificate, a plain
-//! client at a TLS port, unreadable certificate files.
+//! ngircd listening with TLS, a self-signed hub certificate that says it is a CA (as
+//! `openssl req -x509` makes them) trusted as given with `--tls-ca` — and the refusals:
+//! an untrusted certificate, another self-signed one, a plain client at a TLS port,
+//! unreadable certificate files.
 
 mod support;
 
@@ -14,7 +16,7 @@ use support::agent::Agent;
 use support::files::{append, TempLog};
 use support::hub::Hub;
 use support::irc::{self, Ircd, IrcdOptions};
-use support::proc::{bin, supergrep};
+use support::proc::{bin, supergrep, Proc};
 
 /// A CA and a certificate it signed for `localhost` and 127.0.0.1, as PEM files.
 struct Certs {
@@ -58,6 +60,27 @@ fn certs() -> Certs {
         other_ca: write("other-ca.pem", &other_pem),
         _dir: dir,
     }
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 that also says it is a CA
+/// (basicConstraints CA:TRUE), as `openssl req -x509` makes them by default; written
+/// to `dir` as `NAME.pem` and `NAME.key`.
+fn self_signed_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
 }
 
 fn s(p: &Path) -> &str {
@@ -146,6 +169,7 @@ fn an_untrusted_certificate_is_refused_and_said_so() {
         said.to_lowercase().contains("certificate"),
         "the reason names the certificate: {said}"
     );
+    assert!(said.contains("pass it with --tls-ca FILE"), "{said}");
     assert!(agent.proc.running());
     assert_eq!(agent.connections(), 0);
 
@@ -156,6 +180,92 @@ fn an_untrusted_certificate_is_refused_and_said_so() {
         .proc
         .wait_stderr(&["cannot reach the hub at ws://127.0.0.1", "retrying"]);
     assert_eq!(plain_agent.connections(), 0);
+}
+
+#[test]
+fn a_self_signed_ca_certificate_given_with_tls_ca_is_trusted() {
+    // webpki alone refuses a certificate that says it is a CA as the server's own
+    // (CaUsedAsEndEntity): given exactly that certificate, the clients trust it.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_ca(dir.path(), "hub");
+    let log = TempLog::new("app.log");
+    let hub = Hub::start_following(
+        &["--tls-cert", s(&cert), "--tls-key", s(&key), log.s()],
+        &[&log.path],
+    );
+    append(&log.path, "INFO fine\nERROR pinned 1\n");
+    // By address, as in the report: the certificate names 127.0.0.1 too.
+    let url = format!("wss://127.0.0.1:{}", hub.port);
+    let mut viewer = supergrep(&[
+        "--connect",
+        &url,
+        "--tls-ca",
+        s(&cert),
+        "--color",
+        "never",
+        "-n",
+        "100",
+        "-e",
+        "ERROR",
+    ]);
+    let got = viewer.lines(1);
+    assert!(got[0].contains("ERROR pinned 1"), "{got:?}");
+
+    // `mark` reaches the hub its own way (HTTPS, by name) and trusts the same.
+    let out = bin()
+        .args(["mark", "--hub", &hub.agent_url(), "--tls-ca", s(&cert)])
+        .arg("deploy 7")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let marker = viewer.lines(1);
+    assert!(marker[0].contains("deploy 7"), "{marker:?}");
+}
+
+#[test]
+fn another_self_signed_certificate_is_refused_and_the_client_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_ca(dir.path(), "hub");
+    // The same names, another key: only the hub's own certificate may be trusted.
+    let (other, _) = self_signed_ca(dir.path(), "other");
+    let log = TempLog::new("app.log");
+    let hub = Hub::start_following(
+        &["--tls-cert", s(&cert), "--tls-key", s(&key), log.s()],
+        &[&log.path],
+    );
+    append(&log.path, "ERROR must not arrive\n");
+    let url = format!("wss://127.0.0.1:{}", hub.port);
+    let args = ["--connect", &url, "-n", "100", "-e", "ERROR"];
+
+    let mut viewer = supergrep(&[&args[..], &["--tls-ca", s(&other)]].concat());
+    // Two failed attempts in a row, each said with what to do, and nothing received.
+    let said = viewer.wait_stderr_n(&["cannot reach the hub", "retrying"], 2);
+    assert!(said.contains("certificate"), "{said}");
+    assert!(said.contains("pass it with --tls-ca FILE"), "{said}");
+    assert_eq!(viewer.drain(Duration::ZERO), Vec::<String>::new());
+
+    // Without --tls-ca (and with `other` the only root, whatever the machine has).
+    let mut cmd = bin();
+    cmd.args(args)
+        .env("SSL_CERT_FILE", &other)
+        .env_remove("SSL_CERT_DIR");
+    let mut bare = Proc::spawn_reading_stdout("supergrep", cmd);
+    let said = bare.wait_stderr(&["cannot reach the hub", "retrying"]);
+    assert!(said.contains("pass it with --tls-ca FILE"), "{said}");
+    assert_eq!(bare.drain(Duration::ZERO), Vec::<String>::new());
+
+    // `mark` fails, and says the same.
+    let out = bin()
+        .args(["mark", "--hub", &url, "--tls-ca", s(&other), "nope"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("pass it with --tls-ca FILE"), "{err}");
 }
 
 #[test]
