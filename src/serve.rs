@@ -44,6 +44,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     let demo_dir = std::env::temp_dir().join(format!("supergrep-demo-{}", std::process::id()));
+    // However this ends: a start that fails (the port taken) left the demo's logs.
+    let _demo_logs = args.demo.then(|| RemovedOnDrop(demo_dir.clone()));
     if args.demo {
         let glob = crate::demo::start(&demo_dir).context("starting the demo writer")?;
         sets.push(LogSet {
@@ -57,7 +59,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         || config.syslog.tcp.is_some();
     if sets.is_empty() && !has_syslog {
         // A hub fed only by agents is fine; say so, in case it was not meant.
-        eprintln!("supergrep: no local files to follow (PATHs, [[set]] in --config, or --demo); waiting for agents");
+        crate::say!("supergrep: no local files to follow (PATHs, [[set]] in --config, or --demo); waiting for agents");
     }
 
     let limits = config.limits;
@@ -140,7 +142,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.source_url.clone(),
         agent_ingest,
     );
-    eprintln!(
+    crate::say!(
         "supergrep: serving {scheme}://{addr}/ ({} log set(s): {})",
         sets.len(),
         set_names(&sets)
@@ -149,11 +151,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         crate::signals::terminated().await;
         let _ = shutdown_tx.send(true);
     });
-    let served = server::serve(listener, Arc::clone(&state)).await;
-    if args.demo {
-        let _ = std::fs::remove_dir_all(&demo_dir);
+    server::serve(listener, Arc::clone(&state))
+        .await
+        .context("serving")
+}
+
+/// A directory of ours, removed with everything in it when this is dropped.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
-    served.context("serving")
 }
 
 /// Each `[[irc]]` of the config: an ordinary subscription whose sink posts to IRC.

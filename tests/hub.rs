@@ -1472,3 +1472,27 @@ fn config_errors_exit_2_and_name_the_key() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// A demo hub that cannot start (its port taken) removes the sample logs it began
+/// writing. (They were left in the temporary directory, one directory per try.)
+#[test]
+fn a_demo_that_cannot_start_leaves_no_files() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .args(["serve", "--demo", "--listen", &listen])
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&listen), "{stderr}");
+    let demo = tmp.path().join(format!("supergrep-demo-{pid}"));
+    assert!(!demo.exists(), "{} is left", demo.display());
+}
