@@ -74,7 +74,7 @@ impl Remote {
                 Ok(End::Disconnected { was_connected }) => {
                     if was_connected {
                         backoff = BACKOFF_MIN;
-                        eprintln!(
+                        crate::say!(
                             "supergrep: lost the hub at {}; reconnecting",
                             self.display()
                         );
@@ -87,7 +87,7 @@ impl Remote {
             match unreachable {
                 // Said on every attempt, as the agent does: a hub that stays away is
                 // something to see, and the backoff keeps it to a line a while.
-                Some(why) => eprintln!(
+                Some(why) => crate::say!(
                     "supergrep: cannot reach the hub at {} ({why}); retrying in {:.1}s",
                     self.display(),
                     wait.as_secs_f64()
@@ -159,7 +159,7 @@ impl Remote {
                         }
                     };
                     if boot.is_some() {
-                        eprintln!("supergrep: connected to {}", self.display());
+                        crate::say!("supergrep: connected to {}", self.display());
                     }
                     *boot = Some(b);
                     let subscribe = ClientMsg::Subscribe {
@@ -203,7 +203,7 @@ impl Remote {
                     }
                 }
                 ServerMsg::Dropped { count, .. } => {
-                    eprintln!("supergrep: the hub dropped {count} matches: we read too slowly");
+                    crate::say!("supergrep: the hub dropped {count} matches: we read too slowly");
                 }
                 ServerMsg::Marker { ts, text } => {
                     if let Err(e) = printer.marker(&ts, &text).and_then(|()| printer.flush()) {
@@ -219,7 +219,7 @@ impl Remote {
                     {
                         return Err(Fatal(UsageError(message).into()));
                     }
-                    eprintln!("supergrep: the hub says: {message}");
+                    crate::say!("supergrep: the hub says: {message}");
                 }
                 ServerMsg::Subscribed { .. }
                 | ServerMsg::Streams { .. }

@@ -1,6 +1,17 @@
 //! supergrep: a streaming log grep. Data flows one way:
 //! sources ([`source`]) → [`hub`] (numbering, [`matcher`]) → sinks ([`output`], …).
 
+/// `eprintln!` for messages to the user, without its panic when stderr cannot be
+/// written (closed, `2>/dev/full`): the message is lost, the program goes on and
+/// ends with its own status (a panic made it 101).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod agent;
 pub mod cli;
 pub mod client;

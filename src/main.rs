@@ -82,8 +82,8 @@ fn hub_workers() -> usize {
 /// Usage errors and failures both exit with status 2, as grep's do.
 fn fail(e: &anyhow::Error) -> ExitCode {
     match e.downcast_ref::<UsageError>() {
-        Some(u) => eprintln!("supergrep: {u}"),
-        None => eprintln!("supergrep: {e:#}"),
+        Some(u) => supergrep::say!("supergrep: {u}"),
+        None => supergrep::say!("supergrep: {e:#}"),
     }
     ExitCode::from(2)
 }

@@ -849,6 +849,27 @@ fn invalid_pattern_exits_2_naming_pattern_and_position() {
     }
 }
 
+/// A stderr that cannot be written (`2>/dev/full`, or closed by `2>&1 | true`) loses
+/// the message but not the exit status: 2, not a panic's 101.
+#[test]
+fn unwritable_stderr_keeps_the_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("app.log"), "error\n").unwrap();
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let status = bin()
+        .args(["--no-follow", "-e", "a(", "app.log"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(full)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();

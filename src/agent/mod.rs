@@ -132,7 +132,7 @@ impl Agent {
         loop {
             match self.connect().await? {
                 Some((mut ws, offered)) => {
-                    eprintln!(
+                    crate::say!(
                         "supergrep agent: connected to {} as {}",
                         self.display(),
                         self.name
@@ -146,10 +146,10 @@ impl Agent {
                             return Ok(());
                         }
                         Ended::Lost(why) => {
-                            eprintln!("supergrep agent: lost the hub ({why}); reconnecting");
+                            crate::say!("supergrep agent: lost the hub ({why}); reconnecting");
                             if unmasked && self.sent_here > 0 && self.acked_here == 0 {
                                 self.mask_always = true;
-                                eprintln!(
+                                crate::say!(
                                     "supergrep agent: no batch sent unmasked was acknowledged \
                                      before the connection broke; masking them from now on"
                                 );
@@ -162,7 +162,7 @@ impl Agent {
                         .last_error
                         .take()
                         .map_or(String::new(), |e| format!(" ({e})"));
-                    eprintln!(
+                    crate::say!(
                         "supergrep agent: cannot reach the hub at {}{why}; retrying in {:.1}s",
                         self.display(),
                         backoff.as_secs_f64()
@@ -194,7 +194,7 @@ impl Agent {
             Err(ConnectError::Refused) => {
                 let why = format!("the hub at {} refused the token", self.display());
                 if self.retry_auth {
-                    eprintln!("supergrep agent: {why}; retrying (--retry-auth)");
+                    crate::say!("supergrep agent: {why}; retrying (--retry-auth)");
                     return Ok(None);
                 }
                 return Err(UsageError(why).into());
@@ -271,7 +271,7 @@ impl Agent {
                                 self.acked_here += 1;
                                 self.acknowledged(batch);
                             }
-                            Ok(HubMsg::Error { message, .. }) => eprintln!("supergrep agent: the hub says: {message}"),
+                            Ok(HubMsg::Error { message, .. }) => crate::say!("supergrep agent: the hub says: {message}"),
                             _ => {}
                         },
                         Some(Ok(Message::Close(_))) | None => return Ended::Lost("the hub closed the connection".into()),

@@ -724,10 +724,10 @@ impl Tailer {
         let f = &mut self.files[i];
         match f.reported.take() {
             Some(io::ErrorKind::NotFound) if f.explicit => {
-                eprintln!("supergrep: {}: appeared; following it", f.path.display())
+                crate::say!("supergrep: {}: appeared; following it", f.path.display())
             }
             Some(io::ErrorKind::NotFound) | None => {}
-            Some(_) => eprintln!(
+            Some(_) => crate::say!(
                 "supergrep: {}: readable now; following it",
                 f.path.display()
             ),
@@ -750,7 +750,7 @@ impl Tailer {
             self.summary.errors += 1;
             // Not found for a globbed file means it went away: nothing to say.
             if f.explicit || kind != io::ErrorKind::NotFound {
-                eprintln!("supergrep: {}: {message}", f.path.display());
+                crate::say!("supergrep: {}: {message}", f.path.display());
             }
         }
     }
@@ -774,7 +774,7 @@ impl Tailer {
         } else {
             "not read"
         };
-        eprintln!(
+        crate::say!(
             "supergrep: {}: {e}: the limit on open files ({limit}; see `ulimit -n`) is \
              reached; this file and any other past the limit are {then}",
             f.path.display()

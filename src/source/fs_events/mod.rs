@@ -92,7 +92,7 @@ impl Unwatchable {
         if self.said.contains(&why) {
             return;
         }
-        eprintln!(
+        crate::say!(
             "supergrep: {}: cannot watch for changes ({why}); what is there, and \
              whatever else cannot be watched, is read on the periodic check",
             path.display()
