@@ -72,19 +72,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits.backlog_lines,
     );
     let (tx, rx) = crate::source::events::channel(64);
+    let mut followed = Vec::new();
     for set in &sets {
         let targets = set
             .paths
             .iter()
             .map(|p| Target::parse(p).map_err(UsageError))
             .collect::<Result<Vec<_>, _>>()?;
+        followed.push((set.name.clone(), targets));
+    }
+    if !followed.is_empty() {
+        // One tailer for every set: a file two sets name is read once.
         let tail_config = TailConfig {
             start: StartAt::LastLines(0),
             max_line: limits.max_line,
-            set: set.name.clone(),
             ..TailConfig::default()
         };
-        tail::spawn(targets, tail_config, tx.clone()).context("starting a tailer")?;
+        tail::spawn_sets(followed, tail_config, tx.clone()).context("starting the tailer")?;
     }
     let syslog = &config.syslog;
     let (udp, tcp) = (

@@ -200,6 +200,62 @@ async fn hello_comes_first_and_lists_every_stream_with_its_set() {
     assert!(listed.iter().all(|s| s.path != late.display().to_string()));
 }
 
+/// A file two sets name (itself, and through a glob) is read once and belongs to the
+/// first set in the config. (Each set had a tailer of its own: every line came twice,
+/// numbered on under one stream id, and the set it showed varied from run to run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_two_sets_name_is_read_once_in_the_first_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = empty_files(dir.path(), &["a.log", "b.log"]);
+    let glob = dir.path().join("*.log");
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[set]]\nname = \"one\"\npaths = [{}]\n\n[[set]]\nname = \"all\"\npaths = [{}]\n",
+            toml_str(s(&f[0])),
+            toml_str(s(&glob)),
+        ),
+    )
+    .unwrap();
+    let hub = Hub::start_following(&["--config", s(&config)], &[&f[0], &f[1]]);
+    let mut c = Client::connect(&hub).await;
+    let ServerMsg::Hello { streams, .. } = c.hello.clone() else {
+        unreachable!()
+    };
+    let set_of = |p: &Path| {
+        let id = stream_id(p);
+        let sets: Vec<String> = streams
+            .iter()
+            .filter(|w| w.id == id)
+            .map(|w| w.set.clone())
+            .collect();
+        sets
+    };
+    assert_eq!(set_of(&f[0]), ["one"]);
+    assert_eq!(set_of(&f[1]), ["all"]);
+
+    c.subscribe(json!({"type": "subscribe", "id": "all", "include": []}))
+        .await;
+    append(&f[0], "first\nsecond\n");
+    append(&f[1], "zz-end\n");
+    let (got, others) = c.lines_until(&["all"], "zz-end").await;
+    no_errors(&others);
+    let mut got = got["all"].clone();
+    // Whatever more comes (a second reading would), until half a second of quiet.
+    while let Ok(msg) = tokio::time::timeout(Duration::from_millis(500), c.recv()).await {
+        if let ServerMsg::Lines { lines, .. } = msg {
+            got.extend(lines);
+        }
+    }
+    let of_a: Vec<(u64, &str, &str)> = got
+        .iter()
+        .filter(|l| l.path == s(&f[0]))
+        .map(|l| (l.seq, l.set.as_str(), l.text.as_str()))
+        .collect();
+    assert_eq!(of_a, [(1, "one", "first"), (2, "one", "second")]);
+}
+
 // ---------------------------------------------------------------------------------
 // 2. subscriptions: matches, spans, seq, exclude, ignore_case, stream selectors
 // ---------------------------------------------------------------------------------

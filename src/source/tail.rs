@@ -71,6 +71,7 @@ pub struct TailConfig {
     /// How long a rotated-away file is still read after it last grew.
     pub retire_after: Duration,
     pub host: String,
+    /// The set of [`spawn`]'s targets ([`spawn_sets`] names one per set of targets).
     pub set: String,
     /// Where to resume files read before (an agent's `--state-file`): path → the
     /// file's (device, inode) and the offset up to which its lines were delivered.
@@ -120,9 +121,26 @@ pub fn spawn(
     config: TailConfig,
     out: EventSender,
 ) -> io::Result<std::thread::JoinHandle<TailSummary>> {
+    let set = config.set.clone();
+    spawn_sets(vec![(set, targets)], config, out)
+}
+
+/// Like [`spawn`], for targets in several named sets (the hub's `[[set]]`s), all
+/// followed by one tailer, so that a file two sets name is read once: it belongs to
+/// the first set that names it (by path, or by file under another name).
+pub fn spawn_sets(
+    sets: Vec<(String, Vec<Target>)>,
+    config: TailConfig,
+    out: EventSender,
+) -> io::Result<std::thread::JoinHandle<TailSummary>> {
+    let (mut targets, mut names) = (Vec::new(), Vec::new());
+    for (set, set_targets) in sets {
+        names.extend(std::iter::repeat_n(set, set_targets.len()));
+        targets.extend(set_targets);
+    }
     std::thread::Builder::new()
         .name("tailer".into())
-        .spawn(move || Tailer::new(targets, config, out).run())
+        .spawn(move || Tailer::new(targets, names, config, out).run())
 }
 
 /// The open handle of one file and how far it was read.
@@ -281,6 +299,8 @@ enum Look {
 
 struct Tailer {
     targets: Vec<Target>,
+    /// The set each target is in (its files' streams say it), in target order.
+    target_sets: Vec<String>,
     config: TailConfig,
     out: EventSender,
     files: Vec<Followed>,
@@ -312,9 +332,15 @@ struct Tailer {
 }
 
 impl Tailer {
-    fn new(targets: Vec<Target>, config: TailConfig, out: EventSender) -> Self {
+    fn new(
+        targets: Vec<Target>,
+        target_sets: Vec<String>,
+        config: TailConfig,
+        out: EventSender,
+    ) -> Self {
         Tailer {
             targets,
+            target_sets,
             config,
             out,
             files: Vec::new(),
@@ -445,7 +471,7 @@ impl Tailer {
     /// Adds the files the targets name now.
     fn discover(&mut self, startup: bool) -> Result<(), Closed> {
         let mut found = Vec::new();
-        for target in &self.targets {
+        for (target, set) in self.targets.iter().zip(&self.target_sets) {
             let explicit = matches!(target, Target::File(_));
             // Only new files are sorted (they are announced in name order): sorting
             // every path each second was a fifth of following 15,000 idle files.
@@ -456,17 +482,20 @@ impl Tailer {
                 .filter(|(key, _)| !self.index.contains_key(key.as_os_str()))
                 .collect();
             new.sort_unstable_by(|a, b| a.1.cmp(&b.1));
-            found.extend(new.into_iter().map(|(key, path)| (key, path, explicit)));
+            found.extend(
+                new.into_iter()
+                    .map(|(key, path)| (key, path, explicit, set.clone())),
+            );
         }
-        for (key, path, explicit) in found {
-            // Two targets can name one path.
+        for (key, path, explicit, set) in found {
+            // Two targets can name one path: the first one's set has it.
             if self.index.contains_key(key.as_os_str()) {
                 continue;
             }
             let stream = Arc::new(Stream::new(
                 self.config.host.clone(),
                 path.to_string_lossy(),
-                self.config.set.clone(),
+                set,
             ));
             self.index
                 .insert(key.clone().into_os_string(), self.files.len());
