@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use supergrep::protocol::{AgentMsg, HubMsg, ServerMsg, WireStream};
+use supergrep::protocol::{AgentMsg, HubMsg, ServerMsg, WireLine, WireStream};
 use support::agent::{assert_exactly_once, numbers, write_numbered, Agent, Proxy, Writer};
 use support::files::{append, empty};
 use support::http::metric_in;
@@ -466,6 +466,78 @@ fn agent_restarted_with_state_file_resumes_where_the_hub_acknowledged() {
     // The hub numbers the stream on across the agent's two connections.
     let seqs: Vec<u64> = client.lines.iter().map(|l| l.seq).collect();
     assert_eq!(seqs, (1..=120).collect::<Vec<_>>());
+}
+
+/// Rotated (renamed) while the agent was stopped, after more lines were written: the
+/// restarted agent finds the old file by its inode next to the path, ships the lines
+/// it had not, then the new file's. (Those lines were lost: it started the new file
+/// from its start and never looked at the old one.)
+#[test]
+fn agent_restarted_after_a_rotation_ships_the_rest_of_the_rotated_file() {
+    restarted_after_a_rotation(false);
+}
+
+/// The same when the agent's glob also names the rotated file (`app.log*`): its rest
+/// is shipped once (under its new name), nothing twice.
+#[test]
+fn agent_restarted_after_a_rotation_its_glob_covers_ships_each_line_once() {
+    restarted_after_a_rotation(true);
+}
+
+fn restarted_after_a_rotation(glob: bool) {
+    let dir = tempdir();
+    let files = log_files(dir.path(), &["app"]);
+    let file = &files[0];
+    let state = dir.path().join("agent-state.json");
+    let (hub, mut client) = hub_and_client(&[], &[" line "]);
+    let args = ["--state-file", state.to_str().unwrap()];
+    let mut agent = Agent::start(&hub.agent_url(), "app01", &[file], &args);
+    let write = |range| write_numbered(file, "app", range);
+
+    write(1..=50);
+    client.wait_lines("line 50", |ls| numbers(ls, "app").last() == Some(&50));
+    let len = std::fs::metadata(file).unwrap().len();
+    wait_until("the state file at the end of the file", || {
+        saved_offset(&state, file) == Some(len)
+    });
+    agent.proc.signal("TERM");
+    assert_eq!(agent.proc.wait_exit().code(), Some(0));
+
+    // While it is away: more lines, then rotation by rename, then the new file.
+    write(51..=60);
+    std::fs::rename(file, dir.path().join("app.log.1")).unwrap();
+    write(61..=70);
+    let pattern = dir.path().join("app.log*");
+    let follow = if glob {
+        pattern.as_path()
+    } else {
+        file.as_path()
+    };
+    let mut agent2 = Agent::spawn(&hub.agent_url(), "app01", &[follow], &args);
+    agent2.wait_connected(1);
+    write(71..=80);
+    let what = "lines across a rotation while away";
+    if !glob {
+        assert_app_lines_once(&mut client, what, 80);
+        return;
+    }
+    // Two streams now (app.log.1 has the rest of the old file): each in order, every
+    // line once in all.
+    client.wait_lines("80 lines", |ls| numbers(ls, "app").len() >= 80);
+    client.settle(Duration::from_millis(500));
+    for path in [file.clone(), dir.path().join("app.log.1")] {
+        let of: Vec<WireLine> = client
+            .lines
+            .iter()
+            .filter(|l| l.path == path_str(&path))
+            .cloned()
+            .collect();
+        let n = numbers(&of, "app");
+        assert!(n.windows(2).all(|w| w[0] < w[1]), "{what}: {path:?} {n:?}");
+    }
+    let mut all = numbers(&client.lines, "app");
+    all.sort_unstable();
+    assert_exactly_once(what, &all, 1, 80);
 }
 
 // ---------------------------------------------------------------------------------

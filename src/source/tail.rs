@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -689,8 +689,13 @@ impl Tailer {
                         {
                             r.offset
                         }
-                        // Another file by now: all of it is new.
-                        _ => 0,
+                        // Another file by now: all of it is new. The one left was
+                        // likely rotated while we were down: its rest comes first.
+                        Some(r) => {
+                            self.resume_rotated(i, &path, r);
+                            0
+                        }
+                        None => 0,
                     }),
                     (true, StartAt::LastLines(n)) => {
                         // Not following, an unterminated last line is printed at the
@@ -749,6 +754,36 @@ impl Tailer {
     }
 
     /// Makes `handle` the current one of file `i`.
+    /// The file `resume` was about is no longer at `path` (rotated while we were not
+    /// running, by rename): looks for it by inode next to `path` (`app.log.1`), and if
+    /// it grew past where we were, reads on from there as a rotated-away handle of file
+    /// `i`, before the new file. (Gone, or moved elsewhere: nothing to find.)
+    fn resume_rotated(&mut self, i: usize, path: &Path, resume: Resume) {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let Some(found) = entries
+            .flatten()
+            .find(|e| e.ino() == resume.ino && e.path() != path)
+        else {
+            return;
+        };
+        let Ok((mut handle, meta)) = Handle::open(&found.path()) else {
+            return;
+        };
+        let same = meta.dev() == resume.dev && meta.ino() == resume.ino;
+        if !same || meta.len() <= resume.offset || handle.seek(resume.offset).is_err() {
+            return;
+        }
+        tracing::debug!(path = %path.display(), rotated = %found.path().display(), offset = resume.offset, "resuming in the file rotated away meanwhile");
+        self.maybe_held.insert((meta.dev(), meta.ino()));
+        self.files[i].retired.push((handle, Instant::now()));
+    }
+
     fn adopt(&mut self, i: usize, handle: Handle) -> Result<(), Closed> {
         let f = &mut self.files[i];
         match f.reported.take() {
