@@ -105,8 +105,21 @@ impl LineBatch {
 pub struct Origin {
     pub dev: u64,
     pub ino: u64,
+    /// How many times the reader saw the file truncated and written again
+    /// (copytruncate): offsets start over, so `(epoch, offset)` orders its content.
+    pub epoch: u32,
     pub start: u64,
     pub end: u64,
+}
+
+impl Origin {
+    /// `(epoch, offset)` as one number that orders alike, as agents send positions:
+    /// the epoch in the high 16 bits, the offset in the low 48 (256 TiB). A hub that
+    /// knows nothing of epochs still sees refilled content as new (a position past
+    /// all before), not as lines it has.
+    pub fn position(&self, offset: u64) -> u64 {
+        (u64::from(self.epoch.min(0xFFFF)) << 48) | (offset & ((1 << 48) - 1))
+    }
 }
 
 /// One line, once the hub has numbered it: one allocation holds the line and all

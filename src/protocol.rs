@@ -257,7 +257,9 @@ pub enum AgentMsg {
     Resending { batches: u64 },
     /// A file the agent followed is gone for good.
     StreamRemoved { path: String, set: String },
-    /// Complete lines of one file: bytes `start..end` of the file (device, inode).
+    /// Complete lines of one file: bytes `start..end` of the file (device, inode),
+    /// as [`crate::line::Origin::position`]s (offsets, plus the times the file was
+    /// truncated and written again in the high bits).
     /// `batch` numbers the agent's batches; the hub acknowledges by number.
     Lines {
         batch: u64,

@@ -468,6 +468,70 @@ fn agent_restarted_with_state_file_resumes_where_the_hub_acknowledged() {
     assert_eq!(seqs, (1..=120).collect::<Vec<_>>());
 }
 
+/// copytruncate while the agent runs: the file is truncated and written again (less
+/// than before, then more); every line of the new content reaches the hub.
+#[test]
+fn copytruncate_while_the_agent_runs_ships_the_new_content() {
+    let dir = tempdir();
+    let files = log_files(dir.path(), &["app"]);
+    let file = &files[0];
+    let (hub, mut client) = hub_and_client(&[], &[" line "]);
+    let _agent = Agent::start(&hub.agent_url(), "app01", &[file], &[]);
+    let write = |range| write_numbered(file, "app", range);
+
+    write(1..=50);
+    client.wait_lines("line 50", |ls| numbers(ls, "app").last() == Some(&50));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    write(51..=60);
+    client.wait_lines("line 60", |ls| numbers(ls, "app").last() == Some(&60));
+    write(61..=120);
+    assert_app_lines_once(&mut client, "lines across a copytruncate", 120);
+}
+
+/// Truncated and written again past the saved offset while the agent was stopped
+/// (copytruncate): the restarted agent sees other bytes before the offset than it
+/// saved, and reads the file from its start. (It resumed inside the new content: the
+/// lines before the offset were lost, and a line fragment was shipped.)
+#[test]
+fn agent_restarted_after_a_copytruncate_reads_the_new_content_whole() {
+    let dir = tempdir();
+    let files = log_files(dir.path(), &["app"]);
+    let file = &files[0];
+    let state = dir.path().join("agent-state.json");
+    let (hub, mut client) = hub_and_client(&[], &[" line "]);
+    let args = ["--state-file", state.to_str().unwrap()];
+    let mut agent = Agent::start(&hub.agent_url(), "app01", &[file], &args);
+    let write = |range| write_numbered(file, "app", range);
+
+    write(1..=50);
+    client.wait_lines("line 50", |ls| numbers(ls, "app").last() == Some(&50));
+    let len = std::fs::metadata(file).unwrap().len();
+    wait_until("the state file at the end of the file", || {
+        saved_offset(&state, file) == Some(len)
+    });
+    agent.proc.signal("TERM");
+    assert_eq!(agent.proc.wait_exit().code(), Some(0));
+
+    std::fs::copy(file, dir.path().join("app.log.1")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    write(51..=150);
+    assert!(std::fs::metadata(file).unwrap().len() > len);
+    let mut agent2 = Agent::spawn(&hub.agent_url(), "app01", &[file], &args);
+    agent2.wait_connected(1);
+    write(151..=160);
+    assert_app_lines_once(&mut client, "lines across a copytruncate while away", 160);
+}
+
 /// Rotated (renamed) while the agent was stopped, after more lines were written: the
 /// restarted agent finds the old file by its inode next to the path, ships the lines
 /// it had not, then the new file's. (Those lines were lost: it started the new file

@@ -11,6 +11,7 @@
 mod frame;
 
 use std::collections::{HashMap, VecDeque};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -344,8 +345,8 @@ impl Agent {
                     set: b.stream.set.clone(),
                     dev: origin.dev,
                     ino: origin.ino,
-                    start: origin.start,
-                    end: origin.end,
+                    start: origin.position(origin.start),
+                    end: origin.position(origin.end),
                     ts: format_ts(b.ts),
                     text: String::new(),
                 };
@@ -362,6 +363,9 @@ impl Agent {
                             dev: origin.dev,
                             ino: origin.ino,
                             offset: origin.end,
+                            // Noted from the file when the state is saved.
+                            before: None,
+                            epoch: origin.epoch,
                         },
                     )),
                 });
@@ -387,6 +391,20 @@ impl Agent {
         let Some(path) = &self.state_file else { return };
         if !self.dirty {
             return;
+        }
+        // The bytes before each new offset, read from the file itself while it is
+        // still the one acknowledged (not rotated away: then none are noted).
+        for (file, resume) in &mut self.acked {
+            if resume.before.is_none() {
+                let opened = std::fs::File::open(file).and_then(|f| {
+                    let meta = f.metadata()?;
+                    let same = meta.dev() == resume.dev && meta.ino() == resume.ino;
+                    Ok(same.then_some(f))
+                });
+                if let Ok(Some(f)) = opened {
+                    let _ = resume.note_before(&f);
+                }
+            }
         }
         let tmp = path.with_extension("tmp");
         let json = match serde_json::to_string_pretty(&self.acked) {

@@ -226,9 +226,11 @@ fn parse(json: &[u8], body: Option<Bytes>) -> Result<Incoming, serde_json::Error
             batch,
             path,
             set,
+            // Positions as the agent sends them (`Origin::position`): only compared.
             origin: Origin {
                 dev,
                 ino,
+                epoch: 0,
                 start,
                 end,
             },

@@ -82,11 +82,55 @@ pub struct TailConfig {
 }
 
 /// A file and how far it was delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resume {
     pub dev: u64,
     pub ino: u64,
     pub offset: u64,
+    /// The file's bytes just before `offset` (up to `RESUME_CHECK_BYTES`), in hex.
+    /// Other bytes there later mean the file was truncated and written again
+    /// meanwhile (copytruncate while an agent was stopped): then it is read from its
+    /// start, as the live tailer does. Absent (older state files): not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// The file's [`Origin::epoch`] at `offset`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// How many bytes before a resume offset are kept to recognise the file's content.
+const RESUME_CHECK_BYTES: u64 = 32;
+
+impl Resume {
+    /// Notes the bytes before `offset` as `file` (the file this is about) holds them.
+    pub fn note_before(&mut self, file: &File) -> io::Result<()> {
+        self.before = Some(hex(&bytes_before(file, self.offset)?));
+        Ok(())
+    }
+
+    /// Whether `file` still holds, before `offset`, the bytes noted then.
+    fn same_before(&self, file: &File) -> bool {
+        match &self.before {
+            None => true,
+            Some(noted) => bytes_before(file, self.offset).is_ok_and(|b| hex(&b) == *noted),
+        }
+    }
+}
+
+/// The up to `RESUME_CHECK_BYTES` bytes of `file` before `offset`.
+fn bytes_before(file: &File, offset: u64) -> io::Result<Vec<u8>> {
+    let n = offset.min(RESUME_CHECK_BYTES);
+    let mut buf = vec![0; n as usize];
+    file.read_exact_at(&mut buf, offset - n)?;
+    Ok(buf)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Default for TailConfig {
@@ -159,6 +203,8 @@ struct Handle {
     /// Modification time at the last look, to skip re-reading the fingerprint of a
     /// file that did not change.
     modified: Option<(i64, i64)>,
+    /// Times it was found truncated and written again (see [`Origin::epoch`]).
+    epoch: u32,
 }
 
 const FINGERPRINT: usize = 64;
@@ -177,6 +223,7 @@ impl Handle {
                 cut: 0,
                 fingerprint: Vec::new(),
                 modified: None,
+                epoch: 0,
             },
             meta,
         ))
@@ -228,6 +275,7 @@ impl Handle {
         Origin {
             dev: self.dev,
             ino: self.ino,
+            epoch: self.epoch,
             start,
             end,
         }
@@ -678,19 +726,29 @@ impl Tailer {
                     }
                     _ => {}
                 }
-                let resume = self.config.resume.get(&path).copied();
+                let resume = self.config.resume.get(&path).cloned();
                 let start = match (startup, self.config.start) {
                     (true, _) if resume.is_some() => Ok(match resume {
-                        // The same file: on from where it was left (unless it shrank).
+                        // The same file: on from where it was left (unless it shrank,
+                        // or was truncated and refilled meanwhile).
                         Some(r)
                             if r.dev == meta.dev()
                                 && r.ino == meta.ino()
-                                && r.offset <= meta.len() =>
+                                && r.offset <= meta.len()
+                                && r.same_before(&handle.file) =>
                         {
+                            handle.epoch = r.epoch;
                             r.offset
                         }
-                        // Another file by now: all of it is new. The one left was
-                        // likely rotated while we were down: its rest comes first.
+                        // The same file, truncated (and maybe written again): its
+                        // content starts over, past all that was shipped of it.
+                        Some(r) if r.dev == meta.dev() && r.ino == meta.ino() => {
+                            handle.epoch = r.epoch.saturating_add(1);
+                            0
+                        }
+                        // Another file by now (or other content): all of it is new.
+                        // The one left was likely rotated while we were down: its
+                        // rest comes first.
                         Some(r) => {
                             self.resume_rotated(i, &path, r);
                             0
@@ -873,6 +931,7 @@ impl Tailer {
                     // What was held back of the old content is still a line.
                     let stream = f.stream.clone();
                     let pending = flush_partial(handle, &stream);
+                    handle.epoch = handle.epoch.saturating_add(1);
                     let reset = handle.seek(0);
                     if let Some(batch) = pending {
                         self.send(SourceEvent::Lines(batch))?;
