@@ -38,6 +38,8 @@ pub struct Plan {
     connect: Option<crate::connect::Remote>,
     subscription: Subscription,
     targets: Vec<Target>,
+    /// Read standard input instead of files.
+    stdin: bool,
     tail: TailConfig,
     printer: PrinterOptions,
 }
@@ -56,14 +58,24 @@ impl Plan {
                 "no pattern given: use -e PATTERN (or -e '' for every line), or -f FILE".into(),
             ));
         }
-        if args.paths.is_empty() && args.connect.is_none() {
+        // No PATH (or `-`): standard input, as grep reads it; unless it is a terminal,
+        // where a forgotten PATH is likelier than typing log lines.
+        let stdin = args.connect.is_none()
+            && (args.paths.is_empty() || args.paths.iter().all(|p| p == "-"));
+        if stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return Err(UsageError(
-                "no file given: name one or more PATHs to follow".into(),
+                "no file given: name one or more PATHs to follow (or pipe lines in)".into(),
+            ));
+        }
+        if !stdin && args.paths.iter().any(|p| p == "-") {
+            return Err(UsageError(
+                "- (standard input) cannot be read along with files".into(),
             ));
         }
         let targets = args
             .paths
             .iter()
+            .filter(|_| !stdin)
             .map(|p| Target::parse(p).map_err(UsageError))
             .collect::<Result<Vec<_>, _>>()?;
         let format = Format::parse(&args.format).map_err(UsageError)?;
@@ -137,9 +149,12 @@ impl Plan {
                 streams: StreamSelector::all(),
             },
             targets,
+            stdin,
             tail: TailConfig {
                 start,
-                follow: !args.no_follow,
+                // Standard input ends when its writer is done: then so does the
+                // program, with grep's status.
+                follow: !args.no_follow && !stdin,
                 max_line: args.max_line as usize,
                 ..TailConfig::default()
             },
@@ -183,7 +198,11 @@ impl Plan {
         // Small: each batch may hold up to `read_chunk` bytes.
         let (tx, rx) = crate::source::events::channel(16);
         let follow = self.tail.follow;
-        let tailer = tail::spawn(self.targets, self.tail, tx)?;
+        let tailer = if self.stdin {
+            tail::spawn_stdin(self.tail, tx)?
+        } else {
+            tail::spawn(self.targets, self.tail, tx)?
+        };
         let ingest = {
             let hub = hub.clone();
             std::thread::Builder::new()

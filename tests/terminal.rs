@@ -876,8 +876,14 @@ fn usage_errors_exit_2() {
     let d = dir.path();
     fs::write(d.join("app.log"), "error\n").unwrap();
     let cases: [(&[&str], &str); 5] = [
-        (&["-e", "error"], "no file given"),
-        (&["--no-follow", "-e", "error"], "no file given"),
+        (
+            &["-e", "error", "-", "app.log"],
+            "cannot be read along with files",
+        ),
+        (
+            &["--no-follow", "-e", "error", "app.log", "-"],
+            "cannot be read along with files",
+        ),
         (&["app.log"], "no pattern given"),
         (&["--no-follow", "app.log"], "no pattern given"),
         (
@@ -894,6 +900,55 @@ fn usage_errors_exit_2() {
     let ended = run_to_end(&["-e", "x", "-f", "missing.txt", "app.log"], d);
     assert_eq!(ended.code, 2);
     assert!(ended.stderr.contains("missing.txt"), "{}", ended.stderr);
+}
+
+/// No PATH (or `-`): standard input, as grep reads it, line by line as it comes, a
+/// last unterminated line included; the status is grep's. (It said "no file given".)
+#[test]
+fn standard_input_is_read_when_no_path_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["-e", "error"][..],
+        &["-e", "error", "-"],
+        &["--no-follow", "-e", "error"],
+    ] {
+        let mut cmd = bin();
+        cmd.args(args).current_dir(dir.path());
+        let mut p = Proc::spawn_writing_stdin("supergrep", cmd);
+        let mut stdin = p.child.stdin.take().unwrap();
+        // Each match is printed while the writer is still there.
+        stdin.write_all(b"first error\nnothing\n").unwrap();
+        assert_eq!(p.lines(1), ["first error"], "{args:?}");
+        stdin.write_all(b"last error, no newline").unwrap();
+        drop(stdin);
+        let (code, rest) = p.finish();
+        assert_eq!(rest, ["last error, no newline"], "{args:?}");
+        assert_eq!(code, 0, "{args:?}");
+    }
+    // Nothing matched: 1; an empty input (here /dev/null) too.
+    let ended = run_to_end(&["-e", "error"], dir.path());
+    assert_eq!((ended.code, ended.stdout.len()), (1, 0), "{}", ended.stderr);
+}
+
+/// A pipe given as a PATH (`<(zcat old.log.gz)`, a FIFO) has no offsets to follow by:
+/// a message says to give it on standard input. (It said "Illegal seek".)
+#[test]
+fn a_pipe_given_as_a_path_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let ended = run_to_end(&["--no-follow", "-e", "error", "pipe"], dir.path());
+    assert_eq!(ended.code, 2, "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains("pipe: is not a regular file")
+            && ended.stderr.contains("give it on standard input"),
+        "{}",
+        ended.stderr
+    );
 }
 
 /// What a line longer than `max` bytes becomes: its head, cut at a character

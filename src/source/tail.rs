@@ -27,6 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -187,6 +188,77 @@ pub fn spawn_sets(
         .spawn(move || Tailer::new(targets, names, config, out).run())
 }
 
+/// Standard input's name as a stream (grep's).
+pub const STDIN_NAME: &str = "(standard input)";
+
+/// Reads standard input on a thread of its own to its end (`cmd | supergrep -e P`),
+/// sending complete lines as they come (one `read` at a time, so a slow writer's
+/// lines are not held back to fill a buffer), then what is left of a last line.
+/// Nothing to follow after: a pipe that ends has ended.
+pub fn spawn_stdin(
+    config: TailConfig,
+    out: EventSender,
+) -> io::Result<std::thread::JoinHandle<TailSummary>> {
+    let (mut handle, _) = Handle::new(File::from(io::stdin().as_fd().try_clone_to_owned()?))?;
+    let stream = Arc::new(Stream::new(
+        config.host.clone(),
+        STDIN_NAME,
+        config.set.clone(),
+    ));
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || read_stdin(&mut handle, &stream, &config, &out))
+}
+
+fn read_stdin(
+    handle: &mut Handle,
+    stream: &Arc<Stream>,
+    config: &TailConfig,
+    out: &EventSender,
+) -> TailSummary {
+    let mut summary = TailSummary::default();
+    if out
+        .blocking_send(SourceEvent::StreamAdded(stream.clone()))
+        .is_err()
+    {
+        return summary;
+    }
+    loop {
+        let mut buf = std::mem::take(&mut handle.partial);
+        let held = buf.len();
+        buf.resize(held + config.read_chunk, 0);
+        let n = match handle.file.read(&mut buf[held..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                buf.truncate(held);
+                handle.partial = buf;
+                continue;
+            }
+            Err(e) => {
+                buf.truncate(held);
+                handle.partial = buf;
+                crate::say!("supergrep: {STDIN_NAME}: {e}");
+                summary.errors += 1;
+                break;
+            }
+        };
+        buf.truncate(held + n);
+        if n == 0 {
+            handle.partial = buf;
+            break;
+        }
+        let start = handle.delivered_offset();
+        handle.offset += n as u64;
+        if send_lines(handle, buf, held, start, stream, config, out).is_err() {
+            return summary;
+        }
+    }
+    if let Some(batch) = flush_partial(handle, stream) {
+        let _ = out.blocking_send(SourceEvent::Lines(batch));
+    }
+    summary
+}
+
 /// The open handle of one file and how far it was read.
 struct Handle {
     file: File,
@@ -211,7 +283,11 @@ const FINGERPRINT: usize = 64;
 
 impl Handle {
     fn open(path: &Path) -> io::Result<(Handle, Metadata)> {
-        let file = File::open(path)?;
+        Handle::new(File::open(path)?)
+    }
+
+    /// A handle on `file`, at its start.
+    fn new(file: File) -> io::Result<(Handle, Metadata)> {
         let meta = file.metadata()?;
         Ok((
             Handle {
@@ -687,6 +763,17 @@ impl Tailer {
     /// Opens file `i` if it exists now; at startup existing files start per config.
     fn open(&mut self, i: usize, startup: bool) -> Result<(), Closed> {
         let path = self.files[i].path.clone();
+        // A pipe (`<(zcat old.log.gz)`, a FIFO) or a device has no offsets to follow
+        // by (and opening a FIFO waits for a writer): standard input takes a stream.
+        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let hint = format!(
+                "is not a regular file (a pipe?): give it on standard input: \
+                 supergrep -e PATTERN < {}",
+                path.display()
+            );
+            self.report(i, io::ErrorKind::InvalidInput, &hint);
+            return Ok(());
+        }
         match Handle::open(&path) {
             Ok((mut handle, meta)) => {
                 if meta.is_dir() {
@@ -697,6 +784,7 @@ impl Tailer {
                     self.report(i, io::ErrorKind::IsADirectory, &hint);
                     return Ok(());
                 }
+
                 // The same file under another name (rotated to a name a glob matches, a
                 // symlink pointed back, a second link): one handle per file, or lines
                 // would be read twice.
@@ -1125,21 +1213,36 @@ fn drain(
             return Ok(());
         }
         handle.remember_tail(&buf[held..]);
-        if let Some(bytes) = split_lines(handle, buf, held, config.max_line) {
-            let batch = ReadBatch {
-                stream: stream.clone(),
-                ts: SystemTime::now(),
-                bytes,
-                origin: Some(handle.origin(start, handle.delivered_offset())),
-            };
-            out.blocking_send(SourceEvent::Lines(batch))
-                .map_err(|Closed| DrainError::Closed)?;
-        }
+        send_lines(handle, buf, held, start, stream, config, out)
+            .map_err(|Closed| DrainError::Closed)?;
         if (n as u64) < want {
             // A short read: we are at the end for now.
             return Ok(());
         }
     }
+}
+
+/// Sends the complete lines of `buf` (just read, after the `held` bytes kept from
+/// before; the lines start at file offset `start`) as one batch, and keeps the rest.
+fn send_lines(
+    handle: &mut Handle,
+    buf: Vec<u8>,
+    held: usize,
+    start: u64,
+    stream: &Arc<Stream>,
+    config: &TailConfig,
+    out: &EventSender,
+) -> Result<(), Closed> {
+    let Some(bytes) = split_lines(handle, buf, held, config.max_line) else {
+        return Ok(());
+    };
+    let batch = ReadBatch {
+        stream: stream.clone(),
+        ts: SystemTime::now(),
+        bytes,
+        origin: Some(handle.origin(start, handle.delivered_offset())),
+    };
+    out.blocking_send(SourceEvent::Lines(batch))
 }
 
 /// Takes the complete lines out of `buf` (which starts with the `held` bytes kept

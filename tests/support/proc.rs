@@ -83,23 +83,29 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdin closed, stdout discarded and stderr read on a thread.
     pub fn spawn(label: &str, cmd: Command) -> Proc {
-        Proc::spawn_with(label, cmd, Stdout::Discarded)
+        Proc::spawn_with(label, cmd, Stdout::Discarded, Stdio::null())
     }
 
     /// [`spawn`](Self::spawn), with stdout read line by line too.
     pub fn spawn_reading_stdout(label: &str, cmd: Command) -> Proc {
-        Proc::spawn_with(label, cmd, Stdout::Lines)
+        Proc::spawn_with(label, cmd, Stdout::Lines, Stdio::null())
+    }
+
+    /// [`spawn_reading_stdout`](Self::spawn_reading_stdout), with stdin a pipe left in
+    /// `child.stdin` for the caller to write (and close).
+    pub fn spawn_writing_stdin(label: &str, cmd: Command) -> Proc {
+        Proc::spawn_with(label, cmd, Stdout::Lines, Stdio::piped())
     }
 
     /// [`spawn`](Self::spawn), with stdout a pipe left in `child.stdout` for the
     /// caller to read (or close) itself.
     pub fn spawn_raw_stdout(label: &str, cmd: Command) -> Proc {
-        Proc::spawn_with(label, cmd, Stdout::Raw)
+        Proc::spawn_with(label, cmd, Stdout::Raw, Stdio::null())
     }
 
-    fn spawn_with(label: &str, mut cmd: Command, stdout: Stdout) -> Proc {
+    fn spawn_with(label: &str, mut cmd: Command, stdout: Stdout, stdin: Stdio) -> Proc {
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(match stdout {
                 Stdout::Discarded => Stdio::null(),
                 Stdout::Lines | Stdout::Raw => Stdio::piped(),
