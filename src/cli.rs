@@ -247,7 +247,7 @@ pub struct GrepArgs {
     pub irc_format: String,
 
     /// IRC messages per second at most, on average.
-    #[arg(long, value_name = "N", default_value_t = 1.0, requires = "irc")]
+    #[arg(long, value_name = "N", default_value_t = 1.0, requires = "irc", value_parser = positive_rate)]
     pub irc_rate: f64,
 
     /// IRC messages that may go at once before the rate applies.
@@ -265,4 +265,15 @@ pub enum ColorWhen {
     Auto,
     Always,
     Never,
+}
+
+/// `--irc-rate`: a number of messages a second above 0 (0, or NaN, posted nothing
+/// after the first burst, not even the summary of what was held back).
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate above 0 (messages a second, e.g. 0.5)"
+        )),
+    }
 }

@@ -228,6 +228,11 @@ impl Config {
         }
         for (i, sink) in self.irc.iter().enumerate() {
             crate::irc::IrcTarget::parse(&sink.url()).map_err(|e| format!("irc[{i}]: {e}"))?;
+            if sink.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                return Err(format!(
+                    "irc[{i}].rate must be above 0 (messages a second, e.g. 0.5)"
+                ));
+            }
             if let Some(f) = &sink.format {
                 match crate::output::Format::parse(f)
                     .map_err(|e| format!("irc[{i}].format: {e}"))?

@@ -67,8 +67,26 @@ impl Format {
                     chars.next();
                     lit.push('}');
                 }
+                '}' => {
+                    return Err(format!(
+                        "a lone }} in format {s:?} (a literal one is written }}}})"
+                    ))
+                }
                 '{' => {
-                    let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    let mut name = String::new();
+                    let mut closed = false;
+                    for c in chars.by_ref() {
+                        if c == '}' {
+                            closed = true;
+                            break;
+                        }
+                        name.push(c);
+                    }
+                    if !closed {
+                        return Err(format!(
+                            "unclosed {{ in format {s:?} (a literal one is written {{{{)"
+                        ));
+                    }
                     let field = Field::NAMES
                         .iter()
                         .find(|(n, _)| *n == name)
@@ -324,6 +342,15 @@ mod tests {
             .unwrap_err()
             .contains("unknown field {nope}"));
         assert!(Format::parse("yaml").is_err());
+        // Braces that open no field, or close none: said, not printed as they are.
+        for (bad, why) in [
+            ("pre {text", "unclosed {"),
+            ("{text} {", "unclosed {"),
+            ("{text} }", "a lone }"),
+        ] {
+            let e = Format::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -92,7 +92,8 @@ impl Plan {
             ColorWhen::Never => false,
             ColorWhen::Auto => {
                 io::stdout().is_terminal()
-                    && std::env::var_os("NO_COLOR").is_none()
+                    // no-color.org: set and not empty.
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
                     && std::env::var("TERM").map_or(true, |t| t != "dumb")
             }
         };

@@ -1508,6 +1508,10 @@ fn config_errors_exit_2_and_name_the_key() {
         (set.as_str(), "pathz"),
         ("[limits]\nclient_queue = 0\n", "client_queue"),
         ("listen = \"nowhere\"\n", "listen"),
+        (
+            "[[irc]]\nserver = \"irc://h\"\nchannel = \"#c\"\nrate = 0.0\n",
+            "rate",
+        ),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let config = dir.path().join(format!("bad{i}.toml"));

@@ -897,6 +897,41 @@ fn usage_errors_exit_2() {
         assert!(ended.stderr.contains(message), "{a:?}: {}", ended.stderr);
         assert!(ended.stdout.is_empty(), "{a:?}");
     }
+    let more: [(&[&str], &str); 3] = [
+        (
+            &["-e", "x", "--format", "pre {text", "app.log"],
+            "unclosed {",
+        ),
+        (
+            &[
+                "-e",
+                "x",
+                "--irc",
+                "irc://h/#c",
+                "--irc-rate",
+                "0",
+                "app.log",
+            ],
+            "not a rate above 0",
+        ),
+        (
+            &[
+                "-e",
+                "x",
+                "--irc",
+                "irc://h/#c",
+                "--irc-rate",
+                "nan",
+                "app.log",
+            ],
+            "not a rate above 0",
+        ),
+    ];
+    for (a, message) in more {
+        let ended = run_to_end(a, d);
+        assert_eq!(ended.code, 2, "{a:?}: {}", ended.stderr);
+        assert!(ended.stderr.contains(message), "{a:?}: {}", ended.stderr);
+    }
     let ended = run_to_end(&["-e", "x", "-f", "missing.txt", "app.log"], d);
     assert_eq!(ended.code, 2);
     assert!(ended.stderr.contains("missing.txt"), "{}", ended.stderr);
