@@ -125,11 +125,12 @@ impl IrcSink {
     /// The sink's target, from `server` plus `channel` and `key`.
     pub fn url(&self) -> String {
         let mut url = self.server.trim_end_matches('/').to_owned();
+        // Values as they are, so escaped for the URL.
         if let Some(c) = &self.channel {
-            url = format!("{url}/{c}");
+            url = format!("{url}/{}", crate::irc::percent_encode(c));
         }
         if let Some(k) = &self.key {
-            url = format!("{url}?key={k}");
+            url = format!("{url}?key={}", crate::irc::percent_encode(k));
         }
         url
     }

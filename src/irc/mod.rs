@@ -48,10 +48,20 @@ impl IrcTarget {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
+        // Percent-encoded as in any URL (`%23` for `#`, `%2F` for `/`, `%40` for `@`);
+        // a decoded CR, LF or NUL would end the IRC command it is put in.
+        let decode = |part: &str, what: &str| -> Result<String, String> {
+            let text =
+                percent_decode(part).ok_or_else(|| bad(&format!("bad %-escape in the {what}")))?;
+            if text.chars().any(char::is_control) {
+                return Err(bad(&format!("the {what} has a control character")));
+            }
+            Ok(text)
+        };
         let (nick, password) = match userinfo {
             Some(u) => match u.split_once(':') {
-                Some((n, p)) => (Some(n.to_owned()), Some(p.to_owned())),
-                None => (Some(u.to_owned()), None),
+                Some((n, p)) => (Some(decode(n, "nick")?), Some(decode(p, "password")?)),
+                None => (Some(decode(u, "nick")?), None),
             },
             None => (None, None),
         };
@@ -65,10 +75,15 @@ impl IrcTarget {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let (channel, key) = match channel.split_once("?key=") {
-            Some((c, k)) => (c, Some(k.to_owned())),
-            None => (channel, None),
-        };
+        let (channel, query) = channel.split_once('?').unwrap_or((channel, ""));
+        let mut key = None;
+        for param in query.split('&').filter(|p| !p.is_empty()) {
+            match param.strip_prefix("key=") {
+                Some(k) => key = Some(decode(k, "key")?),
+                None => return Err(bad(&format!("unknown parameter {param:?} (only key=)"))),
+            }
+        }
+        let channel = decode(channel, "channel")?;
         let channel = match channel.trim() {
             "" => return Err(bad("no channel")),
             c if c.starts_with(['#', '&']) => c.to_owned(),
@@ -89,6 +104,41 @@ impl IrcTarget {
             nick,
         })
     }
+}
+
+/// `%XX` escapes decoded; `None` for a broken escape or text that is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `text` for a part of an IRC URL: every byte but letters, digits and `-._~` as
+/// `%XX`, so that [`IrcTarget::parse`] gives `text` back whatever it holds.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Everything about one IRC sink.
@@ -532,6 +582,33 @@ mod tests {
         assert!(IrcTarget::parse("http://x/#y").is_err());
         assert!(IrcTarget::parse("irc://x").is_err());
         assert!(IrcTarget::parse("irc://x/#a b").is_err());
+        // Percent-escapes, as in any URL: a `#` that is no fragment, `/` and `@` in a
+        // password, `&` in a key; CR/LF (an IRC command's end) refused.
+        let t = IrcTarget::parse("irc://b%40t:p%2Fw%40x@h/%23ops?key=k%26x").unwrap();
+        assert_eq!(
+            (
+                t.nick.as_deref(),
+                t.password.as_deref(),
+                t.channel.as_str(),
+                t.key.as_deref()
+            ),
+            (Some("b@t"), Some("p/w@x"), "#ops", Some("k&x"))
+        );
+        for bad in [
+            "irc://bot:pw%0D%0AQUIT@h/#c",
+            "irc://h/#c?key=a%0Ab",
+            "irc://h/#c?key=k&x=1",
+            "irc://h/#c%zz",
+        ] {
+            assert!(IrcTarget::parse(bad).is_err(), "{bad}");
+        }
+        let key = "p&s s%/?#";
+        let url = format!(
+            "irc://h/{}?key={}",
+            percent_encode("#c"),
+            percent_encode(key)
+        );
+        assert_eq!(IrcTarget::parse(&url).unwrap().key.as_deref(), Some(key));
         let t = IrcTarget::parse("ircs://x/#y").unwrap();
         assert_eq!((t.tls, t.port), (true, 6697));
         assert!(!IrcTarget::parse("irc://x/#y").unwrap().tls);
