@@ -11,12 +11,14 @@
 //! question but collapses past a few hundred patterns.)
 //!
 //! One subscription alone (terminal mode) is searched a buffer at a time, as ripgrep
-//! does: its patterns as one regex up to 48 patterns, as one lazy
-//! DFA up to 1,000 (given up for the literal walk if it thrashes).
+//! does: its patterns as one regex up to 48 patterns, as one lazy DFA up to 1,000,
+//! run in interleaved lanes ([`lanes`]; given up for the literal walk if it
+//! thrashes).
 //!
 //! A [`Matcher`] is immutable; [`registry::Registry`] builds a new one when
 //! subscriptions change and swaps it in, so matching never waits for a rebuild.
 
+mod lanes;
 pub mod literals;
 pub mod pattern;
 pub mod registry;
@@ -31,6 +33,7 @@ use regex_automata::{hybrid, meta};
 use thiserror::Error;
 
 use crate::line::{trim_cr, Stream};
+use lanes::{GaveUp, LaneSearch};
 pub use pattern::{Pattern, PatternError, PatternKey};
 pub use selector::{SelectorError, StreamSelector};
 
@@ -125,11 +128,13 @@ impl LiteralSkip {
     }
 }
 
-/// Finds the next line any pattern of a lazy DFA matches; once the DFA gives up,
-/// goes on with the literal prefilter (or line by line, without one).
+/// Finds the next line any pattern of a lazy DFA matches (in interleaved lanes, see
+/// [`lanes`]); once the DFA gives up, goes on with the literal prefilter (or line by
+/// line, without one).
 struct DfaSkip<'m> {
     dfa: &'m hybrid::dfa::DFA,
     cache: hybrid::dfa::Cache,
+    lanes: LaneSearch,
     literal: Option<(&'m AhoCorasick, LiteralSkip)>,
     gave_up: bool,
 }
@@ -137,24 +142,10 @@ struct DfaSkip<'m> {
 impl DfaSkip<'_> {
     fn next(&mut self, bytes: &[u8], pos: usize) -> Option<(usize, Option<usize>)> {
         if !self.gave_up {
-            let input = regex_automata::Input::new(bytes)
-                .span(pos..bytes.len())
-                .earliest(true);
-            match self.dfa.try_search_fwd(&mut self.cache, &input) {
-                Ok(None) => return None,
-                Ok(Some(m)) => {
-                    // Within one line (no pattern matches a `\n`); an empty match
-                    // right after a `\n` is at the next line's start.
-                    let end = m.offset();
-                    let at = if end > pos && bytes[end - 1] != b'\n' {
-                        end - 1
-                    } else {
-                        end
-                    };
-                    return Some((at, Some(end)));
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "lazy DFA gave up; literal prefilter");
+            match self.lanes.next(self.dfa, &mut self.cache, bytes, pos) {
+                Ok(hit) => return hit.map(|(at, end)| (at, Some(end))),
+                Err(GaveUp) => {
+                    tracing::debug!("lazy DFA gave up; literal prefilter");
                     self.gave_up = true;
                 }
             }
@@ -501,13 +492,17 @@ impl Matcher {
             // buffer at a time. If the lazy DFA gives up, the walk goes on from there
             // as it would have without it.
             let literal = self.prefilter.as_ref().filter(|_| !elig.every_line);
+            let mut lanes = std::mem::take(&mut scratch.lanes);
+            lanes.reset();
             let mut skip = DfaSkip {
                 dfa,
                 cache,
+                lanes,
                 literal: literal.map(|ac| (ac, LiteralSkip::default())),
                 gave_up: false,
             };
             self.walk(text, &elig, scratch, on_hit, |pos| skip.next(bytes, pos));
+            scratch.lanes = skip.lanes;
             // Given up, or cleared because it was too small for these patterns (each
             // refill costs more than the literal prefilter: 5,000 templates ran under
             // 1 MB/s): the literal prefilter from now on.
@@ -789,6 +784,8 @@ pub struct Scratch {
     /// This thread's cache for the matcher's `line_dfa`; `None` once a search gave
     /// up on this matcher (the literal prefilter takes over).
     dfa_cache: Option<hybrid::dfa::Cache>,
+    /// The lanes' hit lists for `line_dfa`, kept for their allocations.
+    lanes: LaneSearch,
     /// Bytes scanned with this matcher so far (see `Limits::line_dfa_after`).
     scanned: u64,
 }
@@ -1046,6 +1043,43 @@ mod tests {
         // prefilter, leaving the DFA's cache as created; from the third on it grows.
         assert_eq!(dfa_memory[0], dfa_memory[1]);
         assert!(dfa_memory[2] > dfa_memory[1], "{dfa_memory:?}");
+    }
+
+    #[test]
+    fn a_lazy_dfa_that_gives_up_midway_leaves_the_rest_to_the_literal_walk() {
+        // 60 patterns (the lazy DFA's range), one with a Unicode `\b`: the DFA
+        // quits on the first non-ASCII byte, which comes after more than one
+        // window of lines (hits already handed out), then the literal walk finds
+        // the rest, and the lines after it are still found.
+        let mut include: Vec<String> = (0..59).map(|i| format!("never{i}x")).collect();
+        include.push(r"\bhit\b".to_owned());
+        let include: Vec<&str> = include.iter().map(String::as_str).collect();
+        let limits = Limits {
+            line_dfa_after: 0,
+            ..Limits::default()
+        };
+        let m = Matcher::single(&sub(&include, &[], false), &limits).unwrap();
+        let mut text = String::new();
+        let mut want = Vec::new();
+        for i in 0..20_000 {
+            let line = match i {
+                15_000 => "ünïcode, then a hit here".to_owned(),
+                _ if i % 1000 == 0 => format!("{i} a hit here"),
+                _ => format!("{i} nothing, white noise"),
+            };
+            if line.contains("hit ") {
+                want.push(line.clone());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let mut got = Vec::new();
+        let mut scratch = Scratch::default();
+        m.scan(&stream(), &text, &mut scratch, |hit| {
+            got.push(hit.line.to_owned())
+        });
+        assert_eq!(got, want);
+        assert!(scratch.dfa_cache.is_none(), "the DFA is given up for good");
     }
 
     #[test]
