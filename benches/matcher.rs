@@ -33,7 +33,7 @@ const REGEX_SET_MAX: usize = 100;
 /// Up to this many patterns a single subscription is also measured on the path the
 /// matcher takes for several subscriptions (literal prefilter, then per-pattern
 /// verification), forced by adding a second subscription that never matches; a
-/// single subscription of at most `BUFFER_REGEX_MAX_PATTERNS` (100) patterns is
+/// single subscription of at most `BUFFER_REGEX_MAX_PATTERNS` (32) patterns is
 /// otherwise searched as one combined regex. Shows where that threshold should be.
 const MULTI_PATH_MAX: usize = 100;
 

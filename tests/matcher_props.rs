@@ -455,7 +455,7 @@ proptest! {
 proptest! {
     #![proptest_config(config(300))]
 
-    /// Past 48 include patterns, a single subscription is searched with one lazy DFA
+    /// Past 32 include patterns, a single subscription is searched with one lazy DFA
     /// over the whole buffer instead of the literal prefilter: the drawn patterns of
     /// every subscription, plus fillers that never match, as one subscription.
     #[test]

@@ -11,7 +11,7 @@
 //! question but collapses past a few hundred patterns.)
 //!
 //! One subscription alone (terminal mode) is searched a buffer at a time, as ripgrep
-//! does: its patterns as one regex up to 48 patterns, as one lazy DFA up to 1,000,
+//! does: its patterns as one regex up to 32 patterns, as one lazy DFA up to 1,000,
 //! run in interleaved lanes ([`lanes`]; given up for the literal walk if it
 //! thrashes).
 //!
@@ -58,9 +58,10 @@ pub struct Limits {
     /// Compiled size of all patterns and the prefilter together, in bytes.
     pub total_size: usize,
     /// Bytes one thread scans with the literal prefilter before a lazy DFA (one
-    /// subscription of many patterns) takes over: building its states costs about
-    /// what the prefilter takes for this much text, so a small scan never pays it
-    /// and a big one or a followed file soon earns it back.
+    /// subscription of more than 200 patterns) takes over: building its states costs
+    /// about what the prefilter takes for this much text, so a small scan never pays
+    /// it and a big one or a followed file soon earns it back. (With fewer patterns
+    /// the states cost little: the DFA searches from the first byte.)
     pub line_dfa_after: u64,
 }
 
@@ -199,10 +200,20 @@ struct PatternUse {
     excluded_by: Vec<u32>,
 }
 
-/// Beyond this many patterns one combined regex gets slower than the literal
-/// prefilter (and much larger).
-/// (Measured: the two cross between 50 and 100 patterns of Loghub templates.)
-const BUFFER_REGEX_MAX_PATTERNS: usize = 48;
+/// Beyond this many patterns the lazy DFA in lanes beats one combined regex.
+/// (Measured on Loghub patterns, a fresh matcher scanning 20 MB: 33 patterns 18
+/// against 22 ms, 40: 20 against 53 ms, 48: 22 against 50 ms; up to 32 the combined
+/// regex, with its literal prefilters, is as fast or faster: 23 patterns 1,460
+/// against 1,295 MiB/s warm.)
+const BUFFER_REGEX_MAX_PATTERNS: usize = 32;
+
+/// Up to this many patterns the lazy DFA builds its states in less time than the
+/// literal prefilter would take over them, so it searches from the first byte and
+/// `Limits::line_dfa_after` does not apply. (A fresh matcher scanning 20 MB, DFA
+/// from the start against the literal prefilter: 60 patterns 28 against 93 ms, 100:
+/// 41 against 99, 200: 88 against 107, 250: 104 against 110, 300: 131 against 123,
+/// 460: 254 against 154.)
+const LINE_DFA_AT_ONCE_MAX_PATTERNS: usize = 200;
 
 /// Beyond this many patterns the lazy DFA's states cost more to build than it saves
 /// on a scan of tens of megabytes (20 MB with 3,000 templates: 1.37 s against 0.32 s
@@ -427,6 +438,11 @@ impl Matcher {
             .as_ref()
             .map_or(0, |d| d.get_nfa().memory_usage() + pattern::LINE_DFA_CACHE);
 
+        // Only a lone subscription has a `line_dfa`.
+        let line_dfa_after = match compiled_subs.as_slice() {
+            [only] if only.include.len() <= LINE_DFA_AT_ONCE_MAX_PATTERNS => 0,
+            _ => limits.line_dfa_after,
+        };
         Ok(Matcher {
             patterns,
             uses,
@@ -436,7 +452,7 @@ impl Matcher {
             always,
             buffer_regex,
             line_dfa,
-            line_dfa_after: limits.line_dfa_after,
+            line_dfa_after,
             buffer_regex_exact,
             exclude_regex,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -1017,20 +1033,16 @@ mod tests {
         assert_eq!(spans, [[1, 3], [4, 5], [6, 7]]);
     }
 
-    #[test]
-    fn many_patterns_switch_to_the_lazy_dfa_after_line_dfa_after_bytes() {
-        // 60 patterns: past the combined regex, within the lazy DFA's range.
-        let mut include: Vec<String> = (0..59).map(|i| format!("never{i}x")).collect();
+    /// The DFA's cache memory as created, then after each of four scans of the same
+    /// text, by one matcher of `n - 1` patterns that never match and one that does.
+    fn dfa_memory_over_four_scans(n: usize, limits: &Limits) -> Vec<Option<usize>> {
+        let mut include: Vec<String> = (0..n - 1).map(|i| format!("never{i}x")).collect();
         include.push(r"err(or)? \d+".to_owned());
         let include: Vec<&str> = include.iter().map(String::as_str).collect();
-        let limits = Limits {
-            line_dfa_after: 100,
-            ..Limits::default()
-        };
-        let m = Matcher::single(&sub(&include, &[], false), &limits).unwrap();
+        let m = Matcher::single(&sub(&include, &[], false), limits).unwrap();
         let text = "ok 1\nerror 42 here\nerr\nerr 7\nnothing at all here, really\n";
         let mut scratch = Scratch::default();
-        let mut dfa_memory = Vec::new();
+        let mut dfa_memory = vec![m.line_dfa.as_ref().map(|d| d.create_cache().memory_usage())];
         for _ in 0..4 {
             let mut got = Vec::new();
             m.scan(&stream(), text, &mut scratch, |hit| {
@@ -1039,10 +1051,36 @@ mod tests {
             assert_eq!(got, ["error 42 here", "err 7"]);
             dfa_memory.push(scratch.dfa_cache.as_ref().map(|c| c.memory_usage()));
         }
+        assert!(dfa_memory[0].is_some(), "a lazy DFA for {n} patterns");
+        dfa_memory
+    }
+
+    #[test]
+    fn many_patterns_switch_to_the_lazy_dfa_after_line_dfa_after_bytes() {
+        // 260 patterns: past the DFA that starts at once, within its range.
+        let limits = Limits {
+            line_dfa_after: 100,
+            ..Limits::default()
+        };
+        let dfa_memory = dfa_memory_over_four_scans(260, &limits);
         // 57 bytes a scan: the first two (0 and 57 bytes before) use the literal
         // prefilter, leaving the DFA's cache as created; from the third on it grows.
         assert_eq!(dfa_memory[0], dfa_memory[1]);
-        assert!(dfa_memory[2] > dfa_memory[1], "{dfa_memory:?}");
+        assert_eq!(dfa_memory[1], dfa_memory[2]);
+        assert!(dfa_memory[3] > dfa_memory[2], "{dfa_memory:?}");
+    }
+
+    #[test]
+    fn some_dozens_of_patterns_use_the_lazy_dfa_from_the_first_byte() {
+        // 60 patterns: past the combined regex; the DFA does not wait.
+        let limits = Limits {
+            line_dfa_after: 1 << 30,
+            ..Limits::default()
+        };
+        let dfa_memory = dfa_memory_over_four_scans(60, &limits);
+        // The first scan built states; the same text needs no more after it.
+        assert!(dfa_memory[1] > dfa_memory[0], "{dfa_memory:?}");
+        assert_eq!(dfa_memory[1], dfa_memory[4]);
     }
 
     #[test]
