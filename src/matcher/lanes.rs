@@ -6,8 +6,8 @@
 //! each byte's transition waits for the one before it: one search spends most of its
 //! time waiting on memory. Cut the buffer at line ends into [`LANES`] segments and
 //! step each segment's search in turn, and the loads of different lanes are in
-//! flight together. Measured on 1,000 patterns over Loghub lines: 1.9x the bytes a
-//! second of one search (see BENCHMARKS.md, "Matcher").
+//! flight together. Measured over Loghub lines, against one search: 2.1x the bytes a
+//! second with 100 patterns, 1.7x with 1,000 (BENCHMARKS.md, "Matcher").
 //!
 //! Each lane is an unanchored, earliest-match search of its segment, as
 //! `try_search_fwd` would make it. A match decides its line (no pattern of the DFA can
@@ -22,8 +22,9 @@ use regex_automata::hybrid::LazyStateID;
 use regex_automata::util::start;
 
 /// Searches stepped together. More lanes keep more loads in flight, until their
-/// state no longer fits in registers: measured with 1,000 and 100 patterns, 6 was
-/// best (3: 0.84x of it, 4: 0.91x, 8: 0.8x).
+/// state no longer fits in registers: 6 was the best measured (bytes a second
+/// against 6, at 1,000 and 100 patterns: 4 lanes 0.92 / 0.97, 5: 0.93 / 0.99,
+/// 8: 0.99 / 0.92; 16 slower still).
 pub const LANES: usize = 6;
 
 /// Bytes searched per window (at least; it ends with a line): the hits of a window
@@ -100,7 +101,7 @@ impl LaneSearch {
             let to = line_end_after(bytes, from.saturating_add(self.window));
             self.searched_to = to;
             self.cursor = (0, 0);
-            search_window(dfa, cache, bytes, from, to, &mut self.hits).map_err(|()| GaveUp)?;
+            search_window(dfa, cache, bytes, from, to, &mut self.hits)?;
         }
     }
 }
@@ -131,11 +132,11 @@ fn search_window(
     from: usize,
     to: usize,
     hits: &mut [Vec<Hit>; LANES],
-) -> Result<(), ()> {
+) -> Result<(), GaveUp> {
     let clears = cache.clear_count();
     let mut start_state = |look_behind: Option<u8>| {
         dfa.start_state(cache, &start::Config::new().look_behind(look_behind))
-            .map_err(|_| ())
+            .map_err(|_| GaveUp)
     };
     let line_start = start_state(Some(b'\n'))?;
     let mut lanes = [Lane {
@@ -168,7 +169,7 @@ fn search_window(
         start = end;
     }
     if cache.clear_count() != clears {
-        return Err(());
+        return Err(GaveUp);
     }
     let search = Search {
         dfa,
@@ -238,9 +239,11 @@ fn search_window(
     // Matches show one byte late, so one that ends the buffer shows only with the
     // end-of-input transition (a line that ends in `\n` showed it on the `\n`).
     if to == bytes.len() && bytes.last().is_some_and(|&b| b != b'\n') && !lanes[last].done {
-        let eoi = dfa.next_eoi_state(cache, lanes[last].sid).map_err(|_| ())?;
+        let eoi = dfa
+            .next_eoi_state(cache, lanes[last].sid)
+            .map_err(|_| GaveUp)?;
         if cache.clear_count() != clears {
-            return Err(());
+            return Err(GaveUp);
         }
         if eoi.is_match() {
             hits[last].push((to - 1, to));
@@ -270,14 +273,14 @@ impl Search<'_> {
         lane: &mut Lane,
         next: LazyStateID,
         hits: &mut Vec<Hit>,
-    ) -> Result<(), ()> {
+    ) -> Result<(), GaveUp> {
         let next = if next.is_unknown() {
             let computed = self
                 .dfa
                 .next_state(cache, lane.sid, self.bytes[lane.at])
-                .map_err(|_| ())?;
+                .map_err(|_| GaveUp)?;
             if cache.clear_count() != self.clears {
-                return Err(());
+                return Err(GaveUp);
             }
             computed
         } else {
@@ -290,7 +293,7 @@ impl Search<'_> {
     /// Puts `lane` in state `sid` at `lane.at`. On a match the line is recorded and
     /// the lane starts again after it; a dead state ends the lane; a quit state (or
     /// one not computed, which cannot come from `step`) gives up.
-    fn settle(&self, lane: &mut Lane, sid: LazyStateID, hits: &mut Vec<Hit>) -> Result<(), ()> {
+    fn settle(&self, lane: &mut Lane, sid: LazyStateID, hits: &mut Vec<Hit>) -> Result<(), GaveUp> {
         lane.sid = sid;
         if !sid.is_tagged() {
             return Ok(());
@@ -319,7 +322,7 @@ impl Search<'_> {
             lane.at = lane.end;
             lane.done = true;
         } else {
-            return Err(());
+            return Err(GaveUp);
         }
         Ok(())
     }
