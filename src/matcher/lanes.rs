@@ -300,7 +300,9 @@ impl Search<'_> {
         }
         if sid.is_match() {
             // Matches are delayed by one byte: the state reached on the byte at
-            // `end` says that a match ended just before it.
+            // `end` says that a match ended just before it. That match lies within
+            // one line (no pattern matches a `\n`): the line of `end - 1`, or, for
+            // an empty match right after a `\n`, the line that starts at `end`.
             let end = lane.at - 1;
             let at = if end > 0 && self.bytes[end - 1] != b'\n' {
                 end - 1
