@@ -38,8 +38,17 @@ const WINDOW: usize = 64 << 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GaveUp;
 
-/// A line that a pattern matches: `at` lies in it, `end` is where the match ends.
-type Hit = (usize, usize);
+/// A line that a pattern matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// A position in the line.
+    pub at: usize,
+    /// Where the match ends.
+    pub end: usize,
+    /// Where the line ends: its `\n`, or the end of the buffer. The lane had to find
+    /// it to start again after the line, so the walk need not look for it again.
+    pub line_end: usize,
+}
 
 /// Finds, a window at a time, the lines any pattern of the DFA matches.
 #[derive(Debug)]
@@ -84,9 +93,9 @@ impl LaneSearch {
         pos: usize,
     ) -> Result<Option<Hit>, GaveUp> {
         loop {
-            while let Some(&(at, end)) = self.hits[self.cursor.0].get(self.cursor.1) {
-                if at >= pos {
-                    return Ok(Some((at, end)));
+            while let Some(&hit) = self.hits[self.cursor.0].get(self.cursor.1) {
+                if hit.at >= pos {
+                    return Ok(Some(hit));
                 }
                 self.cursor.1 += 1;
             }
@@ -246,7 +255,11 @@ fn search_window(
             return Err(GaveUp);
         }
         if eoi.is_match() {
-            hits[last].push((to - 1, to));
+            hits[last].push(Hit {
+                at: to - 1,
+                end: to,
+                line_end: to,
+            });
         }
     }
     Ok(())
@@ -309,13 +322,23 @@ impl Search<'_> {
             } else {
                 end
             };
-            hits.push((at, end));
+            // Segments end just past a `\n` or at the end of the buffer.
             match memchr(b'\n', &self.bytes[at..lane.end]) {
                 Some(i) => {
+                    hits.push(Hit {
+                        at,
+                        end,
+                        line_end: at + i,
+                    });
                     lane.at = at + i + 1;
                     return self.settle(lane, self.line_start, hits);
                 }
                 None => {
+                    hits.push(Hit {
+                        at,
+                        end,
+                        line_end: lane.end,
+                    });
                     lane.at = lane.end;
                     lane.done = true;
                 }
@@ -368,8 +391,9 @@ mod tests {
             if at == bytes.len() && bytes.last() == Some(&b'\n') {
                 break;
             }
-            hits.push((at, end));
-            pos = memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i + 1);
+            let line_end = memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
+            hits.push(Hit { at, end, line_end });
+            pos = line_end + 1;
         }
         hits
     }
@@ -381,9 +405,9 @@ mod tests {
             ..LaneSearch::default()
         };
         let (mut pos, mut hits) = (0, Vec::new());
-        while let Some((at, end)) = search.next(dfa, &mut cache, bytes, pos)? {
-            hits.push((at, end));
-            pos = memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i + 1);
+        while let Some(hit) = search.next(dfa, &mut cache, bytes, pos)? {
+            hits.push(hit);
+            pos = hit.line_end + 1;
         }
         Ok(hits)
     }
@@ -441,7 +465,14 @@ mod tests {
     fn a_match_that_ends_the_text_is_found_in_whichever_lane_holds_it() {
         // One line, no newline: the first lane holds all of it, the others nothing.
         let dfa = dfa(&["abc", "zzz"]);
-        assert_eq!(in_lanes(&dfa, b"xxabc", WINDOW), Ok(vec![(4, 5)]));
+        assert_eq!(
+            in_lanes(&dfa, b"xxabc", WINDOW),
+            Ok(vec![Hit {
+                at: 4,
+                end: 5,
+                line_end: 5
+            }])
+        );
         assert_eq!(in_lanes(&dfa, b"xxab", WINDOW), Ok(vec![]));
         assert_eq!(in_lanes(&dfa, b"", WINDOW), Ok(vec![]));
     }
@@ -451,7 +482,11 @@ mod tests {
         let dfa = dfa(&[r"\bword\b", "other"]);
         assert_eq!(
             in_lanes(&dfa, "a word\n".as_bytes(), WINDOW),
-            Ok(vec![(5, 6)])
+            Ok(vec![Hit {
+                at: 5,
+                end: 6,
+                line_end: 6
+            }])
         );
         assert_eq!(in_lanes(&dfa, "a wörd\n".as_bytes(), WINDOW), Err(GaveUp));
     }

@@ -33,7 +33,7 @@ use regex_automata::{hybrid, meta};
 use thiserror::Error;
 
 use crate::line::{trim_cr, Stream};
-use lanes::{GaveUp, LaneSearch};
+use lanes::{GaveUp, Hit, LaneSearch};
 pub use pattern::{Pattern, PatternError, PatternKey};
 pub use selector::{SelectorError, StreamSelector};
 
@@ -90,6 +90,30 @@ pub enum CompileError {
     Unavailable,
 }
 
+/// Where a strategy of [`Matcher::scan`] says the walk should look next: a position
+/// at or after the walk's that may lie in a wanted line.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    at: usize,
+    /// Where a match of the lone subscription's includes ends, if the strategy's
+    /// search found one (see `Matcher::buffer_regex_exact`).
+    match_end: Option<usize>,
+    /// Where the line holding `at` ends (its `\n`, or the end of the text), if the
+    /// strategy's search already found it.
+    line_end: Option<usize>,
+}
+
+impl Candidate {
+    /// Only a position: the walk decides the line by itself.
+    fn at(at: usize) -> Candidate {
+        Candidate {
+            at,
+            match_end: None,
+            line_end: None,
+        }
+    }
+}
+
 /// Consecutive lines with a literal in them after which the prefilter walk stops
 /// looking for the next literal first, and for how many lines.
 const DENSE_STREAK: u32 = 16;
@@ -106,15 +130,10 @@ struct LiteralSkip {
 }
 
 impl LiteralSkip {
-    fn next(
-        &mut self,
-        ac: &AhoCorasick,
-        bytes: &[u8],
-        pos: usize,
-    ) -> Option<(usize, Option<usize>)> {
+    fn next(&mut self, ac: &AhoCorasick, bytes: &[u8], pos: usize) -> Option<Candidate> {
         if self.dense > 0 {
             self.dense -= 1;
-            return Some((pos, None));
+            return Some(Candidate::at(pos));
         }
         let at = ac.find(Input::new(bytes).span(pos..bytes.len()))?.start();
         if memchr::memchr(b'\n', &bytes[pos..at]).is_none() {
@@ -125,7 +144,7 @@ impl LiteralSkip {
         } else {
             self.streak = 0;
         }
-        Some((at, None))
+        Some(Candidate::at(at))
     }
 }
 
@@ -141,10 +160,16 @@ struct DfaSkip<'m> {
 }
 
 impl DfaSkip<'_> {
-    fn next(&mut self, bytes: &[u8], pos: usize) -> Option<(usize, Option<usize>)> {
+    fn next(&mut self, bytes: &[u8], pos: usize) -> Option<Candidate> {
         if !self.gave_up {
             match self.lanes.next(self.dfa, &mut self.cache, bytes, pos) {
-                Ok(hit) => return hit.map(|(at, end)| (at, Some(end))),
+                Ok(hit) => {
+                    return hit.map(|Hit { at, end, line_end }| Candidate {
+                        at,
+                        match_end: Some(end),
+                        line_end: Some(line_end),
+                    })
+                }
                 Err(GaveUp) => {
                     tracing::debug!("lazy DFA gave up; literal prefilter");
                     self.gave_up = true;
@@ -153,7 +178,7 @@ impl DfaSkip<'_> {
         }
         match &mut self.literal {
             Some((ac, literal)) => literal.next(ac, bytes, pos),
-            None => Some((pos, None)),
+            None => Some(Candidate::at(pos)),
         }
     }
 }
@@ -502,7 +527,11 @@ impl Matcher {
             // ripgrep searches. A match inside one line already satisfies the includes.
             self.walk(text, &elig, scratch, on_hit, |pos| {
                 re.find(regex_automata::Input::new(bytes).span(pos..end))
-                    .map(|m| (m.start(), Some(m.end())))
+                    .map(|m| Candidate {
+                        at: m.start(),
+                        match_end: Some(m.end()),
+                        line_end: None,
+                    })
             });
         } else if let Some((dfa, cache)) = self.warm_line_dfa(scratch, end) {
             // One subscription of many patterns: the first line any of them matches, a
@@ -527,7 +556,7 @@ impl Matcher {
                 scratch.dfa_cache = Some(skip.cache);
             }
         } else if elig.every_line {
-            self.walk(text, &elig, scratch, on_hit, |pos| Some((pos, None)));
+            self.walk(text, &elig, scratch, on_hit, |pos| Some(Candidate::at(pos)));
         } else if let Some(ac) = &self.prefilter {
             let mut literal = LiteralSkip::default();
             self.walk(text, &elig, scratch, on_hit, |pos| {
@@ -558,12 +587,17 @@ impl Matcher {
         elig: &Eligibility,
         scratch: &mut Scratch,
         mut on_hit: impl FnMut(&LineHit<'t, '_>),
-        mut next: impl FnMut(usize) -> Option<(usize, Option<usize>)>,
+        mut next: impl FnMut(usize) -> Option<Candidate>,
     ) {
         let bytes = text.as_bytes();
         let (mut pos, mut index, mut counted) = (0usize, 0u64, 0usize);
         while pos < bytes.len() {
-            let Some((at, match_end)) = next(pos) else {
+            let Some(Candidate {
+                at,
+                match_end,
+                line_end,
+            }) = next(pos)
+            else {
                 break;
             };
             // An empty match at the very end is no line when the text ends in `\n`.
@@ -571,7 +605,9 @@ impl Matcher {
                 break;
             }
             let start = memchr::memrchr(b'\n', &bytes[pos..at]).map_or(pos, |i| pos + i + 1);
-            let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
+            let end = line_end.unwrap_or_else(|| {
+                memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i)
+            });
             // Lines skipped since the last one looked at (none when most lines match:
             // no counting call per line then).
             if counted < start {
