@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, Input, MatchKind};
+use aho_corasick::{packed, AhoCorasick, Input, MatchKind, Span};
 use regex_automata::{hybrid, meta};
 use thiserror::Error;
 
@@ -114,6 +114,30 @@ impl Candidate {
     }
 }
 
+/// Finds where the next occurrence of any prefilter literal starts (leftmost-first:
+/// the walk needs no more than a position in the first line holding one).
+#[derive(Debug)]
+enum LiteralFinder {
+    /// Up to 64 literals: Teddy, aho-corasick's SIMD search for a few dozen literals,
+    /// which its automaton uses only up to 16 (beyond, it looks for the literals'
+    /// first bytes: the 32 case variants of `[Ee][Rr][Rr][Oo][Rr]` stop it at every
+    /// `e`).
+    Packed(packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl LiteralFinder {
+    fn find(&self, bytes: &[u8], pos: usize) -> Option<usize> {
+        let span = pos..bytes.len();
+        match self {
+            LiteralFinder::Packed(s) => s.find_in(bytes, Span::from(span)).map(|m| m.start()),
+            LiteralFinder::Automaton(ac) => {
+                ac.find(Input::new(bytes).span(span)).map(|m| m.start())
+            }
+        }
+    }
+}
+
 /// Consecutive lines with a literal in them after which the prefilter walk stops
 /// looking for the next literal first, and for how many lines.
 const DENSE_STREAK: u32 = 16;
@@ -130,12 +154,12 @@ struct LiteralSkip {
 }
 
 impl LiteralSkip {
-    fn next(&mut self, ac: &AhoCorasick, bytes: &[u8], pos: usize) -> Option<Candidate> {
+    fn next(&mut self, finder: &LiteralFinder, bytes: &[u8], pos: usize) -> Option<Candidate> {
         if self.dense > 0 {
             self.dense -= 1;
             return Some(Candidate::at(pos));
         }
-        let at = ac.find(Input::new(bytes).span(pos..bytes.len()))?.start();
+        let at = finder.find(bytes, pos)?;
         if memchr::memchr(b'\n', &bytes[pos..at]).is_none() {
             self.streak += 1;
             if self.streak == DENSE_STREAK {
@@ -155,7 +179,7 @@ struct DfaSkip<'m> {
     dfa: &'m hybrid::dfa::DFA,
     cache: hybrid::dfa::Cache,
     lanes: LaneSearch,
-    literal: Option<(&'m AhoCorasick, LiteralSkip)>,
+    literal: Option<(&'m LiteralFinder, LiteralSkip)>,
     gave_up: bool,
 }
 
@@ -256,6 +280,8 @@ pub struct Matcher {
     uses: Vec<PatternUse>,
     subs: Vec<CompiledSub>,
     prefilter: Option<AhoCorasick>,
+    /// The same literals, to find the next line holding any of them.
+    skip: Option<LiteralFinder>,
     /// Prefilter literal id → the patterns that require it.
     literal_patterns: Vec<Vec<u32>>,
     /// Patterns without a usable literal, checked on every candidate line.
@@ -285,6 +311,7 @@ impl Matcher {
             uses: Vec::new(),
             subs: Vec::new(),
             prefilter: None,
+            skip: None,
             literal_patterns: Vec::new(),
             always: Vec::new(),
             buffer_regex: None,
@@ -402,11 +429,12 @@ impl Matcher {
                 }
             }
         }
-        let prefilter = if literals.is_empty() {
-            None
-        } else {
+        let mut automaton = |kind: MatchKind| -> Result<Option<AhoCorasick>, CompileError> {
+            if literals.is_empty() {
+                return Ok(None);
+            }
             let ac = AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
+                .match_kind(kind)
                 .build(&literals)
                 .map_err(|e| CompileError::Prefilter(e.to_string()))?;
             memory += ac.memory_usage();
@@ -416,7 +444,20 @@ impl Matcher {
                     limit: limits.total_size,
                 });
             }
-            Some(ac)
+            Ok(Some(ac))
+        };
+        let prefilter = automaton(MatchKind::Standard)?;
+        let packed = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(&literals)
+            .build();
+        let skip = match packed {
+            Some(searcher) => {
+                memory += searcher.memory_usage();
+                Some(LiteralFinder::Packed(searcher))
+            }
+            None => automaton(MatchKind::LeftmostFirst)?.map(LiteralFinder::Automaton),
         };
 
         let keys = |ps: &[u32]| -> Vec<&PatternKey> {
@@ -474,6 +515,7 @@ impl Matcher {
             uses,
             subs: compiled_subs,
             prefilter,
+            skip,
             literal_patterns,
             always,
             buffer_regex,
@@ -537,7 +579,7 @@ impl Matcher {
             // One subscription of many patterns: the first line any of them matches, a
             // buffer at a time. If the lazy DFA gives up, the walk goes on from there
             // as it would have without it.
-            let literal = self.prefilter.as_ref().filter(|_| !elig.every_line);
+            let literal = self.skip.as_ref().filter(|_| !elig.every_line);
             let mut lanes = std::mem::take(&mut scratch.lanes);
             lanes.reset();
             let mut skip = DfaSkip {
@@ -557,7 +599,7 @@ impl Matcher {
             }
         } else if elig.every_line {
             self.walk(text, &elig, scratch, on_hit, |pos| Some(Candidate::at(pos)));
-        } else if let Some(ac) = &self.prefilter {
+        } else if let Some(ac) = &self.skip {
             let mut literal = LiteralSkip::default();
             self.walk(text, &elig, scratch, on_hit, |pos| {
                 literal.next(ac, bytes, pos)
@@ -1007,6 +1049,60 @@ mod tests {
             .collect();
         assert!(expected.len() > 900, "{}", expected.len());
         assert_eq!(scan_all(&m, &text), expected);
+    }
+
+    #[test]
+    fn the_next_line_with_a_literal_is_found_with_few_literals_and_with_many() {
+        // Up to 64 literals the walk skips with Teddy, beyond with the automaton.
+        for n in [3, 64, 65, 300] {
+            let words: Vec<String> = (0..n).map(|k| format!("w{k}x")).collect();
+            let half = n / 2;
+            let subs = [
+                sub(
+                    &words[..half].iter().map(String::as_str).collect::<Vec<_>>(),
+                    &[],
+                    false,
+                ),
+                sub(
+                    &words[half..].iter().map(String::as_str).collect::<Vec<_>>(),
+                    &[],
+                    false,
+                ),
+            ];
+            let m = Matcher::build(
+                subs.iter().enumerate().map(|(i, s)| (i as u64, s)),
+                &mut PatternCache::default(),
+                &Limits::default(),
+            )
+            .unwrap();
+            if n > 64 {
+                assert!(matches!(m.skip, Some(LiteralFinder::Automaton(_))), "{n}");
+            }
+            // A word at the very start, others far apart, near misses (`w1` without
+            // its `x`), and the last line without a newline holding one.
+            let mut text = format!("{} first\n", words[n - 1]);
+            for i in 0..3000usize {
+                let line = match i % 37 {
+                    0 => format!("{i} and {} here", words[i % n]),
+                    5 => format!("{i} w{}", i % n),
+                    _ => format!("nothing on line {i}"),
+                };
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text.push_str(&format!("last {}", words[0]));
+            let mut scratch = Scratch::default();
+            let expected: Vec<(u64, String, Vec<SubKey>)> = text
+                .lines()
+                .enumerate()
+                .filter_map(|(i, l)| {
+                    let keys = m.matching(&stream(), l, &mut scratch);
+                    (!keys.is_empty()).then(|| (i as u64, l.to_owned(), keys))
+                })
+                .collect();
+            assert_eq!(expected.len(), 2 + 3000usize.div_ceil(37), "{n}");
+            assert_eq!(scan_all(&m, &text), expected, "{n}");
+        }
     }
 
     #[test]
