@@ -708,7 +708,13 @@ impl Matcher {
         for c in 0..scratch.candidates.len() {
             let p = scratch.candidates[c];
             let included_by = &self.uses[p as usize].included_by;
-            if !included_by.iter().any(|&s| elig.subs[s as usize]) {
+            // Run only a pattern that can still add a subscription: once the only
+            // subscription has a match, the other candidates need not run (if its
+            // spans are asked for, `span_patterns` runs them).
+            if !included_by
+                .iter()
+                .any(|&s| elig.subs[s as usize] && scratch.sub_hit[s as usize] != stamp)
+            {
                 continue;
             }
             if scratch.test(p, &self.patterns[p as usize], line) {
@@ -799,14 +805,15 @@ impl LineHit<'_, '_> {
         spans
     }
 
-    /// The include patterns of `sub` that can have hits in this line: only those
-    /// verified on it, when the matcher verified patterns one by one.
+    /// The include patterns of `sub` that can have hits in this line: when the
+    /// matcher verified patterns one by one, those that matched and the candidates
+    /// it did not need to run.
     fn span_patterns(&self, sub: u32) -> impl Iterator<Item = u32> + '_ {
         self.matcher.subs[sub as usize]
             .include
             .iter()
             .copied()
-            .filter(|&p| !self.scratch.verified || self.scratch.matched(p))
+            .filter(|&p| !self.scratch.verified || self.scratch.may_match(p))
     }
 
     fn spans_of(&self, patterns: impl Iterator<Item = u32>) -> Vec<[usize; 2]> {
@@ -980,8 +987,11 @@ impl Scratch {
         self.matched[i] == self.stamp
     }
 
-    fn matched(&self, p: u32) -> bool {
-        self.matched[p as usize] == self.stamp
+    /// Pattern `p` matched this line, or is a candidate that was not run.
+    fn may_match(&self, p: u32) -> bool {
+        let i = p as usize;
+        self.matched[i] == self.stamp
+            || (self.candidate_seen[i] == self.stamp && self.tested[i] != self.stamp)
     }
 }
 
@@ -1164,6 +1174,30 @@ mod tests {
             spans = hit.spans(0)
         });
         assert_eq!(spans, [[1, 3], [4, 5], [6, 7]]);
+    }
+
+    #[test]
+    fn spans_include_the_patterns_a_decided_line_did_not_need_to_run() {
+        // Once "error" decides the line for subscription 0, "disk" and "on" are not
+        // run; the spans must still show them. "never" is no candidate here.
+        let subs = [
+            sub(&["error", "disk", "never", "on"], &[], false),
+            sub(&["zzz"], &[], false),
+        ];
+        let m = Matcher::build(
+            subs.iter().enumerate().map(|(i, s)| (i as u64, s)),
+            &mut PatternCache::default(),
+            &Limits::default(),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        m.scan(
+            &stream(),
+            "error on disk\nnothing\n",
+            &mut Scratch::default(),
+            |hit| got.push((hit.index, hit.subs().to_vec(), hit.spans(0))),
+        );
+        assert_eq!(got, [(0, vec![0], vec![[0, 5], [6, 8], [9, 13]])]);
     }
 
     /// The DFA's cache memory as created, then after each of four scans of the same
