@@ -1012,6 +1012,28 @@ mod tests {
         Stream::new("h", "/log", "default")
     }
 
+    /// A matcher of several subscriptions, keyed by their index.
+    fn build(subs: &[Subscription]) -> Matcher {
+        Matcher::build(
+            subs.iter().enumerate().map(|(i, s)| (i as u64, s)),
+            &mut PatternCache::default(),
+            &Limits::default(),
+        )
+        .unwrap()
+    }
+
+    /// What `matching` says of each line on its own: what `scan` must find.
+    fn line_by_line(m: &Matcher, text: &str) -> Vec<(u64, String, Vec<SubKey>)> {
+        let mut scratch = Scratch::default();
+        text.lines()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let keys = m.matching(&stream(), l, &mut scratch);
+                (!keys.is_empty()).then(|| (i as u64, l.to_owned(), keys))
+            })
+            .collect()
+    }
+
     fn scan_all(m: &Matcher, text: &str) -> Vec<(u64, String, Vec<SubKey>)> {
         let mut out = Vec::new();
         m.scan(&stream(), text, &mut Scratch::default(), |hit| {
@@ -1027,12 +1049,7 @@ mod tests {
             sub(&[r"foo\d"], &[], false),
             sub(&["bar"], &["skip"], false),
         ];
-        let m = Matcher::build(
-            subs.iter().enumerate().map(|(i, s)| (i as u64, s)),
-            &mut PatternCache::default(),
-            &Limits::default(),
-        )
-        .unwrap();
+        let m = build(&subs);
         // Dense stretches (a literal on every line, some lines not matching), then
         // sparse ones, so the walk switches mode several times.
         let mut text = String::new();
@@ -1048,15 +1065,7 @@ mod tests {
             text.push_str(&line);
             text.push('\n');
         }
-        let mut scratch = Scratch::default();
-        let expected: Vec<(u64, String, Vec<SubKey>)> = text
-            .lines()
-            .enumerate()
-            .filter_map(|(i, l)| {
-                let keys = m.matching(&stream(), l, &mut scratch);
-                (!keys.is_empty()).then(|| (i as u64, l.to_owned(), keys))
-            })
-            .collect();
+        let expected = line_by_line(&m, &text);
         assert!(expected.len() > 900, "{}", expected.len());
         assert_eq!(scan_all(&m, &text), expected);
     }
@@ -1079,12 +1088,7 @@ mod tests {
                     false,
                 ),
             ];
-            let m = Matcher::build(
-                subs.iter().enumerate().map(|(i, s)| (i as u64, s)),
-                &mut PatternCache::default(),
-                &Limits::default(),
-            )
-            .unwrap();
+            let m = build(&subs);
             if n > 64 {
                 assert!(matches!(m.skip, Some(LiteralFinder::Automaton(_))), "{n}");
             }
@@ -1101,15 +1105,7 @@ mod tests {
                 text.push('\n');
             }
             text.push_str(&format!("last {}", words[0]));
-            let mut scratch = Scratch::default();
-            let expected: Vec<(u64, String, Vec<SubKey>)> = text
-                .lines()
-                .enumerate()
-                .filter_map(|(i, l)| {
-                    let keys = m.matching(&stream(), l, &mut scratch);
-                    (!keys.is_empty()).then(|| (i as u64, l.to_owned(), keys))
-                })
-                .collect();
+            let expected = line_by_line(&m, &text);
             assert_eq!(expected.len(), 2 + 3000usize.div_ceil(37), "{n}");
             assert_eq!(scan_all(&m, &text), expected, "{n}");
         }
@@ -1184,12 +1180,7 @@ mod tests {
             sub(&["error", "disk", "never", "on"], &[], false),
             sub(&["zzz"], &[], false),
         ];
-        let m = Matcher::build(
-            subs.iter().enumerate().map(|(i, s)| (i as u64, s)),
-            &mut PatternCache::default(),
-            &Limits::default(),
-        )
-        .unwrap();
+        let m = build(&subs);
         let mut got = Vec::new();
         m.scan(
             &stream(),
