@@ -201,7 +201,7 @@ impl DfaSkip<'_> {
             }
         }
         match &mut self.literal {
-            Some((ac, literal)) => literal.next(ac, bytes, pos),
+            Some((finder, literal)) => literal.next(finder, bytes, pos),
             None => Some(Candidate::at(pos)),
         }
     }
@@ -586,7 +586,7 @@ impl Matcher {
                 dfa,
                 cache,
                 lanes,
-                literal: literal.map(|ac| (ac, LiteralSkip::default())),
+                literal: literal.map(|finder| (finder, LiteralSkip::default())),
                 gave_up: false,
             };
             self.walk(text, &elig, scratch, on_hit, |pos| skip.next(bytes, pos));
@@ -599,10 +599,10 @@ impl Matcher {
             }
         } else if elig.every_line {
             self.walk(text, &elig, scratch, on_hit, |pos| Some(Candidate::at(pos)));
-        } else if let Some(ac) = &self.skip {
+        } else if let Some(finder) = &self.skip {
             let mut literal = LiteralSkip::default();
             self.walk(text, &elig, scratch, on_hit, |pos| {
-                literal.next(ac, bytes, pos)
+                literal.next(finder, bytes, pos)
             });
         }
     }
