@@ -472,7 +472,7 @@ fn baseline_of(runs: &[Run], rate: u64) -> Option<&Run> {
 }
 
 fn rate_cell(rate: u64) -> String {
-    if rate >= 1000 && rate % 1000 == 0 {
+    if rate >= 1000 && rate.is_multiple_of(1000) {
         format!("{}k", rate / 1000)
     } else {
         rate.to_string()

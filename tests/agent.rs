@@ -96,7 +96,7 @@ fn three_agents_each_ship_their_file_under_their_own_name() {
     // naming its host. Expected: per host, its ERROR lines with seq = line number.
     const LINES: u64 = 30;
     let text = |name: &str, i: u64| {
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             format!("{name} ERROR request {i} failed")
         } else {
             format!("{name} INFO request {i} ok")

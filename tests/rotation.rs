@@ -338,7 +338,7 @@ impl Writer {
                 n += 1;
                 s.written.store(n, Ordering::SeqCst);
                 // Fast, but leave the CPU to the tailer now and then (≈ 40k lines/s).
-                if n % 40 == 0 {
+                if n.is_multiple_of(40) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }

@@ -16,6 +16,9 @@
 //! started afresh at a line start finds what one continued from the line before
 //! would. The hits of a window are kept in lane order, which is buffer order.
 
+#[cfg(target_arch = "x86_64")]
+mod wide;
+
 use memchr::memchr;
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::hybrid::LazyStateID;
@@ -50,13 +53,87 @@ pub struct Hit {
     pub line_end: usize,
 }
 
+/// One scanning thread's state for a lazy DFA: its cache and, where the CPU runs
+/// the wide lanes, the table of transitions they step through.
+#[derive(Debug, Clone)]
+pub struct LaneCache {
+    cache: Cache,
+    #[cfg(target_arch = "x86_64")]
+    wide: Option<Box<wide::Wide>>,
+}
+
+impl LaneCache {
+    /// The wide lanes where the CPU has them, else the scalar ones; the table may
+    /// take up to `max_table` bytes.
+    pub fn new(dfa: &DFA, max_table: usize) -> LaneCache {
+        #[cfg(target_arch = "x86_64")]
+        if std::env::var_os("SUPERGREP_SCALAR_LANES").is_none() {
+            if let Some(wide) = wide::Wide::new(dfa, max_table) {
+                return LaneCache {
+                    cache: dfa.create_cache(),
+                    wide: Some(Box::new(wide)),
+                };
+            }
+        }
+        let _ = max_table;
+        LaneCache::scalar(dfa)
+    }
+
+    /// The scalar lanes, whatever the CPU.
+    pub fn scalar(dfa: &DFA) -> LaneCache {
+        LaneCache {
+            cache: dfa.create_cache(),
+            #[cfg(target_arch = "x86_64")]
+            wide: None,
+        }
+    }
+
+    /// How often the lazy DFA's cache was cleared (each clear gives the DFA up).
+    pub fn clear_count(&self) -> usize {
+        self.cache.clear_count()
+    }
+
+    #[cfg(test)]
+    pub fn memory_usage(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(wide) = &self.wide {
+            return self.cache.memory_usage() + wide.memory_usage();
+        }
+        self.cache.memory_usage()
+    }
+
+    /// Appends to `hits`, in order, every line of `bytes[from..to]` (whole lines) a
+    /// pattern matches.
+    fn search_window(
+        &mut self,
+        dfa: &DFA,
+        bytes: &[u8],
+        from: usize,
+        to: usize,
+        hits: &mut Vec<Hit>,
+        lane_hits: &mut [Vec<Hit>; LANES],
+    ) -> Result<(), GaveUp> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(wide) = &mut self.wide {
+            return wide.search_window(dfa, &mut self.cache, bytes, from, to, hits);
+        }
+        search_window(dfa, &mut self.cache, bytes, from, to, lane_hits)?;
+        for lane in lane_hits.iter_mut() {
+            hits.append(lane);
+        }
+        Ok(())
+    }
+}
+
 /// Finds, a window at a time, the lines any pattern of the DFA matches.
 #[derive(Debug)]
 pub struct LaneSearch {
-    /// Per lane, the hits of the current window, in order.
-    hits: [Vec<Hit>; LANES],
-    /// The next hit to hand out: lane, index in it.
-    cursor: (usize, usize),
+    /// The hits of the current window, in order.
+    hits: Vec<Hit>,
+    /// The next hit to hand out.
+    cursor: usize,
+    /// The scalar lanes' hits of a window, lane by lane.
+    lane_hits: [Vec<Hit>; LANES],
     /// Where the current window ends (where the next one starts).
     searched_to: usize,
     window: usize,
@@ -65,8 +142,9 @@ pub struct LaneSearch {
 impl Default for LaneSearch {
     fn default() -> Self {
         LaneSearch {
-            hits: Default::default(),
-            cursor: (0, 0),
+            hits: Vec::new(),
+            cursor: 0,
+            lane_hits: Default::default(),
             searched_to: 0,
             window: WINDOW,
         }
@@ -76,8 +154,8 @@ impl Default for LaneSearch {
 impl LaneSearch {
     /// Ready for a new buffer (keeping the allocations).
     pub fn reset(&mut self) {
-        self.hits.iter_mut().for_each(Vec::clear);
-        self.cursor = (0, 0);
+        self.hits.clear();
+        self.cursor = 0;
         self.searched_to = 0;
     }
 
@@ -88,20 +166,16 @@ impl LaneSearch {
     pub fn next(
         &mut self,
         dfa: &DFA,
-        cache: &mut Cache,
+        cache: &mut LaneCache,
         bytes: &[u8],
         pos: usize,
     ) -> Result<Option<Hit>, GaveUp> {
         loop {
-            while let Some(&hit) = self.hits[self.cursor.0].get(self.cursor.1) {
+            while let Some(&hit) = self.hits.get(self.cursor) {
                 if hit.at >= pos {
                     return Ok(Some(hit));
                 }
-                self.cursor.1 += 1;
-            }
-            if self.cursor.0 + 1 < LANES {
-                self.cursor = (self.cursor.0 + 1, 0);
-                continue;
+                self.cursor += 1;
             }
             let from = self.searched_to.max(pos);
             if from >= bytes.len() {
@@ -109,8 +183,9 @@ impl LaneSearch {
             }
             let to = line_end_after(bytes, from.saturating_add(self.window));
             self.searched_to = to;
-            self.cursor = (0, 0);
-            search_window(dfa, cache, bytes, from, to, &mut self.hits)?;
+            self.hits.clear();
+            self.cursor = 0;
+            cache.search_window(dfa, bytes, from, to, &mut self.hits, &mut self.lane_hits)?;
         }
     }
 }
@@ -398,18 +473,63 @@ mod tests {
         hits
     }
 
-    fn in_lanes(dfa: &DFA, bytes: &[u8], window: usize) -> Result<Vec<Hit>, GaveUp> {
-        let mut cache = dfa.create_cache();
+    /// A cache of each kind of lanes this CPU runs: scalar, and wide where it can.
+    fn caches(dfa: &DFA) -> Vec<(&'static str, LaneCache)> {
+        let mut caches = vec![("scalar", LaneCache::scalar(dfa))];
+        #[cfg(target_arch = "x86_64")]
+        match wide::Wide::new(dfa, 64 << 20) {
+            Some(wide) => caches.push((
+                "wide",
+                LaneCache {
+                    cache: dfa.create_cache(),
+                    wide: Some(Box::new(wide)),
+                },
+            )),
+            None => eprintln!("this CPU has no AVX-512: the wide lanes are not tested"),
+        }
+        caches
+    }
+
+    /// What each kind of lanes finds, with a fresh cache.
+    fn in_lanes(
+        dfa: &DFA,
+        bytes: &[u8],
+        window: usize,
+    ) -> Vec<(&'static str, Result<Vec<Hit>, GaveUp>)> {
+        caches(dfa)
+            .into_iter()
+            .map(|(kind, mut cache)| (kind, in_lanes_with(dfa, &mut cache, bytes, window)))
+            .collect()
+    }
+
+    fn in_lanes_with(
+        dfa: &DFA,
+        cache: &mut LaneCache,
+        bytes: &[u8],
+        window: usize,
+    ) -> Result<Vec<Hit>, GaveUp> {
         let mut search = LaneSearch {
             window,
             ..LaneSearch::default()
         };
         let (mut pos, mut hits) = (0, Vec::new());
-        while let Some(hit) = search.next(dfa, &mut cache, bytes, pos)? {
+        while let Some(hit) = search.next(dfa, cache, bytes, pos)? {
             hits.push(hit);
             pos = hit.line_end + 1;
         }
         Ok(hits)
+    }
+
+    /// Asserts that every kind of lanes finds `want`.
+    fn assert_lanes_find(dfa: &DFA, bytes: &[u8], window: usize, want: Result<Vec<Hit>, GaveUp>) {
+        for (kind, got) in in_lanes(dfa, bytes, window) {
+            assert_eq!(
+                got,
+                want,
+                "{kind} lanes, window {window}, text {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
     }
 
     #[test]
@@ -451,11 +571,7 @@ mod tests {
                 // Some lines match, some do not.
                 assert!(want.len() > 10 && want.len() < lines.len() * 2, "{want:?}");
                 for window in [1, 7, 64, 300, WINDOW] {
-                    assert_eq!(
-                        in_lanes(&dfa, text.as_bytes(), window),
-                        Ok(want.clone()),
-                        "window {window}, text {text:?}"
-                    );
+                    assert_lanes_find(&dfa, text.as_bytes(), window, Ok(want.clone()));
                 }
             }
         }
@@ -465,29 +581,96 @@ mod tests {
     fn a_match_that_ends_the_text_is_found_in_whichever_lane_holds_it() {
         // One line, no newline: the first lane holds all of it, the others nothing.
         let dfa = dfa(&["abc", "zzz"]);
-        assert_eq!(
-            in_lanes(&dfa, b"xxabc", WINDOW),
-            Ok(vec![Hit {
-                at: 4,
-                end: 5,
-                line_end: 5
-            }])
-        );
-        assert_eq!(in_lanes(&dfa, b"xxab", WINDOW), Ok(vec![]));
-        assert_eq!(in_lanes(&dfa, b"", WINDOW), Ok(vec![]));
+        let hit = Hit {
+            at: 4,
+            end: 5,
+            line_end: 5,
+        };
+        assert_lanes_find(&dfa, b"xxabc", WINDOW, Ok(vec![hit]));
+        assert_lanes_find(&dfa, b"xxab", WINDOW, Ok(vec![]));
+        assert_lanes_find(&dfa, b"", WINDOW, Ok(vec![]));
     }
 
     #[test]
     fn non_ascii_under_a_unicode_word_boundary_gives_up() {
         let dfa = dfa(&[r"\bword\b", "other"]);
+        let hit = Hit {
+            at: 5,
+            end: 6,
+            line_end: 6,
+        };
+        assert_lanes_find(&dfa, "a word\n".as_bytes(), WINDOW, Ok(vec![hit]));
+        assert_lanes_find(&dfa, "a wörd\n".as_bytes(), WINDOW, Err(GaveUp));
+    }
+
+    #[test]
+    fn every_kind_of_lanes_finds_the_lines_of_a_long_mixed_text() {
+        // Lines that match early, late, at their `\n`, at their first byte, not at
+        // all; long lines (longer than a window); empty and CRLF lines; bytes above
+        // 0x7f (no Unicode `\b` here, so the DFA goes on). Several windows, a cache
+        // reused across them (states copied in one window are used in the next).
+        let dfa = dfa(&[
+            r"^GET /\S+ 5\d\d",
+            r"Failed password for .*? from [0-9.]+",
+            r"timeout$",
+            r"^x",
+            "ünï",
+        ]);
+        let mut text = String::new();
+        for i in 0..6_000 {
+            match i % 11 {
+                0 => text.push_str(&format!("GET /a/{i} 503 12ms")),
+                1 => text.push_str(&format!(
+                    "sshd[{i}]: Failed password for root from 10.0.{}.1 port 22",
+                    i % 250
+                )),
+                2 => text.push_str(&format!("{i} read timeout")),
+                3 => text.push('x'),
+                4 => text.push_str(&format!("{i} ok ünïcode")),
+                5 => text.push_str(&"a".repeat(70_000 + i)),
+                6 => {}
+                7 => text.push_str(&format!("{i} timeout\r")),
+                _ => text.push_str(&format!("{i} GET /b 200 Failed password for")),
+            }
+            text.push('\n');
+        }
+        let want = one_search_at_a_time(&dfa, text.as_bytes());
+        assert!(want.len() > 2_000 && want.len() < 4_000, "{}", want.len());
+        for (kind, mut cache) in caches(&dfa) {
+            for window in [100, 4096, WINDOW] {
+                let got = in_lanes_with(&dfa, &mut cache, text.as_bytes(), window);
+                assert_eq!(
+                    got.as_ref().map(Vec::len),
+                    Ok(want.len()),
+                    "{kind} lanes, window {window}"
+                );
+                assert_eq!(got, Ok(want.clone()), "{kind} lanes, window {window}");
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn wide_lanes_give_up_when_their_table_is_full() {
+        let dfa = dfa(&["Failed password for .*? from", "timeout"]);
+        let text = "sshd: Failed password for root from 10.0.0.1\nread timeout\nok\n".repeat(100);
+        let Some(wide) = wide::Wide::new(&dfa, 4096) else {
+            eprintln!("this CPU has no AVX-512: the wide lanes are not tested");
+            return;
+        };
+        let mut cache = LaneCache {
+            cache: dfa.create_cache(),
+            wide: Some(Box::new(wide)),
+        };
+        // 4 KiB hold a few rows of the table; the search needs dozens.
         assert_eq!(
-            in_lanes(&dfa, "a word\n".as_bytes(), WINDOW),
-            Ok(vec![Hit {
-                at: 5,
-                end: 6,
-                line_end: 6
-            }])
+            in_lanes_with(&dfa, &mut cache, text.as_bytes(), WINDOW),
+            Err(GaveUp)
         );
-        assert_eq!(in_lanes(&dfa, "a wörd\n".as_bytes(), WINDOW), Err(GaveUp));
+        let mut roomy = caches(&dfa).pop().unwrap().1;
+        assert_eq!(
+            in_lanes_with(&dfa, &mut roomy, text.as_bytes(), WINDOW).map(|h| h.len()),
+            Ok(200)
+        );
     }
 }

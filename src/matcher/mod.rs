@@ -33,7 +33,7 @@ use regex_automata::{hybrid, meta};
 use thiserror::Error;
 
 use crate::line::{trim_cr, Stream};
-use lanes::{GaveUp, Hit, LaneSearch};
+use lanes::{GaveUp, Hit, LaneCache, LaneSearch};
 pub use pattern::{Pattern, PatternError, PatternKey};
 pub use selector::{SelectorError, StreamSelector};
 
@@ -177,7 +177,7 @@ impl LiteralSkip {
 /// line, without one).
 struct DfaSkip<'m> {
     dfa: &'m hybrid::dfa::DFA,
-    cache: hybrid::dfa::Cache,
+    cache: LaneCache,
     lanes: LaneSearch,
     literal: Option<(&'m LiteralFinder, LiteralSkip)>,
     gave_up: bool,
@@ -613,7 +613,7 @@ impl Matcher {
         &self,
         scratch: &mut Scratch,
         len: usize,
-    ) -> Option<(&hybrid::dfa::DFA, hybrid::dfa::Cache)> {
+    ) -> Option<(&hybrid::dfa::DFA, LaneCache)> {
         let dfa = self.line_dfa.as_ref()?;
         let before = scratch.scanned;
         scratch.scanned = before.saturating_add(len as u64);
@@ -885,7 +885,7 @@ pub struct Scratch {
     verified: bool,
     /// This thread's cache for the matcher's `line_dfa`; `None` once a search gave
     /// up on this matcher (the literal prefilter takes over).
-    dfa_cache: Option<hybrid::dfa::Cache>,
+    dfa_cache: Option<LaneCache>,
     /// The lanes' hit lists for `line_dfa`, kept for their allocations.
     lanes: LaneSearch,
     /// Bytes scanned with this matcher so far (see `Limits::line_dfa_after`).
@@ -911,7 +911,10 @@ impl Scratch {
                 v.resize(ns, 0);
             }
             self.stamp = 0;
-            self.dfa_cache = m.line_dfa.as_ref().map(|d| d.create_cache());
+            self.dfa_cache = m
+                .line_dfa
+                .as_ref()
+                .map(|d| LaneCache::new(d, pattern::LINE_DFA_CACHE));
             self.scanned = 0;
         }
         if let Some(e) = self

@@ -179,7 +179,7 @@ mod tests {
                     let sender: usize = b.stream.path.parse().unwrap();
                     let text = std::str::from_utf8(&b.bytes).unwrap();
                     let n: usize = text.split(' ').next().unwrap().parse().unwrap();
-                    if n % 7 == 0 {
+                    if n.is_multiple_of(7) {
                         std::thread::yield_now();
                     }
                     seen.lock().unwrap()[sender].push(n);

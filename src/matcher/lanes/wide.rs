@@ -1,0 +1,550 @@
+//! The lane search with AVX-512: 16 lanes to a vector, [`VECTORS`] vectors stepped
+//! together, every transition of a vector one gather.
+//!
+//! Why: the scalar lanes spend about ten instructions a byte (load the byte, its
+//! class, the transition, test it, for each lane, and registers spilled for six), and
+//! are bound by how many instructions the core issues. Here a gather makes 16
+//! transitions, a few vector instructions the rest, and 48 lanes keep enough loads in
+//! flight to hide their latency.
+//!
+//! The lazy DFA's own table is private to regex-automata, so the lanes step through
+//! [`Table`]: a copy of the transitions they have used, in a flat `u32` table indexed
+//! by state and byte class, each filled from the lazy DFA the first time a lane needs
+//! it. Two things the scalar lanes do on their own are rows of the table here:
+//! - A match ends the lane's line: instead of stepping out to find the line's end,
+//!   the transition into a match state is flagged (the lane records where it was) and
+//!   goes to the *rest of line* state, which stays put until a `\n` and then goes to
+//!   the line start state.
+//! - The bytes are translated to classes a window at a time (`vpermi2b`, 64 bytes an
+//!   instruction pair), so a lane gathers four classes at once.
+//!
+//! Same results as the scalar lanes: an unanchored earliest-match search from each
+//! line start, a dead state ending the lane, a quit state or a cache clear giving up.
+
+use std::arch::x86_64::*;
+use std::collections::HashMap;
+
+use memchr::memchr;
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::hybrid::LazyStateID;
+use regex_automata::util::start;
+
+use super::{GaveUp, Hit};
+
+/// Vectors of 16 lanes stepped together: enough gathers in flight to cover their
+/// latency (measured at 1,000 patterns, see `LANES_WIDE`).
+const VECTORS: usize = 4;
+
+/// Lanes of a window.
+const LANES_WIDE: usize = 16 * VECTORS;
+
+/// A table entry is the premultiplied index of the next state's row, or one of these.
+/// The transition has not been copied from the lazy DFA yet.
+const UNKNOWN: u32 = 1 << 31;
+/// The next state is dead: the lane is done.
+const DEAD: u32 = UNKNOWN | 1;
+/// The next state quits (a byte the DFA cannot search): give up.
+const QUIT: u32 = UNKNOWN | 2;
+/// Entries the vector loop does not take: the lane steps out.
+const SLOW: u32 = UNKNOWN;
+/// A pattern matched just before this byte; the entry's index says where to go on.
+const MATCH: u32 = 1 << 30;
+/// The row index bits of an entry.
+const INDEX: u32 = MATCH - 1;
+
+/// The row of the rest of a line that already matched.
+const REST_OF_LINE: u32 = 0;
+
+/// Whether this CPU runs the wide lanes.
+fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vbmi")
+}
+
+/// The transitions the lanes have used, copied from one lazy DFA cache (and valid
+/// only as long as it is not cleared: a clear gives the DFA up).
+#[derive(Debug, Clone)]
+struct Table {
+    /// Our class of each byte: the lazy DFA's, but with `\n` in a class of its own
+    /// (the rest of a line ends on it).
+    classes: [u8; 256],
+    /// A byte of each class, to ask the lazy DFA for its transition.
+    representative: Vec<u8>,
+    newline: u32,
+    /// Entries a row: one per class.
+    stride: usize,
+    trans: Vec<u32>,
+    /// The lazy DFA's state of each row (the rest of line row has none).
+    states: Vec<Option<LazyStateID>>,
+    rows: HashMap<LazyStateID, u32>,
+    /// The row of the line start state; `None` until the first window.
+    line_start: Option<u32>,
+    /// Entries at most (the lazy DFA's cache capacity, in `u32`s).
+    max_entries: usize,
+}
+
+impl Table {
+    fn new(dfa: &DFA, max_bytes: usize) -> Table {
+        let hybrid = dfa.byte_classes();
+        let newline = hybrid.alphabet_len() as u32;
+        let mut classes = [0u8; 256];
+        let stride = newline as usize + 1;
+        let mut representative = vec![0u8; stride];
+        for b in 0..=255u8 {
+            let class = if b == b'\n' {
+                newline as u8
+            } else {
+                hybrid.get(b)
+            };
+            classes[b as usize] = class;
+            representative[class as usize] = b;
+        }
+        Table {
+            classes,
+            representative,
+            newline,
+            stride,
+            trans: Vec::new(),
+            states: Vec::new(),
+            rows: HashMap::new(),
+            line_start: None,
+            max_entries: max_bytes / 4,
+        }
+    }
+
+    #[cfg(test)]
+    fn memory_usage(&self) -> usize {
+        self.trans.capacity() * 4
+            + self.states.capacity() * std::mem::size_of::<Option<LazyStateID>>()
+            + self.rows.capacity() * (std::mem::size_of::<(LazyStateID, u32)>() + 1)
+    }
+
+    /// The row of the lazy DFA's state `sid` (untagged or a match), added if new.
+    fn row(&mut self, sid: LazyStateID) -> Result<u32, GaveUp> {
+        if let Some(&row) = self.rows.get(&sid) {
+            return Ok(row);
+        }
+        let row = self.trans.len();
+        if row + self.stride > self.max_entries.min(INDEX as usize) {
+            return Err(GaveUp);
+        }
+        self.trans.resize(row + self.stride, UNKNOWN);
+        self.states.push(Some(sid));
+        let row = row as u32;
+        self.rows.insert(sid, row);
+        Ok(row)
+    }
+
+    /// The rest of line row and the line start's, at the first window.
+    fn prepare(&mut self, dfa: &DFA, cache: &mut Cache) -> Result<u32, GaveUp> {
+        if let Some(row) = self.line_start {
+            return Ok(row);
+        }
+        self.trans.resize(self.stride, REST_OF_LINE);
+        self.states.push(None);
+        let line_start = start_row(self, dfa, cache, Some(b'\n'))?;
+        self.trans[self.newline as usize] = line_start;
+        self.line_start = Some(line_start);
+        Ok(line_start)
+    }
+
+    /// Copies the transition at `entry` from the lazy DFA.
+    fn fill(&mut self, dfa: &DFA, cache: &mut Cache, entry: usize) -> Result<(), GaveUp> {
+        let (row, class) = (entry / self.stride, entry % self.stride);
+        let Some(sid) = self.states[row] else {
+            return Err(GaveUp);
+        };
+        let next = dfa
+            .next_state(cache, sid, self.representative[class])
+            .map_err(|_| GaveUp)?;
+        let value = if next.is_dead() {
+            DEAD
+        } else if next.is_quit() {
+            QUIT
+        } else if next.is_match() {
+            let line_start = self.line_start.ok_or(GaveUp)?;
+            MATCH
+                | if class as u32 == self.newline {
+                    line_start
+                } else {
+                    REST_OF_LINE
+                }
+        } else if next.is_tagged() {
+            return Err(GaveUp);
+        } else {
+            self.row(next)?
+        };
+        self.trans[entry] = value;
+        Ok(())
+    }
+}
+
+/// The row of the start state after `look_behind`.
+fn start_row(
+    table: &mut Table,
+    dfa: &DFA,
+    cache: &mut Cache,
+    look_behind: Option<u8>,
+) -> Result<u32, GaveUp> {
+    let sid = dfa
+        .start_state(cache, &start::Config::new().look_behind(look_behind))
+        .map_err(|_| GaveUp)?;
+    if sid.is_tagged() {
+        return Err(GaveUp);
+    }
+    table.row(sid)
+}
+
+/// Buffers of one window, kept for their allocations.
+#[derive(Debug, Default, Clone)]
+struct Work {
+    /// The window's bytes as classes, and 4 bytes of padding (a lane reads 4).
+    classes: Vec<u8>,
+    /// Where each lane recorded its matches: lane `l` from its segment's start on
+    /// (it has at most a match a byte), as offsets in the window.
+    found: Vec<u32>,
+}
+
+/// The wide lanes of one lazy DFA cache: the table, and buffers.
+#[derive(Debug, Clone)]
+pub struct Wide {
+    table: Table,
+    work: Work,
+}
+
+impl Wide {
+    /// `None` unless the CPU runs the wide lanes ([`available`]).
+    pub fn new(dfa: &DFA, max_table: usize) -> Option<Wide> {
+        available().then(|| Wide {
+            table: Table::new(dfa, max_table),
+            work: Work::default(),
+        })
+    }
+
+    #[cfg(test)]
+    pub fn memory_usage(&self) -> usize {
+        self.table.memory_usage() + self.work.classes.capacity() + self.work.found.capacity() * 4
+    }
+
+    /// Appends to `hits`, in order, every line of `bytes[from..to]` (whole lines) a
+    /// pattern matches.
+    pub fn search_window(
+        &mut self,
+        dfa: &DFA,
+        cache: &mut Cache,
+        bytes: &[u8],
+        from: usize,
+        to: usize,
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), GaveUp> {
+        // Offsets in a window are `u32`s (windows are 64 KiB and a line).
+        if to - from >= (i32::MAX as usize) {
+            return Err(GaveUp);
+        }
+        // SAFETY: `Wide` exists only where `available` said the CPU has the
+        // features `search` is compiled for.
+        unsafe {
+            search(
+                dfa,
+                cache,
+                &mut self.table,
+                &mut self.work,
+                bytes,
+                from,
+                to,
+                hits,
+            )
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[allow(clippy::too_many_arguments)]
+fn search(
+    dfa: &DFA,
+    cache: &mut Cache,
+    table: &mut Table,
+    work: &mut Work,
+    bytes: &[u8],
+    from: usize,
+    to: usize,
+    hits: &mut Vec<Hit>,
+) -> Result<(), GaveUp> {
+    let clears = cache.clear_count();
+    let window = &bytes[from..to];
+    let len = window.len();
+    let line_start = table.prepare(dfa, cache)?;
+
+    // The lanes' segments, cut at line ends; a lane starts in the start state its
+    // segment's look-behind byte gives.
+    let mut seg_start = [0u32; LANES_WIDE];
+    let mut seg_end = [0u32; LANES_WIDE];
+    let mut row = [REST_OF_LINE; LANES_WIDE];
+    let mut start = 0usize;
+    for l in 0..LANES_WIDE {
+        let end = if l + 1 == LANES_WIDE {
+            len
+        } else {
+            super::line_end_after(window, len * (l + 1) / LANES_WIDE)
+                .max(start)
+                .min(len)
+        };
+        seg_start[l] = start as u32;
+        seg_end[l] = end as u32;
+        if start < end {
+            let look_behind = (from + start).checked_sub(1).map(|i| bytes[i]);
+            row[l] = match look_behind {
+                Some(b'\n') => line_start,
+                _ => start_row(table, dfa, cache, look_behind)?,
+            };
+        }
+        start = end;
+    }
+    if cache.clear_count() != clears {
+        return Err(GaveUp);
+    }
+
+    translate(&table.classes, window, &mut work.classes);
+    // Read only where written (no need to clear it).
+    if work.found.len() < len {
+        work.found.resize(len, 0);
+    }
+
+    let mut pos = [_mm512_setzero_si512(); VECTORS];
+    let mut end = [_mm512_setzero_si512(); VECTORS];
+    let mut sid = [_mm512_setzero_si512(); VECTORS];
+    let mut active: [__mmask16; VECTORS] = [0; VECTORS];
+    for v in 0..VECTORS {
+        pos[v] = load16(&seg_start[16 * v..]);
+        end[v] = load16(&seg_end[16 * v..]);
+        sid[v] = load16(&row[16 * v..]);
+        active[v] = _mm512_cmplt_epu32_mask(pos[v], end[v]);
+    }
+    let mut next_found = pos;
+    let mut dead: [__mmask16; VECTORS] = [0; VECTORS];
+
+    let low_byte = _mm512_set1_epi32(0xff);
+    let slow = _mm512_set1_epi32(SLOW as i32);
+    let matched = _mm512_set1_epi32(MATCH as i32);
+    let index = _mm512_set1_epi32(INDEX as i32);
+    let one = _mm512_set1_epi32(1);
+    let classes: *const i32 = work.classes.as_ptr().cast();
+    let found: *mut i32 = work.found.as_mut_ptr().cast();
+
+    // One step of every lane over the byte whose class is at `$shift` in `four`; on
+    // a slow entry, moves the lanes `$k` bytes on and leaves `$stop`.
+    macro_rules! step {
+        ($trans:expr, $four:expr, $shift:literal, $k:literal, $stop:lifetime) => {{
+            let mut next = [_mm512_setzero_si512(); VECTORS];
+            let mut any_slow = 0;
+            for v in 0..VECTORS {
+                let class = _mm512_and_si512(_mm512_srli_epi32::<$shift>($four[v]), low_byte);
+                let entry = _mm512_add_epi32(sid[v], class);
+                // SAFETY: an active lane's `sid` is a row of the table (entries are
+                // rows or flagged rows, masked by `INDEX`, and rows are whole), and
+                // `class` is below the stride: the entry is within `trans`, taken
+                // after the last time the table grew. Inactive lanes load nothing.
+                next[v] = unsafe {
+                    _mm512_mask_i32gather_epi32::<4>(sid[v], active[v], entry, $trans)
+                };
+                any_slow |= _mm512_mask_test_epi32_mask(active[v], next[v], slow);
+            }
+            if any_slow != 0 {
+                for p in pos.iter_mut() {
+                    *p = _mm512_add_epi32(*p, _mm512_set1_epi32($k));
+                }
+                break $stop true;
+            }
+            for v in 0..VECTORS {
+                let hit = _mm512_mask_test_epi32_mask(active[v], next[v], matched);
+                if hit != 0 {
+                    let at = _mm512_add_epi32(pos[v], _mm512_set1_epi32($k));
+                    // SAFETY: a lane records at most one match a byte, from its
+                    // segment's start: `next_found <= pos + k < end <= len`, an
+                    // index within `found` (`len` long).
+                    unsafe { _mm512_mask_i32scatter_epi32::<4>(found, hit, next_found[v], at) };
+                    next_found[v] = _mm512_mask_add_epi32(next_found[v], hit, next_found[v], one);
+                }
+                sid[v] = _mm512_mask_and_epi32(sid[v], active[v], next[v], index);
+            }
+        }};
+    }
+
+    loop {
+        // Steps every active lane can take before its segment ends.
+        let mut steps = u32::MAX;
+        for v in 0..VECTORS {
+            active[v] &= _mm512_cmplt_epu32_mask(pos[v], end[v]);
+            if active[v] != 0 {
+                let left = _mm512_mask_sub_epi32(_mm512_set1_epi32(-1), active[v], end[v], pos[v]);
+                steps = steps.min(_mm512_reduce_min_epu32(left));
+            }
+        }
+        if steps == u32::MAX {
+            break;
+        }
+        let trans: *const i32 = table.trans.as_ptr().cast();
+        // Four bytes a step while every lane has them, then one; a lane's slow entry
+        // stops all of them before that byte.
+        let mut taken = 0u32;
+        let stopped = 'steps: {
+            while taken < steps {
+                let mut four = [_mm512_setzero_si512(); VECTORS];
+                for v in 0..VECTORS {
+                    // SAFETY: an active lane's `pos < end <= len`, and `classes` has 4
+                    // bytes of padding after `len`: the 4 bytes read are in it.
+                    // Inactive lanes read nothing.
+                    four[v] = unsafe {
+                        _mm512_mask_i32gather_epi32::<1>(
+                            _mm512_setzero_si512(),
+                            active[v],
+                            pos[v],
+                            classes,
+                        )
+                    };
+                }
+                let block = if steps - taken >= 4 {
+                    step!(trans, four, 0, 0, 'steps);
+                    step!(trans, four, 8, 1, 'steps);
+                    step!(trans, four, 16, 2, 'steps);
+                    step!(trans, four, 24, 3, 'steps);
+                    4
+                } else {
+                    step!(trans, four, 0, 0, 'steps);
+                    1
+                };
+                for p in pos.iter_mut() {
+                    *p = _mm512_add_epi32(*p, _mm512_set1_epi32(block as i32));
+                }
+                taken += block;
+            }
+            false
+        };
+        if stopped {
+            // The lanes whose next entry is slow: copy it, end the lane, or give up.
+            let mut at = [0u32; LANES_WIDE];
+            let mut rows = [0u32; LANES_WIDE];
+            for v in 0..VECTORS {
+                store16(&mut at[16 * v..], pos[v]);
+                store16(&mut rows[16 * v..], sid[v]);
+            }
+            for l in 0..LANES_WIDE {
+                let (v, bit) = (l / 16, 1u16 << (l % 16));
+                if active[v] & bit == 0 {
+                    continue;
+                }
+                let class = table.classes[window[at[l] as usize] as usize];
+                let entry = rows[l] as usize + class as usize;
+                match table.trans[entry] {
+                    UNKNOWN => table.fill(dfa, cache, entry)?,
+                    DEAD => {
+                        active[v] &= !bit;
+                        dead[v] |= bit;
+                    }
+                    QUIT => return Err(GaveUp),
+                    _ => {}
+                }
+            }
+            if cache.clear_count() != clears {
+                return Err(GaveUp);
+            }
+        }
+    }
+
+    // The hits, lane by lane (segments are in order).
+    let mut recorded = [0u32; LANES_WIDE];
+    let mut rows = [0u32; LANES_WIDE];
+    for v in 0..VECTORS {
+        store16(&mut recorded[16 * v..], next_found[v]);
+        store16(&mut rows[16 * v..], sid[v]);
+    }
+    let mut last = 0;
+    for l in 0..LANES_WIDE {
+        let (start, end) = (seg_start[l] as usize, seg_end[l] as usize);
+        if start < end {
+            last = l;
+        }
+        for &p in &work.found[start..recorded[l] as usize] {
+            let end_at = from + p as usize;
+            let at = if end_at > 0 && bytes[end_at - 1] != b'\n' {
+                end_at - 1
+            } else {
+                end_at
+            };
+            let line_end = memchr(b'\n', &bytes[at..from + end]).map_or(from + end, |i| at + i);
+            hits.push(Hit {
+                at,
+                end: end_at,
+                line_end,
+            });
+        }
+    }
+    // Matches show one byte late, so one that ends the buffer shows only with the
+    // end-of-input transition (a line that ends in `\n` showed it on the `\n`).
+    let last_dead = dead[last / 16] & (1 << (last % 16)) != 0;
+    if to == bytes.len() && bytes.last().is_some_and(|&b| b != b'\n') && !last_dead {
+        if let Some(sid) = table.states[rows[last] as usize / table.stride] {
+            let eoi = dfa.next_eoi_state(cache, sid).map_err(|_| GaveUp)?;
+            if cache.clear_count() != clears {
+                return Err(GaveUp);
+            }
+            if eoi.is_match() {
+                hits.push(Hit {
+                    at: to - 1,
+                    end: to,
+                    line_end: to,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `window` as classes into `out`, with 4 bytes of padding.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+fn translate(classes: &[u8; 256], window: &[u8], out: &mut Vec<u8>) {
+    // Each byte is written below (no need to clear it), and the padding.
+    if out.len() < window.len() + 4 {
+        out.resize(window.len() + 4, 0);
+    }
+    out[window.len()..window.len() + 4].fill(0);
+    let mut table = [_mm512_setzero_si512(); 4];
+    for (i, t) in table.iter_mut().enumerate() {
+        // SAFETY: 64 bytes from `64 * i`, within `classes` (256 long).
+        *t = unsafe { _mm512_loadu_si512(classes[64 * i..].as_ptr().cast()) };
+    }
+    let mut chunks = window.chunks_exact(64);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        // SAFETY: `chunk` is 64 bytes, and so is `out[at..at + 64]` (`out` is as long
+        // as `window` and more).
+        unsafe {
+            let b = _mm512_loadu_si512(chunk.as_ptr().cast());
+            let low = _mm512_permutex2var_epi8(table[0], b, table[1]);
+            let high = _mm512_permutex2var_epi8(table[2], b, table[3]);
+            let c = _mm512_mask_blend_epi8(_mm512_movepi8_mask(b), low, high);
+            _mm512_storeu_si512(out[at..].as_mut_ptr().cast(), c);
+        }
+        at += 64;
+    }
+    for (o, &b) in out[at..window.len()].iter_mut().zip(chunks.remainder()) {
+        *o = classes[b as usize];
+    }
+}
+
+/// The first 16 `u32`s of `a` as a vector.
+#[target_feature(enable = "avx512f")]
+fn load16(a: &[u32]) -> __m512i {
+    assert!(a.len() >= 16);
+    // SAFETY: `a` has 16 `u32`s.
+    unsafe { _mm512_loadu_epi32(a.as_ptr().cast()) }
+}
+
+/// `v` into the first 16 `u32`s of `a`.
+#[target_feature(enable = "avx512f")]
+fn store16(a: &mut [u32], v: __m512i) {
+    assert!(a.len() >= 16);
+    // SAFETY: `a` has room for 16 `u32`s.
+    unsafe { _mm512_storeu_epi32(a.as_mut_ptr().cast(), v) }
+}
