@@ -616,3 +616,11 @@ fn regression_same_path_in_two_log_sets() {
     assert!(scan(&m, &web, "x\n", &mut scratch).is_empty());
     assert_eq!(scan(&m, &db, "x\n", &mut scratch).len(), 1, "db line lost");
 }
+
+#[test]
+fn regression_an_empty_crlf_line_matches_end_then_start() {
+    // `$` as `\r?$` in the buffer regex read the `\r`, and the `^` after it failed.
+    check_exactly(&[spec(&["(?:\\.)*?.*?$^"], &[], false)], "\r\n");
+    check_exactly(&[spec(&["$^"], &[], false)], "a\r\n\r\nb\r\n");
+    check_exactly(&[spec(&["x$", "^$"], &[], false)], "x\r\n\r\nx\rx\r\n");
+}

@@ -208,19 +208,15 @@ fn hir_of(kind: HirKind) -> Hir {
 }
 
 /// In a buffer of lines, `$` must also match before the `\r` of a CRLF line (lines
-/// are matched without it). Not CRLF mode: that would keep `.` from matching a `\r`
-/// inside a line, which the per-line patterns do match.
+/// are matched without it): `$` becomes the CRLF-aware end of line, which matches
+/// before a `\r` or a `\n` (never between the two), and leaves the `\r` unread, so a
+/// `^` after it still sees the line start of an empty CRLF line (`$^` on `\r\n`).
+/// Not CRLF mode: that would keep `.` from matching a `\r` inside a line, which the
+/// per-line patterns do match. It also matches before a `\r` inside a line, where the
+/// per-line `$` does not: patterns with anchors are verified line by line.
 fn crlf_tolerant(leaf: HirKind) -> Hir {
     match leaf {
-        HirKind::Look(Look::EndLF) => Hir::concat(vec![
-            Hir::repetition(Repetition {
-                min: 0,
-                max: Some(1),
-                greedy: true,
-                sub: Box::new(Hir::literal(*b"\r")),
-            }),
-            Hir::look(Look::EndLF),
-        ]),
+        HirKind::Look(Look::EndLF) => Hir::look(Look::EndCRLF),
         other => hir_of(other),
     }
 }
