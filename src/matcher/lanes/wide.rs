@@ -2,10 +2,11 @@
 //! together, every transition of a vector one gather.
 //!
 //! Why: the scalar lanes spend about ten instructions a byte (load the byte, its
-//! class, the transition, test it, for each lane, and registers spilled for six), and
-//! are bound by how many instructions the core issues. Here a gather makes 16
-//! transitions, a few vector instructions the rest, and 48 lanes keep enough loads in
-//! flight to hide their latency.
+//! class, the transition, test it, for each lane, with registers spilled for six),
+//! bound by how many instructions the core issues and how many loads it keeps in
+//! flight. Here a gather makes 16 transitions, a few vector instructions the rest,
+//! and 64 lanes keep as many loads in flight (at 1,000 patterns 1.4x the scalar lanes'
+//! bytes a second; BENCHMARKS.md, "Matcher").
 //!
 //! The lazy DFA's own table is private to regex-automata, so the lanes step through
 //! [`Table`]: a copy of the transitions they have used, in a flat `u32` table indexed
@@ -31,8 +32,9 @@ use regex_automata::util::start;
 
 use super::{GaveUp, Hit};
 
-/// Vectors of 16 lanes stepped together: enough gathers in flight to cover their
-/// latency (measured at 1,000 patterns, see `LANES_WIDE`).
+/// Vectors of 16 lanes stepped together, so that several gathers are in flight.
+/// Measured at 1,000 patterns: 2 vectors 1,170 MiB/s, 3: 1,220, 4: 1,270; more would
+/// not fit the 32 vector registers.
 const VECTORS: usize = 4;
 
 /// Lanes of a window.
@@ -345,6 +347,8 @@ fn search(
                 // rows or flagged rows, masked by `INDEX`, and rows are whole), and
                 // `class` is below the stride: the entry is within `trans`, taken
                 // after the last time the table grew. Inactive lanes load nothing.
+                // (Unmasked, with inactive lanes held on a row, this gather made
+                // 1,000 patterns slower: 920 against 1,300-1,400 MiB/s.)
                 next[v] = unsafe {
                     _mm512_mask_i32gather_epi32::<4>(sid[v], active[v], entry, $trans)
                 };
