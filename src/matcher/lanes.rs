@@ -673,4 +673,31 @@ mod tests {
             Ok(200)
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Random patterns over a small alphabet and random texts of it, with windows
+        /// from a byte to a few hundred: lanes of every kind agree with one search at
+        /// a time (segments of every length, empty ones, hits at window and segment
+        /// edges, CRLF, anchors, `\b`, empty matches).
+        #[test]
+        fn every_kind_of_lanes_agrees_with_one_search_at_a_time(
+            patterns in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "a", "b", "ab", "ba", "a+b", "b?a", r"\r", r"\ba", r"b\b", "^a", "b$", "^$",
+                    "a.b", "[ab]{2}", "a.*?b", "x?", r"a\r?$", "^b+$",
+                ]),
+                1..6,
+            ),
+            text in "[ab \r\nx]{0,3000}",
+            window in 1usize..400,
+        ) {
+            let dfa = dfa(&patterns);
+            let want = one_search_at_a_time(&dfa, text.as_bytes());
+            for (kind, got) in in_lanes(&dfa, text.as_bytes(), window) {
+                proptest::prop_assert_eq!(got, Ok(want.clone()), "{} lanes", kind);
+            }
+        }
+    }
 }
