@@ -60,6 +60,10 @@ pub struct LaneCache {
     cache: Cache,
     #[cfg(target_arch = "x86_64")]
     wide: Option<Box<wide::Wide>>,
+    /// Windows shorter than this go to the scalar lanes ([`wide::MIN_WINDOW`]; the
+    /// tests lower it to run the wide lanes on short texts).
+    #[cfg(target_arch = "x86_64")]
+    wide_from: usize,
 }
 
 impl LaneCache {
@@ -72,6 +76,7 @@ impl LaneCache {
                 return LaneCache {
                     cache: dfa.create_cache(),
                     wide: Some(Box::new(wide)),
+                    wide_from: wide::MIN_WINDOW,
                 };
             }
         }
@@ -85,6 +90,8 @@ impl LaneCache {
             cache: dfa.create_cache(),
             #[cfg(target_arch = "x86_64")]
             wide: None,
+            #[cfg(target_arch = "x86_64")]
+            wide_from: 0,
         }
     }
 
@@ -115,7 +122,9 @@ impl LaneCache {
     ) -> Result<(), GaveUp> {
         #[cfg(target_arch = "x86_64")]
         if let Some(wide) = &mut self.wide {
-            return wide.search_window(dfa, &mut self.cache, bytes, from, to, hits);
+            if to - from >= self.wide_from {
+                return wide.search_window(dfa, &mut self.cache, bytes, from, to, hits);
+            }
         }
         search_window(dfa, &mut self.cache, bytes, from, to, lane_hits)?;
         for lane in lane_hits.iter_mut() {
@@ -473,7 +482,8 @@ mod tests {
         hits
     }
 
-    /// A cache of each kind of lanes this CPU runs: scalar, and wide where it can.
+    /// A cache of each kind of lanes this CPU runs: scalar, wide (for every window)
+    /// where it can, and the default.
     fn caches(dfa: &DFA) -> Vec<(&'static str, LaneCache)> {
         let mut caches = vec![("scalar", LaneCache::scalar(dfa))];
         #[cfg(target_arch = "x86_64")]
@@ -483,10 +493,14 @@ mod tests {
                 LaneCache {
                     cache: dfa.create_cache(),
                     wide: Some(Box::new(wide)),
+                    wide_from: 0,
                 },
             )),
             None => eprintln!("this CPU has no AVX-512: the wide lanes are not tested"),
         }
+        // As the matcher makes it: wide lanes for long windows only, the scalar ones
+        // for the rest, the two over one cache.
+        caches.push(("default", LaneCache::new(dfa, 64 << 20)));
         caches
     }
 
@@ -661,13 +675,17 @@ mod tests {
         let mut cache = LaneCache {
             cache: dfa.create_cache(),
             wide: Some(Box::new(wide)),
+            wide_from: 0,
         };
         // 4 KiB hold a few rows of the table; the search needs dozens.
         assert_eq!(
             in_lanes_with(&dfa, &mut cache, text.as_bytes(), WINDOW),
             Err(GaveUp)
         );
-        let mut roomy = caches(&dfa).pop().unwrap().1;
+        let (_, mut roomy) = caches(&dfa)
+            .into_iter()
+            .find(|(kind, _)| *kind == "wide")
+            .unwrap();
         assert_eq!(
             in_lanes_with(&dfa, &mut roomy, text.as_bytes(), WINDOW).map(|h| h.len()),
             Ok(200)
