@@ -44,13 +44,14 @@ pub struct GaveUp;
 /// A line that a pattern matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
-    /// A position in the line.
-    pub at: usize,
-    /// Where the match ends.
-    pub end: usize,
+    /// Where the line starts (or its segment, if that starts within the line).
+    pub line_start: usize,
     /// Where the line ends: its `\n`, or the end of the buffer. The lane had to find
     /// it to start again after the line, so the walk need not look for it again.
     pub line_end: usize,
+    /// The first match found ends there too (so it may hold a `\r` before the `\n`
+    /// that the line's patterns do not see).
+    pub match_ends_line: bool,
 }
 
 /// One scanning thread's state for a lazy DFA: its cache and, where the CPU runs
@@ -172,7 +173,27 @@ impl LaneSearch {
     /// that a pattern matches, and that match's end. `bytes` must be the same
     /// buffer for every call since the last [`reset`](Self::reset), and `pos` never
     /// smaller than in the call before.
+    #[inline]
     pub fn next(
+        &mut self,
+        dfa: &DFA,
+        cache: &mut LaneCache,
+        bytes: &[u8],
+        pos: usize,
+    ) -> Result<Option<Hit>, GaveUp> {
+        // Inlined: at 1,000 patterns nearly every line is a hit.
+        while let Some(&hit) = self.hits.get(self.cursor) {
+            if hit.line_end >= pos {
+                return Ok(Some(hit));
+            }
+            self.cursor += 1;
+        }
+        self.next_window(dfa, cache, bytes, pos)
+    }
+
+    /// [`next`](Self::next) once the window's hits are all handed out.
+    #[inline(never)]
+    fn next_window(
         &mut self,
         dfa: &DFA,
         cache: &mut LaneCache,
@@ -181,7 +202,7 @@ impl LaneSearch {
     ) -> Result<Option<Hit>, GaveUp> {
         loop {
             while let Some(&hit) = self.hits.get(self.cursor) {
-                if hit.at >= pos {
+                if hit.line_end >= pos {
                     return Ok(Some(hit));
                 }
                 self.cursor += 1;
@@ -207,11 +228,21 @@ fn line_end_after(bytes: &[u8], at: usize) -> usize {
     memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i + 1)
 }
 
+/// Where the line holding `at` starts, searching back no further than `from` (a line
+/// start, or where a segment starts within a line).
+fn start_of_line(bytes: &[u8], from: usize, at: usize) -> usize {
+    let at = at.max(from);
+    memchr::memrchr(b'\n', &bytes[from..at]).map_or(from, |i| from + i + 1)
+}
+
 /// One lane: where its search is, where its segment ends, the DFA state it is in.
 #[derive(Clone, Copy)]
 struct Lane {
     at: usize,
     end: usize,
+    /// Where the line being searched starts (or the segment, if it starts within
+    /// the line).
+    line_from: usize,
     sid: LazyStateID,
     /// Nothing more to find in the segment (its last line matched, or the DFA died).
     done: bool,
@@ -235,6 +266,7 @@ fn search_window(
     let mut lanes = [Lane {
         at: from,
         end: from,
+        line_from: from,
         sid: line_start,
         done: false,
     }; LANES];
@@ -253,6 +285,7 @@ fn search_window(
         *lane = Lane {
             at: start,
             end,
+            line_from: start,
             sid,
             done: false,
         };
@@ -340,9 +373,9 @@ fn search_window(
         }
         if eoi.is_match() {
             hits[last].push(Hit {
-                at: to - 1,
-                end: to,
+                line_start: start_of_line(bytes, lanes[last].line_from, to),
                 line_end: to,
+                match_ends_line: true,
             });
         }
     }
@@ -406,22 +439,24 @@ impl Search<'_> {
             } else {
                 end
             };
+            let line_start = start_of_line(self.bytes, lane.line_from, at);
             // Segments end just past a `\n` or at the end of the buffer.
             match memchr(b'\n', &self.bytes[at..lane.end]) {
                 Some(i) => {
                     hits.push(Hit {
-                        at,
-                        end,
+                        line_start,
                         line_end: at + i,
+                        match_ends_line: end == at + i,
                     });
                     lane.at = at + i + 1;
+                    lane.line_from = lane.at;
                     return self.settle(lane, self.line_start, hits);
                 }
                 None => {
                     hits.push(Hit {
-                        at,
-                        end,
+                        line_start,
                         line_end: lane.end,
+                        match_ends_line: end == lane.end,
                     });
                     lane.at = lane.end;
                     lane.done = true;
@@ -476,7 +511,11 @@ mod tests {
                 break;
             }
             let line_end = memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
-            hits.push(Hit { at, end, line_end });
+            hits.push(Hit {
+                line_start: start_of_line(bytes, pos, at),
+                line_end,
+                match_ends_line: end == line_end,
+            });
             pos = line_end + 1;
         }
         hits
@@ -596,9 +635,9 @@ mod tests {
         // One line, no newline: the first lane holds all of it, the others nothing.
         let dfa = dfa(&["abc", "zzz"]);
         let hit = Hit {
-            at: 4,
-            end: 5,
+            line_start: 0,
             line_end: 5,
+            match_ends_line: true,
         };
         assert_lanes_find(&dfa, b"xxabc", WINDOW, Ok(vec![hit]));
         assert_lanes_find(&dfa, b"xxab", WINDOW, Ok(vec![]));
@@ -609,9 +648,9 @@ mod tests {
     fn non_ascii_under_a_unicode_word_boundary_gives_up() {
         let dfa = dfa(&[r"\bword\b", "other"]);
         let hit = Hit {
-            at: 5,
-            end: 6,
+            line_start: 0,
             line_end: 6,
+            match_ends_line: true,
         };
         assert_lanes_find(&dfa, "a word\n".as_bytes(), WINDOW, Ok(vec![hit]));
         assert_lanes_find(&dfa, "a wörd\n".as_bytes(), WINDOW, Err(GaveUp));

@@ -33,7 +33,7 @@ use regex_automata::{hybrid, meta};
 use thiserror::Error;
 
 use crate::line::{trim_cr, Stream};
-use lanes::{GaveUp, Hit, LaneCache, LaneSearch};
+use lanes::{GaveUp, LaneCache, LaneSearch};
 pub use pattern::{Pattern, PatternError, PatternKey};
 pub use selector::{SelectorError, StreamSelector};
 
@@ -95,12 +95,23 @@ pub enum CompileError {
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
     at: usize,
-    /// Where a match of the lone subscription's includes ends, if the strategy's
-    /// search found one (see `Matcher::buffer_regex_exact`).
-    match_end: Option<usize>,
-    /// Where the line holding `at` ends (its `\n`, or the end of the text), if the
-    /// strategy's search already found it.
-    line_end: Option<usize>,
+    /// What the strategy's search found of the lone subscription's includes (see
+    /// `Matcher::buffer_regex_exact`).
+    found: Found,
+    /// Where the line holding `at` starts and ends (its `\n`, or the end of the
+    /// text), if the strategy's search already found them.
+    line: Option<(usize, usize)>,
+}
+
+/// What a strategy's search found of the lone subscription's includes.
+#[derive(Debug, Clone, Copy)]
+enum Found {
+    /// Nothing: the walk decides the line by itself.
+    Nothing,
+    /// A match ending here (it may run past the line).
+    MatchEnd(usize),
+    /// A match within the line.
+    InLine,
 }
 
 impl Candidate {
@@ -108,8 +119,8 @@ impl Candidate {
     fn at(at: usize) -> Candidate {
         Candidate {
             at,
-            match_end: None,
-            line_end: None,
+            found: Found::Nothing,
+            line: None,
         }
     }
 }
@@ -188,10 +199,14 @@ impl DfaSkip<'_> {
         if !self.gave_up {
             match self.lanes.next(self.dfa, &mut self.cache, bytes, pos) {
                 Ok(hit) => {
-                    return hit.map(|Hit { at, end, line_end }| Candidate {
-                        at,
-                        match_end: Some(end),
-                        line_end: Some(line_end),
+                    return hit.map(|hit| Candidate {
+                        at: hit.line_end,
+                        found: if hit.match_ends_line {
+                            Found::MatchEnd(hit.line_end)
+                        } else {
+                            Found::InLine
+                        },
+                        line: Some((hit.line_start, hit.line_end)),
                     })
                 }
                 Err(GaveUp) => {
@@ -571,8 +586,8 @@ impl Matcher {
                 re.find(regex_automata::Input::new(bytes).span(pos..end))
                     .map(|m| Candidate {
                         at: m.start(),
-                        match_end: Some(m.end()),
-                        line_end: None,
+                        found: Found::MatchEnd(m.end()),
+                        line: None,
                     })
             });
         } else if let Some((dfa, cache)) = self.warm_line_dfa(scratch, end) {
@@ -634,30 +649,33 @@ impl Matcher {
         let bytes = text.as_bytes();
         let (mut pos, mut index, mut counted) = (0usize, 0u64, 0usize);
         while pos < bytes.len() {
-            let Some(Candidate {
-                at,
-                match_end,
-                line_end,
-            }) = next(pos)
-            else {
+            let Some(Candidate { at, found, line }) = next(pos) else {
                 break;
             };
             // An empty match at the very end is no line when the text ends in `\n`.
             if at == bytes.len() && bytes.last().is_none_or(|&b| b == b'\n') {
                 break;
             }
-            let start = memchr::memrchr(b'\n', &bytes[pos..at]).map_or(pos, |i| pos + i + 1);
-            let end = line_end.unwrap_or_else(|| {
-                memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i)
-            });
+            let (start, end) = match line {
+                // Never before `pos`: the strategy's line starts at or after it.
+                Some((start, end)) => (start.max(pos), end),
+                None => (
+                    memchr::memrchr(b'\n', &bytes[pos..at]).map_or(pos, |i| pos + i + 1),
+                    memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i),
+                ),
+            };
             // Lines skipped since the last one looked at (none when most lines match:
             // no counting call per line then).
             if counted < start {
                 index += memchr::memchr_iter(b'\n', &bytes[counted..start]).count() as u64;
             }
             let line = trim_cr(&text[start..end]);
-            let included =
-                self.buffer_regex_exact && match_end.is_some_and(|e| e <= start + line.len());
+            let included = self.buffer_regex_exact
+                && match found {
+                    Found::Nothing => false,
+                    Found::MatchEnd(e) => e <= start + line.len(),
+                    Found::InLine => true,
+                };
             let wanted = if included {
                 scratch.begin_line_unverified(0);
                 self.exclude_regex

@@ -13,9 +13,10 @@
 //! by state and byte class, each filled from the lazy DFA the first time a lane needs
 //! it. Two things the scalar lanes do on their own are rows of the table here:
 //! - A match ends the lane's line: instead of stepping out to find the line's end,
-//!   the transition into a match state is flagged (the lane records where it was) and
-//!   goes to the *rest of line* state, which stays put until a `\n` and then goes to
-//!   the line start state.
+//!   the transition into a match state goes to the *rest of line* state, which stays
+//!   put until a `\n`. Only that `\n`'s transition is flagged, so a lane records one
+//!   event a matched line, where the line ends (and whether the match reached it);
+//!   the line's start is found after the window, from the previous event.
 //! - The bytes are translated to classes a window at a time (`vpermi2b`, 64 bytes an
 //!   instruction pair), so a lane gathers four classes at once.
 //!
@@ -25,7 +26,6 @@
 use std::arch::x86_64::*;
 use std::collections::HashMap;
 
-use memchr::memchr;
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::hybrid::LazyStateID;
 use regex_automata::util::start;
@@ -56,10 +56,14 @@ const DEAD: u32 = UNKNOWN | 1;
 const QUIT: u32 = UNKNOWN | 2;
 /// Entries the vector loop does not take: the lane steps out.
 const SLOW: u32 = UNKNOWN;
-/// A pattern matched just before this byte; the entry's index says where to go on.
+/// A matched line ends on this byte (its `\n`); the entry's index says where to go on.
 const MATCH: u32 = 1 << 30;
+/// With `MATCH`: a pattern matched just before the `\n` (not earlier in the line).
+const AT_END: u32 = 1 << 29;
 /// The row index bits of an entry.
-const INDEX: u32 = MATCH - 1;
+const INDEX: u32 = AT_END - 1;
+/// `AT_END` as recorded in `Work::found`.
+const AT_LINE_END: u32 = AT_END << 2;
 
 /// The row of the rest of a line that already matched.
 const REST_OF_LINE: u32 = 0;
@@ -153,7 +157,7 @@ impl Table {
         self.trans.resize(self.stride, REST_OF_LINE);
         self.states.push(None);
         let line_start = start_row(self, dfa, cache, Some(b'\n'))?;
-        self.trans[self.newline as usize] = line_start;
+        self.trans[self.newline as usize] = MATCH | line_start;
         self.line_start = Some(line_start);
         Ok(line_start)
     }
@@ -172,13 +176,13 @@ impl Table {
         } else if next.is_quit() {
             QUIT
         } else if next.is_match() {
-            let line_start = self.line_start.ok_or(GaveUp)?;
-            MATCH
-                | if class as u32 == self.newline {
-                    line_start
-                } else {
-                    REST_OF_LINE
-                }
+            // The line matched: recorded at its `\n` (here, or where the rest of
+            // line row meets it).
+            if class as u32 == self.newline {
+                MATCH | AT_END | self.line_start.ok_or(GaveUp)?
+            } else {
+                REST_OF_LINE
+            }
         } else if next.is_tagged() {
             return Err(GaveUp);
         } else {
@@ -210,8 +214,9 @@ fn start_row(
 struct Work {
     /// The window's bytes as classes, and 4 bytes of padding (a lane reads 4).
     classes: Vec<u8>,
-    /// Where each lane recorded its matches: lane `l` from its segment's start on
-    /// (it has at most a match a byte), as offsets in the window.
+    /// Where each lane recorded the lines it matched: lane `l` from its segment's
+    /// start on (it has at most a line a byte): where each line ends (its `\n`), as
+    /// an offset in the window, and in bit 31 whether the match ended there too.
     found: Vec<u32>,
 }
 
@@ -340,6 +345,7 @@ fn search(
     let one = _mm512_set1_epi32(1);
     let classes: *const i32 = work.classes.as_ptr().cast();
     let found: *mut i32 = work.found.as_mut_ptr().cast();
+    let at_end = _mm512_set1_epi32(AT_END as i32);
 
     // One step of every lane over the byte whose class is at `$shift` in `four`; on
     // a slow entry, moves the lanes `$k` bytes on and leaves `$stop`.
@@ -370,8 +376,12 @@ fn search(
             for v in 0..VECTORS {
                 let hit = _mm512_mask_test_epi32_mask(active[v], next[v], matched);
                 if hit != 0 {
-                    let at = _mm512_add_epi32(pos[v], _mm512_set1_epi32($k));
-                    // SAFETY: a lane records at most one match a byte, from its
+                    // Where the line ends, and whether the match did too (bit 31).
+                    let at = _mm512_or_si512(
+                        _mm512_add_epi32(pos[v], _mm512_set1_epi32($k)),
+                        _mm512_slli_epi32::<2>(_mm512_and_si512(next[v], at_end)),
+                    );
+                    // SAFETY: a lane records at most one line a byte, from its
                     // segment's start: `next_found <= pos + k < end <= len`, an
                     // index within `found` (`len` long).
                     unsafe { _mm512_mask_i32scatter_epi32::<4>(found, hit, next_found[v], at) };
@@ -471,30 +481,44 @@ fn search(
         store16(&mut rows[16 * v..], sid[v]);
     }
     let mut last = 0;
+    let mut last_line_from = from;
     for l in 0..LANES_WIDE {
         let (start, end) = (seg_start[l] as usize, seg_end[l] as usize);
         if start < end {
             last = l;
         }
-        for &p in &work.found[start..recorded[l] as usize] {
-            let end_at = from + p as usize;
-            let at = if end_at > 0 && bytes[end_at - 1] != b'\n' {
-                end_at - 1
-            } else {
-                end_at
-            };
-            let line_end = memchr(b'\n', &bytes[at..from + end]).map_or(from + end, |i| at + i);
+        // Each line starts after the one before it, or after a `\n` in between.
+        let mut line_from = from + start;
+        for &found in &work.found[start..recorded[l] as usize] {
+            let line_end = from + (found & !AT_LINE_END) as usize;
             hits.push(Hit {
-                at,
-                end: end_at,
+                line_start: super::start_of_line(bytes, line_from, line_end),
                 line_end,
+                match_ends_line: found & AT_LINE_END != 0,
             });
+            line_from = line_end + 1;
+        }
+        // A matched line without a `\n` (the buffer's last) is still in its rest.
+        let (v, bit) = (l / 16, 1u16 << (l % 16));
+        if start < end && rows[l] == REST_OF_LINE && dead[v] & bit == 0 {
+            hits.push(Hit {
+                line_start: super::start_of_line(bytes, line_from, from + end),
+                line_end: from + end,
+                match_ends_line: false,
+            });
+        }
+        if start < end {
+            last_line_from = line_from;
         }
     }
     // Matches show one byte late, so one that ends the buffer shows only with the
     // end-of-input transition (a line that ends in `\n` showed it on the `\n`).
     let last_dead = dead[last / 16] & (1 << (last % 16)) != 0;
-    if to == bytes.len() && bytes.last().is_some_and(|&b| b != b'\n') && !last_dead {
+    if to == bytes.len()
+        && bytes.last().is_some_and(|&b| b != b'\n')
+        && !last_dead
+        && rows[last] != REST_OF_LINE
+    {
         if let Some(sid) = table.states[rows[last] as usize / table.stride] {
             let eoi = dfa.next_eoi_state(cache, sid).map_err(|_| GaveUp)?;
             if cache.clear_count() != clears {
@@ -502,9 +526,9 @@ fn search(
             }
             if eoi.is_match() {
                 hits.push(Hit {
-                    at: to - 1,
-                    end: to,
+                    line_start: super::start_of_line(bytes, last_line_from, to),
                     line_end: to,
+                    match_ends_line: true,
                 });
             }
         }
