@@ -218,6 +218,11 @@ struct Work {
     /// start on (it has at most a line a byte): where each line ends (its `\n`), as
     /// an offset in the window, and in bit 31 whether the match ended there too.
     found: Vec<u32>,
+    /// Step `t` of the lanes (all lanes step together, lane `l` at its segment's
+    /// start plus `t`): bit `l` says lane `l`'s line ended there matched, in
+    /// `hit_log`, and the match with it, in `end_log`.
+    hit_log: Vec<u64>,
+    end_log: Vec<u64>,
 }
 
 /// The wide lanes of one lazy DFA cache: the table, and buffers.
@@ -238,7 +243,10 @@ impl Wide {
 
     #[cfg(test)]
     pub fn memory_usage(&self) -> usize {
-        self.table.memory_usage() + self.work.classes.capacity() + self.work.found.capacity() * 4
+        self.table.memory_usage()
+            + self.work.classes.capacity()
+            + self.work.found.capacity() * 4
+            + (self.work.hit_log.capacity() + self.work.end_log.capacity()) * 8
     }
 
     /// Appends to `hits`, in order, every line of `bytes[from..to]` (whole lines) a
@@ -324,6 +332,14 @@ fn search(
     if work.found.len() < len {
         work.found.resize(len, 0);
     }
+    let longest = (0..LANES_WIDE)
+        .map(|l| seg_end[l] - seg_start[l])
+        .max()
+        .unwrap_or(0) as usize;
+    if work.hit_log.len() < longest {
+        work.hit_log.resize(longest, 0);
+        work.end_log.resize(longest, 0);
+    }
 
     let mut pos = [_mm512_setzero_si512(); VECTORS];
     let mut end = [_mm512_setzero_si512(); VECTORS];
@@ -335,16 +351,17 @@ fn search(
         sid[v] = load16(&row[16 * v..]);
         active[v] = _mm512_cmplt_epu32_mask(pos[v], end[v]);
     }
-    let mut next_found = pos;
     let mut dead: [__mmask16; VECTORS] = [0; VECTORS];
 
     let low_byte = _mm512_set1_epi32(0xff);
     let slow = _mm512_set1_epi32(SLOW as i32);
     let matched = _mm512_set1_epi32(MATCH as i32);
     let index = _mm512_set1_epi32(INDEX as i32);
-    let one = _mm512_set1_epi32(1);
     let classes: *const i32 = work.classes.as_ptr().cast();
-    let found: *mut i32 = work.found.as_mut_ptr().cast();
+    let hit_log = work.hit_log.as_mut_ptr();
+    let end_log = work.end_log.as_mut_ptr();
+    // Steps taken by every lane.
+    let mut t = 0usize;
     let at_end = _mm512_set1_epi32(AT_END as i32);
 
     // One step of every lane over the byte whose class is at `$shift` in `four`; on
@@ -371,23 +388,24 @@ fn search(
                 for p in pos.iter_mut() {
                     *p = _mm512_add_epi32(*p, _mm512_set1_epi32($k));
                 }
+                t += $k;
                 break $stop true;
             }
+            // Logged every step, hit or not: a branch on hits costs more (a line
+            // every 140 bytes in 64 lanes makes it a coin toss).
+            let (mut hit, mut ends) = (0u64, 0u64);
             for v in 0..VECTORS {
-                let hit = _mm512_mask_test_epi32_mask(active[v], next[v], matched);
-                if hit != 0 {
-                    // Where the line ends, and whether the match did too (bit 31).
-                    let at = _mm512_or_si512(
-                        _mm512_add_epi32(pos[v], _mm512_set1_epi32($k)),
-                        _mm512_slli_epi32::<2>(_mm512_and_si512(next[v], at_end)),
-                    );
-                    // SAFETY: a lane records at most one line a byte, from its
-                    // segment's start: `next_found <= pos + k < end <= len`, an
-                    // index within `found` (`len` long).
-                    unsafe { _mm512_mask_i32scatter_epi32::<4>(found, hit, next_found[v], at) };
-                    next_found[v] = _mm512_mask_add_epi32(next_found[v], hit, next_found[v], one);
-                }
+                let h = _mm512_mask_test_epi32_mask(active[v], next[v], matched);
+                let e = _mm512_mask_test_epi32_mask(active[v], next[v], at_end);
+                hit |= (h as u64) << (16 * v);
+                ends |= (e as u64) << (16 * v);
                 sid[v] = _mm512_mask_and_epi32(sid[v], active[v], next[v], index);
+            }
+            // SAFETY: an active lane's `pos = seg_start + t` and `pos + k < seg_end`:
+            // `t + k` is below the longest segment, the logs' length.
+            unsafe {
+                *hit_log.add(t + $k) = hit;
+                *end_log.add(t + $k) = ends;
             }
         }};
     }
@@ -438,6 +456,7 @@ fn search(
                 for p in pos.iter_mut() {
                     *p = _mm512_add_epi32(*p, _mm512_set1_epi32(block as i32));
                 }
+                t += block as usize;
                 taken += block;
             }
             false
@@ -473,11 +492,22 @@ fn search(
         }
     }
 
+    // The logs, lane by lane, into `found`: where each lane's lines ended, and
+    // whether the match did too (bit 31).
+    let mut recorded = seg_start;
+    for step in 0..t {
+        let (mut hit, ends) = (work.hit_log[step], work.end_log[step]);
+        while hit != 0 {
+            let l = hit.trailing_zeros() as usize;
+            hit &= hit - 1;
+            let at_line_end = if ends & (1 << l) != 0 { AT_LINE_END } else { 0 };
+            work.found[recorded[l] as usize] = (seg_start[l] + step as u32) | at_line_end;
+            recorded[l] += 1;
+        }
+    }
     // The hits, lane by lane (segments are in order).
-    let mut recorded = [0u32; LANES_WIDE];
     let mut rows = [0u32; LANES_WIDE];
     for v in 0..VECTORS {
-        store16(&mut recorded[16 * v..], next_found[v]);
         store16(&mut rows[16 * v..], sid[v]);
     }
     let mut last = 0;
