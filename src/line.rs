@@ -227,6 +227,7 @@ pub fn lines(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// A line without a trailing `\r` (CRLF logs), so `$` anchors behave.
+#[inline]
 pub fn trim_cr(line: &str) -> &str {
     line.strip_suffix('\r').unwrap_or(line)
 }

@@ -195,6 +195,7 @@ struct DfaSkip<'m> {
 }
 
 impl DfaSkip<'_> {
+    #[inline]
     fn next(&mut self, bytes: &[u8], pos: usize) -> Option<Candidate> {
         if !self.gave_up {
             match self.lanes.next(self.dfa, &mut self.cache, bytes, pos) {
@@ -983,6 +984,7 @@ impl Scratch {
     }
 
     /// A line decided without running the patterns one by one: `sub` wants it.
+    #[inline]
     fn begin_line_unverified(&mut self, sub: u32) {
         self.begin_line();
         self.verified = false;
