@@ -223,6 +223,9 @@ struct Work {
     /// `hit_log`, and the match with it, in `end_log`.
     hit_log: Vec<u64>,
     end_log: Vec<u64>,
+    /// Bit `i % 64` of word `i / 64`: byte `i` of the window is a `\n` (made with
+    /// the classes; where the lines start is read from here).
+    newlines: Vec<u64>,
 }
 
 /// The wide lanes of one lazy DFA cache: the table, and buffers.
@@ -246,7 +249,10 @@ impl Wide {
         self.table.memory_usage()
             + self.work.classes.capacity()
             + self.work.found.capacity() * 4
-            + (self.work.hit_log.capacity() + self.work.end_log.capacity()) * 8
+            + (self.work.hit_log.capacity()
+                + self.work.end_log.capacity()
+                + self.work.newlines.capacity())
+                * 8
     }
 
     /// Appends to `hits`, in order, every line of `bytes[from..to]` (whole lines) a
@@ -327,7 +333,12 @@ fn search(
         return Err(GaveUp);
     }
 
-    translate(&table.classes, window, &mut work.classes);
+    translate(
+        &table.classes,
+        window,
+        &mut work.classes,
+        &mut work.newlines,
+    );
     // Read only where written (no need to clear it).
     if work.found.len() < len {
         work.found.resize(len, 0);
@@ -511,19 +522,20 @@ fn search(
         store16(&mut rows[16 * v..], sid[v]);
     }
     let mut last = 0;
-    let mut last_line_from = from;
+    let mut last_line_from = 0;
     for l in 0..LANES_WIDE {
         let (start, end) = (seg_start[l] as usize, seg_end[l] as usize);
         if start < end {
             last = l;
         }
-        // Each line starts after the one before it, or after a `\n` in between.
-        let mut line_from = from + start;
+        // Each line starts after the one before it, or after a `\n` in between
+        // (offsets in the window).
+        let mut line_from = start;
         for &found in &work.found[start..recorded[l] as usize] {
-            let line_end = from + (found & !AT_LINE_END) as usize;
+            let line_end = (found & !AT_LINE_END) as usize;
             hits.push(Hit {
-                line_start: super::start_of_line(bytes, line_from, line_end),
-                line_end,
+                line_start: from + after_last_newline(&work.newlines, line_from, line_end),
+                line_end: from + line_end,
                 match_ends_line: found & AT_LINE_END != 0,
             });
             line_from = line_end + 1;
@@ -532,7 +544,7 @@ fn search(
         let (v, bit) = (l / 16, 1u16 << (l % 16));
         if start < end && rows[l] == REST_OF_LINE && dead[v] & bit == 0 {
             hits.push(Hit {
-                line_start: super::start_of_line(bytes, line_from, from + end),
+                line_start: from + after_last_newline(&work.newlines, line_from, end),
                 line_end: from + end,
                 match_ends_line: false,
             });
@@ -556,7 +568,7 @@ fn search(
             }
             if eoi.is_match() {
                 hits.push(Hit {
-                    line_start: super::start_of_line(bytes, last_line_from, to),
+                    line_start: from + after_last_newline(&work.newlines, last_line_from, len),
                     line_end: to,
                     match_ends_line: true,
                 });
@@ -568,11 +580,15 @@ fn search(
 
 /// `window` as classes into `out`, with 4 bytes of padding.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn translate(classes: &[u8; 256], window: &[u8], out: &mut Vec<u8>) {
-    // Each byte is written below (no need to clear it), and the padding.
+fn translate(classes: &[u8; 256], window: &[u8], out: &mut Vec<u8>, newlines: &mut Vec<u64>) {
+    // Each byte and word is written below (no need to clear them), and the padding.
     if out.len() < window.len() + 4 {
         out.resize(window.len() + 4, 0);
     }
+    if newlines.len() < window.len().div_ceil(64) {
+        newlines.resize(window.len().div_ceil(64), 0);
+    }
+    let newline = _mm512_set1_epi8(b'\n' as i8);
     out[window.len()..window.len() + 4].fill(0);
     let mut table = [_mm512_setzero_si512(); 4];
     for (i, t) in table.iter_mut().enumerate() {
@@ -590,12 +606,42 @@ fn translate(classes: &[u8; 256], window: &[u8], out: &mut Vec<u8>) {
             let high = _mm512_permutex2var_epi8(table[2], b, table[3]);
             let c = _mm512_mask_blend_epi8(_mm512_movepi8_mask(b), low, high);
             _mm512_storeu_si512(out[at..].as_mut_ptr().cast(), c);
+            newlines[at / 64] = _mm512_cmpeq_epi8_mask(b, newline);
         }
         at += 64;
     }
-    for (o, &b) in out[at..window.len()].iter_mut().zip(chunks.remainder()) {
+    let mut last = 0u64;
+    for (i, (o, &b)) in out[at..window.len()]
+        .iter_mut()
+        .zip(chunks.remainder())
+        .enumerate()
+    {
         *o = classes[b as usize];
+        last |= u64::from(b == b'\n') << i;
     }
+    if at < window.len() {
+        newlines[at / 64] = last;
+    }
+}
+
+/// Just after the last `\n` in `from..to` of the window whose `\n`s are the bits
+/// of `newlines`, or `from` if there is none: where the line that holds `to`
+/// starts, looking back no further than `from`.
+fn after_last_newline(newlines: &[u64], from: usize, to: usize) -> usize {
+    let mut end = to;
+    while end > from {
+        let word = (end - 1) / 64;
+        let low = (word * 64).max(from);
+        // The bits of `low..end`, within this word.
+        let below_end = u64::MAX >> (64 - (end - word * 64));
+        let from_low = u64::MAX << (low - word * 64);
+        let bits = newlines[word] & below_end & from_low;
+        if bits != 0 {
+            return word * 64 + (63 - bits.leading_zeros() as usize) + 1;
+        }
+        end = low;
+    }
+    from
 }
 
 /// The first 16 `u32`s of `a` as a vector.
@@ -612,4 +658,36 @@ fn store16(a: &mut [u32], v: __m512i) {
     assert!(a.len() >= 16);
     // SAFETY: `a` has room for 16 `u32`s.
     unsafe { _mm512_storeu_epi32(a.as_mut_ptr().cast(), v) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newline_bitmap_gives_the_line_starts_memrchr_gives() {
+        // `\n`s at word edges (0, 63, 64, 127, 128), runs of them, and a tail that
+        // is not a whole word (200 bytes).
+        let mut text = vec![b'x'; 200];
+        for i in [0, 5, 63, 64, 100, 101, 102, 127, 128, 190, 199] {
+            text[i] = b'\n';
+        }
+        if !available() {
+            eprintln!("this CPU has no AVX-512: the wide lanes are not tested");
+            return;
+        }
+        let (mut classes, mut newlines) = (Vec::new(), Vec::new());
+        // SAFETY: `available` said the CPU has the features `translate` needs.
+        unsafe { translate(&[0; 256], &text, &mut classes, &mut newlines) };
+        for to in 0..=text.len() {
+            for from in 0..=to {
+                let want = memchr::memrchr(b'\n', &text[from..to]).map_or(from, |i| from + i + 1);
+                assert_eq!(
+                    after_last_newline(&newlines, from, to),
+                    want,
+                    "{from}..{to}"
+                );
+            }
+        }
+    }
 }
