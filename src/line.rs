@@ -226,6 +226,13 @@ pub fn lines(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Where the line holding `at` starts in `bytes`, searching back no further than
+/// `from` (a line start, or where a search began within a line).
+pub fn line_start_after(bytes: &[u8], from: usize, at: usize) -> usize {
+    let at = at.max(from);
+    memchr::memrchr(b'\n', &bytes[from..at]).map_or(from, |i| from + i + 1)
+}
+
 /// A line without a trailing `\r` (CRLF logs), so `$` anchors behave.
 #[inline]
 pub fn trim_cr(line: &str) -> &str {

@@ -19,6 +19,7 @@
 #[cfg(target_arch = "x86_64")]
 mod wide;
 
+use crate::line::line_start_after;
 use memchr::memchr;
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::hybrid::LazyStateID;
@@ -228,13 +229,6 @@ fn line_end_after(bytes: &[u8], at: usize) -> usize {
     memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i + 1)
 }
 
-/// Where the line holding `at` starts, searching back no further than `from` (a line
-/// start, or where a segment starts within a line).
-fn start_of_line(bytes: &[u8], from: usize, at: usize) -> usize {
-    let at = at.max(from);
-    memchr::memrchr(b'\n', &bytes[from..at]).map_or(from, |i| from + i + 1)
-}
-
 /// One lane: where its search is, where its segment ends, the DFA state it is in.
 #[derive(Clone, Copy)]
 struct Lane {
@@ -373,7 +367,7 @@ fn search_window(
         }
         if eoi.is_match() {
             hits[last].push(Hit {
-                line_start: start_of_line(bytes, lanes[last].line_from, to),
+                line_start: line_start_after(bytes, lanes[last].line_from, to),
                 line_end: to,
                 match_ends_line: true,
             });
@@ -439,7 +433,7 @@ impl Search<'_> {
             } else {
                 end
             };
-            let line_start = start_of_line(self.bytes, lane.line_from, at);
+            let line_start = line_start_after(self.bytes, lane.line_from, at);
             // Segments end just past a `\n` or at the end of the buffer.
             match memchr(b'\n', &self.bytes[at..lane.end]) {
                 Some(i) => {
@@ -512,7 +506,7 @@ mod tests {
             }
             let line_end = memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
             hits.push(Hit {
-                line_start: start_of_line(bytes, pos, at),
+                line_start: line_start_after(bytes, pos, at),
                 line_end,
                 match_ends_line: end == line_end,
             });

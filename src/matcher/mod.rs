@@ -32,7 +32,7 @@ use aho_corasick::{packed, AhoCorasick, Input, MatchKind, Span};
 use regex_automata::{hybrid, meta};
 use thiserror::Error;
 
-use crate::line::{trim_cr, Stream};
+use crate::line::{line_start_after, trim_cr, Stream};
 use lanes::{GaveUp, LaneCache, LaneSearch};
 pub use pattern::{Pattern, PatternError, PatternKey};
 pub use selector::{SelectorError, StreamSelector};
@@ -661,7 +661,7 @@ impl Matcher {
                 // Never before `pos`: the strategy's line starts at or after it.
                 Some((start, end)) => (start.max(pos), end),
                 None => (
-                    memchr::memrchr(b'\n', &bytes[pos..at]).map_or(pos, |i| pos + i + 1),
+                    line_start_after(bytes, pos, at),
                     memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i),
                 ),
             };

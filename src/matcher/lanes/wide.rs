@@ -681,7 +681,7 @@ mod tests {
         unsafe { translate(&[0; 256], &text, &mut classes, &mut newlines) };
         for to in 0..=text.len() {
             for from in 0..=to {
-                let want = memchr::memrchr(b'\n', &text[from..to]).map_or(from, |i| from + i + 1);
+                let want = crate::line::line_start_after(&text, from, to);
                 assert_eq!(
                     after_last_newline(&newlines, from, to),
                     want,
