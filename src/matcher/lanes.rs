@@ -183,13 +183,22 @@ impl LaneSearch {
         pos: usize,
     ) -> Result<Option<Hit>, GaveUp> {
         // Inlined: at 1,000 patterns nearly every line is a hit.
+        match self.buffered(pos) {
+            Some(hit) => Ok(Some(hit)),
+            None => self.next_window(dfa, cache, bytes, pos),
+        }
+    }
+
+    /// The first hit of the window searched last that is at or after `pos`.
+    #[inline]
+    fn buffered(&mut self, pos: usize) -> Option<Hit> {
         while let Some(&hit) = self.hits.get(self.cursor) {
             if hit.line_end >= pos {
-                return Ok(Some(hit));
+                return Some(hit);
             }
             self.cursor += 1;
         }
-        self.next_window(dfa, cache, bytes, pos)
+        None
     }
 
     /// [`next`](Self::next) once the window's hits are all handed out.
@@ -202,12 +211,6 @@ impl LaneSearch {
         pos: usize,
     ) -> Result<Option<Hit>, GaveUp> {
         loop {
-            while let Some(&hit) = self.hits.get(self.cursor) {
-                if hit.line_end >= pos {
-                    return Ok(Some(hit));
-                }
-                self.cursor += 1;
-            }
             let from = self.searched_to.max(pos);
             if from >= bytes.len() {
                 return Ok(None);
@@ -217,6 +220,9 @@ impl LaneSearch {
             self.hits.clear();
             self.cursor = 0;
             cache.search_window(dfa, bytes, from, to, &mut self.hits, &mut self.lane_hits)?;
+            if let Some(hit) = self.buffered(pos) {
+                return Ok(Some(hit));
+            }
         }
     }
 }
