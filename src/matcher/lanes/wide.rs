@@ -690,13 +690,16 @@ fn store16(a: &mut [u32], v: __m512i) {
 mod tests {
     use super::*;
 
-    /// `window`'s `\n` bitmap, without the CPU features `translate` needs.
-    fn newline_bits(window: &[u8]) -> Vec<u64> {
-        let mut bits = vec![0u64; window.len().div_ceil(64)];
-        for (i, _) in window.iter().enumerate().filter(|(_, &b)| b == b'\n') {
-            bits[i / 64] |= 1 << (i % 64);
+    /// `window`'s `\n` bitmap as `translate` makes it, or `None` without AVX-512.
+    fn newline_bits(window: &[u8]) -> Option<Vec<u64>> {
+        if !available() {
+            eprintln!("this CPU has no AVX-512: the wide lanes are not tested");
+            return None;
         }
-        bits
+        let (mut classes, mut newlines) = (Vec::new(), Vec::new());
+        // SAFETY: `available` said the CPU has the features `translate` needs.
+        unsafe { translate(&[0; 256], window, &mut classes, &mut newlines) };
+        Some(newlines)
     }
 
     #[test]
@@ -713,7 +716,10 @@ mod tests {
         }
         for len in [0, 1, 50, 299, 1_000, 5_000, 20_000, 39_999, text.len()] {
             let window = &text[..len];
-            let (starts, ends) = balanced_segments(&newline_bits(window), window);
+            let Some(newlines) = newline_bits(window) else {
+                return;
+            };
+            let (starts, ends) = balanced_segments(&newlines, window);
             let mut at = 0;
             for l in 0..LANES_WIDE {
                 assert_eq!(starts[l] as usize, at, "segment {l} of {len} starts late");
@@ -726,7 +732,10 @@ mod tests {
         }
         // Lines of one length: every lane gets its share of them, or one more.
         let even = b"0123456789abcde\n".repeat(64 * 10 + 5);
-        let (starts, ends) = balanced_segments(&newline_bits(&even), &even);
+        let Some(newlines) = newline_bits(&even) else {
+            return;
+        };
+        let (starts, ends) = balanced_segments(&newlines, &even);
         let longest = (0..LANES_WIDE).map(|l| ends[l] - starts[l]).max();
         assert_eq!(longest, Some(16 * 11));
     }
@@ -739,13 +748,9 @@ mod tests {
         for i in [0, 5, 63, 64, 100, 101, 102, 127, 128, 190, 199] {
             text[i] = b'\n';
         }
-        if !available() {
-            eprintln!("this CPU has no AVX-512: the wide lanes are not tested");
+        let Some(newlines) = newline_bits(&text) else {
             return;
-        }
-        let (mut classes, mut newlines) = (Vec::new(), Vec::new());
-        // SAFETY: `available` said the CPU has the features `translate` needs.
-        unsafe { translate(&[0; 256], &text, &mut classes, &mut newlines) };
+        };
         for to in 0..=text.len() {
             for from in 0..=to {
                 let want = crate::line::line_start_after(&text, from, to);
