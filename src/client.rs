@@ -157,22 +157,26 @@ mod tests {
     }
 
     #[test]
-    fn hub_urls_take_every_spelling_and_keep_the_token_out_of_messages() {
-        let e = HubEndpoint::new("ws://h:7070/", "/agent", Some("t k"), None, "--hub").unwrap();
+    fn hub_urls_take_every_spelling_and_keep_the_token_out_of_messages() -> anyhow::Result<()> {
+        let e = HubEndpoint::new("ws://h:7070/", "/agent", Some("t k"), None, "--hub")
+            .map_err(anyhow::Error::msg)?;
         assert_eq!(e.display(), "ws://h:7070/agent");
         assert_eq!(e.url, "ws://h:7070/agent?token=t%20k");
         assert_eq!(e.authority(), ("h".to_owned(), 7070));
         let e = HubEndpoint::new("http://h/sg/ws/", "/ws", None, None, "--connect");
         assert_eq!(e.map(|e| e.display), Ok("ws://h/sg/ws".to_owned()));
-        let e = HubEndpoint::new("http://h", "/ws", None, None, "--connect").unwrap();
+        let e = HubEndpoint::new("http://h", "/ws", None, None, "--connect")
+            .map_err(anyhow::Error::msg)?;
         assert_eq!(e.display(), "ws://h/ws");
         assert_eq!(e.authority(), ("h".to_owned(), 80));
-        let e = HubEndpoint::new("ws://[::1]:9/ws", "/ws", None, None, "--connect").unwrap();
+        let e = HubEndpoint::new("ws://[::1]:9/ws", "/ws", None, None, "--connect")
+            .map_err(anyhow::Error::msg)?;
         assert_eq!(e.authority(), ("[::1]".to_owned(), 9));
         let err = HubEndpoint::new("loghub:7070", "/ws", None, None, "--connect").unwrap_err();
         assert!(
             err.contains("--connect wants a ws:// or wss:// URL"),
             "{err}"
         );
+        Ok(())
     }
 }

@@ -259,11 +259,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_and_rejects_with_the_key_named() {
+    fn parses_and_rejects_with_the_key_named() -> anyhow::Result<()> {
         let c = Config::parse(
             "listen = \"127.0.0.1:9000\"\n[[set]]\nname = \"web\"\npaths = [\"/x/*.log\"]\n[limits]\nbacklog_lines = 5\n",
         )
-        .unwrap();
+        .map_err(anyhow::Error::msg)?;
         assert_eq!(c.sets[0].name, "web");
         assert_eq!(c.limits.backlog_lines, 5);
         assert_eq!(c.limits.client_queue, 10_000);
@@ -275,15 +275,19 @@ mod tests {
         assert!(e.contains("limits.client_queue"), "{e}");
         let e = Config::parse("listen = \"nope\"").unwrap_err();
         assert!(e.contains("listen"), "{e}");
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod example {
     #[test]
-    fn the_shipped_example_parses() {
+    fn the_shipped_example_parses() -> anyhow::Result<()> {
+        use anyhow::Context;
         let example = include_str!("../supergrep.example.toml");
-        super::Config::parse(example).unwrap();
+        super::Config::parse(example)
+            .map_err(anyhow::Error::msg)
+            .context("parsing supergrep.example.toml")?;
         // The keys shown commented out are valid too.
         let uncommented: String = example
             .lines()
@@ -299,7 +303,10 @@ mod example {
             })
             .flat_map(|l| [l, "\n"])
             .collect();
-        let config = super::Config::parse(&uncommented).unwrap();
+        let config = super::Config::parse(&uncommented)
+            .map_err(anyhow::Error::msg)
+            .context("parsing the example with its keys uncommented")?;
         assert!(config.tls_cert.is_some() && config.irc[0].tls_ca.is_some());
+        Ok(())
     }
 }

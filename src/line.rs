@@ -378,7 +378,8 @@ mod tests {
     }
 
     #[test]
-    fn the_shared_wire_head_plus_spans_is_the_protocol_line() {
+    fn the_shared_wire_head_plus_spans_is_the_protocol_line() -> anyhow::Result<()> {
+        use anyhow::Context;
         let line = LogLine::new(
             Arc::new(Stream::new("web01", "/var/log/a \"b\".log", "web")),
             42,
@@ -389,8 +390,9 @@ mod tests {
         let built = format!("{}[[4,9],[10,11]]}}", line.wire_head());
         let reference =
             serde_json::to_string(&crate::protocol::WireLine::from_line(&line, spans.to_vec()))
-                .unwrap();
+                .context("serializing the wire line")?;
         assert_eq!(built, reference);
+        Ok(())
     }
 
     #[test]

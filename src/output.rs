@@ -275,6 +275,7 @@ fn highlight(buf: &mut Vec<u8>, text: &str, spans: &[[usize; 2]]) {
 mod tests {
     use super::*;
     use crate::line::{LogLine, Stream};
+    use anyhow::Context;
     use std::sync::Arc;
 
     fn line(text: &str) -> LogLine {
@@ -286,16 +287,16 @@ mod tests {
         )
     }
 
-    fn print(options: PrinterOptions, l: &LogLine, spans: &[[usize; 2]]) -> String {
+    fn print(options: PrinterOptions, l: &LogLine, spans: &[[usize; 2]]) -> anyhow::Result<String> {
         let mut out = Vec::new();
         Printer::new(&mut out, options)
             .print(l.as_line_ref(), spans)
-            .unwrap();
-        String::from_utf8(out).unwrap()
+            .context("printing the line")?;
+        String::from_utf8(out).context("the printed line is not UTF-8")
     }
 
     #[test]
-    fn formats() {
+    fn formats() -> anyhow::Result<()> {
         let l = line("an error here");
         let text = |with_filename, color| PrinterOptions {
             format: Format::Text,
@@ -303,13 +304,13 @@ mod tests {
             with_host: false,
             color,
         };
-        assert_eq!(print(text(false, false), &l, &[[3, 8]]), "an error here\n");
+        assert_eq!(print(text(false, false), &l, &[[3, 8]])?, "an error here\n");
         assert_eq!(
-            print(text(true, false), &l, &[]),
+            print(text(true, false), &l, &[])?,
             "/var/log/app.log:an error here\n"
         );
         assert_eq!(
-            print(text(false, true), &l, &[[3, 6], [4, 8]]),
+            print(text(false, true), &l, &[[3, 6], [4, 8]])?,
             "an \x1b[1;31merror\x1b[0m here\n"
         );
         let json = print(
@@ -321,12 +322,12 @@ mod tests {
             },
             &l,
             &[[3, 8]],
-        );
+        )?;
         assert_eq!(
             json,
             r#"{"seq":7,"ts":"1970-01-01T00:00:00.000Z","host":"web01","path":"/var/log/app.log","set":"web","text":"an error here","spans":[[3,8]]}"#.to_owned() + "\n"
         );
-        let tpl = Format::parse("{{{host}}} {path}: {text}").unwrap();
+        let tpl = Format::parse("{{{host}}} {path}: {text}").map_err(anyhow::Error::msg)?;
         let out = print(
             PrinterOptions {
                 format: tpl,
@@ -336,7 +337,7 @@ mod tests {
             },
             &l,
             &[],
-        );
+        )?;
         assert_eq!(out, "{web01} /var/log/app.log: an error here\n");
         assert!(Format::parse("{nope}")
             .unwrap_err()
@@ -351,15 +352,17 @@ mod tests {
             let e = Format::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+        Ok(())
     }
 
     #[test]
-    fn highlight_handles_multibyte() {
+    fn highlight_handles_multibyte() -> anyhow::Result<()> {
         let mut buf = Vec::new();
         highlight(&mut buf, "é error é", &[[2, 7]]);
         assert_eq!(
-            String::from_utf8(buf).unwrap(),
+            String::from_utf8(buf).context("the highlighted text is not UTF-8")?,
             "é \x1b[1;31merror\x1b[0m é"
         );
+        Ok(())
     }
 }

@@ -193,14 +193,15 @@ impl WireLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
 
     #[test]
-    fn client_messages_parse_as_documented() {
+    fn client_messages_parse_as_documented() -> anyhow::Result<()> {
         let m: ClientMsg = serde_json::from_str(
             r#"{"type":"subscribe","id":"a","include":["error","fatal"],"exclude":["healthcheck"],
                 "ignore_case":true,"streams":["web","db01:*"],"backlog":200}"#,
         )
-        .unwrap();
+        .context("parsing the subscribe message")?;
         assert!(matches!(
             m,
             ClientMsg::Subscribe {
@@ -212,7 +213,7 @@ mod tests {
         let m: ClientMsg = serde_json::from_str(
             r#"{"type":"context","id":"c1","stream":"web01:/var/log/app.log","seq":1042,"before":20,"after":20}"#,
         )
-        .unwrap();
+        .context("parsing the context message")?;
         assert!(matches!(
             m,
             ClientMsg::Context {
@@ -223,6 +224,7 @@ mod tests {
         ));
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"subscribe"}"#).is_err());
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"nope","id":"a"}"#).is_err());
+        Ok(())
     }
 
     #[test]

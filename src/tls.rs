@@ -366,13 +366,14 @@ impl axum::serve::Listener for TlsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
     /// A self-signed certificate for localhost and 127.0.0.1 that says it is a CA, as
     /// `openssl req -x509` makes them, with its key.
-    fn self_signed_ca(valid: bool) -> (rcgen::Certificate, KeyPair) {
+    fn self_signed_ca(valid: bool) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        let mut params = CertificateParams::new(names).unwrap();
+        let mut params = CertificateParams::new(names).context("certificate parameters")?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
             .distinguished_name
@@ -381,62 +382,81 @@ mod tests {
             params.not_before = rcgen::date_time_ymd(2000, 1, 1);
             params.not_after = rcgen::date_time_ymd(2001, 1, 1);
         }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        (cert, key)
+        let key = KeyPair::generate().context("generating a key pair")?;
+        let cert = params
+            .self_signed(&key)
+            .context("self-signing the certificate")?;
+        Ok((cert, key))
     }
 
     /// [`client_config`] with `trusted` as the `--tls-ca` file.
-    fn client_trusting(trusted: &[&rcgen::Certificate]) -> Arc<ClientConfig> {
-        let dir = tempfile::tempdir().unwrap();
+    fn client_trusting(trusted: &[&rcgen::Certificate]) -> anyhow::Result<Arc<ClientConfig>> {
+        let dir = tempfile::tempdir().context("creating a tempdir")?;
         let path = dir.path().join("ca.pem");
         let pem: String = trusted.iter().map(|c| c.pem()).collect();
-        std::fs::write(&path, pem).unwrap();
-        client_config(Some(&path)).unwrap()
+        std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
+        client_config(Some(&path)).context("client_config with --tls-ca")
     }
 
-    /// A whole handshake in memory: the client's verdict (or the server's).
+    /// A whole handshake in memory: the client's verdict (or the server's), inside
+    /// the error of setting it up or of moving its bytes.
     fn handshake(
         client: Arc<ClientConfig>,
         name: &str,
         cert: &rcgen::Certificate,
         key: &KeyPair,
-    ) -> Result<(), rustls::Error> {
+    ) -> anyhow::Result<Result<(), rustls::Error>> {
         // `with_single_cert` would refuse a key that is not the certificate's: a
         // resolver does not ask.
         let signing = provider()
             .key_provider
-            .load_private_key(PrivateKeyDer::try_from(key.serialize_der()).unwrap())
-            .unwrap();
+            .load_private_key(
+                PrivateKeyDer::try_from(key.serialize_der())
+                    .map_err(anyhow::Error::msg)
+                    .context("the key's DER")?,
+            )
+            .context("loading the private key")?;
         let certified = rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signing);
         let server = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .unwrap()
+            .context("server protocol versions")?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
-        let name = ServerName::try_from(name.to_owned()).unwrap();
-        let mut c = rustls::ClientConnection::new(client, name)?;
-        let mut s = rustls::ServerConnection::new(Arc::new(server))?;
+        let name = ServerName::try_from(name.to_owned()).context("the server name")?;
+        let mut c = match rustls::ClientConnection::new(client, name) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut s = match rustls::ServerConnection::new(Arc::new(server)) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
         // A handful of flights; an empty one is not sent (it would read as EOF).
         for _ in 0..10 {
             if !c.is_handshaking() && !s.is_handshaking() {
-                return Ok(());
+                return Ok(Ok(()));
             }
             let mut wire = Vec::new();
             while c.wants_write() {
-                c.write_tls(&mut wire).unwrap();
+                c.write_tls(&mut wire).context("client write_tls")?;
             }
             if !wire.is_empty() {
-                s.read_tls(&mut wire.as_slice()).unwrap();
-                s.process_new_packets()?;
+                s.read_tls(&mut wire.as_slice())
+                    .context("server read_tls")?;
+                if let Err(e) = s.process_new_packets() {
+                    return Ok(Err(e));
+                }
             }
             wire.clear();
             while s.wants_write() {
-                s.write_tls(&mut wire).unwrap();
+                s.write_tls(&mut wire).context("server write_tls")?;
             }
             if !wire.is_empty() {
-                c.read_tls(&mut wire.as_slice()).unwrap();
-                c.process_new_packets()?;
+                c.read_tls(&mut wire.as_slice())
+                    .context("client read_tls")?;
+                if let Err(e) = c.process_new_packets() {
+                    return Ok(Err(e));
+                }
             }
         }
         panic!("the handshake did not finish");
@@ -448,13 +468,13 @@ mod tests {
     }
 
     #[test]
-    fn the_very_certificate_given_is_trusted_for_its_names_only() {
-        let (cert, key) = self_signed_ca(true);
-        let (other, _) = self_signed_ca(true);
-        let client = client_trusting(&[&other, &cert]);
-        handshake(client.clone(), "localhost", &cert, &key).unwrap();
-        handshake(client.clone(), "127.0.0.1", &cert, &key).unwrap();
-        let wrong_name = handshake(client, "example.com", &cert, &key).unwrap_err();
+    fn the_very_certificate_given_is_trusted_for_its_names_only() -> anyhow::Result<()> {
+        let (cert, key) = self_signed_ca(true)?;
+        let (other, _) = self_signed_ca(true)?;
+        let client = client_trusting(&[&other, &cert])?;
+        handshake(client.clone(), "localhost", &cert, &key)?.context("handshake for localhost")?;
+        handshake(client.clone(), "127.0.0.1", &cert, &key)?.context("handshake for 127.0.0.1")?;
+        let wrong_name = handshake(client, "example.com", &cert, &key)?.unwrap_err();
         assert!(
             matches!(
                 wrong_name,
@@ -462,18 +482,19 @@ mod tests {
             ),
             "{wrong_name:?}"
         );
+        Ok(())
     }
 
     #[test]
-    fn another_certificate_an_expired_one_or_a_stolen_one_is_refused() {
-        let (cert, key) = self_signed_ca(true);
-        let (other, other_key) = self_signed_ca(true);
+    fn another_certificate_an_expired_one_or_a_stolen_one_is_refused() -> anyhow::Result<()> {
+        let (cert, key) = self_signed_ca(true)?;
+        let (other, other_key) = self_signed_ca(true)?;
         // Webpki's refusal, which is also what recognising it depends on.
-        let e = handshake(client_trusting(&[&other]), "localhost", &cert, &key).unwrap_err();
+        let e = handshake(client_trusting(&[&other])?, "localhost", &cert, &key)?.unwrap_err();
         assert!(is_ca_used_as_end_entity(&e), "{e:?}");
         assert!(explain(&e).ends_with(UNTRUSTED_HINT), "{}", explain(&e));
         // The certificate given, but the server signs with another key.
-        let e = handshake(client_trusting(&[&cert]), "localhost", &cert, &other_key).unwrap_err();
+        let e = handshake(client_trusting(&[&cert])?, "localhost", &cert, &other_key)?.unwrap_err();
         assert!(
             matches!(
                 e,
@@ -481,13 +502,13 @@ mod tests {
             ),
             "{e:?}"
         );
-        let (expired, expired_key) = self_signed_ca(false);
+        let (expired, expired_key) = self_signed_ca(false)?;
         let e = handshake(
-            client_trusting(&[&expired]),
+            client_trusting(&[&expired])?,
             "localhost",
             &expired,
             &expired_key,
-        )
+        )?
         .unwrap_err();
         assert!(
             matches!(
@@ -501,6 +522,7 @@ mod tests {
             e.to_string(),
             "no hint: --tls-ca would not help"
         );
+        Ok(())
     }
 
     #[test]

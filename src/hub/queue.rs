@@ -353,6 +353,7 @@ impl SinkQueue {
 mod tests {
     use super::*;
     use crate::line::Stream;
+    use anyhow::Context;
     use std::sync::Arc;
 
     fn d(seq: u64) -> Delivery {
@@ -418,7 +419,7 @@ mod tests {
     /// Batches wait for room as single matches do (by lines, and by batches: each
     /// holds its whole batch), and come out whole, in order, with their numbers.
     #[test]
-    fn batches_wait_for_room_and_come_out_in_order() {
+    fn batches_wait_for_room_and_come_out_in_order() -> anyhow::Result<()> {
         let q = Arc::new(SinkQueue::for_batches(10, false));
         assert!(q.takes_batches());
         let producer = {
@@ -439,7 +440,9 @@ mod tests {
         };
         let mut seen = Vec::new();
         while seen.len() < 40 + 21 + 30 {
-            let t = q.take_blocking(5).unwrap();
+            let t = q
+                .take_blocking(5)
+                .context("the queue closed before every line came out")?;
             assert!(t.deliveries.is_empty());
             assert!(!t.batches.is_empty());
             for b in &t.batches {
@@ -452,14 +455,18 @@ mod tests {
             assert!(held.batches.len() <= MAX_QUEUED_BATCHES);
             assert!(held.len() < 10 + 30, "bounded: {}", held.len());
         }
-        assert!(producer.join().unwrap());
+        let pushed = producer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the producer thread panicked"))?;
+        assert!(pushed);
         assert_eq!(seen, (0..91).collect::<Vec<_>>());
         q.close();
         assert!(q.push_batch_unwoken(batch(0, 1)).is_none());
+        Ok(())
     }
 
     #[test]
-    fn wait_blocks_the_producer_instead_of_dropping() {
+    fn wait_blocks_the_producer_instead_of_dropping() -> anyhow::Result<()> {
         let q = Arc::new(SinkQueue::new(2, Overflow::Wait, false));
         let producer = {
             let q = q.clone();
@@ -467,11 +474,17 @@ mod tests {
         };
         let mut seqs = Vec::new();
         while seqs.len() < 100 {
-            let t = q.take_blocking(7).unwrap();
+            let t = q
+                .take_blocking(7)
+                .context("the queue closed before every line came out")?;
             assert!(t.dropped.is_empty());
             seqs.extend(t.deliveries.iter().map(|d| d.line.seq));
         }
-        assert!(producer.join().unwrap());
+        let pushed = producer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the producer thread panicked"))?;
+        assert!(pushed);
         assert_eq!(seqs, (0..100).collect::<Vec<_>>());
+        Ok(())
     }
 }

@@ -564,15 +564,17 @@ fn cut(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
 
     #[test]
-    fn parses_irc_urls() {
-        let t = IrcTarget::parse("irc://irc.internal:6667/#deploys").unwrap();
+    fn parses_irc_urls() -> anyhow::Result<()> {
+        let t = IrcTarget::parse("irc://irc.internal:6667/#deploys").map_err(anyhow::Error::msg)?;
         assert_eq!(
             (t.host.as_str(), t.port, t.channel.as_str()),
             ("irc.internal", 6667, "#deploys")
         );
-        let t = IrcTarget::parse("irc://bot:pw@irc.internal/warroom?key=k").unwrap();
+        let t = IrcTarget::parse("irc://bot:pw@irc.internal/warroom?key=k")
+            .map_err(anyhow::Error::msg)?;
         assert_eq!(t.nick.as_deref(), Some("bot"));
         assert_eq!(t.password.as_deref(), Some("pw"));
         assert_eq!(
@@ -584,7 +586,8 @@ mod tests {
         assert!(IrcTarget::parse("irc://x/#a b").is_err());
         // Percent-escapes, as in any URL: a `#` that is no fragment, `/` and `@` in a
         // password, `&` in a key; CR/LF (an IRC command's end) refused.
-        let t = IrcTarget::parse("irc://b%40t:p%2Fw%40x@h/%23ops?key=k%26x").unwrap();
+        let t = IrcTarget::parse("irc://b%40t:p%2Fw%40x@h/%23ops?key=k%26x")
+            .map_err(anyhow::Error::msg)?;
         assert_eq!(
             (
                 t.nick.as_deref(),
@@ -608,10 +611,18 @@ mod tests {
             percent_encode("#c"),
             percent_encode(key)
         );
-        assert_eq!(IrcTarget::parse(&url).unwrap().key.as_deref(), Some(key));
-        let t = IrcTarget::parse("ircs://x/#y").unwrap();
+        let t = IrcTarget::parse(&url)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("parsing {url}"))?;
+        assert_eq!(t.key.as_deref(), Some(key));
+        let t = IrcTarget::parse("ircs://x/#y").map_err(anyhow::Error::msg)?;
         assert_eq!((t.tls, t.port), (true, 6697));
-        assert!(!IrcTarget::parse("irc://x/#y").unwrap().tls);
+        assert!(
+            !IrcTarget::parse("irc://x/#y")
+                .map_err(anyhow::Error::msg)?
+                .tls
+        );
+        Ok(())
     }
 
     #[test]

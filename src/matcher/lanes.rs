@@ -479,9 +479,11 @@ impl Search<'_> {
 mod tests {
     use super::*;
     use crate::matcher::pattern::{line_dfa, PatternKey};
+    use anyhow::Context;
+    use proptest::test_runner::TestCaseError;
     use regex_automata::Input;
 
-    fn dfa(patterns: &[&str]) -> DFA {
+    fn dfa(patterns: &[&str]) -> anyhow::Result<DFA> {
         let keys: Vec<PatternKey> = patterns
             .iter()
             .map(|p| PatternKey {
@@ -489,17 +491,18 @@ mod tests {
                 ignore_case: false,
             })
             .collect();
-        line_dfa(&keys.iter().collect::<Vec<_>>(), 64 << 20).unwrap()
+        line_dfa(&keys.iter().collect::<Vec<_>>(), 64 << 20)
+            .with_context(|| format!("no lazy DFA for {patterns:?}"))
     }
 
     /// What one earliest search after another finds, each started after the line
     /// of the hit before (the walk before there were lanes).
-    fn one_search_at_a_time(dfa: &DFA, bytes: &[u8]) -> Vec<Hit> {
+    fn one_search_at_a_time(dfa: &DFA, bytes: &[u8]) -> anyhow::Result<Vec<Hit>> {
         let mut cache = dfa.create_cache();
         let (mut pos, mut hits) = (0, Vec::new());
         while pos < bytes.len() {
             let input = Input::new(bytes).span(pos..bytes.len()).earliest(true);
-            let Some(m) = dfa.try_search_fwd(&mut cache, &input).unwrap() else {
+            let Some(m) = dfa.try_search_fwd(&mut cache, &input)? else {
                 break;
             };
             let end = m.offset();
@@ -521,7 +524,7 @@ mod tests {
             });
             pos = line_end + 1;
         }
-        hits
+        Ok(hits)
     }
 
     /// A cache of each kind of lanes this CPU runs: scalar, wide (for every window)
@@ -589,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn lanes_find_what_one_search_at_a_time_finds() {
+    fn lanes_find_what_one_search_at_a_time_finds() -> anyhow::Result<()> {
         let dfa = dfa(&[
             r"Receiving block .*? src: .*? dest:",
             r"error \d+",
@@ -597,7 +600,7 @@ mod tests {
             r"^start",
             r"end$",
             r"\bword\b",
-        ]);
+        ])?;
         let lines = [
             "Receiving block blk_1 src: /10.0.0.1 dest: /10.0.0.2",
             "nothing here",
@@ -623,7 +626,7 @@ mod tests {
                 text.push('\n');
             }
             for text in [text.as_str(), text.trim_end_matches('\n')] {
-                let want = one_search_at_a_time(&dfa, text.as_bytes());
+                let want = one_search_at_a_time(&dfa, text.as_bytes())?;
                 // Some lines match, some do not.
                 assert!(want.len() > 10 && want.len() < lines.len() * 2, "{want:?}");
                 for window in [1, 7, 64, 300, WINDOW] {
@@ -631,12 +634,13 @@ mod tests {
                 }
             }
         }
+        Ok(())
     }
 
     #[test]
-    fn a_match_that_ends_the_text_is_found_in_whichever_lane_holds_it() {
+    fn a_match_that_ends_the_text_is_found_in_whichever_lane_holds_it() -> anyhow::Result<()> {
         // One line, no newline: the first lane holds all of it, the others nothing.
-        let dfa = dfa(&["abc", "zzz"]);
+        let dfa = dfa(&["abc", "zzz"])?;
         let hit = Hit {
             line_start: 0,
             line_end: 5,
@@ -645,11 +649,12 @@ mod tests {
         assert_lanes_find(&dfa, b"xxabc", WINDOW, Ok(vec![hit]));
         assert_lanes_find(&dfa, b"xxab", WINDOW, Ok(vec![]));
         assert_lanes_find(&dfa, b"", WINDOW, Ok(vec![]));
+        Ok(())
     }
 
     #[test]
-    fn non_ascii_under_a_unicode_word_boundary_gives_up() {
-        let dfa = dfa(&[r"\bword\b", "other"]);
+    fn non_ascii_under_a_unicode_word_boundary_gives_up() -> anyhow::Result<()> {
+        let dfa = dfa(&[r"\bword\b", "other"])?;
         let hit = Hit {
             line_start: 0,
             line_end: 6,
@@ -657,10 +662,11 @@ mod tests {
         };
         assert_lanes_find(&dfa, "a word\n".as_bytes(), WINDOW, Ok(vec![hit]));
         assert_lanes_find(&dfa, "a wörd\n".as_bytes(), WINDOW, Err(GaveUp));
+        Ok(())
     }
 
     #[test]
-    fn every_kind_of_lanes_finds_the_lines_of_a_long_mixed_text() {
+    fn every_kind_of_lanes_finds_the_lines_of_a_long_mixed_text() -> anyhow::Result<()> {
         // Lines that match early, late, at their `\n`, at their first byte, not at
         // all; long lines (longer than a window); empty and CRLF lines; bytes above
         // 0x7f (no Unicode `\b` here, so the DFA goes on). Several windows, a cache
@@ -671,7 +677,7 @@ mod tests {
             r"timeout$",
             r"^x",
             "ünï",
-        ]);
+        ])?;
         let mut text = String::new();
         for i in 0..6_000 {
             match i % 11 {
@@ -690,7 +696,7 @@ mod tests {
             }
             text.push('\n');
         }
-        let want = one_search_at_a_time(&dfa, text.as_bytes());
+        let want = one_search_at_a_time(&dfa, text.as_bytes())?;
         assert!(want.len() > 2_000 && want.len() < 4_000, "{}", want.len());
         for (kind, mut cache) in caches(&dfa) {
             for window in [100, 4096, WINDOW] {
@@ -703,16 +709,17 @@ mod tests {
                 assert_eq!(got, Ok(want.clone()), "{kind} lanes, window {window}");
             }
         }
+        Ok(())
     }
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn wide_lanes_give_up_when_their_table_is_full() {
-        let dfa = dfa(&["Failed password for .*? from", "timeout"]);
+    fn wide_lanes_give_up_when_their_table_is_full() -> anyhow::Result<()> {
+        let dfa = dfa(&["Failed password for .*? from", "timeout"])?;
         let text = "sshd: Failed password for root from 10.0.0.1\nread timeout\nok\n".repeat(100);
         let Some(wide) = wide::Wide::new(&dfa, 4096) else {
             eprintln!("this CPU has no AVX-512: the wide lanes are not tested");
-            return;
+            return Ok(());
         };
         let mut cache = LaneCache {
             cache: dfa.create_cache(),
@@ -727,11 +734,12 @@ mod tests {
         let (_, mut roomy) = caches(&dfa)
             .into_iter()
             .find(|(kind, _)| *kind == "wide")
-            .unwrap();
+            .context("no wide lanes where Wide::new gave some")?;
         assert_eq!(
             in_lanes_with(&dfa, &mut roomy, text.as_bytes(), WINDOW).map(|h| h.len()),
             Ok(200)
         );
+        Ok(())
     }
 
     proptest::proptest! {
@@ -753,8 +761,9 @@ mod tests {
             text in "[ab \r\nx]{0,3000}",
             window in 1usize..400,
         ) {
-            let dfa = dfa(&patterns);
-            let want = one_search_at_a_time(&dfa, text.as_bytes());
+            let failed = |e: anyhow::Error| TestCaseError::fail(format!("{e:#}"));
+            let dfa = dfa(&patterns).map_err(failed)?;
+            let want = one_search_at_a_time(&dfa, text.as_bytes()).map_err(failed)?;
             for (kind, got) in in_lanes(&dfa, text.as_bytes(), window) {
                 proptest::prop_assert_eq!(got, Ok(want.clone()), "{} lanes", kind);
             }

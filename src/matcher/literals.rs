@@ -76,42 +76,50 @@ fn score(set: &[Vec<u8>]) -> (usize, std::cmp::Reverse<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
 
-    fn req(pattern: &str, ignore_case: bool) -> Option<Vec<String>> {
+    fn req(pattern: &str, ignore_case: bool) -> anyhow::Result<Option<Vec<String>>> {
         let hir = regex_syntax::ParserBuilder::new()
             .case_insensitive(ignore_case)
             .build()
-            .parse(pattern)
-            .unwrap();
-        required(&hir).map(|v| {
-            v.into_iter()
-                .map(|l| String::from_utf8(l).unwrap())
-                .collect()
-        })
+            .parse(pattern)?;
+        let Some(literals) = required(&hir) else {
+            return Ok(None);
+        };
+        let literals = literals.into_iter().map(String::from_utf8);
+        Ok(Some(literals.collect::<Result<_, _>>()?))
+    }
+
+    /// The required literals of `pattern`, which must have some.
+    fn some_req(pattern: &str, ignore_case: bool) -> anyhow::Result<Vec<String>> {
+        req(pattern, ignore_case)?.with_context(|| format!("no literal found in {pattern:?}"))
     }
 
     #[test]
-    fn finds_prefix_suffix_and_inner_literals() {
-        assert_eq!(req("Failed password", false).unwrap(), ["Failed password"]);
-        assert_eq!(req("error|fatal", false).unwrap(), ["error", "fatal"]);
-        assert_eq!(req(r"\d+ ms timeout", false).unwrap(), [" ms timeout"]);
-        assert_eq!(req(r"^\w+ was (killed|stopped)$", false).unwrap().len(), 2);
+    fn finds_prefix_suffix_and_inner_literals() -> anyhow::Result<()> {
+        assert_eq!(some_req("Failed password", false)?, ["Failed password"]);
+        assert_eq!(some_req("error|fatal", false)?, ["error", "fatal"]);
+        assert_eq!(some_req(r"\d+ ms timeout", false)?, [" ms timeout"]);
+        assert_eq!(some_req(r"^\w+ was (killed|stopped)$", false)?.len(), 2);
         assert_eq!(
-            req(r"blk_.*?\d+ terminating", false).unwrap(),
+            some_req(r"blk_.*?\d+ terminating", false)?,
             [" terminating"]
         );
+        Ok(())
     }
 
     #[test]
-    fn no_literal_means_check_every_line() {
-        assert_eq!(req(r"^\w+$", false), None);
-        assert_eq!(req(r"a?", false), None);
-        assert_eq!(req(r"", false), None);
+    fn no_literal_means_check_every_line() -> anyhow::Result<()> {
+        assert_eq!(req(r"^\w+$", false)?, None);
+        assert_eq!(req(r"a?", false)?, None);
+        assert_eq!(req(r"", false)?, None);
+        Ok(())
     }
 
     #[test]
-    fn case_insensitive_literals_cover_case_variants() {
-        let lits = req("err", true).unwrap();
+    fn case_insensitive_literals_cover_case_variants() -> anyhow::Result<()> {
+        let lits = some_req("err", true)?;
         assert!(lits.contains(&"ERR".to_owned()) && lits.contains(&"eRr".to_owned()));
+        Ok(())
     }
 }

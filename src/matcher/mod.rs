@@ -1036,13 +1036,12 @@ mod tests {
     }
 
     /// A matcher of several subscriptions, keyed by their index.
-    fn build(subs: &[Subscription]) -> Matcher {
-        Matcher::build(
+    fn build(subs: &[Subscription]) -> anyhow::Result<Matcher> {
+        Ok(Matcher::build(
             subs.iter().enumerate().map(|(i, s)| (i as u64, s)),
             &mut PatternCache::default(),
             &Limits::default(),
-        )
-        .unwrap()
+        )?)
     }
 
     /// What `matching` says of each line on its own: what `scan` must find.
@@ -1067,12 +1066,12 @@ mod tests {
     }
 
     #[test]
-    fn dense_and_sparse_stretches_find_the_same_lines_as_line_by_line() {
+    fn dense_and_sparse_stretches_find_the_same_lines_as_line_by_line() -> anyhow::Result<()> {
         let subs = [
             sub(&[r"foo\d"], &[], false),
             sub(&["bar"], &["skip"], false),
         ];
-        let m = build(&subs);
+        let m = build(&subs)?;
         // Dense stretches (a literal on every line, some lines not matching), then
         // sparse ones, so the walk switches mode several times.
         let mut text = String::new();
@@ -1091,10 +1090,12 @@ mod tests {
         let expected = line_by_line(&m, &text);
         assert!(expected.len() > 900, "{}", expected.len());
         assert_eq!(scan_all(&m, &text), expected);
+        Ok(())
     }
 
     #[test]
-    fn the_next_line_with_a_literal_is_found_with_few_literals_and_with_many() {
+    fn the_next_line_with_a_literal_is_found_with_few_literals_and_with_many() -> anyhow::Result<()>
+    {
         // Up to 64 literals the walk skips with Teddy, beyond with the automaton.
         for n in [3, 64, 65, 300] {
             let words: Vec<String> = (0..n).map(|k| format!("w{k}x")).collect();
@@ -1111,7 +1112,7 @@ mod tests {
                     false,
                 ),
             ];
-            let m = build(&subs);
+            let m = build(&subs)?;
             if n > 64 {
                 assert!(matches!(m.skip, Some(LiteralFinder::Automaton(_))), "{n}");
             }
@@ -1132,15 +1133,15 @@ mod tests {
             assert_eq!(expected.len(), 2 + 3000usize.div_ceil(37), "{n}");
             assert_eq!(scan_all(&m, &text), expected, "{n}");
         }
+        Ok(())
     }
 
     #[test]
-    fn include_exclude_and_case() {
+    fn include_exclude_and_case() -> anyhow::Result<()> {
         let m = Matcher::single(
             &sub(&["error", "fatal"], &["healthcheck"], false),
             &Limits::default(),
-        )
-        .unwrap();
+        )?;
         let text = "ok\nan error here\r\nFATAL no\nfatal healthcheck error\nfatal yes";
         let got = scan_all(&m, text);
         assert_eq!(
@@ -1149,19 +1150,21 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(1, "an error here"), (4, "fatal yes")]
         );
-        let m = Matcher::single(&sub(&["error", "fatal"], &[], true), &Limits::default()).unwrap();
+        let m = Matcher::single(&sub(&["error", "fatal"], &[], true), &Limits::default())?;
         assert_eq!(scan_all(&m, text).len(), 4);
+        Ok(())
     }
 
     #[test]
-    fn no_include_matches_everything_but_excludes() {
-        let m = Matcher::single(&sub(&[], &["^#"], false), &Limits::default()).unwrap();
+    fn no_include_matches_everything_but_excludes() -> anyhow::Result<()> {
+        let m = Matcher::single(&sub(&[], &["^#"], false), &Limits::default())?;
         let got = scan_all(&m, "a\n#b\nc\n");
         assert_eq!(got.iter().map(|(i, _, _)| *i).collect::<Vec<_>>(), [0, 2]);
+        Ok(())
     }
 
     #[test]
-    fn many_subscriptions_share_patterns() {
+    fn many_subscriptions_share_patterns() -> anyhow::Result<()> {
         let subs = [
             sub(&["error"], &[], false),
             sub(&["error", "warn"], &["db"], false),
@@ -1171,8 +1174,7 @@ mod tests {
             subs.iter().enumerate().map(|(i, s)| (i as u64 * 10, s)),
             &mut PatternCache::default(),
             &Limits::default(),
-        )
-        .unwrap();
+        )?;
         assert_eq!(m.pattern_count(), 4);
         let got = scan_all(&m, "error\nwarn db\nerror db x\nwarn x\n");
         assert_eq!(
@@ -1183,27 +1185,29 @@ mod tests {
                 (3, "warn x".into(), vec![10]),
             ]
         );
+        Ok(())
     }
 
     #[test]
-    fn spans_are_in_characters() {
-        let m = Matcher::single(&sub(&["é+", "x"], &[], false), &Limits::default()).unwrap();
+    fn spans_are_in_characters() -> anyhow::Result<()> {
+        let m = Matcher::single(&sub(&["é+", "x"], &[], false), &Limits::default())?;
         let mut spans = Vec::new();
         m.scan(&stream(), "aéé x é\n", &mut Scratch::default(), |hit| {
             spans = hit.spans(0)
         });
         assert_eq!(spans, [[1, 3], [4, 5], [6, 7]]);
+        Ok(())
     }
 
     #[test]
-    fn spans_include_the_patterns_a_decided_line_did_not_need_to_run() {
+    fn spans_include_the_patterns_a_decided_line_did_not_need_to_run() -> anyhow::Result<()> {
         // Once "error" decides the line for subscription 0, "disk" and "on" are not
         // run; the spans must still show them. "never" is no candidate here.
         let subs = [
             sub(&["error", "disk", "never", "on"], &[], false),
             sub(&["zzz"], &[], false),
         ];
-        let m = build(&subs);
+        let m = build(&subs)?;
         let mut got = Vec::new();
         m.scan(
             &stream(),
@@ -1212,15 +1216,16 @@ mod tests {
             |hit| got.push((hit.index, hit.subs().to_vec(), hit.spans(0))),
         );
         assert_eq!(got, [(0, vec![0], vec![[0, 5], [6, 8], [9, 13]])]);
+        Ok(())
     }
 
     /// The DFA's cache memory as created, then after each of four scans of the same
     /// text, by one matcher of `n - 1` patterns that never match and one that does.
-    fn dfa_memory_over_four_scans(n: usize, limits: &Limits) -> Vec<Option<usize>> {
+    fn dfa_memory_over_four_scans(n: usize, limits: &Limits) -> anyhow::Result<Vec<Option<usize>>> {
         let mut include: Vec<String> = (0..n - 1).map(|i| format!("never{i}x")).collect();
         include.push(r"err(or)? \d+".to_owned());
         let include: Vec<&str> = include.iter().map(String::as_str).collect();
-        let m = Matcher::single(&sub(&include, &[], false), limits).unwrap();
+        let m = Matcher::single(&sub(&include, &[], false), limits)?;
         let text = "ok 1\nerror 42 here\nerr\nerr 7\nnothing at all here, really\n";
         let mut scratch = Scratch::default();
         let mut dfa_memory = vec![m.line_dfa.as_ref().map(|d| d.create_cache().memory_usage())];
@@ -1233,39 +1238,41 @@ mod tests {
             dfa_memory.push(scratch.dfa_cache.as_ref().map(|c| c.memory_usage()));
         }
         assert!(dfa_memory[0].is_some(), "a lazy DFA for {n} patterns");
-        dfa_memory
+        Ok(dfa_memory)
     }
 
     #[test]
-    fn many_patterns_switch_to_the_lazy_dfa_after_line_dfa_after_bytes() {
+    fn many_patterns_switch_to_the_lazy_dfa_after_line_dfa_after_bytes() -> anyhow::Result<()> {
         // 260 patterns: past the DFA that starts at once, within its range.
         let limits = Limits {
             line_dfa_after: 100,
             ..Limits::default()
         };
-        let dfa_memory = dfa_memory_over_four_scans(260, &limits);
+        let dfa_memory = dfa_memory_over_four_scans(260, &limits)?;
         // 57 bytes a scan: the first two (0 and 57 bytes before) use the literal
         // prefilter, leaving the DFA's cache as created; from the third on it grows.
         assert_eq!(dfa_memory[0], dfa_memory[1]);
         assert_eq!(dfa_memory[1], dfa_memory[2]);
         assert!(dfa_memory[3] > dfa_memory[2], "{dfa_memory:?}");
+        Ok(())
     }
 
     #[test]
-    fn some_dozens_of_patterns_use_the_lazy_dfa_from_the_first_byte() {
+    fn some_dozens_of_patterns_use_the_lazy_dfa_from_the_first_byte() -> anyhow::Result<()> {
         // 60 patterns: past the combined regex; the DFA does not wait.
         let limits = Limits {
             line_dfa_after: 1 << 30,
             ..Limits::default()
         };
-        let dfa_memory = dfa_memory_over_four_scans(60, &limits);
+        let dfa_memory = dfa_memory_over_four_scans(60, &limits)?;
         // The first scan built states; the same text needs no more after it.
         assert!(dfa_memory[1] > dfa_memory[0], "{dfa_memory:?}");
         assert_eq!(dfa_memory[1], dfa_memory[4]);
+        Ok(())
     }
 
     #[test]
-    fn a_lazy_dfa_that_gives_up_midway_leaves_the_rest_to_the_literal_walk() {
+    fn a_lazy_dfa_that_gives_up_midway_leaves_the_rest_to_the_literal_walk() -> anyhow::Result<()> {
         // 60 patterns (the lazy DFA's range), one with a Unicode `\b`: the DFA
         // quits on the first non-ASCII byte, which comes after more than one
         // window of lines (hits already handed out), then the literal walk finds
@@ -1277,7 +1284,7 @@ mod tests {
             line_dfa_after: 0,
             ..Limits::default()
         };
-        let m = Matcher::single(&sub(&include, &[], false), &limits).unwrap();
+        let m = Matcher::single(&sub(&include, &[], false), &limits)?;
         let mut text = String::new();
         let mut want = Vec::new();
         for i in 0..20_000 {
@@ -1299,6 +1306,7 @@ mod tests {
         });
         assert_eq!(got, want);
         assert!(scratch.dfa_cache.is_none(), "the DFA is given up for good");
+        Ok(())
     }
 
     #[test]

@@ -208,20 +208,21 @@ mod tests {
     }
 
     #[test]
-    fn set_replace_remove_and_failed_set_keeps_old() {
+    fn set_replace_remove_and_failed_set_keeps_old() -> anyhow::Result<()> {
         let r = Registry::new(Limits::default());
         let s = Stream::new("h", "/p", "default");
         let mut scratch = Scratch::default();
-        r.set(1, sub("a")).unwrap();
-        r.set(2, sub("b")).unwrap();
+        r.set(1, sub("a"))?;
+        r.set(2, sub("b"))?;
         assert_eq!(r.matcher().matching(&s, "ab", &mut scratch), [1, 2]);
-        r.set(1, sub("c")).unwrap();
+        r.set(1, sub("c"))?;
         assert_eq!(r.matcher().matching(&s, "ab", &mut scratch), [2]);
         assert!(r.set(1, sub("(")).is_err());
         assert_eq!(r.matcher().matching(&s, "c", &mut scratch), [1]);
         assert!(r.remove(1));
         assert!(r.matcher().matching(&s, "c", &mut scratch).is_empty());
         assert_eq!(r.rebuild_stats().0, 4);
+        Ok(())
     }
 
     #[test]

@@ -75,16 +75,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn selects_by_set_and_glob() {
+    fn selects_by_set_and_glob() -> anyhow::Result<()> {
         let web = Stream::new("web01", "/var/log/app.log", "web");
         let db = Stream::new("db01", "/var/log/pg.log", "db");
-        let sel = StreamSelector::new(&["web"]).unwrap();
+        let sel = StreamSelector::new(&["web"])?;
         assert!(sel.matches(&web) && !sel.matches(&db));
-        let sel = StreamSelector::new(&["db01:*"]).unwrap();
+        let sel = StreamSelector::new(&["db01:*"])?;
         assert!(!sel.matches(&web) && sel.matches(&db));
-        let sel = StreamSelector::new(&["*:/var/log/app.log", "db"]).unwrap();
+        let sel = StreamSelector::new(&["*:/var/log/app.log", "db"])?;
         assert!(sel.matches(&web) && sel.matches(&db));
-        assert!(StreamSelector::new::<&str>(&[]).unwrap().matches(&db));
+        assert!(StreamSelector::new::<&str>(&[])?.matches(&db));
         assert!(StreamSelector::new(&["x:[z"]).is_err());
+        Ok(())
     }
 }

@@ -151,6 +151,7 @@ fn lock(m: &Mutex<Consume>) -> MutexGuard<'_, Consume> {
 mod tests {
     use super::*;
     use crate::line::{ReadBatch, Stream};
+    use anyhow::{anyhow, Context};
     use std::time::SystemTime;
 
     fn batch(stream: &Arc<Stream>, text: String) -> SourceEvent {
@@ -162,56 +163,100 @@ mod tests {
         })
     }
 
+    /// Records in `seen` the number a test batch starts with, under its sender's index
+    /// (its stream's path).
+    fn record(seen: &Mutex<Vec<Vec<usize>>>, event: SourceEvent) -> anyhow::Result<()> {
+        let SourceEvent::Lines(b) = event else {
+            return Ok(());
+        };
+        let sender: usize = b
+            .stream
+            .path
+            .parse()
+            .context("parsing the sender's index")?;
+        let text = std::str::from_utf8(&b.bytes).context("reading a batch as text")?;
+        let n: usize = text
+            .split(' ')
+            .next()
+            .context("a batch without a number")?
+            .parse()
+            .context("parsing a batch's number")?;
+        if n.is_multiple_of(7) {
+            std::thread::yield_now();
+        }
+        let mut seen = seen
+            .lock()
+            .map_err(|_| anyhow!("a consumer panicked holding `seen`"))?;
+        seen.get_mut(sender)
+            .with_context(|| format!("no sender {sender}"))?
+            .push(n);
+        Ok(())
+    }
+
     /// Senders mixing small batches (often consumed on their own thread) with big
     /// ones (always through the channel) and a slow consumer: every sender's lines
     /// arrive complete and in order.
     #[test]
-    fn each_senders_events_are_consumed_in_order_whichever_way_they_go() {
+    fn each_senders_events_are_consumed_in_order_whichever_way_they_go() -> anyhow::Result<()> {
         const SENDERS: usize = 4;
         const EVENTS: usize = 2_000;
         let (tx, rx) = channel(2);
         let seen = Arc::new(Mutex::new(vec![Vec::new(); SENDERS]));
+        // The first event the consumer could not make sense of, wherever it ran.
+        let failed = Arc::new(Mutex::new(None::<anyhow::Error>));
         let consumer = {
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                rx.consume(move |event| {
-                    let SourceEvent::Lines(b) = event else { return };
-                    let sender: usize = b.stream.path.parse().unwrap();
-                    let text = std::str::from_utf8(&b.bytes).unwrap();
-                    let n: usize = text.split(' ').next().unwrap().parse().unwrap();
-                    if n.is_multiple_of(7) {
-                        std::thread::yield_now();
-                    }
-                    seen.lock().unwrap()[sender].push(n);
+            let (seen, failed) = (seen.clone(), failed.clone());
+            std::thread::Builder::new()
+                .spawn(move || {
+                    rx.consume(move |event| {
+                        if let Err(e) = record(&seen, event) {
+                            let mut failed = failed.lock().unwrap_or_else(|p| p.into_inner());
+                            failed.get_or_insert(e);
+                        }
+                    })
                 })
-            })
+                .context("spawning the consumer")?
         };
         // The receiver sets its consumer up when its thread runs.
         while tx.shared.consumer.get().is_none() {
             std::thread::yield_now();
         }
-        let senders: Vec<_> = (0..SENDERS)
+        let senders = (0..SENDERS)
             .map(|s| {
                 let tx = tx.clone();
-                std::thread::spawn(move || {
-                    let stream = Arc::new(Stream::new("h", s.to_string(), "set"));
-                    for n in 0..EVENTS {
-                        let pad = if n % 10 == 0 { DIRECT_MAX_BYTES + 1 } else { 1 };
-                        let text = format!("{n} {}\n", "x".repeat(pad));
-                        tx.blocking_send(batch(&stream, text)).unwrap();
-                    }
-                })
+                std::thread::Builder::new()
+                    .spawn(move || -> anyhow::Result<()> {
+                        let stream = Arc::new(Stream::new("h", s.to_string(), "set"));
+                        for n in 0..EVENTS {
+                            let pad = if n % 10 == 0 { DIRECT_MAX_BYTES + 1 } else { 1 };
+                            let text = format!("{n} {}\n", "x".repeat(pad));
+                            tx.blocking_send(batch(&stream, text))
+                                .map_err(|Closed| anyhow!("sender {s}: the receiver is gone"))?;
+                        }
+                        Ok(())
+                    })
+                    .with_context(|| format!("spawning sender {s}"))
             })
-            .collect();
+            .collect::<anyhow::Result<Vec<_>>>()?;
         drop(tx);
+        // A thread that panicked fails the test with its own panic.
         for s in senders {
-            s.join().unwrap();
+            s.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
         }
-        consumer.join().unwrap();
-        let seen = seen.lock().unwrap();
+        consumer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let failed = failed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(e) = failed {
+            return Err(e.context("consuming an event"));
+        }
+        let seen = seen
+            .lock()
+            .map_err(|_| anyhow!("a consumer panicked holding `seen`"))?;
         for got in seen.iter() {
             assert_eq!(*got, (0..EVENTS).collect::<Vec<_>>());
         }
+        Ok(())
     }
 
     #[test]

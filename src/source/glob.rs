@@ -133,32 +133,38 @@ fn normalize(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
 
     #[test]
-    fn splits_base_and_finds_files() {
-        let dir = tempfile::tempdir().unwrap();
+    fn splits_base_and_finds_files() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir().context("creating a temporary directory")?;
         let d = dir.path();
-        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::create_dir(d.join("sub")).context("creating sub")?;
         for f in ["a.log", "b.txt", "sub/c.log"] {
-            std::fs::write(d.join(f), "x\n").unwrap();
+            std::fs::write(d.join(f), "x\n").with_context(|| format!("writing {f}"))?;
         }
         let sorted = |t: &Target| {
             let mut found = t.expand();
             found.sort();
             found
         };
-        let t = Target::parse(&format!("{}/*.log", d.display())).unwrap();
+        let t = parse(&format!("{}/*.log", d.display()))?;
         assert_eq!(t.watch_dir(), d);
         assert_eq!(sorted(&t), [d.join("a.log")]);
-        let t = Target::parse(&format!("{}/**/*.log", d.display())).unwrap();
+        let t = parse(&format!("{}/**/*.log", d.display()))?;
         assert_eq!(t.watch_depth(), None);
         assert_eq!(sorted(&t), [d.join("a.log"), d.join("sub/c.log")]);
-        let t = Target::parse(&format!("{}/s*/*.log", d.display())).unwrap();
+        let t = parse(&format!("{}/s*/*.log", d.display()))?;
         assert_eq!(sorted(&t), [d.join("sub/c.log")]);
         assert_eq!(t.watch_depth(), Some(1));
-        assert!(matches!(
-            Target::parse("/var/log/syslog").unwrap(),
-            Target::File(_)
-        ));
+        assert!(matches!(parse("/var/log/syslog")?, Target::File(_)));
+        Ok(())
+    }
+
+    /// [`Target::parse`], its message made an error naming the argument.
+    fn parse(arg: &str) -> anyhow::Result<Target> {
+        Target::parse(arg)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("parsing {arg:?}"))
     }
 }

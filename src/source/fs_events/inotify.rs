@@ -415,15 +415,17 @@ impl InotifyWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
 
     #[test]
-    fn writes_are_reported_in_watched_directories_of_local_file_systems() {
+    fn writes_are_reported_in_watched_directories_of_local_file_systems() -> anyhow::Result<()> {
         // The temporary directory is on a local disk or tmpfs wherever tests run.
-        let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let dir = tempfile::tempdir().context("creating a temporary directory")?;
+        let elsewhere = tempfile::tempdir().context("creating a second temporary directory")?;
         let file = dir.path().join("a.log");
-        std::fs::write(&file, "").unwrap();
-        let meta = std::fs::metadata(&file).unwrap();
-        let mut watch = InotifyWatch::start().unwrap();
+        std::fs::write(&file, "").context("creating a.log")?;
+        let meta = std::fs::metadata(&file).context("reading a.log's metadata")?;
+        let mut watch = InotifyWatch::start().context("starting inotify")?;
         assert!(!watch.reports_writes(&file, &meta, true), "not watched yet");
         watch.watch_dir(dir.path().to_path_buf(), Some(0));
         assert!(watch.reports_writes(&file, &meta, true));
@@ -433,15 +435,15 @@ mod tests {
 
         // A second name elsewhere: only a watch of its own reports every write.
         let twin = elsewhere.path().join("a.log");
-        std::fs::hard_link(&file, &twin).unwrap();
-        let meta = std::fs::metadata(&file).unwrap();
+        std::fs::hard_link(&file, &twin).context("linking a.log elsewhere")?;
+        let meta = std::fs::metadata(&file).context("reading the linked a.log's metadata")?;
         assert!(!watch.reports_writes(&file, &meta, true));
         watch.watch_file(&file, &meta);
         assert!(watch.reports_writes(&file, &meta, true));
         // Another file at that path now: not until that one is watched.
-        std::fs::remove_file(&file).unwrap();
-        std::fs::write(&file, "").unwrap();
-        let other = std::fs::metadata(&file).unwrap();
+        std::fs::remove_file(&file).context("removing a.log")?;
+        std::fs::write(&file, "").context("creating a.log again")?;
+        let other = std::fs::metadata(&file).context("reading the new a.log's metadata")?;
         assert!(
             watch.reports_writes(&file, &other, true),
             "by its directory"
@@ -451,51 +453,55 @@ mod tests {
         assert!(!watch.reports_writes(&file, &meta, false));
 
         // A file system the kernel does not write through (here /proc) is polled.
-        let proc = rustix::fs::statfs("/proc").unwrap();
+        let proc = rustix::fs::statfs("/proc").context("statfs of /proc")?;
         assert!(!is_local(proc.f_type as u32));
+        Ok(())
     }
 
     #[test]
-    fn a_directory_watched_under_two_names_reports_writes_under_both() {
-        let root = tempfile::tempdir().unwrap();
+    fn a_directory_watched_under_two_names_reports_writes_under_both() -> anyhow::Result<()> {
+        let root = tempfile::tempdir().context("creating a temporary directory")?;
         let (real, alias) = (root.path().join("real"), root.path().join("alias"));
-        std::fs::create_dir(&real).unwrap();
-        std::os::unix::fs::symlink(&real, &alias).unwrap();
-        std::fs::write(real.join("a.log"), "").unwrap();
-        let meta = std::fs::metadata(real.join("a.log")).unwrap();
-        let mut watch = InotifyWatch::start().unwrap();
+        std::fs::create_dir(&real).context("creating real")?;
+        std::os::unix::fs::symlink(&real, &alias).context("linking alias to real")?;
+        std::fs::write(real.join("a.log"), "").context("creating real/a.log")?;
+        let meta =
+            std::fs::metadata(real.join("a.log")).context("reading real/a.log's metadata")?;
+        let mut watch = InotifyWatch::start().context("starting inotify")?;
         watch.watch_dir(real.clone(), Some(0));
         watch.watch_dir(alias.clone(), Some(0));
         for name in [&real, &alias] {
             assert!(watch.reports_writes(&name.join("a.log"), &meta, true));
         }
         let _ = watch.wait(Duration::ZERO);
-        std::fs::write(real.join("a.log"), "written\n").unwrap();
+        std::fs::write(real.join("a.log"), "written\n").context("writing real/a.log")?;
         let mut changed = watch.wait(Duration::from_secs(5)).changed;
         changed.sort();
         assert_eq!(changed, [alias.join("a.log"), real.join("a.log")]);
+        Ok(())
     }
 
     #[test]
-    fn a_name_that_comes_to_name_another_directory_is_watched_again() {
-        let root = tempfile::tempdir().unwrap();
+    fn a_name_that_comes_to_name_another_directory_is_watched_again() -> anyhow::Result<()> {
+        let root = tempfile::tempdir().context("creating a temporary directory")?;
         let logs = root.path().join("logs");
-        std::fs::create_dir_all(logs.join("a")).unwrap();
-        let mut watch = InotifyWatch::start().unwrap();
+        std::fs::create_dir_all(logs.join("a")).context("creating logs/a")?;
+        let mut watch = InotifyWatch::start().context("starting inotify")?;
         watch.watch_dir(logs.clone(), Some(1));
         // Moved with its parent, logs/a's watch is told nothing: its name is stale.
-        std::fs::rename(&logs, root.path().join("old")).unwrap();
-        std::fs::create_dir_all(logs.join("a")).unwrap();
+        std::fs::rename(&logs, root.path().join("old")).context("moving logs to old")?;
+        std::fs::create_dir_all(logs.join("a")).context("creating logs/a again")?;
         let file = logs.join("a/f.log");
-        std::fs::write(&file, "").unwrap();
+        std::fs::write(&file, "").context("creating logs/a/f.log")?;
         let _ = watch.wait(Duration::ZERO);
         watch.watch_dir(logs.clone(), Some(1));
-        let meta = std::fs::metadata(&file).unwrap();
+        let meta = std::fs::metadata(&file).context("reading logs/a/f.log's metadata")?;
         assert!(watch.reports_writes(&file, &meta, true));
         // (What the moves and the stale watch's removal asked for.)
         let _ = watch.wait(Duration::ZERO);
-        std::fs::write(&file, "written\n").unwrap();
+        std::fs::write(&file, "written\n").context("writing logs/a/f.log")?;
         let pending = watch.wait(Duration::from_secs(5));
         assert_eq!(pending.changed, [file], "{:?}", pending.rescan);
+        Ok(())
     }
 }
