@@ -53,9 +53,10 @@ pub struct Hit {
     /// Where the line ends: its `\n`, or the end of the buffer. The lane had to find
     /// it to start again after the line, so the walk need not look for it again.
     pub line_end: usize,
-    /// The first match found ends there too (so it may hold a `\r` before the `\n`
-    /// that the line's patterns do not see).
-    pub match_ends_line: bool,
+    /// The first match found ends there too, taking in the `\r` that ends the line
+    /// (CRLF, or the buffer's last byte): the line's patterns, which do not see it,
+    /// may not match. Any other match lies within the line the patterns see.
+    pub match_takes_cr: bool,
 }
 
 /// One scanning thread's state for a lazy DFA: its cache and, where the CPU runs
@@ -378,7 +379,7 @@ fn search_window(
             hits[last].push(Hit {
                 line_start: line_start_after(bytes, lanes[last].line_from, to),
                 line_end: to,
-                match_ends_line: true,
+                match_takes_cr: takes_cr(bytes, to, to),
             });
         }
     }
@@ -449,7 +450,7 @@ impl Search<'_> {
                     hits.push(Hit {
                         line_start,
                         line_end: at + i,
-                        match_ends_line: end == at + i,
+                        match_takes_cr: takes_cr(self.bytes, end, at + i),
                     });
                     lane.at = at + i + 1;
                     lane.line_from = lane.at;
@@ -459,7 +460,7 @@ impl Search<'_> {
                     hits.push(Hit {
                         line_start,
                         line_end: lane.end,
-                        match_ends_line: end == lane.end,
+                        match_takes_cr: takes_cr(self.bytes, end, lane.end),
                     });
                     lane.at = lane.end;
                     lane.done = true;
@@ -473,6 +474,12 @@ impl Search<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether a match ending at `match_end` takes in the `\r` that ends the line ending
+/// at `line_end` ([`Hit::match_takes_cr`]).
+fn takes_cr(bytes: &[u8], match_end: usize, line_end: usize) -> bool {
+    match_end == line_end && match_end > 0 && bytes[match_end - 1] == b'\r'
 }
 
 #[cfg(test)]
@@ -520,7 +527,7 @@ mod tests {
             hits.push(Hit {
                 line_start: line_start_after(bytes, pos, at),
                 line_end,
-                match_ends_line: end == line_end,
+                match_takes_cr: takes_cr(bytes, end, line_end),
             });
             pos = line_end + 1;
         }
@@ -644,7 +651,7 @@ mod tests {
         let hit = Hit {
             line_start: 0,
             line_end: 5,
-            match_ends_line: true,
+            match_takes_cr: false,
         };
         assert_lanes_find(&dfa, b"xxabc", WINDOW, Ok(vec![hit]));
         assert_lanes_find(&dfa, b"xxab", WINDOW, Ok(vec![]));
@@ -658,7 +665,7 @@ mod tests {
         let hit = Hit {
             line_start: 0,
             line_end: 6,
-            match_ends_line: true,
+            match_takes_cr: false,
         };
         assert_lanes_find(&dfa, "a word\n".as_bytes(), WINDOW, Ok(vec![hit]));
         assert_lanes_find(&dfa, "a wörd\n".as_bytes(), WINDOW, Err(GaveUp));
@@ -668,15 +675,17 @@ mod tests {
     #[test]
     fn every_kind_of_lanes_finds_the_lines_of_a_long_mixed_text() -> anyhow::Result<()> {
         // Lines that match early, late, at their `\n`, at their first byte, not at
-        // all; long lines (longer than a window); empty and CRLF lines; bytes above
-        // 0x7f (no Unicode `\b` here, so the DFA goes on). Several windows, a cache
-        // reused across them (states copied in one window are used in the next).
+        // all; long lines (longer than a window); empty and CRLF lines, matched before
+        // their `\r` and by taking it in; bytes above 0x7f (no Unicode `\b` here, so
+        // the DFA goes on). Several windows, a cache reused across them (states
+        // copied in one window are used in the next).
         let dfa = dfa(&[
             r"^GET /\S+ 5\d\d",
             r"Failed password for .*? from [0-9.]+",
             r"timeout$",
             r"^x",
             "ünï",
+            r"closed\s",
         ])?;
         let mut text = String::new();
         for i in 0..6_000 {
@@ -692,12 +701,15 @@ mod tests {
                 5 => text.push_str(&"a".repeat(70_000 + i)),
                 6 => {}
                 7 => text.push_str(&format!("{i} timeout\r")),
+                10 => text.push_str(&format!("{i} closed\r")),
                 _ => text.push_str(&format!("{i} GET /b 200 Failed password for")),
             }
             text.push('\n');
         }
         let want = one_search_at_a_time(&dfa, text.as_bytes())?;
         assert!(want.len() > 2_000 && want.len() < 4_000, "{}", want.len());
+        let takes_cr = want.iter().filter(|hit| hit.match_takes_cr).count();
+        assert_eq!(takes_cr, 6_000 / 11, "the `closed\\r` lines");
         for (kind, mut cache) in caches(&dfa) {
             for window in [100, 4096, WINDOW] {
                 let got = in_lanes_with(&dfa, &mut cache, text.as_bytes(), window);

@@ -202,7 +202,7 @@ impl DfaSkip<'_> {
                 Ok(hit) => {
                     return hit.map(|hit| Candidate {
                         at: hit.line_end,
-                        found: if hit.match_ends_line {
+                        found: if hit.match_takes_cr {
                             Found::MatchEnd(hit.line_end)
                         } else {
                             Found::InLine
@@ -1268,6 +1268,37 @@ mod tests {
         // The first scan built states; the same text needs no more after it.
         assert!(dfa_memory[1] > dfa_memory[0], "{dfa_memory:?}");
         assert_eq!(dfa_memory[1], dfa_memory[4]);
+        Ok(())
+    }
+
+    #[test]
+    fn crlf_lines_match_as_the_lines_without_their_cr() -> anyhow::Result<()> {
+        // 60 patterns (the lazy DFA's range, from the first byte) over CRLF lines,
+        // more than a window of them: `closed\s` matches a line only by taking in
+        // its `\r`, which the line's patterns do not see, so only the lines with
+        // more after `closed` are wanted; `timeout$` matches before the `\r`.
+        let mut include: Vec<String> = (0..58).map(|i| format!("never{i}x")).collect();
+        include.push(r"closed\s".to_owned());
+        include.push("timeout$".to_owned());
+        let include: Vec<&str> = include.iter().map(String::as_str).collect();
+        let limits = Limits {
+            line_dfa_after: 0,
+            ..Limits::default()
+        };
+        let m = Matcher::single(&sub(&include, &[], false), &limits)?;
+        let mut text = String::new();
+        for i in 0..5_000 {
+            match i % 4 {
+                0 => text.push_str(&format!("{i} closed\r\n")),
+                1 => text.push_str(&format!("{i} closed now\r\n")),
+                2 => text.push_str(&format!("{i} read timeout\r\n")),
+                _ => text.push_str(&format!("{i} nothing\r\n")),
+            }
+        }
+        let want = line_by_line(&m, &text);
+        assert_eq!(want.len(), 2_500);
+        assert!(want.iter().all(|(i, _, _)| i % 4 == 1 || i % 4 == 2));
+        assert_eq!(scan_all(&m, &text), want);
         Ok(())
     }
 

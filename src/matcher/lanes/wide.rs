@@ -15,8 +15,12 @@
 //! - A match ends the lane's line: instead of stepping out to find the line's end,
 //!   the transition into a match state goes to the *rest of line* state, which stays
 //!   put until a `\n`. Only that `\n`'s transition is flagged, so a lane records one
-//!   event a matched line, where the line ends (and whether the match reached it);
-//!   the line's start is found after the window, from the previous event.
+//!   event a matched line, where the line ends; the line's start is found after the
+//!   window, from the previous event.
+//! - The `\r` of a CRLF has a class of its own, and a match that takes it in (the
+//!   line's patterns, which do not see it, need not match) is a slow entry: the lane
+//!   notes the line and goes on in the rest of line. The rare case costs a stop; the
+//!   common one costs no second log of whether each match reached its line's end.
 //! - The bytes are translated to classes a window at a time (`vpermi2b`, 64 bytes an
 //!   instruction pair), so a lane gathers four classes at once.
 //!
@@ -54,16 +58,15 @@ const UNKNOWN: u32 = 1 << 31;
 const DEAD: u32 = UNKNOWN | 1;
 /// The next state quits (a byte the DFA cannot search): give up.
 const QUIT: u32 = UNKNOWN | 2;
+/// On the `\r` of a CRLF: the match shows on the `\n` after it, so it takes in the
+/// `\r` ([`Hit::match_takes_cr`]).
+const TAKES_CR: u32 = UNKNOWN | 3;
 /// Entries the vector loop does not take: the lane steps out.
 const SLOW: u32 = UNKNOWN;
 /// A matched line ends on this byte (its `\n`); the entry's index says where to go on.
 const MATCH: u32 = 1 << 30;
-/// With `MATCH`: a pattern matched just before the `\n` (not earlier in the line).
-const AT_END: u32 = 1 << 29;
 /// The row index bits of an entry.
-const INDEX: u32 = AT_END - 1;
-/// `AT_END` as recorded in `Work::found`.
-const AT_LINE_END: u32 = AT_END << 2;
+const INDEX: u32 = MATCH - 1;
 
 /// The row of the rest of a line that already matched.
 const REST_OF_LINE: u32 = 0;
@@ -85,6 +88,9 @@ struct Table {
     /// A byte of each class, to ask the lazy DFA for its transition.
     representative: Vec<u8>,
     newline: u32,
+    /// The class of a `\r` just before a `\n` (`translate` gives it; a `\r`
+    /// elsewhere is in its class of `classes`).
+    crlf: u32,
     /// Entries a row: one per class.
     stride: usize,
     trans: Vec<u32>,
@@ -101,8 +107,9 @@ impl Table {
     fn new(dfa: &DFA, max_bytes: usize) -> Table {
         let hybrid = dfa.byte_classes();
         let newline = hybrid.alphabet_len() as u32;
+        let crlf = newline + 1;
         let mut classes = [0u8; 256];
-        let stride = newline as usize + 1;
+        let stride = crlf as usize + 1;
         let mut representative = vec![0u8; stride];
         for b in 0..=255u8 {
             let class = if b == b'\n' {
@@ -113,10 +120,12 @@ impl Table {
             classes[b as usize] = class;
             representative[class as usize] = b;
         }
+        representative[crlf as usize] = b'\r';
         Table {
             classes,
             representative,
             newline,
+            crlf,
             stride,
             trans: Vec::new(),
             states: Vec::new(),
@@ -171,7 +180,19 @@ impl Table {
         let next = dfa
             .next_state(cache, sid, self.representative[class])
             .map_err(|_| GaveUp)?;
-        let value = if next.is_dead() {
+        // A match that shows on the `\n` after this `\r` takes the `\r` in.
+        let takes_cr = class as u32 == self.crlf
+            && !next.is_match()
+            && !next.is_dead()
+            && !next.is_quit()
+            && !next.is_tagged()
+            && dfa
+                .next_state(cache, next, b'\n')
+                .map_err(|_| GaveUp)?
+                .is_match();
+        let value = if takes_cr {
+            TAKES_CR
+        } else if next.is_dead() {
             DEAD
         } else if next.is_quit() {
             QUIT
@@ -179,7 +200,7 @@ impl Table {
             // The line matched: recorded at its `\n` (here, or where the rest of
             // line row meets it).
             if class as u32 == self.newline {
-                MATCH | AT_END | self.line_start.ok_or(GaveUp)?
+                MATCH | self.line_start.ok_or(GaveUp)?
             } else {
                 REST_OF_LINE
             }
@@ -216,13 +237,14 @@ struct Work {
     classes: Vec<u8>,
     /// Where each lane recorded the lines it matched: lane `l` from its segment's
     /// start on (it has at most a line a byte): where each line ends (its `\n`), as
-    /// an offset in the window, and in bit 31 whether the match ended there too.
+    /// an offset in the window.
     found: Vec<u32>,
     /// Step `t` of the lanes (all lanes step together, lane `l` at its segment's
-    /// start plus `t`): bit `l` says lane `l`'s line ended there matched, in
-    /// `hit_log`, and the match with it, in `end_log`.
+    /// start plus `t`): bit `l` says lane `l`'s line ended there matched.
     hit_log: Vec<u64>,
-    end_log: Vec<u64>,
+    /// The line ends (offsets in the window) of the lines whose match took in the
+    /// `\r` of their CRLF, in no order.
+    takes_cr: Vec<u32>,
     /// Bit `i % 64` of word `i / 64`: byte `i` of the window is a `\n` (made with
     /// the classes; where the lines start is read from here).
     newlines: Vec<u64>,
@@ -249,10 +271,8 @@ impl Wide {
         self.table.memory_usage()
             + self.work.classes.capacity()
             + self.work.found.capacity() * 4
-            + (self.work.hit_log.capacity()
-                + self.work.end_log.capacity()
-                + self.work.newlines.capacity())
-                * 8
+            + self.work.takes_cr.capacity() * 4
+            + (self.work.hit_log.capacity() + self.work.newlines.capacity()) * 8
     }
 
     /// Appends to `hits`, in order, every line of `bytes[from..to]` (whole lines) a
@@ -300,12 +320,15 @@ fn search(
     hits: &mut Vec<Hit>,
 ) -> Result<(), GaveUp> {
     let clears = cache.clear_count();
+    let first_hit = hits.len();
+    work.takes_cr.clear();
     let window = &bytes[from..to];
     let len = window.len();
     let line_start = table.prepare(dfa, cache)?;
 
     translate(
         &table.classes,
+        table.crlf as u8,
         window,
         &mut work.classes,
         &mut work.newlines,
@@ -339,7 +362,6 @@ fn search(
         .unwrap_or(0) as usize;
     if work.hit_log.len() < longest {
         work.hit_log.resize(longest, 0);
-        work.end_log.resize(longest, 0);
     }
 
     let mut pos = [_mm512_setzero_si512(); VECTORS];
@@ -360,10 +382,8 @@ fn search(
     let index = _mm512_set1_epi32(INDEX as i32);
     let classes: *const i32 = work.classes.as_ptr().cast();
     let hit_log = work.hit_log.as_mut_ptr();
-    let end_log = work.end_log.as_mut_ptr();
     // Steps taken by every lane.
     let mut t = 0usize;
-    let at_end = _mm512_set1_epi32(AT_END as i32);
 
     // One step of every lane over the byte whose class is at `$shift` in `four`; on
     // a slow entry, moves the lanes `$k` bytes on and leaves `$stop`.
@@ -394,19 +414,16 @@ fn search(
             }
             // Logged every step, hit or not: a branch on hits costs more (a line
             // every 140 bytes in 64 lanes makes it a coin toss).
-            let (mut hit, mut ends) = (0u64, 0u64);
+            let mut hit = 0u64;
             for v in 0..VECTORS {
                 let h = _mm512_mask_test_epi32_mask(active[v], next[v], matched);
-                let e = _mm512_mask_test_epi32_mask(active[v], next[v], at_end);
                 hit |= (h as u64) << (16 * v);
-                ends |= (e as u64) << (16 * v);
                 sid[v] = _mm512_mask_and_epi32(sid[v], active[v], next[v], index);
             }
             // SAFETY: an active lane's `pos = seg_start + t` and `pos + k < seg_end`:
-            // `t + k` is below the longest segment, the logs' length.
+            // `t + k` is below the longest segment, the log's length.
             unsafe {
                 *hit_log.add(t + $k) = hit;
-                *end_log.add(t + $k) = ends;
             }
         }};
     }
@@ -463,7 +480,9 @@ fn search(
             false
         };
         if stopped {
-            // The lanes whose next entry is slow: copy it, end the lane, or give up.
+            // The lanes whose next entry is slow: copy it, end the lane, note a match
+            // that takes a `\r` in (the lane goes on in the rest of line), or give up.
+            let mut moved = false;
             let mut at = [0u32; LANES_WIDE];
             let mut rows = [0u32; LANES_WIDE];
             for v in 0..VECTORS {
@@ -475,7 +494,7 @@ fn search(
                 if active[v] & bit == 0 {
                     continue;
                 }
-                let class = table.classes[window[at[l] as usize] as usize];
+                let class = work.classes[at[l] as usize];
                 let entry = rows[l] as usize + class as usize;
                 match table.trans[entry] {
                     UNKNOWN => table.fill(dfa, cache, entry)?,
@@ -484,7 +503,18 @@ fn search(
                         dead[v] |= bit;
                     }
                     QUIT => return Err(GaveUp),
+                    TAKES_CR => {
+                        // The `\n` is the next byte (that is what made it this class).
+                        work.takes_cr.push(at[l] + 1);
+                        rows[l] = REST_OF_LINE;
+                        moved = true;
+                    }
                     _ => {}
+                }
+            }
+            if moved {
+                for v in 0..VECTORS {
+                    sid[v] = load16(&rows[16 * v..]);
                 }
             }
             if cache.clear_count() != clears {
@@ -493,16 +523,14 @@ fn search(
         }
     }
 
-    // The logs, lane by lane, into `found`: where each lane's lines ended, and
-    // whether the match did too (bit 31).
+    // The log, lane by lane, into `found`: where each lane's lines ended.
     let mut recorded = seg_start;
     for step in 0..t {
-        let (mut hit, ends) = (work.hit_log[step], work.end_log[step]);
+        let mut hit = work.hit_log[step];
         while hit != 0 {
             let l = hit.trailing_zeros() as usize;
             hit &= hit - 1;
-            let at_line_end = if ends & (1 << l) != 0 { AT_LINE_END } else { 0 };
-            work.found[recorded[l] as usize] = (seg_start[l] + step as u32) | at_line_end;
+            work.found[recorded[l] as usize] = seg_start[l] + step as u32;
             recorded[l] += 1;
         }
     }
@@ -522,11 +550,11 @@ fn search(
         // (offsets in the window).
         let mut line_from = start;
         for &found in &work.found[start..recorded[l] as usize] {
-            let line_end = (found & !AT_LINE_END) as usize;
+            let line_end = found as usize;
             hits.push(Hit {
                 line_start: from + after_last_newline(&work.newlines, line_from, line_end),
                 line_end: from + line_end,
-                match_ends_line: found & AT_LINE_END != 0,
+                match_takes_cr: false,
             });
             line_from = line_end + 1;
         }
@@ -536,7 +564,7 @@ fn search(
             hits.push(Hit {
                 line_start: from + after_last_newline(&work.newlines, line_from, end),
                 line_end: from + end,
-                match_ends_line: false,
+                match_takes_cr: false,
             });
         }
         if start < end {
@@ -560,8 +588,24 @@ fn search(
                 hits.push(Hit {
                     line_start: from + after_last_newline(&work.newlines, last_line_from, len),
                     line_end: to,
-                    match_ends_line: true,
+                    match_takes_cr: bytes.last() == Some(&b'\r'),
                 });
+            }
+        }
+    }
+    // The few lines whose match took in their `\r`, among the window's hits (both
+    // sorted by where the line ends).
+    if !work.takes_cr.is_empty() {
+        work.takes_cr.sort_unstable();
+        let mut noted = work
+            .takes_cr
+            .iter()
+            .map(|&end| from + end as usize)
+            .peekable();
+        for hit in &mut hits[first_hit..] {
+            while noted.next_if(|&end| end < hit.line_end).is_some() {}
+            if noted.peek() == Some(&hit.line_end) {
+                hit.match_takes_cr = true;
             }
         }
     }
@@ -570,7 +614,13 @@ fn search(
 
 /// `window` as classes into `out`, with 4 bytes of padding.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-fn translate(classes: &[u8; 256], window: &[u8], out: &mut Vec<u8>, newlines: &mut Vec<u64>) {
+fn translate(
+    classes: &[u8; 256],
+    crlf: u8,
+    window: &[u8],
+    out: &mut Vec<u8>,
+    newlines: &mut Vec<u64>,
+) {
     // Each byte and word is written below (no need to clear them), and the padding.
     if out.len() < window.len() + 4 {
         out.resize(window.len() + 4, 0);
@@ -579,6 +629,8 @@ fn translate(classes: &[u8; 256], window: &[u8], out: &mut Vec<u8>, newlines: &m
         newlines.resize(window.len().div_ceil(64), 0);
     }
     let newline = _mm512_set1_epi8(b'\n' as i8);
+    let cr = _mm512_set1_epi8(b'\r' as i8);
+    let crlf_class = _mm512_set1_epi8(crlf as i8);
     out[window.len()..window.len() + 4].fill(0);
     let mut table = [_mm512_setzero_si512(); 4];
     for (i, t) in table.iter_mut().enumerate() {
@@ -595,8 +647,12 @@ fn translate(classes: &[u8; 256], window: &[u8], out: &mut Vec<u8>, newlines: &m
             let low = _mm512_permutex2var_epi8(table[0], b, table[1]);
             let high = _mm512_permutex2var_epi8(table[2], b, table[3]);
             let c = _mm512_mask_blend_epi8(_mm512_movepi8_mask(b), low, high);
+            let lf = _mm512_cmpeq_epi8_mask(b, newline);
+            // A `\r` whose next byte, here or in the next chunk, is a `\n`.
+            let lf_after = (lf >> 1) | (u64::from(window.get(at + 64) == Some(&b'\n')) << 63);
+            let c = _mm512_mask_mov_epi8(c, _mm512_cmpeq_epi8_mask(b, cr) & lf_after, crlf_class);
             _mm512_storeu_si512(out[at..].as_mut_ptr().cast(), c);
-            newlines[at / 64] = _mm512_cmpeq_epi8_mask(b, newline);
+            newlines[at / 64] = lf;
         }
         at += 64;
     }
@@ -606,7 +662,11 @@ fn translate(classes: &[u8; 256], window: &[u8], out: &mut Vec<u8>, newlines: &m
         .zip(chunks.remainder())
         .enumerate()
     {
-        *o = classes[b as usize];
+        *o = if b == b'\r' && window.get(at + i + 1) == Some(&b'\n') {
+            crlf
+        } else {
+            classes[b as usize]
+        };
         last |= u64::from(b == b'\n') << i;
     }
     if at < window.len() {
@@ -698,7 +758,7 @@ mod tests {
         }
         let (mut classes, mut newlines) = (Vec::new(), Vec::new());
         // SAFETY: `available` said the CPU has the features `translate` needs.
-        unsafe { translate(&[0; 256], window, &mut classes, &mut newlines) };
+        unsafe { translate(&[0; 256], 1, window, &mut classes, &mut newlines) };
         Some(newlines)
     }
 
