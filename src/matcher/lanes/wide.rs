@@ -77,6 +77,7 @@ fn available() -> bool {
     is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512vbmi")
+        && is_x86_feature_detected!("avx512vbmi2")
 }
 
 /// The transitions the lanes have used, copied from one lazy DFA cache (and valid
@@ -249,6 +250,9 @@ struct Work {
     /// The line ends (offsets in the window) of the lines whose match took in the
     /// `\r` of their CRLF, in no order.
     takes_cr: Vec<u32>,
+    /// The log's set bits in step order ([`log_events`]): the lane, and the step.
+    event_lanes: Vec<u8>,
+    event_steps: Vec<u32>,
     /// Bit `i % 64` of word `i / 64`: byte `i` of the window is a `\n` (made with
     /// the classes; where the lines start is read from here).
     newlines: Vec<u64>,
@@ -277,6 +281,8 @@ impl Wide {
             + self.work.by_lane.capacity() * 4
             + self.work.found.capacity() * 4
             + self.work.takes_cr.capacity() * 4
+            + self.work.event_lanes.capacity()
+            + self.work.event_steps.capacity() * 4
             + (self.work.hit_log.capacity() + self.work.newlines.capacity()) * 8
     }
 
@@ -312,7 +318,7 @@ impl Wide {
     }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2")]
 #[allow(clippy::too_many_arguments)]
 fn search(
     dfa: &DFA,
@@ -533,15 +539,20 @@ fn search(
     }
 
     // The log, lane by lane, into `found`: where each lane's lines ended.
+    let events = log_events(
+        &work.hit_log[..t],
+        len,
+        &mut work.event_lanes,
+        &mut work.event_steps,
+    );
     let mut recorded = seg_start;
-    for step in 0..t {
-        let mut hit = work.hit_log[step];
-        while hit != 0 {
-            let l = hit.trailing_zeros() as usize;
-            hit &= hit - 1;
-            work.found[recorded[l] as usize] = seg_start[l] + step as u32;
-            recorded[l] += 1;
-        }
+    for (&l, &step) in work.event_lanes[..events]
+        .iter()
+        .zip(&work.event_steps[..events])
+    {
+        let l = l as usize;
+        work.found[recorded[l] as usize] = seg_start[l] + step;
+        recorded[l] += 1;
     }
     // The hits, lane by lane (segments are in order).
     let mut rows = [0u32; LANES_WIDE];
@@ -619,6 +630,49 @@ fn search(
         }
     }
     Ok(())
+}
+
+/// The set bits of `hit_log` (a word a step, a bit a lane) into `lanes` and `steps`,
+/// in step order and lane order within a step; returns how many. A window of `len`
+/// bytes has at most a hit a `\n`.
+///
+/// Why: a loop over each step's bits mispredicts where it ends, about once a step
+/// (9% of the time at 1,000 patterns). Here a step is a compress of the lane numbers
+/// and two stores, whatever its number of bits: 1,000 patterns +6-9%.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi2")]
+fn log_events(hit_log: &[u64], len: usize, lanes: &mut Vec<u8>, steps: &mut Vec<u32>) -> usize {
+    // Each step writes 64 lane numbers and 16 (or 64) steps past what it keeps.
+    if lanes.len() < len + 64 {
+        lanes.resize(len + 64, 0);
+        steps.resize(len + 64, 0);
+    }
+    let mut numbers = [0u8; 64];
+    for (i, b) in numbers.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    // SAFETY: 64 bytes.
+    let numbers = unsafe { _mm512_loadu_si512(numbers.as_ptr().cast()) };
+    let mut n = 0;
+    for (step, &hit) in hit_log.iter().enumerate() {
+        // Each hit is on its own `\n` (checked: the stores below rely on it).
+        assert!(n <= len, "more hits than bytes in a window");
+        let count = hit.count_ones() as usize;
+        let at = _mm512_set1_epi32(step as i32);
+        // SAFETY: `n` plus this step's hits are at most the window's hits, at most
+        // `len`, so `n + 64` is within both buffers (`len + 64` long).
+        unsafe {
+            let (lanes, steps) = (lanes.as_mut_ptr().add(n), steps.as_mut_ptr().add(n));
+            _mm512_storeu_si512(lanes.cast(), _mm512_maskz_compress_epi8(hit, numbers));
+            _mm512_storeu_si512(steps.cast(), at);
+            if count > 16 {
+                for k in 1..4 {
+                    _mm512_storeu_si512(steps.add(16 * k).cast(), at);
+                }
+            }
+        }
+        n += count;
+    }
+    n
 }
 
 /// Bytes after a window's classes: a row of [`transpose`] reads 64.
