@@ -1271,21 +1271,26 @@ mod tests {
         Ok(())
     }
 
+    /// One subscription of 60 patterns, the lazy DFA's range, searched with it from
+    /// the first byte: `patterns` and patterns no line has.
+    fn lazy_dfa_matcher(patterns: &[&str]) -> anyhow::Result<Matcher> {
+        let mut include: Vec<String> = (patterns.len()..60).map(|i| format!("never{i}x")).collect();
+        include.extend(patterns.iter().map(|p| (*p).to_owned()));
+        let include: Vec<&str> = include.iter().map(String::as_str).collect();
+        let limits = Limits {
+            line_dfa_after: 0,
+            ..Limits::default()
+        };
+        Ok(Matcher::single(&sub(&include, &[], false), &limits)?)
+    }
+
     #[test]
     fn crlf_lines_match_as_the_lines_without_their_cr() -> anyhow::Result<()> {
         // 60 patterns (the lazy DFA's range, from the first byte) over CRLF lines,
         // more than a window of them: `closed\s` matches a line only by taking in
         // its `\r`, which the line's patterns do not see, so only the lines with
         // more after `closed` are wanted; `timeout$` matches before the `\r`.
-        let mut include: Vec<String> = (0..58).map(|i| format!("never{i}x")).collect();
-        include.push(r"closed\s".to_owned());
-        include.push("timeout$".to_owned());
-        let include: Vec<&str> = include.iter().map(String::as_str).collect();
-        let limits = Limits {
-            line_dfa_after: 0,
-            ..Limits::default()
-        };
-        let m = Matcher::single(&sub(&include, &[], false), &limits)?;
+        let m = lazy_dfa_matcher(&[r"closed\s", "timeout$"])?;
         let mut text = String::new();
         for i in 0..5_000 {
             match i % 4 {
@@ -1308,14 +1313,7 @@ mod tests {
         // quits on the first non-ASCII byte, which comes after more than one
         // window of lines (hits already handed out), then the literal walk finds
         // the rest, and the lines after it are still found.
-        let mut include: Vec<String> = (0..59).map(|i| format!("never{i}x")).collect();
-        include.push(r"\bhit\b".to_owned());
-        let include: Vec<&str> = include.iter().map(String::as_str).collect();
-        let limits = Limits {
-            line_dfa_after: 0,
-            ..Limits::default()
-        };
-        let m = Matcher::single(&sub(&include, &[], false), &limits)?;
+        let m = lazy_dfa_matcher(&[r"\bhit\b"])?;
         let mut text = String::new();
         let mut want = Vec::new();
         for i in 0..20_000 {
