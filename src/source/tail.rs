@@ -1349,9 +1349,16 @@ mod tests {
         Target::parse(arg).map_err(|e| anyhow::anyhow!("parsing target {arg}: {e}"))
     }
 
-    fn handle_for(bytes: &[u8]) -> anyhow::Result<(tempfile::NamedTempFile, Handle)> {
+    /// A temporary file holding `bytes`, and it opened for reading.
+    fn file_with(bytes: &[u8]) -> anyhow::Result<(tempfile::NamedTempFile, File)> {
         let mut f = tempfile::NamedTempFile::new().context("creating a temporary file")?;
         std::io::Write::write_all(&mut f, bytes).context("writing the temporary file")?;
+        let file = File::open(f.path()).context("opening the temporary file")?;
+        Ok((f, file))
+    }
+
+    fn handle_for(bytes: &[u8]) -> anyhow::Result<(tempfile::NamedTempFile, Handle)> {
+        let (f, _) = file_with(bytes)?;
         let (h, _) = Handle::open(f.path()).context("opening the temporary file")?;
         Ok((f, h))
     }
@@ -1671,15 +1678,13 @@ mod tests {
 
     #[test]
     fn last_lines_start() -> anyhow::Result<()> {
-        let (f, _) = handle_for(b"a\nb\nc\n")?;
-        let file = File::open(f.path()).context("opening the test file")?;
+        let (_f, file) = file_with(b"a\nb\nc\n")?;
         assert_eq!(start_of_last_lines(&file, 6, 0, false)?, 6);
         assert_eq!(start_of_last_lines(&file, 6, 1, false)?, 4);
         assert_eq!(start_of_last_lines(&file, 6, 5, false)?, 0);
         assert_eq!(start_of_last_lines(&file, 6, 1, true)?, 4);
         assert_eq!(start_of_last_lines(&file, 6, 0, true)?, 6);
-        let (f, _) = handle_for(b"a\nb\nc")?;
-        let file = File::open(f.path()).context("opening the test file")?;
+        let (_f, file) = file_with(b"a\nb\nc")?;
         assert_eq!(start_of_last_lines(&file, 5, 0, false)?, 4);
         assert_eq!(start_of_last_lines(&file, 5, 1, false)?, 2);
         assert_eq!(start_of_last_lines(&file, 5, 0, true)?, 5);
