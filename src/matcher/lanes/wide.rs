@@ -248,7 +248,7 @@ struct Work {
     /// start plus `t`): bit `l` says lane `l`'s line ended there matched.
     hit_log: Vec<u64>,
     /// The line ends (offsets in the window) of the lines whose match took in the
-    /// `\r` of their CRLF, in no order.
+    /// `\r` of their CRLF, in the order the lanes noted them.
     takes_cr: Vec<u32>,
     /// The log's set bits in step order ([`log_events`]): the lane, and the step.
     event_lanes: Vec<u8>,
@@ -613,20 +613,12 @@ fn search(
             }
         }
     }
-    // The few lines whose match took in their `\r`, among the window's hits (both
-    // sorted by where the line ends).
-    if !work.takes_cr.is_empty() {
-        work.takes_cr.sort_unstable();
-        let mut noted = work
-            .takes_cr
-            .iter()
-            .map(|&end| from + end as usize)
-            .peekable();
-        for hit in &mut hits[first_hit..] {
-            while noted.next_if(|&end| end < hit.line_end).is_some() {}
-            if noted.peek() == Some(&hit.line_end) {
-                hit.match_takes_cr = true;
-            }
+    // The few lines whose match took in their `\r`, among the window's hits (in
+    // order of where their lines end).
+    let window_hits = &mut hits[first_hit..];
+    for &end in &work.takes_cr {
+        if let Ok(i) = window_hits.binary_search_by_key(&(from + end as usize), |h| h.line_end) {
+            window_hits[i].match_takes_cr = true;
         }
     }
     Ok(())
