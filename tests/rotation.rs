@@ -441,12 +441,8 @@ impl Logrotate {
         }
     }
 
-    fn program() -> &'static str {
-        if Path::new("/usr/sbin/logrotate").exists() {
-            "/usr/sbin/logrotate"
-        } else {
-            "logrotate"
-        }
+    fn program() -> std::path::PathBuf {
+        support::tool("logrotate", "logrotate")
     }
 
     /// Runs `logrotate -f`, and checks that it did rotate (a fresh `LOG.1`).

@@ -54,14 +54,8 @@ fn fields(l: &WireLine) -> (&str, &str, &str, &str) {
 // 6. rsyslogd
 // ---------------------------------------------------------------------------------
 
-/// rsyslogd lives in /usr/sbin, which a user's PATH may not have.
 fn rsyslogd() -> Command {
-    let sbin = Path::new("/usr/sbin/rsyslogd");
-    Command::new(if sbin.exists() {
-        sbin
-    } else {
-        Path::new("rsyslogd")
-    })
+    Command::new(support::tool("rsyslogd", "rsyslog"))
 }
 
 /// A config for a foreground rsyslogd of its own: only imfile (no imuxsock, so no
@@ -177,7 +171,7 @@ fn rsyslog_imfile_lines_arrive_with_traditional_framing() {
 // ---------------------------------------------------------------------------------
 
 fn logger(port: u16, args: &[&str], message: Option<&str>) {
-    let out = Command::new("logger")
+    let out = Command::new(support::tool("logger", "bsdutils"))
         .arg("-n")
         .arg("127.0.0.1")
         .arg("-P")

@@ -17,7 +17,9 @@ use super::free_port;
 use super::proc::{read_lines_into, Proc};
 use super::wait::PATIENCE;
 
-pub const NGIRCD: &str = "/usr/sbin/ngircd";
+fn ngircd() -> std::path::PathBuf {
+    super::tool("ngircd", "ngircd")
+}
 
 /// What the IRC sink does to a log line: control characters out, tabs to spaces.
 pub fn irc_clean(s: &str) -> String {
@@ -146,7 +148,8 @@ impl Ircd {
     /// Starts ngircd on `self.port` and waits until it says it is ready.
     fn spawn(&mut self, patience: Duration) -> Result<(), String> {
         self.write_conf();
-        let mut child = Command::new(NGIRCD)
+        let ngircd = ngircd();
+        let mut child = Command::new(&ngircd)
             .arg("-n")
             .arg("-f")
             .arg(&self.conf)
@@ -154,7 +157,7 @@ impl Ircd {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run {NGIRCD}: {e}"))?;
+            .map_err(|e| format!("cannot run {}: {e}", ngircd.display()))?;
         let (tx, rx) = mpsc::channel();
         read_lines_into(child.stdout.take().unwrap(), tx.clone());
         read_lines_into(child.stderr.take().unwrap(), tx);

@@ -13,6 +13,7 @@
 //!   numbered lines and the "exactly once" check;
 //! - [`irc`]: a private `ngircd` and a small IRC client;
 //! - [`cdp`]: a headless Chromium driven over the DevTools protocol;
+//! - [`tool`]: a system program the tests run (ngircd, rsyslogd, logrotate, …);
 //! - [`filter`]: the line filter of DESIGN §4 with the `regex` crate, the reference
 //!   the tests compare supergrep's output with.
 //!
@@ -35,6 +36,23 @@ pub mod irc;
 pub mod proc;
 pub mod wait;
 pub mod ws;
+
+/// The system program `name`, found as a shell finds it, and in /usr/sbin and /sbin
+/// too (daemons live there, and a user's PATH may not have them). Missing, it panics
+/// with the package to install: `scripts/test` installs them all.
+pub fn tool(name: &str, package: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs {name}: apt-get install {package} (scripts/test installs \
+                 every tool the tests use)"
+            )
+        })
+}
 
 /// A loopback TCP port nobody listened on a moment ago (callers retry if someone
 /// takes it before they do).
