@@ -40,6 +40,26 @@ pub enum Command {
     Agent(AgentArgs),
     /// Announce an event (a deploy, say) to every viewer of a hub.
     Mark(MarkArgs),
+    /// Print the shell completion script for SHELL (e.g. `supergrep completions bash >
+    /// /etc/bash_completion.d/supergrep`).
+    Completions(CompletionsArgs),
+    /// Print the man page (`supergrep man | man -l -`), or write one page per command
+    /// into a directory (`--dir`).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write supergrep.1, supergrep-serve.1, … into DIR instead of printing supergrep.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -22,6 +22,8 @@ fn main() -> ExitCode {
                 .await
                 .map_err(|e| anyhow::Error::from(UsageError(e)))
         }),
+        Some(Command::Completions(args)) => written(supergrep::generate::completions(&args)),
+        Some(Command::Man(args)) => written(supergrep::generate::man(&args)),
         None => terminal(&cli),
     }
 }
@@ -38,6 +40,16 @@ fn terminal(cli: &Cli) -> ExitCode {
         Ok(Outcome::NoMatch) => ExitCode::from(1),
         Ok(Outcome::FileErrors) => ExitCode::from(2),
         Err(e) => fail(&e),
+    }
+}
+
+/// The end of a command that only writes (completions, man pages): a closed pipe
+/// (`| head`) is a normal end, as everywhere else.
+fn written(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(&anyhow::Error::from(e)),
     }
 }
 
