@@ -548,7 +548,7 @@ mod tests {
                     wide_from: 0,
                 },
             )),
-            None => eprintln!("this CPU has no AVX-512: the wide lanes are not tested"),
+            None => wide::say_untested(),
         }
         // As the matcher makes it: wide lanes for long windows only, the scalar ones
         // for the rest, the two over one cache.
@@ -730,7 +730,7 @@ mod tests {
         let dfa = dfa(&["Failed password for .*? from", "timeout"])?;
         let text = "sshd: Failed password for root from 10.0.0.1\nread timeout\nok\n".repeat(100);
         let Some(wide) = wide::Wide::new(&dfa, 4096) else {
-            eprintln!("this CPU has no AVX-512: the wide lanes are not tested");
+            wide::say_untested();
             return Ok(());
         };
         let mut cache = LaneCache {

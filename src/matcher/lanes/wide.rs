@@ -875,6 +875,22 @@ fn store16(a: &mut [u32], v: __m512i) {
     unsafe { _mm512_storeu_epi32(a.as_mut_ptr().cast(), v) }
 }
 
+/// Said by a test that finds no AVX-512 here and so does not test the wide lanes:
+/// once per test (libtest names each test's thread after it), in a form that
+/// `scripts/test` counts and prints, so a run on such a CPU says what went untested.
+#[cfg(test)]
+pub(super) fn say_untested() {
+    static SAID: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let first = SAID
+        .lock()
+        .map_or(true, |mut said| said.insert(test.clone()));
+    if first {
+        eprintln!("NOT TESTED on this CPU (no AVX-512 F, BW, VBMI, VBMI2): {test}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -882,7 +898,7 @@ mod tests {
     /// `window`'s `\n` bitmap as `translate` makes it, or `None` without AVX-512.
     fn newline_bits(window: &[u8]) -> Option<Vec<u64>> {
         if !available() {
-            eprintln!("this CPU has no AVX-512: the wide lanes are not tested");
+            say_untested();
             return None;
         }
         let (mut classes, mut newlines) = (Vec::new(), Vec::new());
@@ -894,7 +910,7 @@ mod tests {
     #[test]
     fn each_lane_reads_its_own_classes_from_the_transposed_blocks() {
         if !available() {
-            eprintln!("this CPU has no AVX-512: the wide lanes are not tested");
+            say_untested();
             return;
         }
         // Segments of every length from 0 to a few blocks, starting anywhere; each
