@@ -76,6 +76,11 @@ pub mod code {
     pub const TOO_MANY_PATTERNS: &str = "too_many_patterns";
     pub const UNAUTHORIZED: &str = "unauthorized";
     pub const UNKNOWN_STREAM: &str = "unknown_stream";
+    /// An agent's stream that is not its to write (another source's name space), or
+    /// over the per-agent limits.
+    pub const STREAM_REFUSED: &str = "stream_refused";
+    /// An agent of that name is connected already (the agent retries).
+    pub const NAME_IN_USE: &str = "name_in_use";
 }
 
 /// Server → client.

@@ -217,6 +217,15 @@ impl Agent {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<HubMsg>(t.as_str()) {
                 Ok(HubMsg::Welcome { unmasked_lines, .. }) => Ok(Some((ws, unmasked_lines))),
+                // The hub still has a connection of this name: ours, from before
+                // a network failure it has not noticed yet (it gives up on a
+                // silent one in 90 s), or another agent's. Said, and tried again.
+                Ok(HubMsg::Error { code, message })
+                    if code == crate::protocol::code::NAME_IN_USE =>
+                {
+                    crate::say!("supergrep agent: {message} (retrying)");
+                    Ok(None)
+                }
                 Ok(HubMsg::Error { message, .. }) => {
                     Err(UsageError(format!("the hub refused the agent: {message}")).into())
                 }

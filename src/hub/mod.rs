@@ -46,6 +46,8 @@ pub struct Counters {
     pub duplicates_dropped: AtomicU64,
     /// Agent batches sent again after a reconnect (as the agents announce them).
     pub batches_resent: AtomicU64,
+    /// Agent batches dropped because their stream was refused (`stream_refused`).
+    pub agent_batches_refused: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -68,9 +70,23 @@ pub struct Hub {
     /// Per remote stream and file (device, inode): the offset up to which the hub
     /// has its lines.
     remote: Mutex<HashMap<(String, u64, u64), u64>>,
+    /// Connected agents' names, and since when: one agent of a name at a time.
+    agent_names: Mutex<HashMap<String, std::time::SystemTime>>,
     /// To the thread that applies subscription changes to the matcher.
     changes: std::sync::mpsc::Sender<Request>,
     pub counters: Counters,
+}
+
+/// An agent's hold on its name (see [`Hub::claim_agent_name`]).
+pub struct AgentNameClaim {
+    hub: Arc<Hub>,
+    name: String,
+}
+
+impl Drop for AgentNameClaim {
+    fn drop(&mut self) {
+        lock(&self.hub.agent_names).remove(&self.name);
+    }
 }
 
 /// A subscription change for the matcher thread, and where its result goes.
@@ -98,6 +114,7 @@ impl Hub {
             backlog: Mutex::new(Backlog::new(backlog_lines)),
             notices: broadcast::channel(1024).0,
             remote: Mutex::default(),
+            agent_names: Mutex::default(),
             changes,
             counters: Counters::default(),
         });
@@ -110,6 +127,24 @@ impl Hub {
             tracing::error!("cannot start the matcher thread: {e}");
         }
         hub
+    }
+
+    /// Takes `name` for a connected agent until the returned claim is dropped; when
+    /// another agent has it, says since when. (Two agents of one name would write
+    /// into each other's streams, and the first to leave would remove them.)
+    pub fn claim_agent_name(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<AgentNameClaim, std::time::SystemTime> {
+        let mut names = lock(&self.agent_names);
+        if let Some(&since) = names.get(name) {
+            return Err(since);
+        }
+        names.insert(name.to_owned(), std::time::SystemTime::now());
+        Ok(AgentNameClaim {
+            hub: self.clone(),
+            name: name.to_owned(),
+        })
     }
 
     /// Starts delivering the matches of `sub` to `sink` (replacing a subscription
@@ -311,10 +346,15 @@ impl Hub {
     }
 
     /// Lines ingested per stream id so far.
+    /// Lines ingested so far per live stream: a stream that went (an agent's, once it
+    /// disconnected; a deleted file) leaves `/metrics`, which otherwise grew with every
+    /// stream ever seen. Its numbering is kept, for when it comes back.
     pub fn lines_per_stream(&self) -> Vec<(String, u64)> {
-        lock(&self.streams)
+        let streams = lock(&self.streams);
+        streams
             .next_seq
             .iter()
+            .filter(|(id, _)| streams.live.contains_key(*id))
             .map(|(id, next)| (id.clone(), next - 1))
             .collect()
     }

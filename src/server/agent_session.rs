@@ -2,6 +2,13 @@
 //! any local tailer's, each batch once. The hub remembers, per stream, how far into
 //! which file (device, inode) it has lines, and drops a batch it already has (an
 //! agent re-sends what was not acknowledged when the connection dropped).
+//!
+//! Streams belong to their source. An agent writes only `NAME:PATH` streams of its
+//! own name, which may not be the hub's (its local files are `HOST:PATH`), and never
+//! the syslog input's (`HOST:syslog:TAG`, set `syslog`); so no agent can write into,
+//! or make vanish by disconnecting, a stream of the hub's files or of syslog. A
+//! refused stream gets a `stream_refused` error once; its batches are acknowledged
+//! (the agent must not keep them forever) and dropped, counted in `/metrics`.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -19,19 +26,37 @@ use crate::source::SourceEvent;
 
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 const SILENT_FOR: Duration = Duration::from_secs(90);
+/// Streams one agent may have (a glob over a huge tree is refused past this).
+const MAX_STREAMS: usize = 10_000;
+/// New streams one agent may add in a minute.
+const MAX_NEW_STREAMS_PER_MINUTE: u32 = 1_000;
+/// Longest path an agent's stream may have (Linux's PATH_MAX).
+const MAX_PATH_BYTES: usize = 4096;
 
 pub async fn run(mut socket: WebSocket, state: Arc<ServerState>) {
+    let refused = |code: &str, message: String| HubMsg::Error {
+        code: code.into(),
+        message,
+    };
     let name = match hello(&mut socket).await {
         Ok(name) => name,
         Err(why) => {
-            let _ = send(
-                &mut socket,
-                &HubMsg::Error {
-                    code: code::BAD_REQUEST.into(),
-                    message: why,
-                },
-            )
-            .await;
+            let _ = send(&mut socket, &refused(code::BAD_REQUEST, why)).await;
+            return;
+        }
+    };
+    // Held until this agent's streams are removed (the end of this function), so
+    // the next agent of the name adds them after.
+    let _name = match state.hub.claim_agent_name(&name) {
+        Ok(claim) => claim,
+        Err(since) => {
+            let why = format!(
+                "an agent named {name:?} is connected already (since {}); the hub takes \
+                 one agent of a name at a time: give this one another --name",
+                humantime::format_rfc3339_seconds(since)
+            );
+            tracing::warn!("refused an agent: {why}");
+            let _ = send(&mut socket, &refused(code::NAME_IN_USE, why)).await;
             return;
         }
     };
@@ -46,10 +71,10 @@ pub async fn run(mut socket: WebSocket, state: Arc<ServerState>) {
     }
     tracing::info!(agent = %name, "agent connected");
     state.agents.fetch_add(1, Ordering::Relaxed);
-    let mut streams: HashMap<(String, String), Arc<Stream>> = HashMap::new();
+    let mut streams = AgentStreams::default();
     let _ = serve(&mut socket, &state, &name, &mut streams).await;
     // Its streams go with it (and come back when it reconnects).
-    for stream in streams.into_values() {
+    for stream in streams.known.into_values().flatten() {
         let _ = to_ingest(&state, SourceEvent::StreamRemoved(stream)).await;
     }
     state.agents.fetch_sub(1, Ordering::Relaxed);
@@ -76,6 +101,13 @@ async fn hello(socket: &mut WebSocket) -> Result<String, String> {
                     "the agent's name must be 1-255 characters without ':' or control characters"
                         .into(),
                 );
+            }
+            let hub_host = crate::line::local_hostname();
+            if name.eq_ignore_ascii_case(&hub_host) {
+                return Err(format!(
+                    "the name {name:?} is the hub's own (its local files are {hub_host}:PATH): \
+                     start the agent with another --name"
+                ));
             }
             Ok(name)
         }
@@ -108,7 +140,7 @@ async fn serve(
     socket: &mut WebSocket,
     state: &ServerState,
     name: &str,
-    streams: &mut HashMap<(String, String), Arc<Stream>>,
+    streams: &mut AgentStreams,
 ) -> Result<(), Gone> {
     let mut shutdown = state.shutdown.clone();
     // Ingest sets this to the last batch it has taken in; the agent is acknowledged
@@ -163,10 +195,10 @@ async fn serve(
         };
         match incoming {
             Incoming::Other(AgentMsg::StreamAdded { path, set }) => {
-                stream(state, name, streams, path, set).await?;
+                stream(socket, state, name, streams, path, set).await?;
             }
             Incoming::Other(AgentMsg::StreamRemoved { path, set }) => {
-                if let Some(s) = streams.remove(&(path, set)) {
+                if let Some(Some(s)) = streams.known.remove(&(path, set)) {
                     to_ingest(state, SourceEvent::StreamRemoved(s)).await?;
                 }
             }
@@ -179,8 +211,21 @@ async fn serve(
             }
             Incoming::Other(_) => {}
             Incoming::Batch(b) => {
-                let stream = stream(state, name, streams, b.path, b.set).await?;
+                let stream = stream(socket, state, name, streams, b.path, b.set).await?;
                 let mut bytes = b.bytes;
+                let Some(stream) = stream else {
+                    state
+                        .hub
+                        .counters
+                        .agent_batches_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    let receipt = SourceEvent::Receipt {
+                        upto: b.batch,
+                        to: ingested.clone(),
+                    };
+                    to_ingest(state, receipt).await?;
+                    continue;
+                };
                 if state.hub.admit_remote(&stream.id, b.origin, &mut bytes) {
                     let ts = humantime::parse_rfc3339_weak(&b.ts)
                         .unwrap_or_else(|_| std::time::SystemTime::now());
@@ -248,22 +293,92 @@ async fn to_ingest(state: &ServerState, event: SourceEvent) -> Result<(), Gone> 
     state.ingest.send(event).await.map_err(|_| Gone)
 }
 
-/// The stream of one of this agent's files, announced to the hub the first time.
+/// One agent's streams by (path, set): `None` for one refused (said once).
+#[derive(Default)]
+struct AgentStreams {
+    known: HashMap<(String, String), Option<Arc<Stream>>>,
+    /// Streams added in the current minute, and when it began.
+    added: u32,
+    minute: Option<std::time::Instant>,
+    /// The rate limit was said this minute.
+    said_rate: bool,
+}
+
+/// Why an agent may not have the stream `path` in `set`, if it may not.
+fn refusal(path: &str, set: &str, streams: &AgentStreams) -> Option<String> {
+    if set == "syslog" || path.starts_with("syslog:") {
+        return Some(format!(
+            "{path:?} in set {set:?}: the set syslog and paths syslog:… belong to the hub's syslog input"
+        ));
+    }
+    if path.is_empty() || path.len() > MAX_PATH_BYTES {
+        return Some(format!(
+            "a stream's path must be 1-{MAX_PATH_BYTES} bytes (this one: {})",
+            path.len()
+        ));
+    }
+    if streams.known.values().filter(|s| s.is_some()).count() >= MAX_STREAMS {
+        return Some(format!(
+            "{path:?}: an agent may have {MAX_STREAMS} streams at most"
+        ));
+    }
+    None
+}
+
+/// The stream of one of this agent's files, announced to the hub the first time;
+/// `None` when it is refused (the agent is told why, once).
 async fn stream(
+    socket: &mut WebSocket,
     state: &ServerState,
     name: &str,
-    streams: &mut HashMap<(String, String), Arc<Stream>>,
+    streams: &mut AgentStreams,
     path: String,
     set: String,
-) -> Result<Arc<Stream>, Gone> {
+) -> Result<Option<Arc<Stream>>, Gone> {
     let key = (path, set);
-    if let Some(s) = streams.get(&key) {
+    if let Some(s) = streams.known.get(&key) {
         return Ok(s.clone());
     }
+    let now = std::time::Instant::now();
+    if streams
+        .minute
+        .is_none_or(|m| now.duration_since(m) >= Duration::from_secs(60))
+    {
+        (streams.minute, streams.added, streams.said_rate) = (Some(now), 0, false);
+    }
+    if streams.added >= MAX_NEW_STREAMS_PER_MINUTE {
+        // Not remembered: the same stream may be added once the minute is over.
+        if !std::mem::replace(&mut streams.said_rate, true) {
+            let why = format!(
+                "{:?}: an agent may add {MAX_NEW_STREAMS_PER_MINUTE} streams a minute",
+                key.0
+            );
+            refuse(socket, why).await?;
+        }
+        return Ok(None);
+    }
+    if let Some(why) = refusal(&key.0, &key.1, streams) {
+        tracing::warn!(agent = %name, "refused a stream: {why}");
+        // Refusals are remembered too (said once), up to as many again as streams.
+        if streams.known.len() < 2 * MAX_STREAMS {
+            streams.known.insert(key, None);
+        }
+        refuse(socket, why).await?;
+        return Ok(None);
+    }
+    streams.added += 1;
     let s = Arc::new(Stream::new(name, key.0.clone(), key.1.clone()));
-    streams.insert(key, s.clone());
+    streams.known.insert(key, Some(s.clone()));
     to_ingest(state, SourceEvent::StreamAdded(s.clone())).await?;
-    Ok(s)
+    Ok(Some(s))
+}
+
+async fn refuse(socket: &mut WebSocket, why: String) -> Result<(), Gone> {
+    let error = HubMsg::Error {
+        code: code::STREAM_REFUSED.into(),
+        message: why,
+    };
+    send(socket, &error).await
 }
 
 async fn send(socket: &mut WebSocket, msg: &HubMsg) -> Result<(), Gone> {

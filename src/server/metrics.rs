@@ -112,6 +112,12 @@ pub async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse 
         c.duplicates_dropped.load(Ordering::Relaxed),
     );
     metric(
+        "supergrep_agent_batches_refused_total",
+        "counter",
+        "Agent batches dropped because their stream was refused (stream_refused).",
+        c.agent_batches_refused.load(Ordering::Relaxed),
+    );
+    metric(
         "supergrep_agent_batches_resent_total",
         "counter",
         "Batches agents sent again after reconnecting (the hub had not acknowledged them).",
