@@ -25,6 +25,9 @@ Config file keys (TOML):
   listen = \"127.0.0.1:7070\"        address to listen on
   token = \"…\"                      clients must send ?token=… on /ws (and /agent, markers)
   allowed_origins = [\"https://…\"]  browser origins allowed besides the hub's own
+  allowed_hosts = [\"logs.example.com\"]  names the hub may be reached by (HTTP Host), besides
+                                    localhost, this machine's hostname and any IP address
+  metrics_token = \"…\"              also accepted on /metrics (Bearer or ?token=), e.g. for Prometheus
   tls_cert = \"hub.crt\"  tls_key = \"hub.key\"   serve https:// and wss:// (PEM files)
   source_url = \"https://src/{path}#L{line}\"  web UI: link path/file.ext:123 in lines
   [[set]] name = \"web\"             a named log set…
@@ -41,6 +44,8 @@ Config file keys (TOML):
   max_clients = 10000               WebSocket clients at once
   max_backlog_request = 10000       largest `backlog` a subscribe may ask for
   max_context_lines = 1000          largest `before`/`after` of a context request
+  max_connections_per_address = 1024  HTTP/WebSocket connections at once from one IP address
+  http_header_timeout_secs = 10     a request's head must arrive within this (else closed)
   [syslog]
   udp = \"127.0.0.1:5514\"  tcp = \"127.0.0.1:5514\"  set = \"syslog\"   syslog input (RFC 5424/3164)
   [[irc]]                           a standing IRC sink (repeatable):
@@ -56,6 +61,12 @@ pub struct Config {
     pub token: Option<String>,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Names (HTTP `Host`) the hub answers to besides localhost, its hostname and IP
+    /// addresses: a DNS-rebinding page reaches it by a name of its own.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// A second token, for `/metrics` only (Prometheus).
+    pub metrics_token: Option<String>,
     /// Web UI: turn `path/file.ext:123` in log lines into links, e.g.
     /// `https://src.example.com/repo/blob/main/{path}#L{line}`.
     pub source_url: Option<String>,
@@ -157,6 +168,8 @@ pub struct HubLimits {
     pub max_clients: usize,
     pub max_backlog_request: usize,
     pub max_context_lines: usize,
+    pub max_connections_per_address: usize,
+    pub http_header_timeout_secs: u64,
 }
 
 impl Default for HubLimits {
@@ -173,6 +186,8 @@ impl Default for HubLimits {
             max_clients: 10_000,
             max_backlog_request: 10_000,
             max_context_lines: 1000,
+            max_connections_per_address: 1024,
+            http_header_timeout_secs: 10,
         }
     }
 }
@@ -204,6 +219,14 @@ impl Config {
             ("limits.max_compiled_bytes", l.max_compiled_bytes),
             ("limits.max_message_bytes", l.max_message_bytes),
             ("limits.max_clients", l.max_clients),
+            (
+                "limits.max_connections_per_address",
+                l.max_connections_per_address,
+            ),
+            (
+                "limits.http_header_timeout_secs",
+                l.http_header_timeout_secs as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(format!("{key} must be greater than 0"));
@@ -249,6 +272,16 @@ impl Config {
         }
         if self.token.as_deref() == Some("") {
             return Err("token must not be empty".into());
+        }
+        if self.metrics_token.as_deref() == Some("") {
+            return Err("metrics_token must not be empty".into());
+        }
+        if let Some(h) = self.allowed_hosts.iter().find(|h| {
+            h.is_empty() || h.contains(|c: char| c == ':' || c == '/' || c.is_whitespace())
+        }) {
+            return Err(format!(
+                "allowed_hosts: {h:?} must be a host name alone (no port, scheme or path)"
+            ));
         }
         Ok(())
     }

@@ -90,6 +90,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         tail::spawn_sets(followed, tail_config, tx.clone()).context("starting the tailer")?;
     }
+    // Failed accepts of every accept loop, for /metrics.
+    let accept_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let syslog = &config.syslog;
     let (udp, tcp) = (
         args.syslog_udp.or(syslog.udp),
@@ -141,7 +143,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         hub,
         limits,
         token,
-        config.allowed_origins.clone(),
+        server::Access {
+            allowed_origins: config.allowed_origins.clone(),
+            allowed_hosts: config.allowed_hosts.clone(),
+            metrics_token: config.metrics_token.clone(),
+            accept_errors,
+        },
         shutdown_rx,
         config.source_url.clone(),
         agent_ingest,
