@@ -48,6 +48,9 @@ Config file keys (TOML):
   http_header_timeout_secs = 10     a request's head must arrive within this (else closed)
   [syslog]
   udp = \"127.0.0.1:5514\"  tcp = \"127.0.0.1:5514\"  set = \"syslog\"   syslog input (RFC 5424/3164)
+  max_connections = 1000            TCP senders at once (when full, the longest idle one goes)
+  max_connections_per_address = 100  TCP senders at once from one IP address
+  idle_timeout_secs = 600           a TCP sender silent this long is disconnected
   [[irc]]                           a standing IRC sink (repeatable):
   server = \"irc://irc.internal:6667\"  channel = \"#deploys\"  nick = \"supergrep\"  key = \"...\"
   include = [\"PHP Fatal\"]  exclude = [...]  ignore_case = false  streams = [\"web\"]
@@ -92,6 +95,10 @@ pub struct SyslogInput {
     pub tcp: Option<SocketAddr>,
     /// Log set of the syslog streams.
     pub set: String,
+    /// TCP connections at once; a new one past it closes the longest idle one.
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for SyslogInput {
@@ -100,6 +107,9 @@ impl Default for SyslogInput {
             udp: None,
             tcp: None,
             set: "syslog".into(),
+            max_connections: 1000,
+            max_connections_per_address: 100,
+            idle_timeout_secs: 600,
         }
     }
 }
@@ -227,6 +237,19 @@ impl Config {
                 "limits.http_header_timeout_secs",
                 l.http_header_timeout_secs as usize,
             ),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        let sl = &self.syslog;
+        for (key, value) in [
+            ("syslog.max_connections", sl.max_connections as u64),
+            (
+                "syslog.max_connections_per_address",
+                sl.max_connections_per_address as u64,
+            ),
+            ("syslog.idle_timeout_secs", sl.idle_timeout_secs),
         ] {
             if value == 0 {
                 return Err(format!("{key} must be greater than 0"));

@@ -98,9 +98,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.syslog_tcp.or(syslog.tcp),
     );
     if udp.is_some() || tcp.is_some() {
-        crate::source::syslog::start(udp, tcp, syslog.set.clone(), limits.max_line, tx.clone())
-            .await
-            .context("starting syslog input")?;
+        let tcp_limits = crate::source::syslog::TcpLimits {
+            max_connections: syslog.max_connections,
+            max_connections_per_address: syslog.max_connections_per_address,
+            idle_timeout: std::time::Duration::from_secs(syslog.idle_timeout_secs),
+        };
+        crate::source::syslog::start(
+            udp,
+            tcp,
+            syslog.set.clone(),
+            limits.max_line,
+            tcp_limits,
+            tx.clone(),
+            accept_errors.clone(),
+        )
+        .await
+        .context("starting syslog input")?;
     }
     // Agents' lines come in through the server: it keeps a sender.
     let agent_ingest = tx;

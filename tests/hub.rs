@@ -32,7 +32,7 @@ use support::hub::{rss_kb, Hub};
 use support::proc::{bin, supergrep, Proc};
 use support::wait::PATIENCE;
 use support::ws::{subscribe, try_connect, Client};
-use support::{hostname, stream_id};
+use support::{connect_from, hostname, stream_id};
 use tokio_tungstenite::tungstenite::Message;
 
 // ---------------------------------------------------------------------------------
@@ -1434,24 +1434,6 @@ fn connections_are_capped_per_address() {
     support::wait::wait_until("the idle connections gone", || {
         http_from("127.0.0.1", hub.port, "/healthz").0 == 200
     });
-}
-
-/// A connection to 127.0.0.1:`port` from the local address `ip` (another loopback
-/// address than the 127.0.0.1 of every other test connection).
-fn connect_from(ip: &str, port: u16) -> std::net::TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .unwrap();
-    let stream = rt.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
-        socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
-    });
-    let stream = stream.into_std().unwrap();
-    stream.set_nonblocking(false).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    stream
 }
 
 /// `GET path` from the local address `ip`: the status and the body.

@@ -260,7 +260,10 @@ async fn stream(
     if let Some(s) = streams.get(&key) {
         return Ok(s.clone());
     }
-    let s = Arc::new(Stream::new(name, key.0.clone(), key.1.clone()));
+    // Control characters in a path are escaped (see `source::names`); the name was
+    // checked at hello.
+    let path = crate::source::names::path(&key.0);
+    let s = Arc::new(Stream::new(name, path, key.1.clone()));
     streams.insert(key, s.clone());
     to_ingest(state, SourceEvent::StreamAdded(s.clone())).await?;
     Ok(s)

@@ -16,17 +16,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::ServerState;
 
-/// How long accepting waits after a failure (out of file descriptors, say), doubled
-/// on each failure in a row up to `ACCEPT_BACKOFF_MAX`: an accept loop that retried at
-/// once spun at 100% of a core while the failure lasted.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-
-/// The next wait after an accept failure (`None`: the last accept worked).
-pub fn accept_backoff(last: Option<Duration>) -> Duration {
-    last.map_or(ACCEPT_BACKOFF_MIN, |d| (d * 2).min(ACCEPT_BACKOFF_MAX))
-}
-
 /// Connections open per client address.
 #[derive(Default)]
 pub struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
@@ -89,7 +78,7 @@ pub async fn serve_plain(tcp: tokio::net::TcpListener, app: Router, state: Arc<S
                 a
             }
             Err(e) => {
-                let wait = accept_backoff(backoff);
+                let wait = crate::open_files::accept_backoff(backoff);
                 backoff = Some(wait);
                 state.accept_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("accept: {e}; waiting {wait:?}");
@@ -161,21 +150,4 @@ where
         drop(slot);
         state.connections.fetch_sub(1, Ordering::Relaxed);
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_backoff_doubles_up_to_its_cap() {
-        let mut wait = accept_backoff(None);
-        assert_eq!(wait, ACCEPT_BACKOFF_MIN);
-        for _ in 0..20 {
-            let next = accept_backoff(Some(wait));
-            assert!(next >= wait && next <= ACCEPT_BACKOFF_MAX);
-            wait = next;
-        }
-        assert_eq!(wait, ACCEPT_BACKOFF_MAX);
-    }
 }
