@@ -276,14 +276,22 @@ pub async fn start(
         let ingest = ingest.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
+            let mut backoff = None;
             loop {
                 match socket.recv_from(&mut buf).await {
                     Ok((n, from)) => {
+                        backoff = None;
                         if !ingest.deliver(&buf[..n], from, 0).await {
                             break;
                         }
                     }
-                    Err(e) => tracing::warn!("syslog udp: {e}"),
+                    Err(e) => {
+                        // An error that lasts must not spin (nor flood the log).
+                        let wait = crate::open_files::accept_backoff(backoff);
+                        backoff = Some(wait);
+                        tracing::warn!("syslog udp: {e}; waiting {wait:?}");
+                        tokio::time::sleep(wait).await;
+                    }
                 }
             }
         });
