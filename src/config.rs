@@ -25,6 +25,9 @@ Config file keys (TOML):
   listen = \"127.0.0.1:7070\"        address to listen on
   token = \"…\"                      clients must send ?token=… on /ws (and /agent, markers)
   allowed_origins = [\"https://…\"]  browser origins allowed besides the hub's own
+  allowed_hosts = [\"logs.example.com\"]  names the hub may be reached by (HTTP Host), besides
+                                    localhost, this machine's hostname and any IP address
+  metrics_token = \"…\"              also accepted on /metrics (Bearer or ?token=), e.g. for Prometheus
   tls_cert = \"hub.crt\"  tls_key = \"hub.key\"   serve https:// and wss:// (PEM files)
   source_url = \"https://src/{path}#L{line}\"  web UI: link path/file.ext:123 in lines
   [[set]] name = \"web\"             a named log set…
@@ -41,8 +44,13 @@ Config file keys (TOML):
   max_clients = 10000               WebSocket clients at once
   max_backlog_request = 10000       largest `backlog` a subscribe may ask for
   max_context_lines = 1000          largest `before`/`after` of a context request
+  max_connections_per_address = 1024  HTTP/WebSocket connections at once from one IP address
+  http_header_timeout_secs = 10     a request's head must arrive within this (else closed)
   [syslog]
   udp = \"127.0.0.1:5514\"  tcp = \"127.0.0.1:5514\"  set = \"syslog\"   syslog input (RFC 5424/3164)
+  max_connections = 1000            TCP senders at once (when full, the longest idle one goes)
+  max_connections_per_address = 100  TCP senders at once from one IP address
+  idle_timeout_secs = 600           a TCP sender silent this long is disconnected
   [[irc]]                           a standing IRC sink (repeatable):
   server = \"irc://irc.internal:6667\"  channel = \"#deploys\"  nick = \"supergrep\"  key = \"...\"
   include = [\"PHP Fatal\"]  exclude = [...]  ignore_case = false  streams = [\"web\"]
@@ -56,6 +64,12 @@ pub struct Config {
     pub token: Option<String>,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Names (HTTP `Host`) the hub answers to besides localhost, its hostname and IP
+    /// addresses: a DNS-rebinding page reaches it by a name of its own.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// A second token, for `/metrics` only (Prometheus).
+    pub metrics_token: Option<String>,
     /// Web UI: turn `path/file.ext:123` in log lines into links, e.g.
     /// `https://src.example.com/repo/blob/main/{path}#L{line}`.
     pub source_url: Option<String>,
@@ -81,6 +95,10 @@ pub struct SyslogInput {
     pub tcp: Option<SocketAddr>,
     /// Log set of the syslog streams.
     pub set: String,
+    /// TCP connections at once; a new one past it closes the longest idle one.
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for SyslogInput {
@@ -89,6 +107,9 @@ impl Default for SyslogInput {
             udp: None,
             tcp: None,
             set: "syslog".into(),
+            max_connections: 1000,
+            max_connections_per_address: 100,
+            idle_timeout_secs: 600,
         }
     }
 }
@@ -157,6 +178,8 @@ pub struct HubLimits {
     pub max_clients: usize,
     pub max_backlog_request: usize,
     pub max_context_lines: usize,
+    pub max_connections_per_address: usize,
+    pub http_header_timeout_secs: u64,
 }
 
 impl Default for HubLimits {
@@ -173,13 +196,15 @@ impl Default for HubLimits {
             max_clients: 10_000,
             max_backlog_request: 10_000,
             max_context_lines: 1000,
+            max_connections_per_address: 1024,
+            http_header_timeout_secs: 10,
         }
     }
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::regular_file::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
         Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
     }
@@ -204,6 +229,27 @@ impl Config {
             ("limits.max_compiled_bytes", l.max_compiled_bytes),
             ("limits.max_message_bytes", l.max_message_bytes),
             ("limits.max_clients", l.max_clients),
+            (
+                "limits.max_connections_per_address",
+                l.max_connections_per_address,
+            ),
+            (
+                "limits.http_header_timeout_secs",
+                l.http_header_timeout_secs as usize,
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!("{key} must be greater than 0"));
+            }
+        }
+        let sl = &self.syslog;
+        for (key, value) in [
+            ("syslog.max_connections", sl.max_connections as u64),
+            (
+                "syslog.max_connections_per_address",
+                sl.max_connections_per_address as u64,
+            ),
+            ("syslog.idle_timeout_secs", sl.idle_timeout_secs),
         ] {
             if value == 0 {
                 return Err(format!("{key} must be greater than 0"));
@@ -249,6 +295,16 @@ impl Config {
         }
         if self.token.as_deref() == Some("") {
             return Err("token must not be empty".into());
+        }
+        if self.metrics_token.as_deref() == Some("") {
+            return Err("metrics_token must not be empty".into());
+        }
+        if let Some(h) = self.allowed_hosts.iter().find(|h| {
+            h.is_empty() || h.contains(|c: char| c == ':' || c == '/' || c.is_whitespace())
+        }) {
+            return Err(format!(
+                "allowed_hosts: {h:?} must be a host name alone (no port, scheme or path)"
+            ));
         }
         Ok(())
     }

@@ -27,6 +27,7 @@ pub mod matcher;
 pub mod open_files;
 pub mod output;
 pub mod protocol;
+pub mod regular_file;
 pub mod serve;
 pub mod server;
 pub mod signals;

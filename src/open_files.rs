@@ -40,3 +40,30 @@ pub fn exhausted(e: &io::Error) -> bool {
         code == Errno::MFILE.raw_os_error() || code == Errno::NFILE.raw_os_error()
     })
 }
+
+/// How long an accept loop waits after a failed accept (out of descriptors, say):
+/// 10 ms, doubled on each failure in a row up to 1 s (`None`: the last accept
+/// worked). An accept loop that retried at once spun at 100% of a core meanwhile.
+pub fn accept_backoff(last: Option<std::time::Duration>) -> std::time::Duration {
+    use std::time::Duration;
+    last.map_or(Duration::from_millis(10), |d| {
+        (d * 2).min(Duration::from_secs(1))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn accept_backoff_doubles_from_10_ms_up_to_1_s() {
+        let mut wait = super::accept_backoff(None);
+        assert_eq!(wait, Duration::from_millis(10));
+        for _ in 0..20 {
+            let next = super::accept_backoff(Some(wait));
+            assert!(next >= wait && next <= Duration::from_secs(1));
+            wait = next;
+        }
+        assert_eq!(wait, Duration::from_secs(1));
+    }
+}

@@ -90,15 +90,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         tail::spawn_sets(followed, tail_config, tx.clone()).context("starting the tailer")?;
     }
+    // Failed accepts of every accept loop, for /metrics.
+    let accept_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let syslog = &config.syslog;
     let (udp, tcp) = (
         args.syslog_udp.or(syslog.udp),
         args.syslog_tcp.or(syslog.tcp),
     );
     if udp.is_some() || tcp.is_some() {
-        crate::source::syslog::start(udp, tcp, syslog.set.clone(), limits.max_line, tx.clone())
-            .await
-            .context("starting syslog input")?;
+        let tcp_limits = crate::source::syslog::TcpLimits {
+            max_connections: syslog.max_connections,
+            max_connections_per_address: syslog.max_connections_per_address,
+            idle_timeout: std::time::Duration::from_secs(syslog.idle_timeout_secs),
+        };
+        crate::source::syslog::start(
+            udp,
+            tcp,
+            syslog.set.clone(),
+            limits.max_line,
+            tcp_limits,
+            tx.clone(),
+            accept_errors.clone(),
+        )
+        .await
+        .context("starting syslog input")?;
     }
     // Agents' lines come in through the server: it keeps a sender.
     let agent_ingest = tx;
@@ -141,7 +156,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         hub,
         limits,
         token,
-        config.allowed_origins.clone(),
+        server::Access {
+            allowed_origins: config.allowed_origins.clone(),
+            allowed_hosts: config.allowed_hosts.clone(),
+            metrics_token: config.metrics_token.clone(),
+            accept_errors,
+        },
         shutdown_rx,
         config.source_url.clone(),
         agent_ingest,

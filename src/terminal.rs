@@ -48,7 +48,7 @@ impl Plan {
     pub fn new(args: &GrepArgs) -> Result<Plan, UsageError> {
         let mut include = args.patterns.clone();
         for file in &args.pattern_files {
-            let text = std::fs::read_to_string(file).map_err(|e| {
+            let text = crate::regular_file::read_to_string_or_pipe(file).map_err(|e| {
                 UsageError(format!("cannot read patterns file {}: {e}", file.display()))
             })?;
             include.extend(crate::line::lines(&text).map(str::to_owned));

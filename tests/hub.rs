@@ -30,8 +30,9 @@ use support::filter::Filter;
 use support::http::http;
 use support::hub::{rss_kb, Hub};
 use support::proc::{bin, supergrep, Proc};
+use support::wait::PATIENCE;
 use support::ws::{subscribe, try_connect, Client};
-use support::{hostname, stream_id};
+use support::{connect_from, hostname, stream_id};
 use tokio_tungstenite::tungstenite::Message;
 
 // ---------------------------------------------------------------------------------
@@ -632,8 +633,22 @@ async fn context_returns_the_lines_around_a_line_fewer_at_the_edges() {
     check(&context(&mut c, "start", &id, seqs[1], 5, 2).await, 0..=3);
     check(&context(&mut c, "end", &id, seqs[29], 1, 10).await, 28..=29);
     check(&context(&mut c, "one", &id, seqs[5], 0, 0).await, 5..=5);
-    let none = context(&mut c, "nope", "nohost:/no/such.log", 1, 5, 5).await;
-    assert!(none.is_empty(), "{none:?}");
+    // A stream the hub does not know: the protocol's `unknown_stream`, with the id.
+    c.send(
+        json!({"type": "context", "id": "nope", "stream": "nohost:/no/such.log",
+        "seq": 1, "before": 5, "after": 5}),
+    )
+    .await;
+    let reply = c
+        .recv_where(|m| matches!(m, ServerMsg::Error { .. } | ServerMsg::Context { .. }))
+        .await;
+    let ServerMsg::Error { id, code, .. } = &reply else {
+        panic!("context of an unknown stream answered {reply:?}");
+    };
+    assert_eq!(
+        (id.as_deref(), code.as_str()),
+        (Some("nope"), "unknown_stream")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1100,7 +1115,7 @@ async fn a_token_is_required_when_set_for_websockets_and_markers() {
             hub.port,
             "POST",
             &format!("/api/markers{query}"),
-            &[],
+            &[("Content-Type", "application/json")],
             &body,
         )
         .0
@@ -1199,6 +1214,249 @@ async fn websockets_from_a_foreign_origin_are_refused() {
     Client::connect_url(&url, &[]).await;
 }
 
+/// `/metrics` names hosts and paths: with a token set it needs it (or
+/// `metrics_token`, for Prometheus), as `?token=` or `Authorization: Bearer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_the_token_or_the_metrics_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = empty_files(dir.path(), &["app.log"]);
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, "token = \"s3cret\"\nmetrics_token = \"prom\"\n").unwrap();
+    let hub = Hub::start_with_token(
+        &["--config", s(&config), s(&f[0])],
+        &[&f[0]],
+        Some("s3cret"),
+    );
+    let get = |path: &str, headers: &[(&str, &str)]| http(hub.port, "GET", path, headers, "").0;
+    assert_eq!(get("/metrics", &[]), 401);
+    assert_eq!(get("/metrics?token=wrong", &[]), 401);
+    assert_eq!(get("/metrics", &[("Authorization", "Bearer wrong")]), 401);
+    assert_eq!(get("/metrics?token=s3cret", &[]), 200);
+    assert_eq!(get("/metrics", &[("Authorization", "Bearer s3cret")]), 200);
+    assert_eq!(get("/metrics?token=prom", &[]), 200);
+    assert_eq!(get("/metrics", &[("Authorization", "Bearer prom")]), 200);
+    // The metrics token opens nothing else.
+    assert_eq!(
+        get("/api/streams", &[("Authorization", "Bearer prom")]),
+        401
+    );
+    assert_eq!(
+        try_connect(&format!("{}?token=prom", hub.bare_ws_url()), &[])
+            .await
+            .err(),
+        Some(401)
+    );
+    // A hub with only a metrics token keeps /metrics behind it.
+    let only = dir.path().join("only.toml");
+    std::fs::write(&only, "metrics_token = \"prom\"\n").unwrap();
+    let open = Hub::start(&["--config", s(&only)]);
+    assert_eq!(http(open.port, "GET", "/metrics", &[], "").0, 401);
+    let (status, _) = http(
+        open.port,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer prom")],
+        "",
+    );
+    assert_eq!(status, 200);
+}
+
+/// A tokenless hub takes markers only as JSON and not from another site's page: a
+/// cross-site form or `text/plain` fetch needs no preflight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_from_another_site_or_not_json_are_refused() {
+    let hub = Hub::start(&[]);
+    let mut c = Client::connect(&hub).await;
+    let post = |headers: &[(&str, &str)], text: &str| {
+        let body = json!({ "text": text }).to_string();
+        http(hub.port, "POST", "/api/markers", headers, &body).0
+    };
+    let json_type = ("Content-Type", "application/json");
+    assert_eq!(post(&[("Content-Type", "text/plain")], "csrf 1"), 415);
+    assert_eq!(post(&[], "csrf 2"), 415);
+    assert_eq!(
+        post(
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            "csrf 3"
+        ),
+        415
+    );
+    assert_eq!(
+        post(&[json_type, ("Origin", "http://evil.example")], "csrf 4"),
+        403
+    );
+    assert_eq!(post(&[json_type, ("Origin", "null")], "csrf 5"), 403);
+    let own = format!("http://127.0.0.1:{}", hub.port);
+    assert_eq!(
+        post(&[json_type, ("Origin", &own)], "from the hub's page"),
+        202
+    );
+    assert_eq!(
+        post(
+            &[("Content-Type", "application/json; charset=utf-8")],
+            "from curl"
+        ),
+        202
+    );
+    // `supergrep mark` still gets through.
+    let marked = bin()
+        .args([
+            "mark",
+            "--hub",
+            &format!("ws://127.0.0.1:{}", hub.port),
+            "from mark",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        marked.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&marked.stderr)
+    );
+    // Only the three accepted markers reach the client, in order.
+    for want in ["from the hub's page", "from curl", "from mark"] {
+        let m = c
+            .recv_where(|m| matches!(m, ServerMsg::Marker { .. }))
+            .await;
+        assert!(
+            matches!(&m, ServerMsg::Marker { text, .. } if text == want),
+            "{m:?}"
+        );
+    }
+}
+
+/// DNS rebinding: a page on `evil.example`, resolved to 127.0.0.1, reads a tokenless
+/// hub as its own origin; its requests say `Host: evil.example`. Only IP addresses,
+/// localhost, the hostname and `allowed_hosts` are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_for_a_name_the_hub_does_not_answer_to_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = empty_files(dir.path(), &["app.log"]);
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, "allowed_hosts = [\"logs.example.com\"]\n").unwrap();
+    let hub = Hub::start_following(&["--config", s(&config), s(&f[0])], &[&f[0]]);
+    let port = hub.port;
+    let get = |path: &str, host: &str| {
+        let host = host.replace("PORT", &port.to_string());
+        http(port, "GET", path, &[("Host", &host)], "")
+    };
+    for path in ["/api/streams", "/", "/metrics", "/api/ui"] {
+        let (status, body) = get(path, "evil.example:PORT");
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("allowed_hosts"), "{body}");
+    }
+    // A WebSocket upgrade by that name is refused too.
+    let upgrade = [
+        ("Host", "evil.example"),
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    assert_eq!(http(port, "GET", "/ws", &upgrade, "").0, 403);
+    for ok in [
+        "127.0.0.1:PORT",
+        "localhost:PORT",
+        "LocalHost",
+        "[::1]:PORT",
+        "logs.example.com:PORT",
+        "logs.example.com",
+    ] {
+        let (status, body) = get("/api/streams", ok);
+        assert_eq!(status, 200, "Host {ok}: {body}");
+    }
+    let (status, body) = get("/api/streams", &support::hostname());
+    assert_eq!(status, 200, "the hostname: {body}");
+}
+
+/// A connection that never finishes its request head is closed after
+/// `http_header_timeout_secs` (it was held forever).
+#[test]
+fn a_request_head_that_never_ends_is_timed_out() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, "[limits]\nhttp_header_timeout_secs = 1\n").unwrap();
+    let hub = Hub::start(&["--config", s(&config)]);
+    let mut half = std::net::TcpStream::connect(("127.0.0.1", hub.port)).unwrap();
+    half.set_read_timeout(Some(PATIENCE)).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = half
+        .read(&mut buf)
+        .expect("the hub should close a half-open connection");
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+}
+
+/// One address cannot hold more than `max_connections_per_address` connections at
+/// once (half-open ones here); another address still gets through.
+#[test]
+fn connections_are_capped_per_address() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        "[limits]\nhttp_header_timeout_secs = 600\nmax_connections_per_address = 3\n",
+    )
+    .unwrap();
+    let hub = Hub::start(&["--config", s(&config)]);
+    let idle: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = connect_from("127.0.0.1", hub.port);
+            c.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+            c
+        })
+        .collect();
+    support::wait::wait_until("three connections open", || {
+        let (status, body) = http_from("127.0.0.2", hub.port, "/metrics");
+        // Theirs, and this request's own.
+        status == 200 && support::http::metric_in(&body, "supergrep_connections") == Some(4)
+    });
+    // A fourth from 127.0.0.1 is closed at once, unanswered.
+    let mut fourth = connect_from("127.0.0.1", hub.port);
+    let _ = fourth.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut buf = [0u8; 1024];
+    let n = fourth.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    // Another address is served meanwhile, and the refusal counted.
+    let (status, body) = http_from("127.0.0.2", hub.port, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(
+        support::http::metric_in(&body, "supergrep_connections_refused_total"),
+        Some(1)
+    );
+    drop(idle);
+    // Their places are given back.
+    support::wait::wait_until("the idle connections gone", || {
+        http_from("127.0.0.1", hub.port, "/healthz").0 == 200
+    });
+}
+
+/// `GET path` from the local address `ip`: the status and the body.
+fn http_from(ip: &str, port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = connect_from(ip, port);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    // A refused connection is closed unanswered: status 0.
+    let _ = s.read_to_string(&mut raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
+}
+
 // ---------------------------------------------------------------------------------
 // 10. SIGTERM
 // ---------------------------------------------------------------------------------
@@ -1282,7 +1540,7 @@ async fn metrics_healthz_and_markers() {
 
     // Everything counted is known exactly by now.
     let (status, metrics) = http(hub.port, "GET", "/metrics", &[], "");
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "a hub without a token has /metrics open");
     for name in [
         "supergrep_lines_ingested_total",
         "supergrep_matches_delivered_total",
@@ -1342,7 +1600,8 @@ async fn metrics_healthz_and_markers() {
     }
     // Bad markers are refused.
     for bad in [r#"{"txt":"x"}"#, "not json", r#"{"text":"   "}"#] {
-        let (status, _) = http(hub.port, "POST", "/api/markers", &[], bad);
+        let json = [("Content-Type", "application/json")];
+        let (status, _) = http(hub.port, "POST", "/api/markers", &json, bad);
         assert_eq!(status, 400, "{bad}");
     }
 }

@@ -18,7 +18,7 @@ use support::files::append;
 use support::hub::Hub;
 use support::proc::Proc;
 use support::ws::SyncClient;
-use support::{free_port, hostname, short_hostname};
+use support::{connect_from, free_port, hostname, short_hostname};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -600,4 +600,137 @@ fn truncated_octet_counted_frame_is_kept() {
         "{:#?}",
         client.lines
     );
+}
+
+// ---------------------------------------------------------------------------------
+// 9. Hardening: names, connection limits
+// ---------------------------------------------------------------------------------
+
+/// A host with `:` or control characters made ambiguous stream ids (`vm:fake` +
+/// `syslog:x`): they are percent-escaped in hosts, control characters in tags too.
+#[test]
+fn colons_and_control_characters_in_hosts_and_tags_are_escaped() {
+    let (hub, mut client, udp, tcp) = hub_and_client();
+    let mut s = tcp_connect(tcp);
+    s.write_all(b"<13>Nov 22 03:00:00 vm:fake nginx: colon host\n")
+        .unwrap();
+    drop(s);
+    udp_send(
+        udp,
+        b"<165>1 2026-11-22T03:00:00.003Z ho\x1b[31mst ap\x07p 42 - - control chars",
+    );
+    let colon = client.wait_text("colon host");
+    assert_eq!(
+        fields(&colon),
+        ("vm%3Afake", "syslog:nginx", "syslog", "colon host")
+    );
+    let control = client.wait_text("control chars");
+    assert_eq!(
+        fields(&control),
+        ("ho%1B[31mst", "syslog:ap%07p", "syslog", "control chars")
+    );
+    let ids: Vec<String> = hub.streams().into_iter().map(|s| s.0).collect();
+    for id in &ids {
+        assert!(!id.chars().any(char::is_control), "{id:?}");
+        let (host, path) = id.split_once(':').unwrap();
+        assert!(path.starts_with("syslog:"), "{id:?} splits at its host");
+        assert!(!host.is_empty());
+    }
+}
+
+/// A hub whose `[syslog]` section has `extra` (TCP only): `(hub, tcp port)`.
+fn hub_with_syslog_limits(dir: &Path, extra: &str) -> (Hub, u16) {
+    let config = dir.join("supergrep.toml");
+    (0..20)
+        .find_map(|_| {
+            let tcp = free_port();
+            std::fs::write(
+                &config,
+                format!("[syslog]\ntcp = \"127.0.0.1:{tcp}\"\n{extra}"),
+            )
+            .unwrap();
+            Hub::try_start(free_port(), &["--config", config.to_str().unwrap()]).map(|h| (h, tcp))
+        })
+        .expect("a hub with syslog on a free port")
+}
+
+/// Whether the hub closed `s` (read returns 0 or fails with a reset).
+fn closed_by_hub(s: &mut TcpStream) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(0) | Err(_))
+}
+
+/// Idle connections up to the cap no longer shut real senders out: the one idle
+/// longest is closed to make room. One address cannot take more than its own cap.
+#[test]
+fn idle_senders_at_the_cap_make_room_and_one_address_is_capped() {
+    let dir = tempdir();
+    let (hub, tcp) = hub_with_syslog_limits(
+        dir.path(),
+        "max_connections = 4\nmax_connections_per_address = 2\n",
+    );
+    let mut client = SyncClient::connect(&hub.ws_url());
+    client.subscribe("all", &[], 0);
+    // Four idle connections, two from each of two addresses; each says one
+    // message first, so that the hub has surely taken it in (in this order).
+    let mut idle = Vec::new();
+    for (k, ip) in ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"]
+        .iter()
+        .enumerate()
+    {
+        let mut s = connect_from(ip, tcp);
+        s.write_all(format!("<13>Nov 22 03:00:00 idle{k} app: idle {k}\n").as_bytes())
+            .unwrap();
+        client.wait_text(&format!("idle {k}"));
+        idle.push(s);
+    }
+    // A third from 127.0.0.2 is refused: closed, its message never arrives.
+    let mut third = connect_from("127.0.0.2", tcp);
+    let _ = third.write_all(b"<13>Nov 22 03:00:00 web01 app: third\n");
+    assert!(
+        closed_by_hub(&mut third),
+        "a third connection from 127.0.0.2"
+    );
+    // A real sender from elsewhere gets through: the longest idle one goes.
+    let mut real = connect_from("127.0.0.4", tcp);
+    real.write_all(b"<13>Nov 22 03:00:00 web01 app: a real sender\n")
+        .unwrap();
+    let l = client.wait_text("a real sender");
+    assert_eq!(
+        fields(&l),
+        ("web01", "syslog:app", "syslog", "a real sender")
+    );
+    assert!(closed_by_hub(&mut idle[0]), "the longest idle connection");
+    // The others are still connected: they can still send.
+    idle[3]
+        .write_all(b"<13>Nov 22 03:00:00 idle3 app: still here\n")
+        .unwrap();
+    client.wait_text("still here");
+    assert!(
+        !client.lines.iter().any(|l| l.text == "third"),
+        "{:?}",
+        client.lines
+    );
+}
+
+/// A sender that stays silent (or stops mid-message) is disconnected after
+/// `idle_timeout_secs`.
+#[test]
+fn silent_senders_are_disconnected_after_the_idle_timeout() {
+    let dir = tempdir();
+    let (_hub, tcp) = hub_with_syslog_limits(dir.path(), "idle_timeout_secs = 1\n");
+    let mut silent = tcp_connect(tcp);
+    silent
+        .set_read_timeout(Some(support::wait::PATIENCE))
+        .unwrap();
+    let mut midway = tcp_connect(tcp);
+    midway
+        .set_read_timeout(Some(support::wait::PATIENCE))
+        .unwrap();
+    midway
+        .write_all(b"100 <13>Nov 22 03:00:00 web01 app: hal")
+        .unwrap();
+    assert!(closed_by_hub(&mut silent), "a silent sender");
+    assert!(closed_by_hub(&mut midway), "a sender stopped mid-message");
 }

@@ -405,10 +405,9 @@ impl Agent {
         // still the one acknowledged (not rotated away: then none are noted).
         for (file, resume) in &mut self.acked {
             if resume.before.is_none() {
-                let opened = std::fs::File::open(file).and_then(|f| {
-                    let meta = f.metadata()?;
+                let opened = crate::regular_file::open(file).map(|(f, meta)| {
                     let same = meta.dev() == resume.dev && meta.ino() == resume.ino;
-                    Ok(same.then_some(f))
+                    same.then_some(f)
                 });
                 if let Ok(Some(f)) = opened {
                     let _ = resume.note_before(&f);
@@ -420,7 +419,9 @@ impl Agent {
             Ok(j) => j,
             Err(_) => return,
         };
-        match std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, path)) {
+        let written = crate::regular_file::create(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, json.as_bytes()));
+        match written.and_then(|()| std::fs::rename(&tmp, path)) {
             Ok(()) => self.dirty = false,
             Err(e) => tracing::warn!("cannot write the state file {}: {e}", path.display()),
         }
@@ -443,7 +444,7 @@ enum Ended {
 }
 
 fn load_state(path: &Path) -> anyhow::Result<HashMap<PathBuf, Resume>> {
-    match std::fs::read_to_string(path) {
+    match crate::regular_file::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| {
             UsageError(format!(
                 "state file {} is not one of ours: {e}",

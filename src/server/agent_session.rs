@@ -367,7 +367,10 @@ async fn stream(
         return Ok(None);
     }
     streams.added += 1;
-    let s = Arc::new(Stream::new(name, key.0.clone(), key.1.clone()));
+    // Control characters in a path are escaped (see `source::names`); the name was
+    // checked at hello.
+    let path = crate::source::names::path(&key.0);
+    let s = Arc::new(Stream::new(name, path, key.1.clone()));
     streams.known.insert(key, Some(s.clone()));
     to_ingest(state, SourceEvent::StreamAdded(s.clone())).await?;
     Ok(Some(s))

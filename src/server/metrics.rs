@@ -4,13 +4,25 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 
-use super::ServerState;
+use super::{ServerState, TokenQuery};
 
-pub async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+pub async fn render(
+    State(state): State<Arc<ServerState>>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !super::metrics_token_ok(&state, &query, &headers) {
+        return super::refuse(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: /metrics needs the token (or metrics_token), as ?token=… or \
+             Authorization: Bearer",
+        );
+    }
     let hub = &state.hub;
     let c = &hub.counters;
     let mut out = String::new();
@@ -94,6 +106,24 @@ pub async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse 
         state.refused.load(Ordering::Relaxed),
     );
     metric(
+        "supergrep_connections_refused_total",
+        "counter",
+        "Connections closed at once: their address had max_connections_per_address open.",
+        state.connections_refused.load(Ordering::Relaxed),
+    );
+    metric(
+        "supergrep_connections",
+        "gauge",
+        "Open HTTP connections (a WebSocket counts until its upgrade).",
+        state.connections.load(Ordering::Relaxed) as u64,
+    );
+    metric(
+        "supergrep_accept_errors_total",
+        "counter",
+        "Failed accepts of HTTP and syslog TCP connections (out of file descriptors, say); each waits a little before the next.",
+        state.accept_errors.load(Ordering::Relaxed),
+    );
+    metric(
         "supergrep_messages_too_big_total",
         "counter",
         "Client messages refused for exceeding max_message_bytes.",
@@ -137,7 +167,7 @@ pub async fn render(State(state): State<Arc<ServerState>>) -> impl IntoResponse 
         "stream",
         hub.lines_per_stream(),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 /// One counter with a label, a sample per value, sorted.

@@ -2,10 +2,11 @@
 //! operational endpoints. Handlers stay thin; sessions live in [`session`].
 
 mod agent_session;
+mod host;
+mod http;
 mod metrics;
 mod session;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -29,6 +30,10 @@ pub struct ServerState {
     pub limits: HubLimits,
     pub token: Option<String>,
     pub allowed_origins: Vec<String>,
+    /// Names the hub answers to (see [`host`]), lowercase.
+    pub allowed_hosts: Vec<String>,
+    /// Also accepted on `/metrics`.
+    pub metrics_token: Option<String>,
     /// Turns true when the hub shuts down: sessions say goodbye and end.
     pub shutdown: watch::Receiver<bool>,
     /// Differs per start of the hub (see `hello.boot`).
@@ -44,6 +49,23 @@ pub struct ServerState {
     refused: AtomicU64,
     /// Client messages over `max_message_bytes`.
     oversized: AtomicU64,
+    /// Open HTTP connections (a WebSocket's until its upgrade).
+    connections: AtomicUsize,
+    per_address: http::PerAddress,
+    /// Connections closed at once: their address had `max_connections_per_address`.
+    connections_refused: AtomicU64,
+    /// Failed accepts (out of file descriptors, say), here and in syslog input.
+    accept_errors: Arc<AtomicU64>,
+}
+
+/// Who may reach the hub's HTTP side, besides its token.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub metrics_token: Option<String>,
+    /// Failed accepts, shared with the other accept loops (syslog's).
+    pub accept_errors: Arc<AtomicU64>,
 }
 
 impl ServerState {
@@ -51,7 +73,7 @@ impl ServerState {
         hub: Arc<Hub>,
         limits: HubLimits,
         token: Option<String>,
-        allowed_origins: Vec<String>,
+        access: Access,
         shutdown: watch::Receiver<bool>,
         source_url: Option<String>,
         ingest: EventSender,
@@ -67,7 +89,9 @@ impl ServerState {
             hub,
             limits,
             token,
-            allowed_origins,
+            allowed_hosts: host::allowed(&access.allowed_hosts),
+            allowed_origins: access.allowed_origins.clone(),
+            metrics_token: access.metrics_token.clone(),
             shutdown,
             boot,
             source_url,
@@ -78,6 +102,10 @@ impl ServerState {
             bytes_sent: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             oversized: AtomicU64::new(0),
+            connections: AtomicUsize::new(0),
+            per_address: http::PerAddress::default(),
+            connections_refused: AtomicU64::new(0),
+            accept_errors: access.accept_errors,
         })
     }
 }
@@ -94,6 +122,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/markers", post(marker))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::render))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host::check,
+        ))
         .with_state(state)
 }
 
@@ -106,47 +138,23 @@ pub enum HubListener {
 /// Serves until `shutdown` turns true; then open sessions get a close frame, and
 /// this returns once they have (or after a few seconds).
 pub async fn serve(listener: HubListener, state: Arc<ServerState>) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
-    let served = match listener {
-        // Matches are small frames that must go out at once: no Nagle delay (it cost
-        // ~40 ms per lone match, measured by benches/fanout.rs). The TLS listener
-        // sets it itself, before the handshake.
-        HubListener::Plain(tcp) => {
-            let tcp = tcp.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!("cannot set TCP_NODELAY: {e}");
-                }
-            });
-            serve_on(tcp, state.clone()).await
-        }
-        HubListener::Tls(tls) => serve_on(tls.tap_io(|_| {}), state.clone()).await,
-    };
-    // Graceful shutdown does not wait for upgraded connections: wait for the
-    // sessions to say goodbye before the runtime goes away under them.
+    let app = router(state.clone());
+    match listener {
+        HubListener::Plain(tcp) => http::serve_plain(tcp, app, state.clone()).await,
+        // The TLS listener sets TCP_NODELAY itself, before the handshake.
+        HubListener::Tls(tls) => http::serve_tls(tls, app, state.clone()).await,
+    }
+    // Upgraded connections are not waited for by their connection task: wait for
+    // the sessions to say goodbye before the runtime goes away under them.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while (state.clients.load(Ordering::Relaxed) > 0 || state.agents.load(Ordering::Relaxed) > 0)
+    while (state.clients.load(Ordering::Relaxed) > 0
+        || state.agents.load(Ordering::Relaxed) > 0
+        || state.connections.load(Ordering::Relaxed) > 0)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    served
-}
-
-async fn serve_on<L, F>(
-    listener: axum::serve::TapIo<L, F>,
-    state: Arc<ServerState>,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-    F: FnMut(&mut L::Io) + Send + 'static,
-{
-    let mut shutdown = state.shutdown.clone();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|&down| down).await.map(|_| ());
-        })
-        .await
+    Ok(())
 }
 
 // The web UI is embedded: `cargo build` alone gives a working product.
@@ -203,9 +211,14 @@ fn refuse(state: &ServerState, status: StatusCode, why: &str) -> Response {
 }
 
 fn token_ok(state: &ServerState, query: &TokenQuery, headers: &HeaderMap) -> bool {
-    let Some(want) = &state.token else {
-        return true;
-    };
+    match &state.token {
+        Some(want) => sent_token(query, headers, want),
+        None => true,
+    }
+}
+
+/// Whether the request carries `want` (`?token=` or `Authorization: Bearer`).
+fn sent_token(query: &TokenQuery, headers: &HeaderMap, want: &str) -> bool {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -214,6 +227,14 @@ fn token_ok(state: &ServerState, query: &TokenQuery, headers: &HeaderMap) -> boo
         .into_iter()
         .flatten()
         .any(|got| constant_time_eq(got.as_bytes(), want.as_bytes()))
+}
+
+/// `/metrics` names hosts and paths, as `/api/streams` does: with a token set, it
+/// takes that token or `metrics_token`; with only `metrics_token`, that one.
+fn metrics_token_ok(state: &ServerState, query: &TokenQuery, headers: &HeaderMap) -> bool {
+    let tokens = [state.token.as_deref(), state.metrics_token.as_deref()];
+    let mut wanted = tokens.into_iter().flatten().peekable();
+    wanted.peek().is_none() || wanted.any(|want| sent_token(query, headers, want))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -365,6 +386,23 @@ async fn marker(
             StatusCode::UNAUTHORIZED,
             "unauthorized: a valid token is required",
         );
+    }
+    // Against cross-site POSTs (a form or `text/plain` fetch needs no preflight):
+    // JSON only, and from no page but the hub's own (or an allowed origin).
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return refuse(
+            &state,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported media type: a marker is sent as Content-Type: application/json",
+        );
+    }
+    if !origin_ok(&state, &headers) {
+        return refuse(&state, StatusCode::FORBIDDEN, "forbidden: foreign Origin");
     }
     let request: MarkerRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

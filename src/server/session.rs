@@ -196,6 +196,14 @@ impl Session {
                     (before as u64).min(max),
                     (after as u64).min(max),
                 );
+                // A stream the hub has no lines of and does not follow is unknown (one
+                // removed whose lines are still held answers from them).
+                if lines.is_empty() && !self.state.hub.streams().iter().any(|s| s.id == stream) {
+                    let message = format!("no stream {stream:?}");
+                    return self
+                        .send(&ServerMsg::error(Some(&id), code::UNKNOWN_STREAM, message))
+                        .await;
+                }
                 let lines = lines
                     .iter()
                     .map(|l| crate::protocol::WireLine::from_line(l, Vec::new()))

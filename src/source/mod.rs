@@ -4,6 +4,7 @@
 pub mod events;
 mod fs_events;
 pub mod glob;
+pub mod names;
 pub mod syslog;
 pub mod tail;
 

@@ -8,9 +8,10 @@
 //! silently, never fatal.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
@@ -187,8 +188,10 @@ impl Ingest {
     async fn deliver(&self, raw: &[u8], from: SocketAddr, dropped: u64) -> bool {
         let text = String::from_utf8_lossy(raw);
         let m = parse(&text);
-        let host = m.host.unwrap_or_else(|| from.ip().to_string());
-        let path = format!("syslog:{}", m.app.as_deref().unwrap_or("unknown"));
+        // Escaped (see `names`): `vm:fake` or an IPv6 sender made ambiguous ids.
+        let host = super::names::host(&m.host.unwrap_or_else(|| from.ip().to_string()));
+        let app = super::names::path(m.app.as_deref().unwrap_or("unknown"));
+        let path = format!("syslog:{app}");
         let (stream, added) = {
             let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
             let key = if streams.len() >= MAX_STREAMS
@@ -242,13 +245,24 @@ impl Ingest {
     }
 }
 
-/// Listens for syslog on UDP and/or TCP, feeding `out`.
+/// Limits of the TCP input (`[syslog]` in the config).
+#[derive(Debug, Clone)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub idle_timeout: Duration,
+}
+
+/// Listens for syslog on UDP and/or TCP, feeding `out`. Failed accepts are counted
+/// in `accept_errors`.
 pub async fn start(
     udp: Option<SocketAddr>,
     tcp: Option<SocketAddr>,
     set: String,
     max_line: usize,
+    limits: TcpLimits,
     out: EventSender,
+    accept_errors: Arc<AtomicU64>,
 ) -> std::io::Result<()> {
     let ingest = Arc::new(Ingest {
         out,
@@ -262,14 +276,22 @@ pub async fn start(
         let ingest = ingest.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
+            let mut backoff = None;
             loop {
                 match socket.recv_from(&mut buf).await {
                     Ok((n, from)) => {
+                        backoff = None;
                         if !ingest.deliver(&buf[..n], from, 0).await {
                             break;
                         }
                     }
-                    Err(e) => tracing::warn!("syslog udp: {e}"),
+                    Err(e) => {
+                        // An error that lasts must not spin (nor flood the log).
+                        let wait = crate::open_files::accept_backoff(backoff);
+                        backoff = Some(wait);
+                        tracing::warn!("syslog udp: {e}; waiting {wait:?}");
+                        tokio::time::sleep(wait).await;
+                    }
                 }
             }
         });
@@ -277,27 +299,131 @@ pub async fn start(
     if let Some(addr) = tcp {
         let listener = TcpListener::bind(addr).await?;
         tracing::info!("syslog: listening on tcp {}", listener.local_addr()?);
-        let open = Arc::new(tokio::sync::Semaphore::new(1000));
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, from)) = listener.accept().await else {
-                    continue;
-                };
-                let Ok(permit) = open.clone().try_acquire_owned() else {
-                    tracing::warn!("syslog tcp: too many connections; refusing {from}");
-                    continue;
-                };
-                let ingest = ingest.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = read_tcp(stream, from, &ingest).await {
-                        tracing::debug!("syslog tcp {from}: {e}");
-                    }
-                    drop(permit);
-                });
-            }
-        });
+        tokio::spawn(accept_tcp(listener, ingest, limits, accept_errors));
     }
     Ok(())
+}
+
+/// Accepts TCP senders within `limits`: past the cap the longest idle sender is
+/// closed to make room (1,000 idle connections shut out real senders for as long as
+/// they stayed), and one address is held to its own cap.
+async fn accept_tcp(
+    listener: TcpListener,
+    ingest: Arc<Ingest>,
+    limits: TcpLimits,
+    accept_errors: Arc<AtomicU64>,
+) {
+    let senders = Arc::new(Senders::default());
+    let mut backoff = None;
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(a) => {
+                backoff = None;
+                a
+            }
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                let wait = crate::open_files::accept_backoff(backoff);
+                backoff = Some(wait);
+                accept_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("syslog tcp: accept: {e}; waiting {wait:?}");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        };
+        let Some(sender) = senders.admit(from, &limits) else {
+            tracing::warn!(
+                "syslog tcp: {} connections from {} already; refusing another",
+                limits.max_connections_per_address,
+                from.ip()
+            );
+            continue;
+        };
+        let (ingest, senders, idle) = (ingest.clone(), senders.clone(), limits.idle_timeout);
+        tokio::spawn(async move {
+            tokio::select! {
+                read = read_tcp(stream, from, &ingest, &sender, idle) => {
+                    if let Err(e) = read {
+                        tracing::debug!("syslog tcp {from}: {e}");
+                    }
+                }
+                () = sender.evicted.notified() => {
+                    tracing::info!("syslog tcp: closed {from}, idle longest, to make room");
+                }
+            }
+            senders.remove(sender.id);
+        });
+    }
+}
+
+/// One connected TCP sender.
+struct Sender {
+    id: u64,
+    ip: IpAddr,
+    /// When it last sent a message, in ms since `epoch` (that of [`Senders`]).
+    active: AtomicU64,
+    epoch: Instant,
+    evicted: tokio::sync::Notify,
+}
+
+impl Sender {
+    fn touch(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.active.store(now, Ordering::Relaxed);
+    }
+}
+
+/// The connected TCP senders.
+struct Senders {
+    epoch: Instant,
+    open: Mutex<(u64, HashMap<u64, Arc<Sender>>)>,
+}
+
+impl Default for Senders {
+    fn default() -> Self {
+        Senders {
+            epoch: Instant::now(),
+            open: Mutex::default(),
+        }
+    }
+}
+
+impl Senders {
+    /// A place for a sender from `from`: `None` when its address has its cap; when
+    /// all places are taken, the sender idle longest is told to go.
+    fn admit(&self, from: SocketAddr, limits: &TcpLimits) -> Option<Arc<Sender>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (next, senders) = &mut *open;
+        let ip = from.ip();
+        if senders.values().filter(|s| s.ip == ip).count() >= limits.max_connections_per_address {
+            return None;
+        }
+        if senders.len() >= limits.max_connections {
+            let idlest = senders
+                .values()
+                .min_by_key(|s| s.active.load(Ordering::Relaxed))
+                .map(|s| s.id);
+            if let Some(gone) = idlest.and_then(|id| senders.remove(&id)) {
+                // `notify_one` keeps the permit if the task is not waiting yet.
+                gone.evicted.notify_one();
+            }
+        }
+        *next += 1;
+        let sender = Arc::new(Sender {
+            id: *next,
+            ip,
+            active: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            epoch: self.epoch,
+            evicted: tokio::sync::Notify::new(),
+        });
+        senders.insert(sender.id, sender.clone());
+        Some(sender)
+    }
+
+    fn remove(&self, id: u64) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.1.remove(&id);
+    }
 }
 
 /// One TCP sender: octet-counted (`LEN <PRI>…`, RFC 6587) or newline-framed
@@ -307,61 +433,79 @@ async fn read_tcp(
     stream: tokio::net::TcpStream,
     from: SocketAddr,
     ingest: &Ingest,
+    sender: &Sender,
+    idle: Duration,
 ) -> std::io::Result<()> {
     let limit = ingest.max_line + 1024;
     let mut reader = BufReader::new(stream);
     let mut frame = Vec::new();
     loop {
-        let buf = reader.fill_buf().await?;
+        let Ok(buf) = tokio::time::timeout(idle, reader.fill_buf()).await else {
+            tracing::info!("syslog tcp: closed {from}, silent for {idle:?}");
+            return Ok(());
+        };
+        let buf = buf?;
         let Some(&first) = buf.first() else {
             return Ok(());
         };
         frame.clear();
-        let mut dropped = 0u64;
-        match first.is_ascii_digit().then(|| octet_count(buf)).flatten() {
-            Some((digits, len)) => {
-                reader.consume(digits + 1);
-                let keep = len.min(limit);
-                (&mut reader)
-                    .take(keep as u64)
-                    .read_to_end(&mut frame)
+        // The rest of the frame within the idle timeout too: a sender that stops
+        // mid-frame is as idle as one that sends nothing.
+        let counted = first.is_ascii_digit().then(|| octet_count(buf)).flatten();
+        let read_frame = async {
+            let mut dropped = 0u64;
+            match counted {
+                Some((digits, len)) => {
+                    reader.consume(digits + 1);
+                    let keep = len.min(limit);
+                    (&mut reader)
+                        .take(keep as u64)
+                        .read_to_end(&mut frame)
+                        .await?;
+                    // Beyond our limit: read and count, not keep.
+                    dropped = tokio::io::copy(
+                        &mut (&mut reader).take((len - keep) as u64),
+                        &mut tokio::io::sink(),
+                    )
                     .await?;
-                // Beyond our limit: read and count, not keep.
-                dropped = tokio::io::copy(
-                    &mut (&mut reader).take((len - keep) as u64),
-                    &mut tokio::io::sink(),
-                )
-                .await?;
-            }
-            None => {
-                (&mut reader)
-                    .take(limit as u64)
-                    .read_until(b'\n', &mut frame)
-                    .await?;
-                if !frame.ends_with(b"\n") && frame.len() >= limit {
-                    // An over-long line: count its rest up to the newline.
-                    let mut skip = Vec::new();
-                    loop {
-                        skip.clear();
-                        let n = (&mut reader)
-                            .take(65536)
-                            .read_until(b'\n', &mut skip)
-                            .await?;
-                        dropped +=
-                            skip.iter().filter(|&&b| b != b'\n' && b != b'\r').count() as u64;
-                        if n == 0 || skip.ends_with(b"\n") {
-                            break;
+                }
+                None => {
+                    (&mut reader)
+                        .take(limit as u64)
+                        .read_until(b'\n', &mut frame)
+                        .await?;
+                    if !frame.ends_with(b"\n") && frame.len() >= limit {
+                        // An over-long line: count its rest up to the newline.
+                        let mut skip = Vec::new();
+                        loop {
+                            skip.clear();
+                            let n = (&mut reader)
+                                .take(65536)
+                                .read_until(b'\n', &mut skip)
+                                .await?;
+                            dropped +=
+                                skip.iter().filter(|&&b| b != b'\n' && b != b'\r').count() as u64;
+                            if n == 0 || skip.ends_with(b"\n") {
+                                break;
+                            }
                         }
                     }
                 }
             }
-        }
+            Ok::<u64, std::io::Error>(dropped)
+        };
+        let Ok(dropped) = tokio::time::timeout(idle, read_frame).await else {
+            tracing::info!("syslog tcp: closed {from}, silent mid-message for {idle:?}");
+            return Ok(());
+        };
+        let dropped = dropped?;
         if frame.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
         if !ingest.deliver(&frame, from, dropped).await {
             return Ok(());
         }
+        sender.touch();
     }
 }
 

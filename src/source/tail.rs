@@ -41,7 +41,7 @@ use crate::line::{
     char_boundary, cut_lines, fit_read_buffer, may_have_long_line, push_cut_mark, Origin,
     ReadBatch, Stream,
 };
-use crate::open_files;
+use crate::{open_files, regular_file};
 
 /// Where to start reading a file that exists when the tailer starts. Files that
 /// appear later are always read from their start: all of their content is new.
@@ -282,14 +282,21 @@ struct Handle {
 const FINGERPRINT: usize = 64;
 
 impl Handle {
+    /// Opens `path` without waiting on it: a FIFO or device is refused through
+    /// its handle (see [`regular_file`]); a directory is left to the caller.
     fn open(path: &Path) -> io::Result<(Handle, Metadata)> {
-        Handle::new(File::open(path)?)
+        let (file, meta) = regular_file::open(path)?;
+        Ok(Handle::with_meta(file, meta))
     }
 
     /// A handle on `file`, at its start.
     fn new(file: File) -> io::Result<(Handle, Metadata)> {
         let meta = file.metadata()?;
-        Ok((
+        Ok(Handle::with_meta(file, meta))
+    }
+
+    fn with_meta(file: File, meta: Metadata) -> (Handle, Metadata) {
+        (
             Handle {
                 file,
                 dev: meta.dev(),
@@ -302,7 +309,7 @@ impl Handle {
                 epoch: 0,
             },
             meta,
-        ))
+        )
     }
 
     fn is(&self, meta: &Metadata) -> bool {
@@ -763,17 +770,6 @@ impl Tailer {
     /// Opens file `i` if it exists now; at startup existing files start per config.
     fn open(&mut self, i: usize, startup: bool) -> Result<(), Closed> {
         let path = self.files[i].path.clone();
-        // A pipe (`<(zcat old.log.gz)`, a FIFO) or a device has no offsets to follow
-        // by (and opening a FIFO waits for a writer): standard input takes a stream.
-        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
-            let hint = format!(
-                "is not a regular file (a pipe?): give it on standard input: \
-                 supergrep -e PATTERN < {}",
-                path.display()
-            );
-            self.report(i, io::ErrorKind::InvalidInput, &hint);
-            return Ok(());
-        }
         match Handle::open(&path) {
             Ok((mut handle, meta)) => {
                 if meta.is_dir() {
@@ -856,6 +852,17 @@ impl Tailer {
                 }
                 tracing::debug!(path = %path.display(), offset = handle.offset, "following");
                 self.adopt(i, handle)
+            }
+            // A pipe (`<(zcat old.log.gz)`, a FIFO) or a device has no offsets to
+            // follow by: standard input takes a stream.
+            Err(e) if regular_file::is_not_regular(&e) => {
+                let hint = format!(
+                    "is not a regular file (a pipe?): give it on standard input: \
+                     supergrep -e PATTERN < {}",
+                    path.display()
+                );
+                self.report(i, io::ErrorKind::InvalidInput, &hint);
+                Ok(())
             }
             Err(e) if open_files::exhausted(&e) => {
                 self.out_of_descriptors(i, &e);

@@ -30,8 +30,13 @@ pub fn try_http(
 ) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(PATIENCE))?;
+    // A `Host` among `headers` replaces ours (a DNS-rebinding page's, say).
+    let host = match headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        true => String::new(),
+        false => format!("Host: 127.0.0.1:{port}\r\n"),
+    };
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\n{host}Connection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {

@@ -78,3 +78,22 @@ pub fn short_hostname() -> String {
 pub fn stream_id(path: &std::path::Path) -> String {
     format!("{}:{}", hostname(), path.display())
 }
+
+/// A TCP connection to 127.0.0.1:`port` from the local address `ip` (another
+/// loopback address than 127.0.0.1, to stand for another sender), blocking, with
+/// [`PATIENCE`](wait::PATIENCE) as its read timeout.
+pub fn connect_from(ip: &str, port: u16) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(wait::PATIENCE)).unwrap();
+    stream
+}

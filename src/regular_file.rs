@@ -1,0 +1,133 @@
+//! Opening a path we were given without waiting on it. `open()` of a FIFO waits
+//! for a writer (a regular file swapped for a FIFO by `rename` between a `stat` and
+//! the `open` hung the tailer, and with it every followed file), and a terminal
+//! opened without `O_NOCTTY` can become the controlling one. So paths are opened
+//! with `O_NONBLOCK | O_NOCTTY`, and what was opened is judged by its handle
+//! (`fstat`), not by an earlier look at the path.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags};
+
+/// What a path that names neither a regular file nor a directory is refused with.
+pub const NOT_REGULAR: &str = "is not a regular file (a pipe, socket or device?)";
+
+/// Opens `path` for reading without waiting, and returns the handle with its own
+/// metadata, whatever the file is (the caller decides; a FIFO opened so does not
+/// block reads until `O_NONBLOCK` is cleared).
+fn open_nonblocking(path: &Path) -> io::Result<(File, Metadata)> {
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let file = File::from(rustix::fs::open(path, flags, Mode::empty())?);
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// Opens `path` for reading if it is a regular file or a directory (as the handle
+/// says); anything else is refused with `InvalidInput` ([`NOT_REGULAR`]). The handle
+/// blocks as usual (`O_NONBLOCK` is cleared).
+pub fn open(path: &Path) -> io::Result<(File, Metadata)> {
+    let (file, meta) = open_nonblocking(path)?;
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, NOT_REGULAR));
+    }
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    Ok((file, meta))
+}
+
+/// Whether `e` is [`open`]'s refusal of a file that is not regular.
+pub fn is_not_regular(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidInput && e.to_string() == NOT_REGULAR
+}
+
+/// The whole of the regular file `path`, as UTF-8 (a directory or anything else is
+/// refused).
+pub fn read_to_string(path: &Path) -> io::Result<String> {
+    let (mut file, meta) = open(path)?;
+    if meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory",
+        ));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Like [`read_to_string`], and a pipe is read too (`-f <(cmd)`, `-f /dev/stdin`
+/// from a pipe): opened without waiting, a FIFO that no one writes reads as empty
+/// instead of hanging.
+pub fn read_to_string_or_pipe(path: &Path) -> io::Result<String> {
+    let (mut file, meta) = open_nonblocking(path)?;
+    if !meta.is_file() && !meta.file_type().is_fifo() {
+        let why = if meta.is_dir() {
+            io::Error::new(io::ErrorKind::IsADirectory, "is a directory")
+        } else {
+            io::Error::new(io::ErrorKind::InvalidInput, NOT_REGULAR)
+        };
+        return Err(why);
+    }
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Creates (or truncates) `path` for writing, without waiting on a FIFO put there
+/// (opening one for writing fails at once instead); anything but a regular file is
+/// refused.
+pub fn create(path: &Path) -> io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, NOT_REGULAR));
+    }
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600))
+            .context("mkfifo")?;
+        let err = open(&fifo).err().context("a FIFO was opened")?;
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let err = read_to_string(&fifo).err().context("a FIFO was read")?;
+        assert_eq!(err.to_string(), NOT_REGULAR);
+        // No writer: read as empty, at once.
+        assert_eq!(read_to_string_or_pipe(&fifo)?, "");
+        let err = create(&fifo).err().context("a FIFO was written")?;
+        assert_ne!(err.kind(), io::ErrorKind::WouldBlock);
+        Ok(())
+    }
+
+    #[test]
+    fn a_regular_file_is_read_and_a_directory_refused() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("f");
+        std::fs::write(&file, "text\n")?;
+        assert_eq!(read_to_string(&file)?, "text\n");
+        let err = read_to_string(dir.path())
+            .err()
+            .context("a directory was read")?;
+        assert_eq!(err.kind(), io::ErrorKind::IsADirectory);
+        Ok(())
+    }
+}
