@@ -716,6 +716,95 @@ async fn reconnecting_shows_no_line_twice() {
     s.page.assert_no_problems();
 }
 
+/// Whether every pattern field is wide enough for its placeholder (measured with the
+/// field's own font).
+const PLACEHOLDERS_FIT: &str = "(() => { const c = document.createElement('canvas').getContext('2d'); \
+    return [...document.querySelectorAll('input.pattern')].every(i => { const st = getComputedStyle(i); \
+    c.font = `${st.fontSize} ${st.fontFamily}`; const room = i.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight); \
+    return c.measureText(i.placeholder).width <= room; }); })()";
+
+#[tokio::test]
+async fn a_narrow_screen_opens_the_picker_over_the_lines() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.viewport(400, 800).await;
+    s.append("app.log", "narrow 1\nnarrow 2\n");
+    wait_lines(&mut s.page, 2).await;
+    let picker_shown = "(() => { const p = document.querySelector('#picker'); const r = p.getBoundingClientRect(); \
+        if (p.hidden || r.width === 0) return false; \
+        const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2); \
+        return p.contains(top) && r.right <= innerWidth; })()";
+    assert_eq!(
+        s.page.eval(picker_shown).await,
+        false,
+        "closed at first on a narrow screen"
+    );
+    // The header is compact and the fields still show their placeholders.
+    let header = s
+        .page
+        .eval("document.querySelector('#bar').getBoundingClientRect().height")
+        .await;
+    assert!(
+        header.as_f64().unwrap() <= 160.0,
+        "the header takes {header} of 800 px"
+    );
+    assert_eq!(s.page.eval(PLACEHOLDERS_FIT).await, true);
+
+    s.page.click("#picker-toggle").await;
+    s.page
+        .wait_for(
+            "the picker over the lines",
+            picker_shown,
+            "[document.querySelector('#picker').hidden, document.querySelector('#picker').getBoundingClientRect().toJSON()]",
+        )
+        .await;
+    assert_eq!(
+        s.page
+            .eval("document.querySelector('#picker-toggle').getAttribute('aria-expanded')")
+            .await,
+        "true"
+    );
+    s.page.screenshot("narrow-picker").await;
+    // Esc closes it, and so does the Streams button.
+    s.page.key("Escape").await;
+    s.page
+        .wait_for(
+            "the picker to close on Esc",
+            &format!("!{picker_shown}"),
+            "document.querySelector('#picker').hidden",
+        )
+        .await;
+    s.page.click("#picker-toggle").await;
+    s.page
+        .wait_for(
+            "the picker again",
+            picker_shown,
+            "document.querySelector('#picker').hidden",
+        )
+        .await;
+    s.page.click("#picker-toggle").await;
+    s.page
+        .wait_for(
+            "the picker to close on the button",
+            &format!("!{picker_shown}"),
+            "document.querySelector('#picker').hidden",
+        )
+        .await;
+
+    // Keyboard hints: shown with a mouse on a wide screen, never on a touch screen.
+    s.page.viewport(1280, 800).await;
+    let hints = "getComputedStyle(document.querySelector('#foot .keys')).display !== 'none'";
+    assert_eq!(s.page.eval(hints).await, true);
+    s.page.touch(true).await;
+    s.page
+        .wait_for(
+            "no keyboard hints on a touch screen",
+            &format!("!({hints})"),
+            "document.querySelector('#foot').innerText",
+        )
+        .await;
+    s.page.assert_no_problems();
+}
+
 /// 5,000 matching lines/s for 60 s into one tab. Run with
 /// `cargo test --release --test web -- --ignored --nocapture`.
 #[tokio::test]

@@ -1552,6 +1552,10 @@ function typing(target) {
 
 function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (ev.key === "Escape" && narrow.matches && !$("picker").hidden) {
+    showPicker(false);
+    return;
+  }
   if (typing(ev.target)) return;
   if (ev.key === "/") {
     ev.preventDefault();
@@ -1573,6 +1577,14 @@ function onKey(ev) {
 }
 
 // ── start ─────────────────────────────────────────────────────────────────────
+
+// Below this width the picker opens over the lines (see style.css).
+const narrow = matchMedia("(max-width: 800px)");
+
+function showPicker(open) {
+  $("picker").hidden = !open;
+  $("picker-toggle").setAttribute("aria-expanded", String(open));
+}
 
 function applyToggles() {
   $("icase").checked = view.icase;
@@ -1654,10 +1666,12 @@ function start() {
   $("new-count").addEventListener("click", follow);
   $("clear").addEventListener("click", clearLines);
   $("download").addEventListener("click", download);
-  $("picker-toggle").addEventListener("click", () => {
-    const p = $("picker");
-    p.hidden = !p.hidden;
-    $("picker-toggle").setAttribute("aria-expanded", String(!p.hidden));
+  $("picker-toggle").addEventListener("click", () => showPicker($("picker").hidden));
+  // Narrow screens: the picker is an overlay, closed until asked for.
+  showPicker(!narrow.matches);
+  narrow.addEventListener("change", () => showPicker(!narrow.matches));
+  $("view").addEventListener("pointerdown", () => {
+    if (narrow.matches) showPicker(false);
   });
   $("picker-none").addEventListener("click", () => {
     view.streams = [];

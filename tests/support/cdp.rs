@@ -531,6 +531,24 @@ impl Page {
         .await;
     }
 
+    /// Makes the page `width` x `height` CSS pixels wide (as a window that size).
+    pub async fn viewport(&mut self, width: u32, height: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+    }
+
+    /// A touch screen (`pointer: coarse`) or not.
+    pub async fn touch(&mut self, enabled: bool) {
+        self.call(
+            "Emulation.setTouchEmulationEnabled",
+            json!({"enabled": enabled, "maxTouchPoints": 5}),
+        )
+        .await;
+    }
+
     /// Panics if the page threw or logged an error.
     pub fn assert_no_problems(&self) {
         assert!(
