@@ -805,6 +805,57 @@ async fn a_narrow_screen_opens_the_picker_over_the_lines() {
     s.page.assert_no_problems();
 }
 
+#[tokio::test]
+async fn a_wrapped_line_continues_right_of_its_prefix() {
+    let mut s = Setup::new(&["app.log"]).await;
+    let long: String = (0..60).map(|i| format!("word{i} ")).collect();
+    s.append("app.log", &format!("short line\nlong {long}end\nafter\n"));
+    wait_lines(&mut s.page, 3).await;
+    // The left edges of the text's line boxes, and where the prefix ends and starts.
+    let edges = "(() => { const row = [...document.querySelectorAll('#lines .line')].find(r => r.querySelector('.text').textContent.startsWith('long')); \
+        const range = document.createRange(); range.selectNodeContents(row.querySelector('.text')); \
+        const lefts = [...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.left)); \
+        return { lefts, prefixEnd: row.querySelector('.file').getBoundingClientRect().right, prefixStart: row.querySelector('.ts').getBoundingClientRect().left }; })()";
+    let wide = s.page.eval(edges).await;
+    let lefts: Vec<f64> = wide["lefts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(lefts.len() >= 2, "the long line wraps: {wide}");
+    let prefix_end = wide["prefixEnd"].as_f64().unwrap();
+    assert!(
+        lefts.iter().all(|&l| l >= prefix_end),
+        "every line of the text starts right of the prefix: {wide}"
+    );
+    s.page.screenshot("wrapped-1280").await;
+
+    // Too narrow for a text column: the continuation hangs in from the time.
+    s.page.viewport(400, 800).await;
+    let narrow = s
+        .page
+        .wait_for(
+            "the narrow layout",
+            &format!("(() => {{ const e = {edges}; return e.lefts.length > 2 ? e : null; }})()"),
+            edges,
+        )
+        .await;
+    let lefts: Vec<f64> = narrow["lefts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let start = narrow["prefixStart"].as_f64().unwrap();
+    assert!(
+        lefts[1..].iter().all(|&l| l >= start + 12.0),
+        "continuation lines hang in from the time: {narrow}"
+    );
+    s.page.screenshot("wrapped-400").await;
+    s.page.assert_no_problems();
+}
+
 /// 5,000 matching lines/s for 60 s into one tab. Run with
 /// `cargo test --release --test web -- --ignored --nocapture`.
 #[tokio::test]
