@@ -495,8 +495,107 @@ async fn clicking_a_line_shows_its_context_inline() {
         .collect();
     assert_eq!(lines, want, "20 before and 20 after, from the file");
     assert_eq!(strings(&ctx["self"]), ["ctx line 20 ERROR boom"]);
+    // A header says which stream and which line.
+    let head = s
+        .page
+        .eval("document.querySelector('.context .ctx-where').textContent")
+        .await;
+    let seq = s
+        .page
+        .eval("document.querySelector('.ctx-line.self').dataset.seq")
+        .await;
+    assert_eq!(
+        head.as_str().unwrap(),
+        format!(
+            "{}:app.log · line #{}",
+            stream_id(&s.path("app.log")).split_once(':').unwrap().0,
+            seq.as_str().unwrap()
+        )
+    );
+    // The clicked row and its line in the context are both in sight (the block
+    // scrolls on its own), and nothing covers the latter.
+    let in_sight = "(() => { const box = document.querySelector('#lines').getBoundingClientRect(); \
+        const row = document.querySelector('#lines .line.open').getBoundingClientRect(); \
+        const self = document.querySelector('.ctx-line.self'); const r = self.getBoundingClientRect(); \
+        const body = self.closest('.ctx-body').getBoundingClientRect(); \
+        const top = document.elementFromPoint(r.left + 30, r.top + r.height / 2); \
+        return row.top >= box.top && row.top < box.bottom && r.top >= body.top && r.bottom <= body.bottom \
+          && r.top >= box.top && r.bottom <= box.bottom && self.contains(top); })()";
+    s.page
+        .wait_for(
+            "the clicked row and its line in sight",
+            in_sight,
+            "document.querySelector('#lines').innerText",
+        )
+        .await;
     s.page.screenshot("context").await;
-    // Click the line again: the context closes.
+
+    // A click on another line of the context centres it on that one.
+    s.page.click(".ctx-line[data-seq] .text").await; // the first: ctx line 1
+    let first = s
+        .page
+        .wait_for(
+            "the context around ctx line 1",
+            "(() => { const t = [...document.querySelectorAll('.ctx-line.self .text')].map(e => e.textContent); return t.length === 1 && t[0] === 'ctx line 1' ? document.querySelectorAll('.ctx-line').length : null; })()",
+            "document.querySelector('.context').innerText",
+        )
+        .await;
+    assert_eq!(first, 21, "line 1 and the 20 after it");
+    s.page
+        .wait_for(
+            "the new line in sight",
+            in_sight,
+            "document.querySelector('.context').innerText",
+        )
+        .await;
+    let head = s
+        .page
+        .eval("document.querySelector('.context .ctx-where').textContent")
+        .await;
+    assert!(
+        head.as_str().unwrap().ends_with(&format!(
+            "line #{}",
+            seq.as_str().unwrap().parse::<u64>().unwrap() - 19
+        )),
+        "{head}"
+    );
+
+    // Esc closes it.
+    blur(&mut s.page).await;
+    s.page.key("Escape").await;
+    s.page
+        .wait_for(
+            "the context to close on Esc",
+            "document.querySelectorAll('.context').length === 0 && !document.querySelector('#lines .line.open')",
+            "document.querySelectorAll('.context').length",
+        )
+        .await;
+    // So does its close button.
+    s.page.click("#lines .line .text").await;
+    s.page
+        .wait_for(
+            "the context again",
+            "document.querySelector('.ctx-line.self')",
+            "document.querySelector('#lines').innerText",
+        )
+        .await;
+    s.page.click(".context .ctx-close").await;
+    s.page
+        .wait_for(
+            "the context to close on its button",
+            "document.querySelectorAll('.context').length === 0",
+            "document.querySelectorAll('.context').length",
+        )
+        .await;
+    // And a click on the line again.
+    s.page.click("#lines .line .text").await;
+    s.page
+        .wait_for(
+            "the context again",
+            "document.querySelector('.ctx-line.self')",
+            "document.querySelector('#lines').innerText",
+        )
+        .await;
     s.page.click("#lines .line .ts").await;
     s.page
         .wait_for(
@@ -505,6 +604,42 @@ async fn clicking_a_line_shows_its_context_inline() {
             "document.querySelectorAll('.context').length",
         )
         .await;
+
+    // Held with new lines: the "N new" pill covers none of the lines (the view can
+    // scroll past it).
+    let more: String = (1..=60).map(|i| format!("boom more {i}\n")).collect();
+    s.append("app.log", &more);
+    wait_lines(&mut s.page, 61).await;
+    s.page
+        .eval("document.querySelector('#lines').scrollTop = 0")
+        .await;
+    s.page
+        .wait_for(
+            "the view to hold",
+            "document.querySelector('#held-reason').textContent.includes('scrolled up')",
+            "[document.querySelector('#lines').scrollTop, document.querySelector('#held-reason').textContent]",
+        )
+        .await;
+    s.append("app.log", "boom newer\n");
+    s.page
+        .wait_for(
+            "the new-count pill",
+            "!document.querySelector('#new-count').hidden",
+            "document.querySelector('#new-count').textContent",
+        )
+        .await;
+    let clear = s
+        .page
+        .wait_for(
+            "the last line above the pill",
+            "(() => { const b = document.querySelector('#lines'); b.scrollTop = b.scrollHeight; \
+              const rows = b.querySelectorAll('.line'); const last = rows[rows.length - 1].getBoundingClientRect(); \
+              const pill = document.querySelector('#new-count').getBoundingClientRect(); \
+              return last.bottom <= pill.top ? [last.bottom, pill.top] : null; })()",
+            "[document.querySelector('#lines').scrollTop, document.querySelector('#new-count').getBoundingClientRect().top]",
+        )
+        .await;
+    assert!(clear.is_array());
     s.page.assert_no_problems();
 }
 

@@ -23,6 +23,7 @@ const POOL_MAX = 500; // rows kept for reuse
 const GRAPH_SECONDS = 180;
 const STREAMS_POLL_MS = 3000;
 const CONTEXT_LINES = 20;
+const NOTICE_ROOM = 44; // px at the bottom of the view that the notices may cover
 const HL_COLOURS = 8;
 const HL_MAX_CHARS = 10000;
 const TOKEN_KEY = "supergrep.token";
@@ -342,7 +343,7 @@ function onError(m) {
   if (m.id && m.id.startsWith("c") && state.contexts.has(m.id)) {
     const row = state.contexts.get(m.id);
     state.contexts.delete(m.id);
-    if (row._ctx) showContextNote(row._ctx, m.message);
+    if (row._ctx && row._ctxId === m.id) showContextNote(row._ctx, m.message);
     return;
   }
   if (m.code === "invalid_regex" && m.id === SUB_ID) {
@@ -787,12 +788,14 @@ function updateCounters() {
   const pendingLines = state.held;
   nc.hidden = !(h && pendingLines > 0);
   nc.textContent = `${pendingLines} new`;
+  // Room below the last line for the notices, so that they cover nothing.
   const sk = $("skipped");
   sk.hidden = state.skipped === 0;
   sk.textContent = `${state.skipped} skipped`;
   const dr = $("dropped");
   dr.hidden = state.dropped === 0;
   dr.textContent = `${state.dropped} dropped by the hub`;
+  $("lines").classList.toggle("noticed", !(nc.hidden && sk.hidden && dr.hidden));
   const pause = $("pause");
   pause.textContent = state.paused ? "Resume" : "Pause";
   pause.setAttribute("aria-pressed", String(state.paused));
@@ -1138,42 +1141,82 @@ function follow() {
 // ── context ───────────────────────────────────────────────────────────────────
 
 function onLinesClick(ev) {
-  if (ev.target.closest("a") || ev.target.closest(".context")) return;
-  const row = ev.target.closest(".line");
-  if (!row || !row._item || row._item.kind !== undefined) return;
+  if (ev.target.closest("a")) return;
   const sel = getSelection();
   if (sel && sel.type === "Range" && sel.toString()) return; // selecting text
+  const block = ev.target.closest(".context");
+  if (block) {
+    // In a context: close it, or centre it on the line clicked.
+    const row = block.parentElement;
+    if (ev.target.closest(".ctx-close")) closeContext(row);
+    else {
+      const line = ev.target.closest(".ctx-line");
+      if (line && row._ctxSeq !== Number(line.dataset.seq)) requestContext(row, Number(line.dataset.seq));
+    }
+    return;
+  }
+  const row = ev.target.closest(".line");
+  if (!row || !row._item || row._item.kind !== undefined) return;
   if (row._ctx) {
     closeContext(row);
     return;
   }
+  openContext(row);
+}
+
+function openContext(row) {
   const line = row._item;
-  const id = `c${state.nextContext++}`;
   const block = document.createElement("div");
   block.className = "context";
   block.dataset.test = "context";
-  showContextNote(block, "loading context…");
+  const head = document.createElement("div");
+  head.className = "ctx-head";
+  const where = document.createElement("span");
+  where.className = "ctx-where";
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "ctx-close";
+  close.textContent = "×";
+  close.title = "Close the context (Esc)";
+  close.setAttribute("aria-label", "close the context");
+  head.append(where, close);
+  const body = document.createElement("div");
+  body.className = "ctx-body";
+  block.append(head, body);
   row._ctx = block;
-  row._ctxId = id;
+  row._ctxStream = line.stream || `${line.host}:${line.path}`;
   row.classList.add("open");
   row.append(block);
-  // Reading: the view holds still until the context is closed (or space / End).
+  // Reading: the view holds still until the context is closed (or space / End / Esc).
   state.reading.add(row);
   countersDirty = true;
   schedule();
+  requestContext(row, line.seq);
+}
+
+/** Asks the hub for the lines around `seq` of the row's stream, to show in its block. */
+function requestContext(row, seq) {
+  const id = `c${state.nextContext++}`;
+  row._ctxId = id;
+  row._ctxSeq = seq;
+  const where = row._ctx.querySelector(".ctx-where");
+  const { host, path } = row._item;
+  where.textContent = `${host}:${basename(path)} · line #${seq}`;
+  where.title = `stream ${row._ctxStream}, the hub's line number ${seq} in it`;
   state.contexts.set(id, row);
+  if (!row._ctx.querySelector(".ctx-line")) showContextNote(row._ctx, "loading context…");
   if (state.ws && state.connected) {
     state.ws.send(
       JSON.stringify({
         type: "context",
         id,
-        stream: line.stream || `${line.host}:${line.path}`,
-        seq: line.seq,
+        stream: row._ctxStream,
+        seq,
         before: CONTEXT_LINES,
         after: CONTEXT_LINES,
       }),
     );
-  } else showContextNote(block, "not connected");
+  } else showContextNote(row._ctx, "not connected");
 }
 
 function closeContext(row) {
@@ -1186,22 +1229,31 @@ function closeContext(row) {
   schedule();
 }
 
+/** Esc: closes the context opened last. */
+function closeLastContext() {
+  const rows = [...state.reading];
+  if (!rows.length) return false;
+  closeContext(rows[rows.length - 1]);
+  return true;
+}
+
 function showContextNote(block, text) {
   const note = document.createElement("div");
   note.className = "ctx-note";
   note.textContent = text;
-  block.replaceChildren(note);
+  block.querySelector(".ctx-body").replaceChildren(note);
 }
 
 function onContext(m) {
   const row = state.contexts.get(m.id);
   state.contexts.delete(m.id);
   if (!row || row._ctxId !== m.id || !row._ctx || !row._item) return;
-  const self = row._item.seq;
+  const self = row._ctxSeq;
   const frag = document.createDocumentFragment();
   for (const line of m.lines || []) {
     const div = document.createElement("div");
     div.className = line.seq === self ? "ctx-line self" : "ctx-line";
+    div.dataset.seq = String(line.seq);
     const seq = document.createElement("span");
     seq.className = "seq";
     seq.textContent = String(line.seq);
@@ -1211,12 +1263,27 @@ function onContext(m) {
     div.append(seq, text);
     frag.append(div);
   }
+  const body = row._ctx.querySelector(".ctx-body");
   if (!m.lines || !m.lines.length) {
     showContextNote(row._ctx, "the hub no longer holds the lines around this one");
-  } else row._ctx.replaceChildren(frag);
-  const selfLine = row._ctx.querySelector(".self");
-  if (selfLine) selfLine.scrollIntoView({ block: "center" });
-  else row._ctx.scrollIntoView({ block: "nearest" });
+  } else body.replaceChildren(frag);
+  // The block scrolls on its own, centred on the line asked for; the view scrolls
+  // only as far as it takes to show the block, keeping the clicked row in sight.
+  const selfLine = body.querySelector(".self");
+  if (selfLine) {
+    body.scrollTop = selfLine.offsetTop - (body.clientHeight - selfLine.offsetHeight) / 2;
+  }
+  revealContext(row);
+}
+
+function revealContext(row) {
+  const box = $("lines");
+  const seen = box.getBoundingClientRect();
+  const r = row.getBoundingClientRect();
+  // Room at the bottom for the "N new" pill.
+  const bottom = seen.bottom - NOTICE_ROOM;
+  if (r.bottom > bottom) box.scrollTop += Math.min(r.bottom - bottom, r.top - seen.top);
+  else if (r.top < seen.top) box.scrollTop -= seen.top - r.top;
 }
 
 // ── markers and the rate graph ────────────────────────────────────────────────
@@ -1552,8 +1619,9 @@ function typing(target) {
 
 function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-  if (ev.key === "Escape" && narrow.matches && !$("picker").hidden) {
-    showPicker(false);
+  if (ev.key === "Escape") {
+    if (narrow.matches && !$("picker").hidden) showPicker(false);
+    else if (!typing(ev.target)) closeLastContext();
     return;
   }
   if (typing(ev.target)) return;
