@@ -991,6 +991,87 @@ async fn a_wrapped_line_continues_right_of_its_prefix() {
     s.page.assert_no_problems();
 }
 
+#[tokio::test]
+async fn an_empty_view_says_what_it_waits_for() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#include", "wanted").await;
+    wait_ready(&mut s.page).await;
+    // Lines come in and none match: the view says what it waits for, and how many
+    // lines a second the hub checks for it (from /api/streams, polled).
+    let waiting =
+        regex::Regex::new(r"^waiting for lines matching /wanted/ \(([0-9.k]+) lines/s checked\)$")
+            .unwrap();
+    let deadline = Instant::now() + support::wait::PATIENCE;
+    let text = loop {
+        s.append("app.log", "other 1\nother 2\nother 3\n");
+        let text = s
+            .page
+            .eval("document.querySelector('#empty').hidden ? '' : document.querySelector('#empty').textContent")
+            .await;
+        let text = text.as_str().unwrap_or_default().to_owned();
+        if let Some(c) = waiting.captures(&text) {
+            if c[1] != *"0" {
+                break text;
+            }
+        }
+        assert!(Instant::now() < deadline, "the empty view says {text:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    s.page.screenshot("empty-waiting").await;
+    assert_eq!(s.page.eval(&format!("{LINES}.length")).await, 0, "{text}");
+    // A match: the note goes.
+    s.append("app.log", "the wanted one\n");
+    assert_eq!(wait_lines(&mut s.page, 1).await, ["the wanted one"]);
+    assert_eq!(
+        s.page.eval("document.querySelector('#empty').hidden").await,
+        true
+    );
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn a_glob_that_matches_no_file_says_so() {
+    let config = r#"
+[[set]]
+name = "later"
+paths = ["{dir}/later-*.log"]
+"#;
+    let mut s = Setup::with(&[], Some(config), "").await;
+    let glob = format!("{}/later-*.log", s.dir.path().display());
+    let want = format!("no file matches {glob} yet");
+    let shown = s
+        .page
+        .wait_for(
+            "the empty view to name the glob",
+            "(() => { const e = document.querySelector('#empty'); return e.hidden ? null : e.textContent; })()",
+            "document.querySelector('#empty').textContent",
+        )
+        .await;
+    assert_eq!(shown, want.as_str());
+    let picker = s
+        .page
+        .wait_for(
+            "the picker to name the glob",
+            "[...document.querySelectorAll('#picker-files li.none')].map(e => e.textContent).join('|')",
+            "document.querySelector('#picker').innerText",
+        )
+        .await;
+    assert_eq!(picker, want.as_str());
+    s.page.screenshot("empty-glob").await;
+    // A file appears: its lines show.
+    std::fs::write(s.path("later-1.log"), "").unwrap();
+    s.page
+        .wait_for(
+            "the new file in the picker",
+            "document.querySelectorAll('#picker-files input[data-sel]').length === 1",
+            "document.querySelector('#picker').innerText",
+        )
+        .await;
+    s.append("later-1.log", "here now\n");
+    assert_eq!(wait_lines(&mut s.page, 1).await, ["here now"]);
+    s.page.assert_no_problems();
+}
+
 /// 5,000 matching lines/s for 60 s into one tab. Run with
 /// `cargo test --release --test web -- --ignored --nocapture`.
 #[tokio::test]

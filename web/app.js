@@ -133,6 +133,7 @@ const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   sourceUrl: null,
   streams: new Map(), // id → {id, host, path, set}
+  logSets: [], // [{name, paths: [glob]}] the hub follows (from /api/ui)
   rates: new Map(), // id → lines/s
   lastCounts: null, // {at, counts: Map id → lines}
   // Subscriptions sent and not yet answered, oldest first: {key, fresh}.
@@ -796,6 +797,7 @@ function updateCounters() {
   dr.hidden = state.dropped === 0;
   dr.textContent = `${state.dropped} dropped by the hub`;
   $("lines").classList.toggle("noticed", !(nc.hidden && sk.hidden && dr.hidden));
+  updateEmpty();
   const pause = $("pause");
   pause.textContent = state.paused ? "Resume" : "Pause";
   pause.setAttribute("aria-pressed", String(state.paused));
@@ -1484,6 +1486,13 @@ function renderPicker() {
     group.append(title, ul);
     fileList.push(group);
   }
+  // Sets whose globs match no file yet say so (else the headings stand empty).
+  for (const set of state.logSets) {
+    if (sets.has(set.name)) continue;
+    for (const glob of set.paths) fileList.push(pickerNote(`no file matches ${glob} yet`));
+  }
+  if (!hostList.length) hostList.push(pickerNote("none yet"));
+  if (!setList.length) $("picker-sets").replaceChildren(pickerNote("none yet"));
   $("picker-hosts").replaceChildren(...hostList);
   $("picker-files").replaceChildren(...fileList);
 
@@ -1495,6 +1504,67 @@ function renderPicker() {
     ? `showing ${view.streams.join(", ")}`
     : `every stream (${streams.length})`;
   updateRates();
+}
+
+function pickerNote(text) {
+  const li = document.createElement("li");
+  li.className = "none";
+  li.textContent = text;
+  return li;
+}
+
+/** A stream selector's glob (`host:path`) as a RegExp, as the hub's globset reads
+ *  it: `*` and `?` cross `/`, `[…]`, `[!…]` and `{a,b}` too. null: not a glob. */
+const globCache = new Map();
+
+function globRegExp(glob) {
+  if (globCache.has(glob)) return globCache.get(glob);
+  let out = "";
+  let depth = 0;
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === "*") {
+      out += ".*";
+      while (glob[i + 1] === "*") i++;
+    } else if (c === "?") out += ".";
+    else if (c === "[" && glob.indexOf("]", i + 2) > 0) {
+      const end = glob.indexOf("]", i + 2);
+      let body = glob.slice(i + 1, end);
+      const neg = body[0] === "!";
+      if (neg) body = body.slice(1);
+      out += `[${neg ? "^" : ""}${body.replace(/[\\\]^[]/g, "\\$&")}]`;
+      i = end;
+    } else if (c === "{") {
+      out += "(?:";
+      depth++;
+    } else if (c === "}" && depth) {
+      out += ")";
+      depth--;
+    } else if (c === "," && depth) out += "|";
+    else out += c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  }
+  let re = null;
+  try {
+    re = new RegExp(`^${out}$`, "s");
+  } catch {
+    re = null;
+  }
+  if (globCache.size > 1000) globCache.clear();
+  globCache.set(glob, re);
+  return re;
+}
+
+/** Whether the selector `sel` (a set name, or a `host:path` glob) takes `stream`. */
+function selects(sel, stream) {
+  if (!sel.includes(":")) return stream.set === sel;
+  const re = globRegExp(sel);
+  return re !== null && re.test(stream.id);
+}
+
+/** The streams the view listens to now. */
+function selectedStreams() {
+  const all = [...state.streams.values()];
+  return view.streams.length ? all.filter((s) => view.streams.some((sel) => selects(sel, s))) : all;
 }
 
 function onPickerChange(ev) {
@@ -1557,6 +1627,37 @@ function updateRates() {
     for (const id of ids) sum += state.rates.get(id) || 0;
     el.textContent = `${formatRate(sum)}/s`;
   }
+  updateEmpty();
+}
+
+/** What an empty view is waiting for (instead of a blank pane). */
+function updateEmpty() {
+  const el = $("empty");
+  const show =
+    state.connected && state.rows === 0 && state.pending.length === 0 && state.shownKey === filterKey();
+  let text = "";
+  if (show) {
+    const streams = selectedStreams();
+    if (!state.streams.size) {
+      const globs = state.logSets.flatMap((s) => s.paths);
+      text = globs.length ? `no file matches ${globs.join(", ")} yet` : "no streams yet";
+    } else if (!streams.length) {
+      text = `no stream is ${view.streams.join(", ")} yet`;
+    } else {
+      const pats = (list) => list.filter(Boolean).map((p) => `/${p}/`).join(" or ");
+      const inc = pats(view.include);
+      const exc = pats(view.exclude);
+      text = inc ? `waiting for lines matching ${inc}` : "waiting for lines";
+      if (exc) text += `, not ${exc}`;
+      if (state.lastCounts) {
+        let rate = 0;
+        for (const st of streams) rate += state.rates.get(st.id) || 0;
+        text += ` (${formatRate(rate)} lines/s checked)`;
+      }
+    }
+  }
+  if (el.textContent !== text) el.textContent = text;
+  el.hidden = !text;
 }
 
 setInterval(pollStreams, STREAMS_POLL_MS);
@@ -1669,6 +1770,10 @@ async function loadUiSettings() {
     if (typeof ui.source_url === "string" && ui.source_url) {
       state.sourceUrl = ui.source_url;
       rerenderHighlights();
+    }
+    if (Array.isArray(ui.log_sets)) {
+      state.logSets = ui.log_sets.filter((s) => s && typeof s.name === "string" && Array.isArray(s.paths));
+      renderPicker();
     }
   } catch {
     // no links to sources then
