@@ -1072,6 +1072,57 @@ paths = ["{dir}/later-*.log"]
     s.page.assert_no_problems();
 }
 
+#[tokio::test]
+async fn a_stream_glob_from_the_url_is_listed_with_what_it_selects() {
+    // The host part of the ids, for a glob like one pasted from a link.
+    let probe = tempfile::tempdir().unwrap();
+    let id = stream_id(&probe.path().join("x.log"));
+    let host = id.split_once(':').unwrap().0.to_owned();
+    let glob = format!("{host}:*app.log");
+    let mut s = Setup::with(&["app.log", "auth.log"], None, &format!("?s={glob}")).await;
+    s.append("auth.log", "auth 1\n");
+    s.append("app.log", "app 1\n");
+    assert_eq!(
+        wait_lines(&mut s.page, 1).await,
+        ["app 1"],
+        "the glob filters"
+    );
+    let sel = serde_json::to_string(&glob).unwrap();
+    // Listed as a selection with its rate, not as "selected, not present now".
+    let listed = format!(
+        "(() => {{ const box = document.querySelector(`#picker-globs input[data-sel=${{CSS.escape({sel})}}]`); \
+         if (!box || document.querySelector('#picker-globs-box').hidden) return null; \
+         const rate = box.parentElement.querySelector('.rate').textContent; \
+         return {{ checked: box.checked, rate, other: !document.querySelector('#picker-other-box').hidden }}; }})()"
+    );
+    let deadline = Instant::now() + support::wait::PATIENCE;
+    let shown = loop {
+        s.append("app.log", "app more\n");
+        let v = s.page.eval(&listed).await;
+        if v["rate"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/s") && r != "0/s")
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the glob in the picker: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(shown["checked"], true);
+    assert_eq!(shown["other"], false, "not 'selected, not present now'");
+    // The file it takes shows as covered, the other one does not.
+    let covered = s
+        .page
+        .eval("[...document.querySelectorAll('#picker-files input[data-sel]')].map(b => [b.parentElement.querySelector('.name').textContent, b.indeterminate])")
+        .await;
+    assert_eq!(
+        covered,
+        serde_json::json!([["app.log", true], ["auth.log", false]])
+    );
+    s.page.screenshot("streams-glob").await;
+    s.page.assert_no_problems();
+}
+
 /// 5,000 matching lines/s for 60 s into one tab. Run with
 /// `cargo test --release --test web -- --ignored --nocapture`.
 #[tokio::test]

@@ -1480,8 +1480,9 @@ function renderPicker() {
     title.textContent = host;
     const ul = document.createElement("ul");
     for (const s of ss) {
-      const covered = selected.has(s.set) || selected.has(hostSel);
-      ul.append(item(globEscape(s.id), basename(s.path), `${s.id} (set ${s.set})`, [s.id], covered));
+      const own = globEscape(s.id);
+      const covered = view.streams.some((sel) => sel !== own && selects(sel, s));
+      ul.append(item(own, basename(s.path), `${s.id} (set ${s.set})`, [s.id], covered));
     }
     group.append(title, ul);
     fileList.push(group);
@@ -1496,9 +1497,19 @@ function renderPicker() {
   $("picker-hosts").replaceChildren(...hostList);
   $("picker-files").replaceChildren(...fileList);
 
-  const others = view.streams.filter((v) => !known.has(v));
+  // Selectors that are none of the items above: globs (from a link, say) that
+  // take the streams they match, and names of nothing present now.
+  const globs = [];
+  const others = [];
+  for (const v of view.streams.filter((v) => !known.has(v))) {
+    const ids = streams.filter((s) => selects(v, s)).map((s) => s.id);
+    if (ids.length) globs.push(item(v, v, `${v}: ${ids.join(", ")}`, ids, false));
+    else others.push(item(v, v, v, [], false));
+  }
+  $("picker-globs-box").hidden = globs.length === 0;
+  $("picker-globs").replaceChildren(...globs);
   $("picker-other-box").hidden = others.length === 0;
-  $("picker-other").replaceChildren(...others.map((v) => item(v, v, v, [], false)));
+  $("picker-other").replaceChildren(...others);
 
   $("picker-summary").textContent = view.streams.length
     ? `showing ${view.streams.join(", ")}`
