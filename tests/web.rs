@@ -1123,6 +1123,55 @@ async fn a_stream_glob_from_the_url_is_listed_with_what_it_selects() {
     s.page.assert_no_problems();
 }
 
+#[tokio::test]
+async fn the_theme_button_switches_light_and_dark_and_remembers() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.append("app.log", "themed 1\n");
+    wait_lines(&mut s.page, 1).await;
+    // The colour of the page, and whether it is a dark one.
+    let dark = "(() => { const [r, g, b] = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number); return r + g + b < 300; })()";
+    // No choice made: the OS setting.
+    s.page.color_scheme("light").await;
+    assert_eq!(s.page.eval(dark).await, false);
+    s.page.color_scheme("dark").await;
+    assert_eq!(s.page.eval(dark).await, true);
+    s.page.color_scheme("light").await;
+    assert_eq!(s.page.eval(dark).await, false);
+    // The button: dark, whatever the OS says, kept across a reload.
+    s.page.click("#theme").await;
+    s.page
+        .wait_for(
+            "the dark theme",
+            dark,
+            "getComputedStyle(document.body).backgroundColor",
+        )
+        .await;
+    assert_eq!(
+        s.page.eval("localStorage.getItem('supergrep.theme')").await,
+        "dark"
+    );
+    s.page.screenshot("theme-dark").await;
+    s.page.reload().await;
+    wait_ready(&mut s.page).await;
+    assert_eq!(s.page.eval(dark).await, true, "kept across a reload");
+    // Again: light, with a dark OS.
+    s.page.color_scheme("dark").await;
+    s.page.click("#theme").await;
+    s.page
+        .wait_for(
+            "the light theme",
+            &format!("!{dark}"),
+            "getComputedStyle(document.body).backgroundColor",
+        )
+        .await;
+    assert_eq!(
+        s.page.eval("localStorage.getItem('supergrep.theme')").await,
+        "light"
+    );
+    s.page.screenshot("theme-light").await;
+    s.page.assert_no_problems();
+}
+
 /// 5,000 matching lines/s for 60 s into one tab. Run with
 /// `cargo test --release --test web -- --ignored --nocapture`.
 #[tokio::test]

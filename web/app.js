@@ -1333,6 +1333,18 @@ setInterval(() => {
   graph.offsetWindow = Infinity;
 }, 60000);
 
+let graphColours = null; // resolved for the theme shown (null: look again)
+
+/** A colour variable of the theme shown, as the canvas takes it (rgb()). */
+function cssColour(name) {
+  const probe = document.createElement("i");
+  probe.style.color = `var(${name})`;
+  $("graph-box").append(probe);
+  const colour = getComputedStyle(probe).color;
+  probe.remove();
+  return colour;
+}
+
 function drawGraph() {
   const canvas = $("graph");
   if (!canvas || document.hidden) return;
@@ -1356,9 +1368,11 @@ function drawGraph() {
     values[k] = v;
     if (v > max) max = v;
   }
-  const style = getComputedStyle(canvas);
-  const colour = style.getPropertyValue("--graph").trim() || "#2064c8";
-  const markerColour = style.getPropertyValue("--marker").trim() || "#7b3fb8";
+  if (!graphColours) {
+    graphColours = { line: cssColour("--graph"), marker: cssColour("--marker"), muted: cssColour("--muted") };
+  }
+  const colour = graphColours.line;
+  const markerColour = graphColours.marker;
   const step = w / GRAPH_SECONDS;
   const scale = max > 0 ? (h - 4) / max : 0;
   ctx.beginPath();
@@ -1394,7 +1408,7 @@ function drawGraph() {
     ctx.stroke();
   }
   if (max > 0) {
-    ctx.fillStyle = style.getPropertyValue("--muted").trim() || "#888";
+    ctx.fillStyle = graphColours.muted;
     ctx.font = "10px system-ui, sans-serif";
     ctx.textBaseline = "top";
     ctx.fillText(`peak ${formatRate(max)}/s`, 3, 2);
@@ -1756,6 +1770,47 @@ function onKey(ev) {
   }
 }
 
+// ── theme ─────────────────────────────────────────────────────────────────────
+
+// Light or dark: the OS setting, unless chosen here (kept in localStorage).
+const THEME_KEY = "supergrep.theme";
+const osDark = matchMedia("(prefers-color-scheme: dark)");
+
+function chosenTheme() {
+  try {
+    const t = localStorage.getItem(THEME_KEY);
+    return t === "light" || t === "dark" ? t : null;
+  } catch {
+    return null; // storage refused: the OS setting then
+  }
+}
+
+function applyTheme() {
+  const chosen = chosenTheme();
+  const root = document.documentElement;
+  if (chosen) root.dataset.theme = chosen;
+  else delete root.dataset.theme;
+  const dark = chosen ? chosen === "dark" : osDark.matches;
+  const btn = $("theme");
+  btn.textContent = dark ? "☾" : "☀";
+  btn.title = `${dark ? "Dark" : "Light"} (${chosen ? "chosen here" : "as the OS has it"}): switch to ${dark ? "light" : "dark"}`;
+  btn.setAttribute("aria-label", `switch to the ${dark ? "light" : "dark"} theme`);
+  graphColours = null;
+  drawGraph();
+}
+
+function toggleTheme() {
+  const chosen = chosenTheme();
+  const dark = chosen ? chosen === "dark" : osDark.matches;
+  try {
+    localStorage.setItem(THEME_KEY, dark ? "light" : "dark");
+  } catch {
+    // not kept: this page only
+    document.documentElement.dataset.theme = dark ? "light" : "dark";
+  }
+  if (chosenTheme()) applyTheme();
+}
+
 // ── start ─────────────────────────────────────────────────────────────────────
 
 // Below this width the picker opens over the lines (see style.css).
@@ -1796,6 +1851,9 @@ function start() {
     root: $("lines"),
     rootMargin: "100% 0px",
   });
+  applyTheme();
+  $("theme").addEventListener("click", toggleTheme);
+  osDark.addEventListener("change", applyTheme);
   readUrl();
   buildFields();
   applyToggles();
