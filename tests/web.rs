@@ -1172,6 +1172,55 @@ async fn the_theme_button_switches_light_and_dark_and_remembers() {
     s.page.assert_no_problems();
 }
 
+#[tokio::test]
+async fn the_header_is_one_row_at_1920_px_and_an_error_does_not_reflow_it() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.viewport(1920, 900).await;
+    s.append("app.log", "wide 1\nwide 2\n");
+    wait_lines(&mut s.page, 2).await;
+    // Every part of the header on the first row (the graph included).
+    let one_row = "(() => { const parts = [...document.querySelector('#bar').children].map(e => e.getBoundingClientRect()); \
+        const bottom = Math.min(...parts.map(r => r.bottom)); return parts.every(r => r.top < bottom); })()";
+    let height = "document.querySelector('#bar').getBoundingClientRect().height";
+    s.page
+        .wait_for("the header on one row", one_row, "[...document.querySelector('#bar').children].map(e => [e.id || e.className, e.getBoundingClientRect().top])")
+        .await;
+    let before = s.page.eval(height).await;
+    // The peak is written beside the graph, not over it.
+    let peak = s
+        .page
+        .wait_for(
+            "the peak beside the graph",
+            "(() => { const p = document.querySelector('#graph-peak'); const g = document.querySelector('#graph').getBoundingClientRect(); \
+              return /^peak \\d/.test(p.textContent) && p.getBoundingClientRect().left >= g.right ? p.textContent : null; })()",
+            "document.querySelector('#graph-label').textContent",
+        )
+        .await;
+    assert!(peak.as_str().unwrap().starts_with("peak "), "{peak}");
+
+    // Patterns typed (their × shows) and one the hub refuses: the header stays.
+    s.page.type_into("#highlight", "wide").await;
+    s.page.type_into("#exclude", "a(").await;
+    s.page
+        .wait_for(
+            "the hub's error",
+            "document.querySelector('#exclude-error').textContent",
+            "document.querySelector('#bar').innerText",
+        )
+        .await;
+    assert_eq!(s.page.eval(one_row).await, true, "still one row");
+    assert_eq!(s.page.eval(height).await, before, "the header's height");
+    // The message is in sight, on top.
+    let seen = s
+        .page
+        .eval("(() => { const e = document.querySelector('#exclude-error'); const r = e.getBoundingClientRect(); \
+               return r.width > 0 && r.right <= innerWidth && e.contains(document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2)); })()")
+        .await;
+    assert_eq!(seen, true);
+    s.page.screenshot("header-1920-error").await;
+    s.page.assert_no_problems();
+}
+
 /// 5,000 matching lines/s for 60 s into one tab. Run with
 /// `cargo test --release --test web -- --ignored --nocapture`.
 #[tokio::test]

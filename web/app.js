@@ -416,11 +416,11 @@ function apiUrl(path) {
   return u.href;
 }
 
-function setStatus(s, text) {
+function setStatus(s, text, title = text) {
   const el = $("status");
   el.dataset.state = s;
   el.textContent = text;
-  el.title = text;
+  el.title = title;
 }
 
 function connect() {
@@ -487,7 +487,7 @@ function onHello(m) {
   state.connected = true;
   state.connections++;
   state.attempt = 0;
-  setStatus("connected", `connected · ${m.server || "supergrep"}`);
+  setStatus("connected", "connected", `connected · ${m.server || "supergrep"}`);
   if (state.boot !== null && m.boot !== state.boot) {
     // The hub restarted: seq numbering starts again. Keep what is on screen.
     state.lastSeq.clear();
@@ -1369,7 +1369,7 @@ function drawGraph() {
     if (v > max) max = v;
   }
   if (!graphColours) {
-    graphColours = { line: cssColour("--graph"), marker: cssColour("--marker"), muted: cssColour("--muted") };
+    graphColours = { line: cssColour("--graph"), marker: cssColour("--marker") };
   }
   const colour = graphColours.line;
   const markerColour = graphColours.marker;
@@ -1407,15 +1407,11 @@ function drawGraph() {
     ctx.lineTo(x, h);
     ctx.stroke();
   }
-  if (max > 0) {
-    ctx.fillStyle = graphColours.muted;
-    ctx.font = "10px system-ui, sans-serif";
-    ctx.textBaseline = "top";
-    ctx.fillText(`peak ${formatRate(max)}/s`, 3, 2);
-  }
+  // The numbers go beside the graph, not over it.
   const recent = values[GRAPH_SECONDS - 2]; // the last complete second
-  $("graph-label").textContent = `${formatRate(recent)}/s`;
-  $("graph-label").title = `peak ${formatRate(max)}/s over the last 3 minutes`;
+  $("graph-rate").textContent = `${formatRate(recent)}/s`;
+  $("graph-peak").textContent = max > 0 ? `peak ${formatRate(max)}` : "";
+  $("graph-label").title = `now ${formatRate(recent)}/s, peak ${formatRate(max)}/s over the last 3 minutes`;
 }
 
 setInterval(drawGraph, 1000);
