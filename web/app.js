@@ -878,8 +878,11 @@ function makeRow(item) {
     ts.title = item.ts;
     host.className = `host ${hostClass(item.host)}`;
     host.textContent = item.host;
-    file.textContent = basename(item.path);
+    const name = basename(item.path);
+    file.textContent = name;
     file.title = item.path;
+    // The prefix's width in characters, for the hanging indent of wrapped lines.
+    row.style.setProperty("--pre", ts.textContent.length + item.host.length + name.length + 1);
     renderText(text, item.text, item.spans);
   }
   return row;
