@@ -166,6 +166,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.source_url.clone(),
         agent_ingest,
     );
+    state.set_log_sets(sets.iter().map(|s| (s.name.clone(), s.paths.clone())));
     crate::say!(
         "supergrep: serving {scheme}://{addr}/ ({} log set(s): {})",
         sets.len(),

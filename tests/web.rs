@@ -495,8 +495,107 @@ async fn clicking_a_line_shows_its_context_inline() {
         .collect();
     assert_eq!(lines, want, "20 before and 20 after, from the file");
     assert_eq!(strings(&ctx["self"]), ["ctx line 20 ERROR boom"]);
+    // A header says which stream and which line.
+    let head = s
+        .page
+        .eval("document.querySelector('.context .ctx-where').textContent")
+        .await;
+    let seq = s
+        .page
+        .eval("document.querySelector('.ctx-line.self').dataset.seq")
+        .await;
+    assert_eq!(
+        head.as_str().unwrap(),
+        format!(
+            "{}:app.log · line #{}",
+            stream_id(&s.path("app.log")).split_once(':').unwrap().0,
+            seq.as_str().unwrap()
+        )
+    );
+    // The clicked row and its line in the context are both in sight (the block
+    // scrolls on its own), and nothing covers the latter.
+    let in_sight = "(() => { const box = document.querySelector('#lines').getBoundingClientRect(); \
+        const row = document.querySelector('#lines .line.open').getBoundingClientRect(); \
+        const self = document.querySelector('.ctx-line.self'); const r = self.getBoundingClientRect(); \
+        const body = self.closest('.ctx-body').getBoundingClientRect(); \
+        const top = document.elementFromPoint(r.left + 30, r.top + r.height / 2); \
+        return row.top >= box.top && row.top < box.bottom && r.top >= body.top && r.bottom <= body.bottom \
+          && r.top >= box.top && r.bottom <= box.bottom && self.contains(top); })()";
+    s.page
+        .wait_for(
+            "the clicked row and its line in sight",
+            in_sight,
+            "document.querySelector('#lines').innerText",
+        )
+        .await;
     s.page.screenshot("context").await;
-    // Click the line again: the context closes.
+
+    // A click on another line of the context centres it on that one.
+    s.page.click(".ctx-line[data-seq] .text").await; // the first: ctx line 1
+    let first = s
+        .page
+        .wait_for(
+            "the context around ctx line 1",
+            "(() => { const t = [...document.querySelectorAll('.ctx-line.self .text')].map(e => e.textContent); return t.length === 1 && t[0] === 'ctx line 1' ? document.querySelectorAll('.ctx-line').length : null; })()",
+            "document.querySelector('.context').innerText",
+        )
+        .await;
+    assert_eq!(first, 21, "line 1 and the 20 after it");
+    s.page
+        .wait_for(
+            "the new line in sight",
+            in_sight,
+            "document.querySelector('.context').innerText",
+        )
+        .await;
+    let head = s
+        .page
+        .eval("document.querySelector('.context .ctx-where').textContent")
+        .await;
+    assert!(
+        head.as_str().unwrap().ends_with(&format!(
+            "line #{}",
+            seq.as_str().unwrap().parse::<u64>().unwrap() - 19
+        )),
+        "{head}"
+    );
+
+    // Esc closes it.
+    blur(&mut s.page).await;
+    s.page.key("Escape").await;
+    s.page
+        .wait_for(
+            "the context to close on Esc",
+            "document.querySelectorAll('.context').length === 0 && !document.querySelector('#lines .line.open')",
+            "document.querySelectorAll('.context').length",
+        )
+        .await;
+    // So does its close button.
+    s.page.click("#lines .line .text").await;
+    s.page
+        .wait_for(
+            "the context again",
+            "document.querySelector('.ctx-line.self')",
+            "document.querySelector('#lines').innerText",
+        )
+        .await;
+    s.page.click(".context .ctx-close").await;
+    s.page
+        .wait_for(
+            "the context to close on its button",
+            "document.querySelectorAll('.context').length === 0",
+            "document.querySelectorAll('.context').length",
+        )
+        .await;
+    // And a click on the line again.
+    s.page.click("#lines .line .text").await;
+    s.page
+        .wait_for(
+            "the context again",
+            "document.querySelector('.ctx-line.self')",
+            "document.querySelector('#lines').innerText",
+        )
+        .await;
     s.page.click("#lines .line .ts").await;
     s.page
         .wait_for(
@@ -505,6 +604,42 @@ async fn clicking_a_line_shows_its_context_inline() {
             "document.querySelectorAll('.context').length",
         )
         .await;
+
+    // Held with new lines: the "N new" pill covers none of the lines (the view can
+    // scroll past it).
+    let more: String = (1..=60).map(|i| format!("boom more {i}\n")).collect();
+    s.append("app.log", &more);
+    wait_lines(&mut s.page, 61).await;
+    s.page
+        .eval("document.querySelector('#lines').scrollTop = 0")
+        .await;
+    s.page
+        .wait_for(
+            "the view to hold",
+            "document.querySelector('#held-reason').textContent.includes('scrolled up')",
+            "[document.querySelector('#lines').scrollTop, document.querySelector('#held-reason').textContent]",
+        )
+        .await;
+    s.append("app.log", "boom newer\n");
+    s.page
+        .wait_for(
+            "the new-count pill",
+            "!document.querySelector('#new-count').hidden",
+            "document.querySelector('#new-count').textContent",
+        )
+        .await;
+    let clear = s
+        .page
+        .wait_for(
+            "the last line above the pill",
+            "(() => { const b = document.querySelector('#lines'); b.scrollTop = b.scrollHeight; \
+              const rows = b.querySelectorAll('.line'); const last = rows[rows.length - 1].getBoundingClientRect(); \
+              const pill = document.querySelector('#new-count').getBoundingClientRect(); \
+              return last.bottom <= pill.top ? [last.bottom, pill.top] : null; })()",
+            "[document.querySelector('#lines').scrollTop, document.querySelector('#new-count').getBoundingClientRect().top]",
+        )
+        .await;
+    assert!(clear.is_array());
     s.page.assert_no_problems();
 }
 
@@ -713,6 +848,376 @@ async fn reconnecting_shows_no_line_twice() {
         .await;
     s.append("app.log", "rc 3\n");
     assert_eq!(wait_lines(&mut s.page, 3).await, ["rc 1", "rc 2", "rc 3"]);
+    s.page.assert_no_problems();
+}
+
+/// Whether every pattern field is wide enough for its placeholder (measured with the
+/// field's own font).
+const PLACEHOLDERS_FIT: &str = "(() => { const c = document.createElement('canvas').getContext('2d'); \
+    return [...document.querySelectorAll('input.pattern')].every(i => { const st = getComputedStyle(i); \
+    c.font = `${st.fontSize} ${st.fontFamily}`; const room = i.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight); \
+    return c.measureText(i.placeholder).width <= room; }); })()";
+
+#[tokio::test]
+async fn a_narrow_screen_opens_the_picker_over_the_lines() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.viewport(400, 800).await;
+    s.append("app.log", "narrow 1\nnarrow 2\n");
+    wait_lines(&mut s.page, 2).await;
+    let picker_shown = "(() => { const p = document.querySelector('#picker'); const r = p.getBoundingClientRect(); \
+        if (p.hidden || r.width === 0) return false; \
+        const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2); \
+        return p.contains(top) && r.right <= innerWidth; })()";
+    assert_eq!(
+        s.page.eval(picker_shown).await,
+        false,
+        "closed at first on a narrow screen"
+    );
+    // The header is compact and the fields still show their placeholders.
+    let header = s
+        .page
+        .eval("document.querySelector('#bar').getBoundingClientRect().height")
+        .await;
+    assert!(
+        header.as_f64().unwrap() <= 160.0,
+        "the header takes {header} of 800 px"
+    );
+    assert_eq!(s.page.eval(PLACEHOLDERS_FIT).await, true);
+
+    s.page.click("#picker-toggle").await;
+    s.page
+        .wait_for(
+            "the picker over the lines",
+            picker_shown,
+            "[document.querySelector('#picker').hidden, document.querySelector('#picker').getBoundingClientRect().toJSON()]",
+        )
+        .await;
+    assert_eq!(
+        s.page
+            .eval("document.querySelector('#picker-toggle').getAttribute('aria-expanded')")
+            .await,
+        "true"
+    );
+    s.page.screenshot("narrow-picker").await;
+    // Esc closes it, and so does the Streams button.
+    s.page.key("Escape").await;
+    s.page
+        .wait_for(
+            "the picker to close on Esc",
+            &format!("!{picker_shown}"),
+            "document.querySelector('#picker').hidden",
+        )
+        .await;
+    s.page.click("#picker-toggle").await;
+    s.page
+        .wait_for(
+            "the picker again",
+            picker_shown,
+            "document.querySelector('#picker').hidden",
+        )
+        .await;
+    s.page.click("#picker-toggle").await;
+    s.page
+        .wait_for(
+            "the picker to close on the button",
+            &format!("!{picker_shown}"),
+            "document.querySelector('#picker').hidden",
+        )
+        .await;
+
+    // Keyboard hints: shown with a mouse on a wide screen, never on a touch screen.
+    s.page.viewport(1280, 800).await;
+    let hints = "getComputedStyle(document.querySelector('#foot .keys')).display !== 'none'";
+    assert_eq!(s.page.eval(hints).await, true);
+    s.page.touch(true).await;
+    s.page
+        .wait_for(
+            "no keyboard hints on a touch screen",
+            &format!("!({hints})"),
+            "document.querySelector('#foot').innerText",
+        )
+        .await;
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn a_wrapped_line_continues_right_of_its_prefix() {
+    let mut s = Setup::new(&["app.log"]).await;
+    let long: String = (0..60).map(|i| format!("word{i} ")).collect();
+    s.append("app.log", &format!("short line\nlong {long}end\nafter\n"));
+    wait_lines(&mut s.page, 3).await;
+    // The left edges of the text's line boxes, and where the prefix ends and starts.
+    let edges = "(() => { const row = [...document.querySelectorAll('#lines .line')].find(r => r.querySelector('.text').textContent.startsWith('long')); \
+        const range = document.createRange(); range.selectNodeContents(row.querySelector('.text')); \
+        const lefts = [...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.left)); \
+        return { lefts, prefixEnd: row.querySelector('.file').getBoundingClientRect().right, prefixStart: row.querySelector('.ts').getBoundingClientRect().left }; })()";
+    let wide = s.page.eval(edges).await;
+    let lefts: Vec<f64> = wide["lefts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(lefts.len() >= 2, "the long line wraps: {wide}");
+    let prefix_end = wide["prefixEnd"].as_f64().unwrap();
+    assert!(
+        lefts.iter().all(|&l| l >= prefix_end),
+        "every line of the text starts right of the prefix: {wide}"
+    );
+    s.page.screenshot("wrapped-1280").await;
+
+    // Too narrow for a text column: the continuation hangs in from the time.
+    s.page.viewport(400, 800).await;
+    let narrow = s
+        .page
+        .wait_for(
+            "the narrow layout",
+            &format!("(() => {{ const e = {edges}; return e.lefts.length > 2 ? e : null; }})()"),
+            edges,
+        )
+        .await;
+    let lefts: Vec<f64> = narrow["lefts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let start = narrow["prefixStart"].as_f64().unwrap();
+    assert!(
+        lefts[1..].iter().all(|&l| l >= start + 12.0),
+        "continuation lines hang in from the time: {narrow}"
+    );
+    s.page.screenshot("wrapped-400").await;
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn an_empty_view_says_what_it_waits_for() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.type_into("#include", "wanted").await;
+    wait_ready(&mut s.page).await;
+    // Lines come in and none match: the view says what it waits for, and how many
+    // lines a second the hub checks for it (from /api/streams, polled).
+    let waiting =
+        regex::Regex::new(r"^waiting for lines matching /wanted/ \(([0-9.k]+) lines/s checked\)$")
+            .unwrap();
+    let deadline = Instant::now() + support::wait::PATIENCE;
+    let text = loop {
+        s.append("app.log", "other 1\nother 2\nother 3\n");
+        let text = s
+            .page
+            .eval("document.querySelector('#empty').hidden ? '' : document.querySelector('#empty').textContent")
+            .await;
+        let text = text.as_str().unwrap_or_default().to_owned();
+        if let Some(c) = waiting.captures(&text) {
+            if c[1] != *"0" {
+                break text;
+            }
+        }
+        assert!(Instant::now() < deadline, "the empty view says {text:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    s.page.screenshot("empty-waiting").await;
+    assert_eq!(s.page.eval(&format!("{LINES}.length")).await, 0, "{text}");
+    // A match: the note goes.
+    s.append("app.log", "the wanted one\n");
+    assert_eq!(wait_lines(&mut s.page, 1).await, ["the wanted one"]);
+    assert_eq!(
+        s.page.eval("document.querySelector('#empty').hidden").await,
+        true
+    );
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn a_glob_that_matches_no_file_says_so() {
+    let config = r#"
+[[set]]
+name = "later"
+paths = ["{dir}/later-*.log"]
+"#;
+    let mut s = Setup::with(&[], Some(config), "").await;
+    let glob = format!("{}/later-*.log", s.dir.path().display());
+    let want = format!("no file matches {glob} yet");
+    let shown = s
+        .page
+        .wait_for(
+            "the empty view to name the glob",
+            "(() => { const e = document.querySelector('#empty'); return e.hidden ? null : e.textContent; })()",
+            "document.querySelector('#empty').textContent",
+        )
+        .await;
+    assert_eq!(shown, want.as_str());
+    let picker = s
+        .page
+        .wait_for(
+            "the picker to name the glob",
+            "[...document.querySelectorAll('#picker-files li.none')].map(e => e.textContent).join('|')",
+            "document.querySelector('#picker').innerText",
+        )
+        .await;
+    assert_eq!(picker, want.as_str());
+    s.page.screenshot("empty-glob").await;
+    // A file appears: its lines show.
+    std::fs::write(s.path("later-1.log"), "").unwrap();
+    s.page
+        .wait_for(
+            "the new file in the picker",
+            "document.querySelectorAll('#picker-files input[data-sel]').length === 1",
+            "document.querySelector('#picker').innerText",
+        )
+        .await;
+    s.append("later-1.log", "here now\n");
+    assert_eq!(wait_lines(&mut s.page, 1).await, ["here now"]);
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn a_stream_glob_from_the_url_is_listed_with_what_it_selects() {
+    // The host part of the ids, for a glob like one pasted from a link.
+    let probe = tempfile::tempdir().unwrap();
+    let id = stream_id(&probe.path().join("x.log"));
+    let host = id.split_once(':').unwrap().0.to_owned();
+    let glob = format!("{host}:*app.log");
+    let mut s = Setup::with(&["app.log", "auth.log"], None, &format!("?s={glob}")).await;
+    s.append("auth.log", "auth 1\n");
+    s.append("app.log", "app 1\n");
+    assert_eq!(
+        wait_lines(&mut s.page, 1).await,
+        ["app 1"],
+        "the glob filters"
+    );
+    let sel = serde_json::to_string(&glob).unwrap();
+    // Listed as a selection with its rate, not as "selected, not present now".
+    let listed = format!(
+        "(() => {{ const box = document.querySelector(`#picker-globs input[data-sel=${{CSS.escape({sel})}}]`); \
+         if (!box || document.querySelector('#picker-globs-box').hidden) return null; \
+         const rate = box.parentElement.querySelector('.rate').textContent; \
+         return {{ checked: box.checked, rate, other: !document.querySelector('#picker-other-box').hidden }}; }})()"
+    );
+    let deadline = Instant::now() + support::wait::PATIENCE;
+    let shown = loop {
+        s.append("app.log", "app more\n");
+        let v = s.page.eval(&listed).await;
+        if v["rate"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/s") && r != "0/s")
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the glob in the picker: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(shown["checked"], true);
+    assert_eq!(shown["other"], false, "not 'selected, not present now'");
+    // The file it takes shows as covered, the other one does not.
+    let covered = s
+        .page
+        .eval("[...document.querySelectorAll('#picker-files input[data-sel]')].map(b => [b.parentElement.querySelector('.name').textContent, b.indeterminate])")
+        .await;
+    assert_eq!(
+        covered,
+        serde_json::json!([["app.log", true], ["auth.log", false]])
+    );
+    s.page.screenshot("streams-glob").await;
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn the_theme_button_switches_light_and_dark_and_remembers() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.append("app.log", "themed 1\n");
+    wait_lines(&mut s.page, 1).await;
+    // The colour of the page, and whether it is a dark one.
+    let dark = "(() => { const [r, g, b] = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number); return r + g + b < 300; })()";
+    // No choice made: the OS setting.
+    s.page.color_scheme("light").await;
+    assert_eq!(s.page.eval(dark).await, false);
+    s.page.color_scheme("dark").await;
+    assert_eq!(s.page.eval(dark).await, true);
+    s.page.color_scheme("light").await;
+    assert_eq!(s.page.eval(dark).await, false);
+    // The button: dark, whatever the OS says, kept across a reload.
+    s.page.click("#theme").await;
+    s.page
+        .wait_for(
+            "the dark theme",
+            dark,
+            "getComputedStyle(document.body).backgroundColor",
+        )
+        .await;
+    assert_eq!(
+        s.page.eval("localStorage.getItem('supergrep.theme')").await,
+        "dark"
+    );
+    s.page.screenshot("theme-dark").await;
+    s.page.reload().await;
+    wait_ready(&mut s.page).await;
+    assert_eq!(s.page.eval(dark).await, true, "kept across a reload");
+    // Again: light, with a dark OS.
+    s.page.color_scheme("dark").await;
+    s.page.click("#theme").await;
+    s.page
+        .wait_for(
+            "the light theme",
+            &format!("!{dark}"),
+            "getComputedStyle(document.body).backgroundColor",
+        )
+        .await;
+    assert_eq!(
+        s.page.eval("localStorage.getItem('supergrep.theme')").await,
+        "light"
+    );
+    s.page.screenshot("theme-light").await;
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn the_header_is_one_row_at_1920_px_and_an_error_does_not_reflow_it() {
+    let mut s = Setup::new(&["app.log"]).await;
+    s.page.viewport(1920, 900).await;
+    s.append("app.log", "wide 1\nwide 2\n");
+    wait_lines(&mut s.page, 2).await;
+    // Every part of the header on the first row (the graph included).
+    let one_row = "(() => { const parts = [...document.querySelector('#bar').children].map(e => e.getBoundingClientRect()); \
+        const bottom = Math.min(...parts.map(r => r.bottom)); return parts.every(r => r.top < bottom); })()";
+    let height = "document.querySelector('#bar').getBoundingClientRect().height";
+    s.page
+        .wait_for("the header on one row", one_row, "[...document.querySelector('#bar').children].map(e => [e.id || e.className, e.getBoundingClientRect().top])")
+        .await;
+    let before = s.page.eval(height).await;
+    // The peak is written beside the graph, not over it.
+    let peak = s
+        .page
+        .wait_for(
+            "the peak beside the graph",
+            "(() => { const p = document.querySelector('#graph-peak'); const g = document.querySelector('#graph').getBoundingClientRect(); \
+              return /^peak \\d/.test(p.textContent) && p.getBoundingClientRect().left >= g.right ? p.textContent : null; })()",
+            "document.querySelector('#graph-label').textContent",
+        )
+        .await;
+    assert!(peak.as_str().unwrap().starts_with("peak "), "{peak}");
+
+    // Patterns typed (their × shows) and one the hub refuses: the header stays.
+    s.page.type_into("#highlight", "wide").await;
+    s.page.type_into("#exclude", "a(").await;
+    s.page
+        .wait_for(
+            "the hub's error",
+            "document.querySelector('#exclude-error').textContent",
+            "document.querySelector('#bar').innerText",
+        )
+        .await;
+    assert_eq!(s.page.eval(one_row).await, true, "still one row");
+    assert_eq!(s.page.eval(height).await, before, "the header's height");
+    // The message is in sight, on top.
+    let seen = s
+        .page
+        .eval("(() => { const e = document.querySelector('#exclude-error'); const r = e.getBoundingClientRect(); \
+               return r.width > 0 && r.right <= innerWidth && e.contains(document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2)); })()")
+        .await;
+    assert_eq!(seen, true);
+    s.page.screenshot("header-1920-error").await;
     s.page.assert_no_problems();
 }
 

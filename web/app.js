@@ -23,6 +23,7 @@ const POOL_MAX = 500; // rows kept for reuse
 const GRAPH_SECONDS = 180;
 const STREAMS_POLL_MS = 3000;
 const CONTEXT_LINES = 20;
+const NOTICE_ROOM = 44; // px at the bottom of the view that the notices may cover
 const HL_COLOURS = 8;
 const HL_MAX_CHARS = 10000;
 const TOKEN_KEY = "supergrep.token";
@@ -132,6 +133,7 @@ const state = {
   token: sessionStorage.getItem(TOKEN_KEY) || "",
   sourceUrl: null,
   streams: new Map(), // id → {id, host, path, set}
+  logSets: [], // [{name, paths: [glob]}] the hub follows (from /api/ui)
   rates: new Map(), // id → lines/s
   lastCounts: null, // {at, counts: Map id → lines}
   // Subscriptions sent and not yet answered, oldest first: {key, fresh}.
@@ -342,7 +344,7 @@ function onError(m) {
   if (m.id && m.id.startsWith("c") && state.contexts.has(m.id)) {
     const row = state.contexts.get(m.id);
     state.contexts.delete(m.id);
-    if (row._ctx) showContextNote(row._ctx, m.message);
+    if (row._ctx && row._ctxId === m.id) showContextNote(row._ctx, m.message);
     return;
   }
   if (m.code === "invalid_regex" && m.id === SUB_ID) {
@@ -414,11 +416,11 @@ function apiUrl(path) {
   return u.href;
 }
 
-function setStatus(s, text) {
+function setStatus(s, text, title = text) {
   const el = $("status");
   el.dataset.state = s;
   el.textContent = text;
-  el.title = text;
+  el.title = title;
 }
 
 function connect() {
@@ -485,7 +487,7 @@ function onHello(m) {
   state.connected = true;
   state.connections++;
   state.attempt = 0;
-  setStatus("connected", `connected · ${m.server || "supergrep"}`);
+  setStatus("connected", "connected", `connected · ${m.server || "supergrep"}`);
   if (state.boot !== null && m.boot !== state.boot) {
     // The hub restarted: seq numbering starts again. Keep what is on screen.
     state.lastSeq.clear();
@@ -787,12 +789,15 @@ function updateCounters() {
   const pendingLines = state.held;
   nc.hidden = !(h && pendingLines > 0);
   nc.textContent = `${pendingLines} new`;
+  // Room below the last line for the notices, so that they cover nothing.
   const sk = $("skipped");
   sk.hidden = state.skipped === 0;
   sk.textContent = `${state.skipped} skipped`;
   const dr = $("dropped");
   dr.hidden = state.dropped === 0;
   dr.textContent = `${state.dropped} dropped by the hub`;
+  $("lines").classList.toggle("noticed", !(nc.hidden && sk.hidden && dr.hidden));
+  updateEmpty();
   const pause = $("pause");
   pause.textContent = state.paused ? "Resume" : "Pause";
   pause.setAttribute("aria-pressed", String(state.paused));
@@ -873,8 +878,11 @@ function makeRow(item) {
     ts.title = item.ts;
     host.className = `host ${hostClass(item.host)}`;
     host.textContent = item.host;
-    file.textContent = basename(item.path);
+    const name = basename(item.path);
+    file.textContent = name;
     file.title = item.path;
+    // The prefix's width in characters, for the hanging indent of wrapped lines.
+    row.style.setProperty("--pre", ts.textContent.length + item.host.length + name.length + 1);
     renderText(text, item.text, item.spans);
   }
   return row;
@@ -1138,42 +1146,82 @@ function follow() {
 // ── context ───────────────────────────────────────────────────────────────────
 
 function onLinesClick(ev) {
-  if (ev.target.closest("a") || ev.target.closest(".context")) return;
-  const row = ev.target.closest(".line");
-  if (!row || !row._item || row._item.kind !== undefined) return;
+  if (ev.target.closest("a")) return;
   const sel = getSelection();
   if (sel && sel.type === "Range" && sel.toString()) return; // selecting text
+  const block = ev.target.closest(".context");
+  if (block) {
+    // In a context: close it, or centre it on the line clicked.
+    const row = block.parentElement;
+    if (ev.target.closest(".ctx-close")) closeContext(row);
+    else {
+      const line = ev.target.closest(".ctx-line");
+      if (line && row._ctxSeq !== Number(line.dataset.seq)) requestContext(row, Number(line.dataset.seq));
+    }
+    return;
+  }
+  const row = ev.target.closest(".line");
+  if (!row || !row._item || row._item.kind !== undefined) return;
   if (row._ctx) {
     closeContext(row);
     return;
   }
+  openContext(row);
+}
+
+function openContext(row) {
   const line = row._item;
-  const id = `c${state.nextContext++}`;
   const block = document.createElement("div");
   block.className = "context";
   block.dataset.test = "context";
-  showContextNote(block, "loading context…");
+  const head = document.createElement("div");
+  head.className = "ctx-head";
+  const where = document.createElement("span");
+  where.className = "ctx-where";
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "ctx-close";
+  close.textContent = "×";
+  close.title = "Close the context (Esc)";
+  close.setAttribute("aria-label", "close the context");
+  head.append(where, close);
+  const body = document.createElement("div");
+  body.className = "ctx-body";
+  block.append(head, body);
   row._ctx = block;
-  row._ctxId = id;
+  row._ctxStream = line.stream || `${line.host}:${line.path}`;
   row.classList.add("open");
   row.append(block);
-  // Reading: the view holds still until the context is closed (or space / End).
+  // Reading: the view holds still until the context is closed (or space / End / Esc).
   state.reading.add(row);
   countersDirty = true;
   schedule();
+  requestContext(row, line.seq);
+}
+
+/** Asks the hub for the lines around `seq` of the row's stream, to show in its block. */
+function requestContext(row, seq) {
+  const id = `c${state.nextContext++}`;
+  row._ctxId = id;
+  row._ctxSeq = seq;
+  const where = row._ctx.querySelector(".ctx-where");
+  const { host, path } = row._item;
+  where.textContent = `${host}:${basename(path)} · line #${seq}`;
+  where.title = `stream ${row._ctxStream}, the hub's line number ${seq} in it`;
   state.contexts.set(id, row);
+  if (!row._ctx.querySelector(".ctx-line")) showContextNote(row._ctx, "loading context…");
   if (state.ws && state.connected) {
     state.ws.send(
       JSON.stringify({
         type: "context",
         id,
-        stream: line.stream || `${line.host}:${line.path}`,
-        seq: line.seq,
+        stream: row._ctxStream,
+        seq,
         before: CONTEXT_LINES,
         after: CONTEXT_LINES,
       }),
     );
-  } else showContextNote(block, "not connected");
+  } else showContextNote(row._ctx, "not connected");
 }
 
 function closeContext(row) {
@@ -1186,22 +1234,31 @@ function closeContext(row) {
   schedule();
 }
 
+/** Esc: closes the context opened last. */
+function closeLastContext() {
+  const rows = [...state.reading];
+  if (!rows.length) return false;
+  closeContext(rows[rows.length - 1]);
+  return true;
+}
+
 function showContextNote(block, text) {
   const note = document.createElement("div");
   note.className = "ctx-note";
   note.textContent = text;
-  block.replaceChildren(note);
+  block.querySelector(".ctx-body").replaceChildren(note);
 }
 
 function onContext(m) {
   const row = state.contexts.get(m.id);
   state.contexts.delete(m.id);
   if (!row || row._ctxId !== m.id || !row._ctx || !row._item) return;
-  const self = row._item.seq;
+  const self = row._ctxSeq;
   const frag = document.createDocumentFragment();
   for (const line of m.lines || []) {
     const div = document.createElement("div");
     div.className = line.seq === self ? "ctx-line self" : "ctx-line";
+    div.dataset.seq = String(line.seq);
     const seq = document.createElement("span");
     seq.className = "seq";
     seq.textContent = String(line.seq);
@@ -1211,12 +1268,27 @@ function onContext(m) {
     div.append(seq, text);
     frag.append(div);
   }
+  const body = row._ctx.querySelector(".ctx-body");
   if (!m.lines || !m.lines.length) {
     showContextNote(row._ctx, "the hub no longer holds the lines around this one");
-  } else row._ctx.replaceChildren(frag);
-  const selfLine = row._ctx.querySelector(".self");
-  if (selfLine) selfLine.scrollIntoView({ block: "center" });
-  else row._ctx.scrollIntoView({ block: "nearest" });
+  } else body.replaceChildren(frag);
+  // The block scrolls on its own, centred on the line asked for; the view scrolls
+  // only as far as it takes to show the block, keeping the clicked row in sight.
+  const selfLine = body.querySelector(".self");
+  if (selfLine) {
+    body.scrollTop = selfLine.offsetTop - (body.clientHeight - selfLine.offsetHeight) / 2;
+  }
+  revealContext(row);
+}
+
+function revealContext(row) {
+  const box = $("lines");
+  const seen = box.getBoundingClientRect();
+  const r = row.getBoundingClientRect();
+  // Room at the bottom for the "N new" pill.
+  const bottom = seen.bottom - NOTICE_ROOM;
+  if (r.bottom > bottom) box.scrollTop += Math.min(r.bottom - bottom, r.top - seen.top);
+  else if (r.top < seen.top) box.scrollTop -= seen.top - r.top;
 }
 
 // ── markers and the rate graph ────────────────────────────────────────────────
@@ -1264,6 +1336,18 @@ setInterval(() => {
   graph.offsetWindow = Infinity;
 }, 60000);
 
+let graphColours = null; // resolved for the theme shown (null: look again)
+
+/** A colour variable of the theme shown, as the canvas takes it (rgb()). */
+function cssColour(name) {
+  const probe = document.createElement("i");
+  probe.style.color = `var(${name})`;
+  $("graph-box").append(probe);
+  const colour = getComputedStyle(probe).color;
+  probe.remove();
+  return colour;
+}
+
 function drawGraph() {
   const canvas = $("graph");
   if (!canvas || document.hidden) return;
@@ -1287,9 +1371,11 @@ function drawGraph() {
     values[k] = v;
     if (v > max) max = v;
   }
-  const style = getComputedStyle(canvas);
-  const colour = style.getPropertyValue("--graph").trim() || "#2064c8";
-  const markerColour = style.getPropertyValue("--marker").trim() || "#7b3fb8";
+  if (!graphColours) {
+    graphColours = { line: cssColour("--graph"), marker: cssColour("--marker") };
+  }
+  const colour = graphColours.line;
+  const markerColour = graphColours.marker;
   const step = w / GRAPH_SECONDS;
   const scale = max > 0 ? (h - 4) / max : 0;
   ctx.beginPath();
@@ -1324,15 +1410,11 @@ function drawGraph() {
     ctx.lineTo(x, h);
     ctx.stroke();
   }
-  if (max > 0) {
-    ctx.fillStyle = style.getPropertyValue("--muted").trim() || "#888";
-    ctx.font = "10px system-ui, sans-serif";
-    ctx.textBaseline = "top";
-    ctx.fillText(`peak ${formatRate(max)}/s`, 3, 2);
-  }
+  // The numbers go beside the graph, not over it.
   const recent = values[GRAPH_SECONDS - 2]; // the last complete second
-  $("graph-label").textContent = `${formatRate(recent)}/s`;
-  $("graph-label").title = `peak ${formatRate(max)}/s over the last 3 minutes`;
+  $("graph-rate").textContent = `${formatRate(recent)}/s`;
+  $("graph-peak").textContent = max > 0 ? `peak ${formatRate(max)}` : "";
+  $("graph-label").title = `now ${formatRate(recent)}/s, peak ${formatRate(max)}/s over the last 3 minutes`;
 }
 
 setInterval(drawGraph, 1000);
@@ -1411,23 +1493,102 @@ function renderPicker() {
     title.textContent = host;
     const ul = document.createElement("ul");
     for (const s of ss) {
-      const covered = selected.has(s.set) || selected.has(hostSel);
-      ul.append(item(globEscape(s.id), basename(s.path), `${s.id} (set ${s.set})`, [s.id], covered));
+      const own = globEscape(s.id);
+      const covered = view.streams.some((sel) => sel !== own && selects(sel, s));
+      ul.append(item(own, basename(s.path), `${s.id} (set ${s.set})`, [s.id], covered));
     }
     group.append(title, ul);
     fileList.push(group);
   }
+  // Sets whose globs match no file yet say so (else the headings stand empty).
+  for (const set of state.logSets) {
+    if (sets.has(set.name)) continue;
+    for (const glob of set.paths) fileList.push(pickerNote(`no file matches ${glob} yet`));
+  }
+  if (!hostList.length) hostList.push(pickerNote("none yet"));
+  if (!setList.length) $("picker-sets").replaceChildren(pickerNote("none yet"));
   $("picker-hosts").replaceChildren(...hostList);
   $("picker-files").replaceChildren(...fileList);
 
-  const others = view.streams.filter((v) => !known.has(v));
+  // Selectors that are none of the items above: globs (from a link, say) that
+  // take the streams they match, and names of nothing present now.
+  const globs = [];
+  const others = [];
+  for (const v of view.streams.filter((v) => !known.has(v))) {
+    const ids = streams.filter((s) => selects(v, s)).map((s) => s.id);
+    if (ids.length) globs.push(item(v, v, `${v}: ${ids.join(", ")}`, ids, false));
+    else others.push(item(v, v, v, [], false));
+  }
+  $("picker-globs-box").hidden = globs.length === 0;
+  $("picker-globs").replaceChildren(...globs);
   $("picker-other-box").hidden = others.length === 0;
-  $("picker-other").replaceChildren(...others.map((v) => item(v, v, v, [], false)));
+  $("picker-other").replaceChildren(...others);
 
   $("picker-summary").textContent = view.streams.length
     ? `showing ${view.streams.join(", ")}`
     : `every stream (${streams.length})`;
   updateRates();
+}
+
+function pickerNote(text) {
+  const li = document.createElement("li");
+  li.className = "none";
+  li.textContent = text;
+  return li;
+}
+
+/** A stream selector's glob (`host:path`) as a RegExp, as the hub's globset reads
+ *  it: `*` and `?` cross `/`, `[…]`, `[!…]` and `{a,b}` too. null: not a glob. */
+const globCache = new Map();
+
+function globRegExp(glob) {
+  if (globCache.has(glob)) return globCache.get(glob);
+  let out = "";
+  let depth = 0;
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === "*") {
+      out += ".*";
+      while (glob[i + 1] === "*") i++;
+    } else if (c === "?") out += ".";
+    else if (c === "[" && glob.indexOf("]", i + 2) > 0) {
+      const end = glob.indexOf("]", i + 2);
+      let body = glob.slice(i + 1, end);
+      const neg = body[0] === "!";
+      if (neg) body = body.slice(1);
+      out += `[${neg ? "^" : ""}${body.replace(/[\\\]^[]/g, "\\$&")}]`;
+      i = end;
+    } else if (c === "{") {
+      out += "(?:";
+      depth++;
+    } else if (c === "}" && depth) {
+      out += ")";
+      depth--;
+    } else if (c === "," && depth) out += "|";
+    else out += c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  }
+  let re = null;
+  try {
+    re = new RegExp(`^${out}$`, "s");
+  } catch {
+    re = null;
+  }
+  if (globCache.size > 1000) globCache.clear();
+  globCache.set(glob, re);
+  return re;
+}
+
+/** Whether the selector `sel` (a set name, or a `host:path` glob) takes `stream`. */
+function selects(sel, stream) {
+  if (!sel.includes(":")) return stream.set === sel;
+  const re = globRegExp(sel);
+  return re !== null && re.test(stream.id);
+}
+
+/** The streams the view listens to now. */
+function selectedStreams() {
+  const all = [...state.streams.values()];
+  return view.streams.length ? all.filter((s) => view.streams.some((sel) => selects(sel, s))) : all;
 }
 
 function onPickerChange(ev) {
@@ -1490,6 +1651,37 @@ function updateRates() {
     for (const id of ids) sum += state.rates.get(id) || 0;
     el.textContent = `${formatRate(sum)}/s`;
   }
+  updateEmpty();
+}
+
+/** What an empty view is waiting for (instead of a blank pane). */
+function updateEmpty() {
+  const el = $("empty");
+  const show =
+    state.connected && state.rows === 0 && state.pending.length === 0 && state.shownKey === filterKey();
+  let text = "";
+  if (show) {
+    const streams = selectedStreams();
+    if (!state.streams.size) {
+      const globs = state.logSets.flatMap((s) => s.paths);
+      text = globs.length ? `no file matches ${globs.join(", ")} yet` : "no streams yet";
+    } else if (!streams.length) {
+      text = `no stream is ${view.streams.join(", ")} yet`;
+    } else {
+      const pats = (list) => list.filter(Boolean).map((p) => `/${p}/`).join(" or ");
+      const inc = pats(view.include);
+      const exc = pats(view.exclude);
+      text = inc ? `waiting for lines matching ${inc}` : "waiting for lines";
+      if (exc) text += `, not ${exc}`;
+      if (state.lastCounts) {
+        let rate = 0;
+        for (const st of streams) rate += state.rates.get(st.id) || 0;
+        text += ` (${formatRate(rate)} lines/s checked)`;
+      }
+    }
+  }
+  if (el.textContent !== text) el.textContent = text;
+  el.hidden = !text;
 }
 
 setInterval(pollStreams, STREAMS_POLL_MS);
@@ -1552,6 +1744,11 @@ function typing(target) {
 
 function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (ev.key === "Escape") {
+    if (narrow.matches && !$("picker").hidden) showPicker(false);
+    else if (!typing(ev.target)) closeLastContext();
+    return;
+  }
   if (typing(ev.target)) return;
   if (ev.key === "/") {
     ev.preventDefault();
@@ -1572,7 +1769,56 @@ function onKey(ev) {
   }
 }
 
+// ── theme ─────────────────────────────────────────────────────────────────────
+
+// Light or dark: the OS setting, unless chosen here (kept in localStorage).
+const THEME_KEY = "supergrep.theme";
+const osDark = matchMedia("(prefers-color-scheme: dark)");
+
+function chosenTheme() {
+  try {
+    const t = localStorage.getItem(THEME_KEY);
+    return t === "light" || t === "dark" ? t : null;
+  } catch {
+    return null; // storage refused: the OS setting then
+  }
+}
+
+function applyTheme() {
+  const chosen = chosenTheme();
+  const root = document.documentElement;
+  if (chosen) root.dataset.theme = chosen;
+  else delete root.dataset.theme;
+  const dark = chosen ? chosen === "dark" : osDark.matches;
+  const btn = $("theme");
+  btn.textContent = dark ? "☾" : "☀";
+  btn.title = `${dark ? "Dark" : "Light"} (${chosen ? "chosen here" : "as the OS has it"}): switch to ${dark ? "light" : "dark"}`;
+  btn.setAttribute("aria-label", `switch to the ${dark ? "light" : "dark"} theme`);
+  graphColours = null;
+  drawGraph();
+}
+
+function toggleTheme() {
+  const chosen = chosenTheme();
+  const dark = chosen ? chosen === "dark" : osDark.matches;
+  try {
+    localStorage.setItem(THEME_KEY, dark ? "light" : "dark");
+  } catch {
+    // not kept: this page only
+    document.documentElement.dataset.theme = dark ? "light" : "dark";
+  }
+  if (chosenTheme()) applyTheme();
+}
+
 // ── start ─────────────────────────────────────────────────────────────────────
+
+// Below this width the picker opens over the lines (see style.css).
+const narrow = matchMedia("(max-width: 800px)");
+
+function showPicker(open) {
+  $("picker").hidden = !open;
+  $("picker-toggle").setAttribute("aria-expanded", String(open));
+}
 
 function applyToggles() {
   $("icase").checked = view.icase;
@@ -1590,6 +1836,10 @@ async function loadUiSettings() {
       state.sourceUrl = ui.source_url;
       rerenderHighlights();
     }
+    if (Array.isArray(ui.log_sets)) {
+      state.logSets = ui.log_sets.filter((s) => s && typeof s.name === "string" && Array.isArray(s.paths));
+      renderPicker();
+    }
   } catch {
     // no links to sources then
   }
@@ -1600,6 +1850,9 @@ function start() {
     root: $("lines"),
     rootMargin: "100% 0px",
   });
+  applyTheme();
+  $("theme").addEventListener("click", toggleTheme);
+  osDark.addEventListener("change", applyTheme);
   readUrl();
   buildFields();
   applyToggles();
@@ -1654,10 +1907,12 @@ function start() {
   $("new-count").addEventListener("click", follow);
   $("clear").addEventListener("click", clearLines);
   $("download").addEventListener("click", download);
-  $("picker-toggle").addEventListener("click", () => {
-    const p = $("picker");
-    p.hidden = !p.hidden;
-    $("picker-toggle").setAttribute("aria-expanded", String(!p.hidden));
+  $("picker-toggle").addEventListener("click", () => showPicker($("picker").hidden));
+  // Narrow screens: the picker is an overlay, closed until asked for.
+  showPicker(!narrow.matches);
+  narrow.addEventListener("change", () => showPicker(!narrow.matches));
+  $("view").addEventListener("pointerdown", () => {
+    if (narrow.matches) showPicker(false);
   });
   $("picker-none").addEventListener("click", () => {
     view.streams = [];

@@ -42,6 +42,9 @@ pub struct ServerState {
     pub source_url: Option<String>,
     /// Where agents' lines go: the same ingest as the local tailers'.
     pub ingest: EventSender,
+    /// The log sets followed here and their path globs, for the web UI to say which
+    /// glob matches no file yet (set once at start, see [`ServerState::set_log_sets`]).
+    log_sets: std::sync::OnceLock<Vec<UiLogSet>>,
     agents: AtomicUsize,
     clients: AtomicUsize,
     next_client: AtomicU64,
@@ -96,6 +99,7 @@ impl ServerState {
             boot,
             source_url,
             ingest,
+            log_sets: std::sync::OnceLock::new(),
             agents: AtomicUsize::new(0),
             clients: AtomicUsize::new(0),
             next_client: AtomicU64::new(1),
@@ -107,6 +111,18 @@ impl ServerState {
             connections_refused: AtomicU64::new(0),
             accept_errors: access.accept_errors,
         })
+    }
+}
+
+impl ServerState {
+    /// The log sets this hub follows (name, path globs), shown by the web UI. Only the
+    /// first call counts.
+    pub fn set_log_sets(&self, sets: impl IntoIterator<Item = (String, Vec<String>)>) {
+        let sets = sets
+            .into_iter()
+            .map(|(name, paths)| UiLogSet { name, paths })
+            .collect();
+        let _ = self.log_sets.set(sets);
     }
 }
 
@@ -360,11 +376,28 @@ async fn streams(
 struct UiSettings {
     /// Template turning `path/file.ext:123` in a line into a link: `{path}`, `{line}`.
     source_url: Option<String>,
+    /// The log sets followed and their globs (with a valid token only: they name
+    /// paths on this host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_sets: Option<Vec<UiLogSet>>,
 }
 
-async fn ui_settings(State(state): State<Arc<ServerState>>) -> Json<UiSettings> {
+#[derive(Debug, Clone, Serialize)]
+struct UiLogSet {
+    name: String,
+    paths: Vec<String>,
+}
+
+async fn ui_settings(
+    State(state): State<Arc<ServerState>>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Json<UiSettings> {
+    let log_sets = token_ok(&state, &query, &headers)
+        .then(|| state.log_sets.get().cloned().unwrap_or_default());
     Json(UiSettings {
         source_url: state.source_url.clone(),
+        log_sets,
     })
 }
 

@@ -18,8 +18,39 @@ use super::http::{http, try_http};
 use super::wait::PATIENCE;
 use super::ws::Ws;
 
-/// The browser, unless `CHROMIUM` names another one.
-pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// The names Chromium goes by, looked for on `PATH` and in `/usr/bin` (unless
+/// `CHROMIUM` names the browser).
+const CHROMIUM_NAMES: [&str; 2] = ["chromium", "chromium-browser"];
+
+/// The browser: `$CHROMIUM`, else `chromium` or `chromium-browser` on `PATH` or in
+/// `/usr/bin`. Panics with how to get one when there is none.
+pub fn chromium() -> PathBuf {
+    if let Some(program) = std::env::var_os("CHROMIUM") {
+        let path = PathBuf::from(program);
+        assert!(
+            path.is_file(),
+            "CHROMIUM={} is not a file (the web UI tests need Chromium)",
+            path.display()
+        );
+        return path;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .collect();
+    for name in CHROMIUM_NAMES {
+        for dir in &dirs {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "the web UI tests need Chromium: none of {CHROMIUM_NAMES:?} on PATH or in /usr/bin \
+         (apt-get install chromium, or set CHROMIUM=path)"
+    );
+}
 
 // ── Chromium ─────────────────────────────────────────────────────────────────
 
@@ -35,12 +66,7 @@ impl Browser {
         let dir = tempfile::tempdir().expect("tempdir for the browser profile");
         let log = std::fs::File::create(dir.path().join("chromium.log")).unwrap();
         let profile = dir.path().join("profile");
-        let program = std::env::var_os("CHROMIUM").unwrap_or_else(|| CHROMIUM.into());
-        assert!(
-            Path::new(&program).exists(),
-            "the web UI tests need Chromium at {} (apt-get install chromium, or set CHROMIUM=path)",
-            Path::new(&program).display()
-        );
+        let program = chromium();
         let child = Command::new(&program)
             // Chromium leaves singleton sockets in $TMPDIR: keep them in our tempdir.
             .env("TMPDIR", dir.path())
@@ -501,6 +527,24 @@ impl Page {
         self.call(
             "Emulation.setEmulatedMedia",
             json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        )
+        .await;
+    }
+
+    /// Makes the page `width` x `height` CSS pixels wide (as a window that size).
+    pub async fn viewport(&mut self, width: u32, height: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+    }
+
+    /// A touch screen (`pointer: coarse`) or not.
+    pub async fn touch(&mut self, enabled: bool) {
+        self.call(
+            "Emulation.setTouchEmulationEnabled",
+            json!({"enabled": enabled, "maxTouchPoints": 5}),
         )
         .await;
     }
