@@ -195,6 +195,11 @@ pub struct GrepArgs {
     #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
     pub color: ColorWhen,
 
+    /// Write control characters from the logs visibly (ESC as \x1b) even when stdout
+    /// is not a terminal (on a terminal they always are; tab is left as it is).
+    #[arg(long)]
+    pub escape: bool,
+
     /// Cut lines longer than this many bytes (and mark them).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u64).range(16..=(64 << 20)))]
     pub max_line: u64,

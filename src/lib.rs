@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod demo;
+pub mod escape;
 pub mod hub;
 pub mod irc;
 pub mod line;

@@ -164,6 +164,9 @@ impl Plan {
                 with_filename,
                 with_host: args.connect.is_some(),
                 color,
+                // A terminal obeys what a log line may carry (screen clears, OSC 52
+                // clipboard writes): it sees them escaped. A pipe gets the bytes.
+                escape: args.escape || io::stdout().is_terminal(),
             },
         })
     }
