@@ -160,6 +160,15 @@ pub struct GrepArgs {
     #[arg(short = 'i', long)]
     pub ignore_case: bool,
 
+    /// Patterns (-e, -f and -v) are literal text, not regular expressions.
+    #[arg(short = 'F', long)]
+    pub fixed_strings: bool,
+
+    /// A match must be a whole word: not preceded or followed by a letter, digit or _
+    /// (as grep -w; applies to -e, -f and -v).
+    #[arg(short = 'w', long)]
+    pub word_regexp: bool,
+
     /// Output format: text, json (one object per line, the fields of a WebSocket `lines`
     /// entry), or a template such as '{host} {path}: {text}' (fields: seq, ts, host, path,
     /// set, stream, text; {{ and }} for braces).

@@ -53,6 +53,14 @@ impl Plan {
             })?;
             include.extend(crate::line::lines(&text).map(str::to_owned));
         }
+        let shape = |patterns: &[String]| -> Vec<String> {
+            patterns
+                .iter()
+                .map(|p| shape_pattern(p, args.fixed_strings, args.word_regexp))
+                .collect()
+        };
+        let include = shape(&include);
+        let exclude = shape(&args.exclude);
         if include.is_empty() {
             return Err(UsageError(
                 "no pattern given: use -e PATTERN (or -e '' for every line), or -f FILE".into(),
@@ -65,6 +73,13 @@ impl Plan {
         if stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return Err(UsageError(
                 "no file given: name one or more PATHs to follow (or pipe lines in)".into(),
+            ));
+        }
+        if stdin && args.lines.is_some() {
+            return Err(UsageError(
+                "-n N does not apply to standard input, which is read once from where it \
+                 stands: leave -n out (or use tail -n N FILE | supergrep …)"
+                    .into(),
             ));
         }
         if !stdin && args.paths.iter().any(|p| p == "-") {
@@ -145,7 +160,7 @@ impl Plan {
             connect,
             subscription: Subscription {
                 include,
-                exclude: args.exclude.clone(),
+                exclude,
                 ignore_case: args.ignore_case,
                 streams: StreamSelector::all(),
             },
@@ -233,6 +248,26 @@ impl Plan {
             (false, 0, _) => Outcome::NoMatch,
             (false, _, _) => Outcome::Matched,
         })
+    }
+}
+
+/// A pattern as the matcher gets it (here and on a hub: no protocol change): `-F`
+/// makes it literal, `-w` makes it match whole words only. grep's `-w` asks that the
+/// match be neither preceded nor followed by a word character (a pattern may begin or
+/// end with a non-word one, `-w '@home'`), which is what the half word boundaries say
+/// (`\b{start-half}`: no word character before; `\b\b` around `@home` would need one).
+fn shape_pattern(pattern: &str, fixed: bool, word: bool) -> String {
+    let p = if fixed {
+        regex::escape(pattern)
+    } else {
+        pattern.to_owned()
+    };
+    // A pattern that does not compile is left as it is, so the error names it (and
+    // its position) as the user wrote it.
+    if word && regex_syntax::parse(&p).is_ok() {
+        format!(r"\b{{start-half}}(?:{p})\b{{end-half}}")
+    } else {
+        p
     }
 }
 

@@ -182,3 +182,101 @@ fn control_characters_in_paths_are_escaped() {
     assert_eq!(ended.code, 0, "{}", ended.stderr);
     assert_eq!(ended.stdout, "a\\x1b]0;owned\\x07.log:an error\n");
 }
+
+// ---------------------------------------------------------------------------------
+// -F, -w
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn fixed_strings_and_word_regexp_as_grep() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lines = [
+        "a.b literal",       // 0
+        "axb is not a.b",    // 1 (has a.b)
+        "axb only",          // 2
+        "error: disk",       // 3
+        "errors: many",      // 4
+        "noerror here",      // 5
+        "mail @home today",  // 6
+        "mail x@home today", // 7
+        "Error twice ERROR", // 8
+        "café error",        // 9
+        "erroré",            // 10
+        "[warn] (x) *",      // 11
+    ];
+    fs::write(d.join("app.log"), lines.join("\n") + "\n").unwrap();
+    fs::write(d.join("pats.txt"), "a.b\n[warn]\n").unwrap();
+    let pick = |idx: &[usize]| -> Vec<&str> { idx.iter().map(|&i| lines[i]).collect() };
+    let cases: [(&[&str], &[usize]); 9] = [
+        (&["-e", "a.b"], &[0, 1, 2]),
+        (&["-F", "-e", "a.b"], &[0, 1]),
+        (&["-F", "-f", "pats.txt"], &[0, 1, 11]),
+        (&["-F", "-e", "(x) *"], &[11]),
+        (&["-w", "-e", "error"], &[3, 9]),
+        (&["-w", "-i", "-e", "error"], &[3, 8, 9]),
+        // A pattern that begins with a non-word character: not preceded by a word one.
+        (&["-w", "-e", "@home"], &[6]),
+        (&["-w", "-F", "-e", "a.b", "-v", "axb"], &[0]),
+        (&["-w", "-e", "error", "-F", "-v", "café"], &[3]),
+    ];
+    for (a, want) in cases {
+        let mut all = vec!["--no-follow"];
+        all.extend(a);
+        all.push("app.log");
+        let ended = run(&all, d);
+        assert_eq!(ended.code, 0, "{all:?}: {}", ended.stderr);
+        assert_eq!(
+            ended.stdout.lines().collect::<Vec<_>>(),
+            pick(want),
+            "{all:?}"
+        );
+    }
+    // An invalid pattern with -w is named as it was written.
+    let bad = run(&["--no-follow", "-w", "-e", "a(", "app.log"], d);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr
+            .contains(r#"invalid pattern "a(" at character 2"#),
+        "{}",
+        bad.stderr
+    );
+}
+
+/// Standard input is read once, from where it stands: -n N is refused, not ignored.
+#[test]
+fn lines_option_on_standard_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for a in [
+        &["-n", "5", "-e", "x"][..],
+        &["--no-follow", "-n", "5", "-e", "x", "-"],
+    ] {
+        let ended = run(a, dir.path());
+        assert_eq!(ended.code, 2, "{a:?}");
+        assert!(
+            ended
+                .stderr
+                .contains("-n N does not apply to standard input"),
+            "{a:?}: {}",
+            ended.stderr
+        );
+    }
+}
+
+/// With --connect the hub gets the patterns as -F and -w made them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_strings_and_word_regexp_apply_to_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = support::files::empty_files(dir.path(), &["app.log"]);
+    let path = f[0].to_str().unwrap();
+    let hub = support::hub::Hub::start_following(&[path], &[&f[0]]);
+    let url = format!("ws://127.0.0.1:{}", hub.port);
+    let mut client = support::proc::supergrep(&["--connect", &url, "-F", "-w", "-e", "a.b"]);
+    hub.wait_metric("supergrep_subscriptions", 1);
+    support::files::append(&f[0], "axb no\nxa.b no\nthe a.b yes\nend a.b\n");
+    let prefix = format!("{}:", support::stream_id(&f[0]));
+    assert_eq!(
+        client.lines(2),
+        [format!("{prefix}the a.b yes"), format!("{prefix}end a.b")]
+    );
+}
