@@ -216,11 +216,18 @@ impl Plan {
 
         // Small: each batch may hold up to `read_chunk` bytes.
         let (tx, rx) = crate::source::events::channel(16);
-        let follow = self.tail.follow;
+        let mut tail_config = self.tail;
+        let nothing_to_follow = tail_config.follow && never_followable(&self.targets);
+        if nothing_to_follow {
+            // One pass says what is wrong with each PATH, then we end (status 2),
+            // instead of waiting for a directory to become a file.
+            tail_config.follow = false;
+        }
+        let follow = tail_config.follow;
         let tailer = if self.stdin {
-            tail::spawn_stdin(self.tail, tx)?
+            tail::spawn_stdin(tail_config, tx)?
         } else {
-            tail::spawn(self.targets, self.tail, tx)?
+            tail::spawn(self.targets, tail_config, tx)?
         };
         let ingest = {
             let hub = hub.clone();
@@ -241,6 +248,9 @@ impl Plan {
         // Not following: let the IRC sink post what it still has.
         if let Some(t) = irc_thread {
             let _ = t.join();
+        }
+        if nothing_to_follow {
+            crate::say!("supergrep: no PATH can be followed");
         }
         Ok(match (follow, printed, summary.errors) {
             (true, _, _) => Outcome::Matched,
@@ -269,6 +279,16 @@ fn shape_pattern(pattern: &str, fixed: bool, word: bool) -> String {
     } else {
         p
     }
+}
+
+/// Whether every PATH names something that exists and will never be a file to follow:
+/// a directory, a FIFO, a device. (A missing file may appear; a glob may match later.)
+fn never_followable(targets: &[Target]) -> bool {
+    !targets.is_empty()
+        && targets.iter().all(|t| match t {
+            Target::File(path) => std::fs::metadata(path).is_ok_and(|m| !m.is_file()),
+            Target::Glob { .. } => false,
+        })
 }
 
 /// Stdout, block-buffered: the printers flush whenever they have nothing more to

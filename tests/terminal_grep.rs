@@ -280,3 +280,60 @@ async fn fixed_strings_and_word_regexp_apply_to_connect() {
         [format!("{prefix}the a.b yes"), format!("{prefix}end a.b")]
     );
 }
+
+// ---------------------------------------------------------------------------------
+// PATHs that cannot be followed
+// ---------------------------------------------------------------------------------
+
+/// A directory or a FIFO as the only PATHs: each is said, then the run ends with
+/// status 2 (it waited forever), following or not.
+#[test]
+fn no_followable_path_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir(d.join("adir")).unwrap();
+    let made = Command::new("mkfifo").arg(d.join("pipe")).status().unwrap();
+    assert!(made.success());
+    for paths in [&["adir"][..], &["pipe"], &["adir", "pipe"]] {
+        for mode in [&[][..], &["--no-follow"]] {
+            let mut a = mode.to_vec();
+            a.extend(["-e", "x"]);
+            a.extend(paths);
+            let ended = run(&a, d);
+            assert_eq!(ended.code, 2, "{a:?}: {}", ended.stderr);
+            for p in paths {
+                assert!(
+                    ended.stderr.contains(&format!("supergrep: {p}: is ")),
+                    "{a:?}: {}",
+                    ended.stderr
+                );
+            }
+            if mode.is_empty() {
+                assert!(ended.stderr.contains("supergrep: no PATH can be followed"));
+            }
+        }
+    }
+    // Beside a file that can be followed, a directory is said and the file followed.
+    fs::write(d.join("app.log"), "").unwrap();
+    let mut p = support::proc::supergrep_in(d, &["-e", "x", "adir", "app.log"]);
+    p.wait_stderr(&["supergrep: adir: is a directory"]);
+    p.wait_following(Path::new("app.log"));
+    support::files::append(&d.join("app.log"), "x marks\n");
+    assert_eq!(p.lines(1), ["app.log:x marks"]);
+}
+
+/// A glob that matches nothing is said as every other message is; with --no-follow it
+/// is status 2 (grep's for a missing file); following, a file created later is read.
+#[test]
+fn a_glob_that_matches_nothing_is_said_and_exits_2_without_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ended = run(&["--no-follow", "-e", "x", "*.log"], d);
+    assert_eq!(ended.code, 2, "{}", ended.stderr);
+    assert_eq!(ended.stderr, "supergrep: no file matches *.log\n");
+
+    let mut p = support::proc::supergrep_in(d, &["-e", "x", "*.log"]);
+    p.wait_stderr(&["supergrep: no file matches *.log"]);
+    support::files::append(&d.join("new.log"), "x later\n");
+    assert_eq!(p.lines(1), ["new.log:x later"]);
+}
