@@ -183,6 +183,16 @@ pub struct GrepArgs {
     #[arg(long = "no-filename", overrides_with = "with_filename")]
     pub no_filename: bool,
 
+    /// Print only a count of matching lines per file (`path:count`; needs --no-follow
+    /// unless reading standard input).
+    #[arg(short = 'c', long, conflicts_with = "files_with_matches")]
+    pub count: bool,
+
+    /// Print only the name of each file with a matching line (needs --no-follow unless
+    /// reading standard input).
+    #[arg(short = 'l', long)]
+    pub files_with_matches: bool,
+
     /// Read files from their beginning, then follow them.
     #[arg(long)]
     pub from_start: bool,

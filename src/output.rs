@@ -223,6 +223,24 @@ impl<W: Write> Printer<W> {
         Ok(())
     }
 
+    /// `-c`'s `path:count` (the path only with a file name prefix, as grep), or
+    /// `-l`'s `path`.
+    pub fn summary_line(&mut self, path: &str, count: Option<u64>) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(path.len() + 24);
+        match count {
+            Some(n) => {
+                if self.options.with_filename {
+                    escape::push(&mut buf, path, self.options.escape);
+                    buf.push(b':');
+                }
+                write!(buf, "{n}")?;
+            }
+            None => escape::push(&mut buf, path, self.options.escape),
+        }
+        buf.push(b'\n');
+        self.out.write_all(&buf)
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }

@@ -42,6 +42,15 @@ pub struct Plan {
     stdin: bool,
     tail: TailConfig,
     printer: PrinterOptions,
+    report: Report,
+}
+
+/// What is printed: the lines, or (`-c`, `-l`) a summary per file at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    Lines,
+    Count,
+    FilesWithMatches,
 }
 
 impl Plan {
@@ -93,6 +102,17 @@ impl Plan {
             .filter(|_| !stdin)
             .map(|p| Target::parse(p).map_err(UsageError))
             .collect::<Result<Vec<_>, _>>()?;
+        let report = match (args.count, args.files_with_matches) {
+            (true, _) => Report::Count,
+            (_, true) => Report::FilesWithMatches,
+            _ => Report::Lines,
+        };
+        if report != Report::Lines && !(args.no_follow || stdin) {
+            return Err(UsageError(
+                "-c and -l report on whole files, so they need --no-follow (or standard input)"
+                    .into(),
+            ));
+        }
         let format = Format::parse(&args.format).map_err(UsageError)?;
         let with_filename = if args.no_filename {
             false
@@ -183,6 +203,7 @@ impl Plan {
                 // clipboard writes): it sees them escaped. A pipe gets the bytes.
                 escape: args.escape || io::stdout().is_terminal(),
             },
+            report,
         })
     }
 
@@ -227,7 +248,7 @@ impl Plan {
         let tailer = if self.stdin {
             tail::spawn_stdin(tail_config, tx)?
         } else {
-            tail::spawn(self.targets, tail_config, tx)?
+            tail::spawn(self.targets.clone(), tail_config, tx)?
         };
         let ingest = {
             let hub = hub.clone();
@@ -236,7 +257,11 @@ impl Plan {
                 .spawn(move || hub.run_ingest(rx))?
         };
 
-        let printed = match print_all(printer, &sink)? {
+        let printed = match self.report {
+            Report::Lines => print_all(printer, &sink)?,
+            report => summarize(printer, &sink, report, &self.targets, &hub)?,
+        };
+        let printed = match printed {
             // Nobody reads any more: we are done, whatever the other threads do.
             Printed::StdoutClosed => return Ok(Outcome::Matched),
             Printed::All(n) => n,
@@ -315,6 +340,53 @@ enum Printed {
     /// Everything, this many lines.
     All(u64),
     StdoutClosed,
+}
+
+/// `-c`, `-l`: counts until the queue closes, then prints per file (in the order of
+/// the PATHs; `-c` also files with no match, as grep).
+fn summarize<W: Write>(
+    mut printer: Printer<W>,
+    sink: &SinkQueue,
+    report: Report,
+    targets: &[Target],
+    hub: &Hub,
+) -> io::Result<Printed> {
+    let mut counts: Vec<(Arc<crate::line::Stream>, u64)> = Vec::new();
+    let mut total = 0;
+    while let Some(taken) = sink.take_blocking(1024) {
+        for batch in &taken.batches {
+            let n = batch.lines.len() as u64;
+            total += n;
+            let stream = &batch.entry.batch.stream;
+            match counts.iter_mut().find(|(s, _)| s.id == stream.id) {
+                Some((_, c)) => *c += n,
+                None => counts.push((stream.clone(), n)),
+            }
+        }
+    }
+    for stream in hub.streams() {
+        if !counts.iter().any(|(s, _)| s.id == stream.id) {
+            counts.push((stream, 0));
+        }
+    }
+    // The PATH that named it first (a glob's files in name order).
+    let rank = |path: &str| {
+        let named = targets
+            .iter()
+            .position(|t| matches!(t, Target::File(p) if p.as_os_str() == path));
+        (named.unwrap_or(usize::MAX), path.to_owned())
+    };
+    counts.sort_by_cached_key(|(s, _)| rank(&s.path));
+    let result = counts.iter().try_for_each(|(stream, n)| match report {
+        Report::Count => printer.summary_line(&stream.path, Some(*n)),
+        _ if *n > 0 => printer.summary_line(&stream.path, None),
+        _ => Ok(()),
+    });
+    match result.and_then(|()| printer.flush()) {
+        Ok(()) => Ok(Printed::All(total)),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Printed::StdoutClosed),
+        Err(e) => Err(e),
+    }
 }
 
 /// Prints until the queue closes or stdout does.

@@ -337,3 +337,69 @@ fn a_glob_that_matches_nothing_is_said_and_exits_2_without_follow() {
     support::files::append(&d.join("new.log"), "x later\n");
     assert_eq!(p.lines(1), ["new.log:x later"]);
 }
+
+// ---------------------------------------------------------------------------------
+// -c, -l
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn count_and_files_with_matches_as_grep() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("b.log"), "error 1\nfine\nerror 2\nerror 3\n").unwrap();
+    fs::write(d.join("a.log"), "fine\n").unwrap();
+    fs::write(d.join("c.log"), "an error\n").unwrap();
+    let cases: [(&[&str], &str, i32); 9] = [
+        (&["-c", "b.log"], "3\n", 0),
+        (&["-c", "-H", "b.log"], "b.log:3\n", 0),
+        // In the order of the PATHs, files without a match too.
+        (
+            &["-c", "b.log", "a.log", "c.log"],
+            "b.log:3\na.log:0\nc.log:1\n",
+            0,
+        ),
+        (&["-c", "--no-filename", "b.log", "a.log"], "3\n0\n", 0),
+        (&["-c", "a.log"], "0\n", 1),
+        (&["-l", "b.log", "a.log", "c.log"], "b.log\nc.log\n", 0),
+        (&["-l", "a.log"], "", 1),
+        (&["-c", "-v", "1", "b.log"], "2\n", 0),
+        // A file that cannot be read: 2, the others still counted.
+        (&["-c", "b.log", "nope.log"], "b.log:3\n", 2),
+    ];
+    for (a, want, code) in cases {
+        let mut all = vec!["--no-follow", "-e", "error"];
+        all.extend(a);
+        let ended = run(&all, d);
+        assert_eq!(
+            (ended.code, ended.stdout.as_str()),
+            (code, want),
+            "{all:?}: {}",
+            ended.stderr
+        );
+    }
+    // Following there is no end to count to: refused.
+    let ended = run(&["-c", "-e", "error", "b.log"], d);
+    assert_eq!(ended.code, 2);
+    assert!(
+        ended.stderr.contains("need --no-follow"),
+        "{}",
+        ended.stderr
+    );
+}
+
+#[test]
+fn count_on_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("in.txt"), "error\nok\nerror\n").unwrap();
+    let mut cmd = bin();
+    cmd.args(["-c", "-e", "error"])
+        .current_dir(dir.path())
+        .env("SUPERGREP_LOG", "warn")
+        .stdin(fs::File::open(dir.path().join("in.txt")).unwrap())
+        .stdout(Stdio::piped());
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        (out.status.code(), out.stdout.as_slice()),
+        (Some(0), &b"2\n"[..])
+    );
+}
