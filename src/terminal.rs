@@ -245,6 +245,7 @@ impl Plan {
             tail_config.follow = false;
         }
         let follow = tail_config.follow;
+        let only_new = tail_config.start == StartAt::LastLines(0);
         let tailer = if self.stdin {
             tail::spawn_stdin(tail_config, tx)?
         } else {
@@ -257,8 +258,12 @@ impl Plan {
                 .spawn(move || hub.run_ingest(rx))?
         };
 
+        let quiet_since_start = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        if follow && !self.stdin && only_new {
+            hint_when_quiet(quiet_since_start.clone());
+        }
         let printed = match self.report {
-            Report::Lines => print_all(printer, &sink)?,
+            Report::Lines => print_all(printer, &sink, &quiet_since_start)?,
             report => summarize(printer, &sink, report, &self.targets, &hub)?,
         };
         let printed = match printed {
@@ -321,6 +326,29 @@ fn never_followable(targets: &[Target]) -> bool {
 /// own stdout is line-buffered: one write system call per matching line.)
 fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::with_capacity(64 << 10, io::stdout().lock())
+}
+
+/// Following the new lines of a quiet log prints nothing, which looks like a hang to
+/// someone at a terminal: after a moment of silence one dim line on stderr says what
+/// is going on, once. Never when stderr is not a terminal.
+fn hint_when_quiet(quiet: Arc<std::sync::atomic::AtomicBool>) {
+    if !io::stderr().is_terminal() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("hint".into())
+        .spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            if quiet.load(std::sync::atomic::Ordering::Relaxed) {
+                crate::say!(
+                    "\x1b[2msupergrep: following; only new lines are shown \
+                     (-n N: the last N lines first, --from-start: all)\x1b[0m"
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("no quiet hint: {e}");
+    }
 }
 
 /// Runs an IRC sink on a thread of its own until its queue closes.
@@ -390,7 +418,11 @@ fn summarize<W: Write>(
 }
 
 /// Prints until the queue closes or stdout does.
-fn print_all<W: Write>(mut printer: Printer<W>, sink: &SinkQueue) -> io::Result<Printed> {
+fn print_all<W: Write>(
+    mut printer: Printer<W>,
+    sink: &SinkQueue,
+    quiet: &std::sync::atomic::AtomicBool,
+) -> io::Result<Printed> {
     let mut printed = 0;
     // The sink takes matches where their batches hold them (`SinkQueue::for_batches`):
     // `taken.deliveries` stays empty.
@@ -405,7 +437,10 @@ fn print_all<W: Write>(mut printer: Printer<W>, sink: &SinkQueue) -> io::Result<
             // waits on us, and block buffering when we are the ones behind.
             .and_then(|()| printer.flush());
         match result {
-            Ok(()) => printed += lines,
+            Ok(()) => {
+                printed += lines;
+                quiet.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Printed::StdoutClosed),
             Err(e) => return Err(e),
         }

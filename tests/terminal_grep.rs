@@ -403,3 +403,31 @@ fn count_on_standard_input() {
         (Some(0), &b"2\n"[..])
     );
 }
+
+// ---------------------------------------------------------------------------------
+// The quiet hint
+// ---------------------------------------------------------------------------------
+
+/// Following quietly with stderr on a terminal: one dim line says only new lines are
+/// shown and how to see earlier ones; a match still prints after it.
+#[test]
+fn a_quiet_follow_on_a_terminal_says_how_to_see_earlier_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("app.log"), "old error\n").unwrap();
+    // stderr is the terminal; stdout goes to a file.
+    let cmd = pty_command(&["-e", "error", "app.log"], "> out.txt", d);
+    let mut p = support::proc::Proc::spawn_reading_stdout("script", cmd);
+    let hint = p.lines(1);
+    assert_eq!(
+        hint,
+        [
+            "\x1b[2msupergrep: following; only new lines are shown (-n N: the last N lines \
+          first, --from-start: all)\x1b[0m"
+        ]
+    );
+    support::files::append(&d.join("app.log"), "new error\n");
+    support::wait::wait_until("the match is written", || {
+        fs::read_to_string(d.join("out.txt")).unwrap_or_default() == "new error\n"
+    });
+}
