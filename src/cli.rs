@@ -20,7 +20,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         supergrep --no-follow -e timeout big.log\n\n\
         Exit status: 0 on a normal end (Ctrl-C, closed pipe; with --no-follow: a line matched),\n\
         1 with --no-follow when no line matched, 2 on a usage error, an invalid pattern,\n\
-        or (with --no-follow) a file that could not be read."
+        when no PATH can be followed (only directories or FIFOs), or (with --no-follow)\n\
+        a file that could not be read or a glob that matched nothing."
 )]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -180,6 +181,15 @@ pub struct GrepArgs {
     #[arg(short = 'i', long)]
     pub ignore_case: bool,
 
+    /// Patterns (-e, -f and -v) are literal text, not regular expressions.
+    #[arg(short = 'F', long)]
+    pub fixed_strings: bool,
+
+    /// A match must be a whole word: not preceded or followed by a letter, digit or _
+    /// (as grep -w; applies to -e, -f and -v).
+    #[arg(short = 'w', long)]
+    pub word_regexp: bool,
+
     /// Output format: text, json (one object per line, the fields of a WebSocket `lines`
     /// entry), or a template such as '{host} {path}: {text}' (fields: seq, ts, host, path,
     /// set, stream, text; {{ and }} for braces).
@@ -193,6 +203,16 @@ pub struct GrepArgs {
     /// Never prefix lines with their file name.
     #[arg(long = "no-filename", overrides_with = "with_filename")]
     pub no_filename: bool,
+
+    /// Print only a count of matching lines per file (`path:count`; needs --no-follow
+    /// unless reading standard input).
+    #[arg(short = 'c', long, conflicts_with = "files_with_matches")]
+    pub count: bool,
+
+    /// Print only the name of each file with a matching line (needs --no-follow unless
+    /// reading standard input).
+    #[arg(short = 'l', long)]
+    pub files_with_matches: bool,
 
     /// Read files from their beginning, then follow them.
     #[arg(long)]
@@ -214,6 +234,11 @@ pub struct GrepArgs {
     /// Colour file names and matches.
     #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
     pub color: ColorWhen,
+
+    /// Write control characters from the logs visibly (ESC as \x1b) even when stdout
+    /// is not a terminal (on a terminal they always are; tab is left as it is).
+    #[arg(long)]
+    pub escape: bool,
 
     /// Cut lines longer than this many bytes (and mark them).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u64).range(16..=(64 << 20)))]

@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod demo;
+pub mod escape;
 pub mod generate;
 pub mod hub;
 pub mod irc;

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use crate::escape;
 use crate::line::{format_ts, LineRef};
 use crate::protocol::WireLineRef;
 
@@ -122,6 +123,9 @@ pub struct PrinterOptions {
     pub with_host: bool,
     /// Text format: colour file names and matches (ANSI).
     pub color: bool,
+    /// Text and templates: control characters in what came from outside (text,
+    /// paths, hosts) written visibly ([`crate::escape`]); JSON escapes them anyway.
+    pub escape: bool,
 }
 
 pub struct Printer<W: Write> {
@@ -159,9 +163,10 @@ impl<W: Write> Printer<W> {
             Format::Json => {
                 serde_json::to_writer(&mut *buf, &WireLineRef::new(line, spans))
                     .map_err(io::Error::other)?;
+                escape::json_controls(buf);
             }
             Format::Text => {
-                let color = self.options.color;
+                let (color, esc) = (self.options.color, self.options.escape);
                 if self.options.with_filename {
                     let name = if self.options.with_host {
                         &line.stream.id
@@ -169,22 +174,22 @@ impl<W: Write> Printer<W> {
                         &line.stream.path
                     };
                     if color {
-                        write!(
-                            buf,
-                            "\x1b[{}m{name}{RESET}\x1b[36m:{RESET}",
-                            file_color(name)
-                        )?;
+                        write!(buf, "\x1b[{}m", file_color(name))?;
+                        escape::push(buf, name, esc);
+                        write!(buf, "{RESET}\x1b[36m:{RESET}")?;
                     } else {
-                        write!(buf, "{name}:")?;
+                        escape::push(buf, name, esc);
+                        buf.push(b':');
                     }
                 }
                 if color && !spans.is_empty() {
-                    highlight(buf, line.text, spans);
+                    highlight(buf, line.text, spans, esc);
                 } else {
-                    buf.extend_from_slice(line.text.as_bytes());
+                    escape::push(buf, line.text, esc);
                 }
             }
             Format::Template(pieces) => {
+                let esc = self.options.escape;
                 for piece in pieces {
                     match piece {
                         Piece::Literal(s) => buf.extend_from_slice(s.as_bytes()),
@@ -192,19 +197,11 @@ impl<W: Write> Printer<W> {
                         Piece::Field(Field::Ts) => {
                             buf.extend_from_slice(format_ts(line.ts).as_bytes())
                         }
-                        Piece::Field(Field::Host) => {
-                            buf.extend_from_slice(line.stream.host.as_bytes())
-                        }
-                        Piece::Field(Field::Path) => {
-                            buf.extend_from_slice(line.stream.path.as_bytes())
-                        }
-                        Piece::Field(Field::Set) => {
-                            buf.extend_from_slice(line.stream.set.as_bytes())
-                        }
-                        Piece::Field(Field::Stream) => {
-                            buf.extend_from_slice(line.stream.id.as_bytes())
-                        }
-                        Piece::Field(Field::Text) => buf.extend_from_slice(line.text.as_bytes()),
+                        Piece::Field(Field::Host) => escape::push(buf, &line.stream.host, esc),
+                        Piece::Field(Field::Path) => escape::push(buf, &line.stream.path, esc),
+                        Piece::Field(Field::Set) => escape::push(buf, &line.stream.set, esc),
+                        Piece::Field(Field::Stream) => escape::push(buf, &line.stream.id, esc),
+                        Piece::Field(Field::Text) => escape::push(buf, line.text, esc),
                     }
                 }
             }
@@ -217,9 +214,31 @@ impl<W: Write> Printer<W> {
     /// readers get nothing but lines.
     pub fn marker(&mut self, ts: &str, text: &str) -> io::Result<()> {
         if self.options.format == Format::Text {
-            writeln!(self.out, "──── {text} ({ts}) ────")?;
+            let mut buf = Vec::with_capacity(text.len() + 64);
+            buf.extend_from_slice("──── ".as_bytes());
+            escape::push(&mut buf, text, self.options.escape);
+            writeln!(buf, " ({ts}) ────")?;
+            self.out.write_all(&buf)?;
         }
         Ok(())
+    }
+
+    /// `-c`'s `path:count` (the path only with a file name prefix, as grep), or
+    /// `-l`'s `path`.
+    pub fn summary_line(&mut self, path: &str, count: Option<u64>) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(path.len() + 24);
+        match count {
+            Some(n) => {
+                if self.options.with_filename {
+                    escape::push(&mut buf, path, self.options.escape);
+                    buf.push(b':');
+                }
+                write!(buf, "{n}")?;
+            }
+            None => escape::push(&mut buf, path, self.options.escape),
+        }
+        buf.push(b'\n');
+        self.out.write_all(&buf)
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -237,8 +256,8 @@ fn file_color(path: &str) -> &'static str {
 }
 
 /// Writes `text` with the character ranges in `spans` (sorted, maybe overlapping)
-/// highlighted.
-fn highlight(buf: &mut Vec<u8>, text: &str, spans: &[[usize; 2]]) {
+/// highlighted (and the text escaped when `esc`).
+fn highlight(buf: &mut Vec<u8>, text: &str, spans: &[[usize; 2]], esc: bool) {
     let bytes_at = |chars: usize| -> usize {
         if text.is_ascii() {
             chars.min(text.len())
@@ -260,15 +279,15 @@ fn highlight(buf: &mut Vec<u8>, text: &str, spans: &[[usize; 2]]) {
         }
         let (s, e) = (bytes_at(start).max(pos), bytes_at(end));
         if s < e {
-            buf.extend_from_slice(&text.as_bytes()[pos..s]);
+            escape::push(buf, &text[pos..s], esc);
             buf.extend_from_slice(MATCH_ON.as_bytes());
-            buf.extend_from_slice(&text.as_bytes()[s..e]);
+            escape::push(buf, &text[s..e], esc);
             buf.extend_from_slice(RESET.as_bytes());
             pos = e;
         }
         i += 1;
     }
-    buf.extend_from_slice(&text.as_bytes()[pos..]);
+    escape::push(buf, &text[pos..], esc);
 }
 
 #[cfg(test)]
@@ -303,6 +322,7 @@ mod tests {
             with_filename,
             with_host: false,
             color,
+            escape: false,
         };
         assert_eq!(print(text(false, false), &l, &[[3, 8]])?, "an error here\n");
         assert_eq!(
@@ -319,6 +339,7 @@ mod tests {
                 with_filename: false,
                 with_host: false,
                 color: false,
+                escape: false,
             },
             &l,
             &[[3, 8]],
@@ -334,6 +355,7 @@ mod tests {
                 with_filename: false,
                 with_host: false,
                 color: false,
+                escape: false,
             },
             &l,
             &[],
@@ -355,10 +377,38 @@ mod tests {
         Ok(())
     }
 
+    /// Escaping covers the name and the text; our own colour codes stay codes.
+    #[test]
+    fn escapes_controls_but_not_its_own_colours() -> anyhow::Result<()> {
+        let l = LogLine::new(
+            Arc::new(Stream::new("h", "/x\x1b]0;t\x07.log", "s")),
+            1,
+            std::time::UNIX_EPOCH,
+            "a \x1b[2J error\u{9b}",
+        );
+        let options = |color| PrinterOptions {
+            format: Format::Text,
+            with_filename: true,
+            with_host: false,
+            color,
+            escape: true,
+        };
+        assert_eq!(
+            print(options(false), &l, &[])?,
+            "/x\\x1b]0;t\\x07.log:a \\x1b[2J error\\x9b\n"
+        );
+        let colored = print(options(true), &l, &[[7, 12]])?;
+        assert!(
+            colored.ends_with("a \\x1b[2J \x1b[1;31merror\x1b[0m\\x9b\n"),
+            "{colored:?}"
+        );
+        Ok(())
+    }
+
     #[test]
     fn highlight_handles_multibyte() -> anyhow::Result<()> {
         let mut buf = Vec::new();
-        highlight(&mut buf, "é error é", &[[2, 7]]);
+        highlight(&mut buf, "é error é", &[[2, 7]], false);
         assert_eq!(
             String::from_utf8(buf).context("the highlighted text is not UTF-8")?,
             "é \x1b[1;31merror\x1b[0m é"

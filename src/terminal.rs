@@ -42,6 +42,15 @@ pub struct Plan {
     stdin: bool,
     tail: TailConfig,
     printer: PrinterOptions,
+    report: Report,
+}
+
+/// What is printed: the lines, or (`-c`, `-l`) a summary per file at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    Lines,
+    Count,
+    FilesWithMatches,
 }
 
 impl Plan {
@@ -53,6 +62,14 @@ impl Plan {
             })?;
             include.extend(crate::line::lines(&text).map(str::to_owned));
         }
+        let shape = |patterns: &[String]| -> Vec<String> {
+            patterns
+                .iter()
+                .map(|p| shape_pattern(p, args.fixed_strings, args.word_regexp))
+                .collect()
+        };
+        let include = shape(&include);
+        let exclude = shape(&args.exclude);
         if include.is_empty() {
             return Err(UsageError(
                 "no pattern given: use -e PATTERN (or -e '' for every line), or -f FILE".into(),
@@ -67,6 +84,13 @@ impl Plan {
                 "no file given: name one or more PATHs to follow (or pipe lines in)".into(),
             ));
         }
+        if stdin && args.lines.is_some() {
+            return Err(UsageError(
+                "-n N does not apply to standard input, which is read once from where it \
+                 stands: leave -n out (or use tail -n N FILE | supergrep …)"
+                    .into(),
+            ));
+        }
         if !stdin && args.paths.iter().any(|p| p == "-") {
             return Err(UsageError(
                 "- (standard input) cannot be read along with files".into(),
@@ -78,6 +102,17 @@ impl Plan {
             .filter(|_| !stdin)
             .map(|p| Target::parse(p).map_err(UsageError))
             .collect::<Result<Vec<_>, _>>()?;
+        let report = match (args.count, args.files_with_matches) {
+            (true, _) => Report::Count,
+            (_, true) => Report::FilesWithMatches,
+            _ => Report::Lines,
+        };
+        if report != Report::Lines && !(args.no_follow || stdin) {
+            return Err(UsageError(
+                "-c and -l report on whole files, so they need --no-follow (or standard input)"
+                    .into(),
+            ));
+        }
         let format = Format::parse(&args.format).map_err(UsageError)?;
         let with_filename = if args.no_filename {
             false
@@ -145,7 +180,7 @@ impl Plan {
             connect,
             subscription: Subscription {
                 include,
-                exclude: args.exclude.clone(),
+                exclude,
                 ignore_case: args.ignore_case,
                 streams: StreamSelector::all(),
             },
@@ -164,7 +199,11 @@ impl Plan {
                 with_filename,
                 with_host: args.connect.is_some(),
                 color,
+                // A terminal obeys what a log line may carry (screen clears, OSC 52
+                // clipboard writes): it sees them escaped. A pipe gets the bytes.
+                escape: args.escape || io::stdout().is_terminal(),
             },
+            report,
         })
     }
 
@@ -198,11 +237,19 @@ impl Plan {
 
         // Small: each batch may hold up to `read_chunk` bytes.
         let (tx, rx) = crate::source::events::channel(16);
-        let follow = self.tail.follow;
+        let mut tail_config = self.tail;
+        let nothing_to_follow = tail_config.follow && never_followable(&self.targets);
+        if nothing_to_follow {
+            // One pass says what is wrong with each PATH, then we end (status 2),
+            // instead of waiting for a directory to become a file.
+            tail_config.follow = false;
+        }
+        let follow = tail_config.follow;
+        let only_new = tail_config.start == StartAt::LastLines(0);
         let tailer = if self.stdin {
-            tail::spawn_stdin(self.tail, tx)?
+            tail::spawn_stdin(tail_config, tx)?
         } else {
-            tail::spawn(self.targets, self.tail, tx)?
+            tail::spawn(self.targets.clone(), tail_config, tx)?
         };
         let ingest = {
             let hub = hub.clone();
@@ -211,7 +258,15 @@ impl Plan {
                 .spawn(move || hub.run_ingest(rx))?
         };
 
-        let printed = match print_all(printer, &sink)? {
+        let quiet_since_start = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        if follow && !self.stdin && only_new {
+            hint_when_quiet(quiet_since_start.clone());
+        }
+        let printed = match self.report {
+            Report::Lines => print_all(printer, &sink, &quiet_since_start)?,
+            report => summarize(printer, &sink, report, &self.targets, &hub)?,
+        };
+        let printed = match printed {
             // Nobody reads any more: we are done, whatever the other threads do.
             Printed::StdoutClosed => return Ok(Outcome::Matched),
             Printed::All(n) => n,
@@ -224,6 +279,9 @@ impl Plan {
         if let Some(t) = irc_thread {
             let _ = t.join();
         }
+        if nothing_to_follow {
+            crate::say!("supergrep: no PATH can be followed");
+        }
         Ok(match (follow, printed, summary.errors) {
             (true, _, _) => Outcome::Matched,
             (false, _, e) if e > 0 => Outcome::FileErrors,
@@ -233,11 +291,64 @@ impl Plan {
     }
 }
 
+/// A pattern as the matcher gets it (here and on a hub: no protocol change): `-F`
+/// makes it literal, `-w` makes it match whole words only. grep's `-w` asks that the
+/// match be neither preceded nor followed by a word character (a pattern may begin or
+/// end with a non-word one, `-w '@home'`), which is what the half word boundaries say
+/// (`\b{start-half}`: no word character before; `\b\b` around `@home` would need one).
+fn shape_pattern(pattern: &str, fixed: bool, word: bool) -> String {
+    let p = if fixed {
+        regex::escape(pattern)
+    } else {
+        pattern.to_owned()
+    };
+    // A pattern that does not compile is left as it is, so the error names it (and
+    // its position) as the user wrote it.
+    if word && regex_syntax::parse(&p).is_ok() {
+        format!(r"\b{{start-half}}(?:{p})\b{{end-half}}")
+    } else {
+        p
+    }
+}
+
+/// Whether every PATH names something that exists and will never be a file to follow:
+/// a directory, a FIFO, a device. (A missing file may appear; a glob may match later.)
+fn never_followable(targets: &[Target]) -> bool {
+    !targets.is_empty()
+        && targets.iter().all(|t| match t {
+            Target::File(path) => std::fs::metadata(path).is_ok_and(|m| !m.is_file()),
+            Target::Glob { .. } => false,
+        })
+}
+
 /// Stdout, block-buffered: the printers flush whenever they have nothing more to
 /// print right now, which is line buffering for a reader that waits on us. (Rust's
 /// own stdout is line-buffered: one write system call per matching line.)
 fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::with_capacity(64 << 10, io::stdout().lock())
+}
+
+/// Following the new lines of a quiet log prints nothing, which looks like a hang to
+/// someone at a terminal: after a moment of silence one dim line on stderr says what
+/// is going on, once. Never when stderr is not a terminal.
+fn hint_when_quiet(quiet: Arc<std::sync::atomic::AtomicBool>) {
+    if !io::stderr().is_terminal() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("hint".into())
+        .spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            if quiet.load(std::sync::atomic::Ordering::Relaxed) {
+                crate::say!(
+                    "\x1b[2msupergrep: following; only new lines are shown \
+                     (-n N: the last N lines first, --from-start: all)\x1b[0m"
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("no quiet hint: {e}");
+    }
 }
 
 /// Runs an IRC sink on a thread of its own until its queue closes.
@@ -259,8 +370,59 @@ enum Printed {
     StdoutClosed,
 }
 
+/// `-c`, `-l`: counts until the queue closes, then prints per file (in the order of
+/// the PATHs; `-c` also files with no match, as grep).
+fn summarize<W: Write>(
+    mut printer: Printer<W>,
+    sink: &SinkQueue,
+    report: Report,
+    targets: &[Target],
+    hub: &Hub,
+) -> io::Result<Printed> {
+    let mut counts: Vec<(Arc<crate::line::Stream>, u64)> = Vec::new();
+    let mut total = 0;
+    while let Some(taken) = sink.take_blocking(1024) {
+        for batch in &taken.batches {
+            let n = batch.lines.len() as u64;
+            total += n;
+            let stream = &batch.entry.batch.stream;
+            match counts.iter_mut().find(|(s, _)| s.id == stream.id) {
+                Some((_, c)) => *c += n,
+                None => counts.push((stream.clone(), n)),
+            }
+        }
+    }
+    for stream in hub.streams() {
+        if !counts.iter().any(|(s, _)| s.id == stream.id) {
+            counts.push((stream, 0));
+        }
+    }
+    // The PATH that named it first (a glob's files in name order).
+    let rank = |path: &str| {
+        let named = targets
+            .iter()
+            .position(|t| matches!(t, Target::File(p) if p.as_os_str() == path));
+        (named.unwrap_or(usize::MAX), path.to_owned())
+    };
+    counts.sort_by_cached_key(|(s, _)| rank(&s.path));
+    let result = counts.iter().try_for_each(|(stream, n)| match report {
+        Report::Count => printer.summary_line(&stream.path, Some(*n)),
+        _ if *n > 0 => printer.summary_line(&stream.path, None),
+        _ => Ok(()),
+    });
+    match result.and_then(|()| printer.flush()) {
+        Ok(()) => Ok(Printed::All(total)),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Printed::StdoutClosed),
+        Err(e) => Err(e),
+    }
+}
+
 /// Prints until the queue closes or stdout does.
-fn print_all<W: Write>(mut printer: Printer<W>, sink: &SinkQueue) -> io::Result<Printed> {
+fn print_all<W: Write>(
+    mut printer: Printer<W>,
+    sink: &SinkQueue,
+    quiet: &std::sync::atomic::AtomicBool,
+) -> io::Result<Printed> {
     let mut printed = 0;
     // The sink takes matches where their batches hold them (`SinkQueue::for_batches`):
     // `taken.deliveries` stays empty.
@@ -275,7 +437,10 @@ fn print_all<W: Write>(mut printer: Printer<W>, sink: &SinkQueue) -> io::Result<
             // waits on us, and block buffering when we are the ones behind.
             .and_then(|()| printer.flush());
         match result {
-            Ok(()) => printed += lines,
+            Ok(()) => {
+                printed += lines;
+                quiet.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Printed::StdoutClosed),
             Err(e) => return Err(e),
         }

@@ -668,7 +668,11 @@ impl Tailer {
                 .all(|t| matches!(t, Target::Glob { .. }))
                 && self.files.is_empty()
             {
-                tracing::warn!("no file matches {}", self.patterns());
+                crate::say!("supergrep: no file matches {}", self.patterns());
+                // As grep does for a missing file; following, later files may match.
+                if !self.config.follow {
+                    self.summary.errors += 1;
+                }
             }
         }
         let mut gone = Vec::new();
