@@ -69,6 +69,8 @@ fn values_are_masked() {
     assert_eq!(tokens::mask("/var/log/messages"), "<*>");
     assert_eq!(tokens::mask("deadbeefcafe"), "<*>");
     assert_eq!(tokens::mask("terminating"), "terminating");
+    assert_eq!(tokens::mask("10.0.0.1,10.0.0.2,10.0.0.3"), "<*>");
+    assert_eq!(tokens::mask("(1;2)"), "(<*>)");
 }
 
 fn run(lines: &[&str]) -> Vec<TemplateId> {

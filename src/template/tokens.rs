@@ -50,10 +50,22 @@ pub fn mask(token: &str) -> Cow<'_, str> {
     match out {
         Some(mut o) => {
             o.push_str(&token[copied..]);
-            Cow::Owned(o)
+            Cow::Owned(collapse_lists(o))
         }
         None => Cow::Borrowed(token),
     }
+}
+
+/// A list of values (`10.0.0.1,10.0.0.2`, `1;2;3`) is one value, however long:
+/// `<*>,<*>` becomes `<*>`, so lists of varying length share a template.
+fn collapse_lists(mut s: String) -> String {
+    for sep in [",", ";"] {
+        let pair = format!("{WILD}{sep}{WILD}");
+        while s.contains(&pair) {
+            s = s.replace(&pair, WILD);
+        }
+    }
+    s
 }
 
 /// Split `content` on whitespace into at most `max` tokens, masked if `masking`.
