@@ -33,5 +33,6 @@ pub mod serve;
 pub mod server;
 pub mod signals;
 pub mod source;
+pub mod template;
 pub mod terminal;
 pub mod tls;
