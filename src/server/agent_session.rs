@@ -211,37 +211,13 @@ async fn serve(
             }
             Incoming::Other(_) => {}
             Incoming::Batch(b) => {
-                let stream = stream(socket, state, name, streams, b.path, b.set).await?;
-                let mut bytes = b.bytes;
-                let Some(stream) = stream else {
-                    state
-                        .hub
-                        .counters
-                        .agent_batches_refused
-                        .fetch_add(1, Ordering::Relaxed);
-                    let receipt = SourceEvent::Receipt {
-                        upto: b.batch,
-                        to: ingested.clone(),
-                    };
-                    to_ingest(state, receipt).await?;
-                    continue;
-                };
-                if state.hub.admit_remote(&stream.id, b.origin, &mut bytes) {
-                    let ts = humantime::parse_rfc3339_weak(&b.ts)
-                        .unwrap_or_else(|_| std::time::SystemTime::now());
-                    let batch = ReadBatch {
-                        stream,
-                        ts,
-                        bytes: cap_long_lines(bytes, state.limits.max_line),
-                        origin: Some(b.origin),
-                    };
-                    to_ingest(state, SourceEvent::Lines(batch)).await?;
-                } else {
-                    state
-                        .hub
-                        .counters
-                        .duplicates_dropped
-                        .fetch_add(1, Ordering::Relaxed);
+                match stream(socket, state, name, streams, b.path, b.set).await? {
+                    Some(stream) => admit(state, stream, b.origin, b.ts, b.bytes).await?,
+                    // Acknowledged all the same: the agent must not keep it forever.
+                    None => {
+                        let refused = &state.hub.counters.agent_batches_refused;
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 // Acknowledged once ingest has everything before this receipt.
                 let receipt = SourceEvent::Receipt {
@@ -252,6 +228,31 @@ async fn serve(
             }
         }
     }
+}
+
+/// One batch of an agent's stream into ingest, unless the hub has it already.
+async fn admit(
+    state: &ServerState,
+    stream: Arc<Stream>,
+    origin: Origin,
+    ts: String,
+    mut bytes: Bytes,
+) -> Result<(), Gone> {
+    let counters = &state.hub.counters;
+    if state.hub.admit_remote(&stream.id, origin, &mut bytes) {
+        let ts =
+            humantime::parse_rfc3339_weak(&ts).unwrap_or_else(|_| std::time::SystemTime::now());
+        let batch = ReadBatch {
+            stream,
+            ts,
+            bytes: cap_long_lines(bytes, state.limits.max_line),
+            origin: Some(origin),
+        };
+        to_ingest(state, SourceEvent::Lines(batch)).await?;
+    } else {
+        counters.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// A message from a text frame, or the header of a binary one (`body`: its lines).
