@@ -214,6 +214,19 @@ pub struct GrepArgs {
     #[arg(short = 'l', long)]
     pub files_with_matches: bool,
 
+    /// Print NUM lines after each match too (as they arrive, when following); `--`
+    /// between groups that are not adjacent.
+    #[arg(short = 'A', long, value_name = "NUM", conflicts_with = "connect", value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub after_context: Option<u64>,
+
+    /// Print NUM lines before each match too.
+    #[arg(short = 'B', long, value_name = "NUM", conflicts_with = "connect", value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub before_context: Option<u64>,
+
+    /// Print NUM lines before and after each match (-A and -B override it).
+    #[arg(short = 'C', long, value_name = "NUM", conflicts_with = "connect", value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub context: Option<u64>,
+
     /// Read files from their beginning, then follow them.
     #[arg(long)]
     pub from_start: bool,

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connect;
+pub mod context;
 pub mod demo;
 pub mod escape;
 pub mod generate;

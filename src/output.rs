@@ -157,6 +157,26 @@ impl<W: Write> Printer<W> {
     }
 
     pub fn print(&mut self, line: LineRef<'_>, spans: &[[usize; 2]]) -> io::Result<()> {
+        self.print_with(line, spans, b':')
+    }
+
+    /// A context line (`-A/-B/-C`): as [`print`](Self::print), with `path-` for
+    /// `path:` and no highlight, as grep marks them.
+    pub fn print_context(&mut self, line: LineRef<'_>) -> io::Result<()> {
+        self.print_with(line, &[], b'-')
+    }
+
+    /// grep's `--` between groups of context that are not adjacent (text only:
+    /// JSON and template readers get nothing but lines).
+    pub fn group_separator(&mut self) -> io::Result<()> {
+        match self.options.format {
+            Format::Text if self.options.color => self.out.write_all(b"\x1b[36m--\x1b[0m\n"),
+            Format::Text => self.out.write_all(b"--\n"),
+            _ => Ok(()),
+        }
+    }
+
+    fn print_with(&mut self, line: LineRef<'_>, spans: &[[usize; 2]], sep: u8) -> io::Result<()> {
         let buf = &mut self.line;
         buf.clear();
         match &self.options.format {
@@ -176,10 +196,10 @@ impl<W: Write> Printer<W> {
                     if color {
                         write!(buf, "\x1b[{}m", file_color(name))?;
                         escape::push(buf, name, esc);
-                        write!(buf, "{RESET}\x1b[36m:{RESET}")?;
+                        write!(buf, "{RESET}\x1b[36m{}{RESET}", sep as char)?;
                     } else {
                         escape::push(buf, name, esc);
-                        buf.push(b':');
+                        buf.push(sep);
                     }
                 }
                 if color && !spans.is_empty() {

@@ -43,6 +43,8 @@ pub struct Plan {
     tail: TailConfig,
     printer: PrinterOptions,
     report: Report,
+    /// `-B`, `-A` (`-C`): lines before and after each match.
+    context: Option<(u64, u64)>,
 }
 
 /// What is printed: the lines, or (`-c`, `-l`) a summary per file at the end.
@@ -203,6 +205,15 @@ impl Plan {
                 // clipboard writes): it sees them escaped. A pipe gets the bytes.
                 escape: args.escape || io::stdout().is_terminal(),
             },
+            context: match (
+                args.before_context.or(args.context).unwrap_or(0),
+                args.after_context.or(args.context).unwrap_or(0),
+            ) {
+                // -c and -l report on whole files, as grep's ignore context there.
+                _ if report != Report::Lines => None,
+                (0, 0) => None,
+                around => Some(around),
+            },
             report,
         })
     }
@@ -226,7 +237,10 @@ impl Plan {
             return runtime.block_on(remote.run(&self.subscription, printer, irc_queue));
         }
         let printer = Printer::new(stdout(), self.printer);
-        let sink = Arc::new(SinkQueue::for_batches(4096, printer.needs_spans()));
+        let sink = Arc::new(match self.context {
+            Some(_) => SinkQueue::for_every_batch(4096, printer.needs_spans()),
+            None => SinkQueue::for_batches(4096, printer.needs_spans()),
+        });
         let hub = Hub::new(Limits::default(), 0);
         if let Some((_, queue)) = &irc {
             hub.subscribe_blocking(1, self.subscription.clone(), queue.clone(), 0)
@@ -263,7 +277,12 @@ impl Plan {
             hint_when_quiet(quiet_since_start.clone());
         }
         let printed = match self.report {
-            Report::Lines => print_all(printer, &sink, &quiet_since_start)?,
+            Report::Lines => {
+                let context = self
+                    .context
+                    .map(|(b, a)| crate::context::Context::new(b, a));
+                print_all(printer, &sink, context, &quiet_since_start)?
+            }
             report => summarize(printer, &sink, report, &self.targets, &hub)?,
         };
         let printed = match printed {
@@ -421,6 +440,7 @@ fn summarize<W: Write>(
 fn print_all<W: Write>(
     mut printer: Printer<W>,
     sink: &SinkQueue,
+    mut context: Option<crate::context::Context>,
     quiet: &std::sync::atomic::AtomicBool,
 ) -> io::Result<Printed> {
     let mut printed = 0;
@@ -428,18 +448,26 @@ fn print_all<W: Write>(
     // `taken.deliveries` stays empty.
     while let Some(taken) = sink.take_blocking(1024) {
         let lines: u64 = taken.batches.iter().map(|b| b.lines.len() as u64).sum();
-        let result = taken
-            .batches
-            .iter()
-            .flat_map(|b| b.iter())
-            .try_for_each(|(line, spans)| printer.print(line, spans))
-            // Flushing whenever the queue runs dry is line buffering for a reader that
-            // waits on us, and block buffering when we are the ones behind.
-            .and_then(|()| printer.flush());
+        let result = match &mut context {
+            Some(context) => taken
+                .batches
+                .iter()
+                .try_for_each(|b| context.print(&mut printer, b).map(drop)),
+            None => taken
+                .batches
+                .iter()
+                .flat_map(|b| b.iter())
+                .try_for_each(|(line, spans)| printer.print(line, spans)),
+        }
+        // Flushing whenever the queue runs dry is line buffering for a reader that
+        // waits on us, and block buffering when we are the ones behind.
+        .and_then(|()| printer.flush());
         match result {
             Ok(()) => {
                 printed += lines;
-                quiet.store(false, std::sync::atomic::Ordering::Relaxed);
+                if lines > 0 {
+                    quiet.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Printed::StdoutClosed),
             Err(e) => return Err(e),

@@ -70,6 +70,9 @@ pub struct Hub {
     /// Per remote stream and file (device, inode): the offset up to which the hub
     /// has its lines.
     remote: Mutex<HashMap<(String, u64, u64), u64>>,
+    /// Some sink takes every batch ([`SinkQueue::for_every_batch`]): only then does
+    /// ingest look for sinks without matches (a look per subscription per batch).
+    every_batch_sinks: std::sync::atomic::AtomicBool,
     /// Connected agents' names, and since when: one agent of a name at a time.
     agent_names: Mutex<HashMap<String, std::time::SystemTime>>,
     /// To the thread that applies subscription changes to the matcher.
@@ -115,6 +118,7 @@ impl Hub {
             notices: broadcast::channel(1024).0,
             remote: Mutex::default(),
             agent_names: Mutex::default(),
+            every_batch_sinks: Default::default(),
             changes,
             counters: Counters::default(),
         });
@@ -187,6 +191,9 @@ impl Hub {
 
     /// The sink goes in first: deliveries to it begin once the matcher has `key`.
     fn add_sink(&self, key: SubKey, sink: Arc<SinkQueue>) -> Option<Arc<SinkQueue>> {
+        if sink.wants_every_batch() {
+            self.every_batch_sinks.store(true, Ordering::Relaxed);
+        }
         let old = self.sinks.load().get(&key).cloned();
         self.sinks.rcu(|m| {
             let mut m = HashMap::clone(m);
@@ -477,6 +484,16 @@ impl Hub {
                 });
             }
         });
+        if self.every_batch_sinks.load(Ordering::Relaxed) {
+            for (sub, slot) in out.iter_mut().enumerate() {
+                if slot.sink.is_none() {
+                    let sink = sinks.get(&matcher.key(sub as u32));
+                    if sink.is_some_and(|s| s.wants_every_batch()) {
+                        slot.sink = Some(sink);
+                    }
+                }
+            }
+        }
         // Every queue is filled before any consumer is woken.
         let (mut delivered, mut wakes) = (0, Vec::new());
         for slot in out {
@@ -487,7 +504,7 @@ impl Hub {
             // `None`: the sink has gone.
             let wake = if !slot.deliveries.is_empty() {
                 sink.push_all_unwoken(slot.deliveries)
-            } else if !slot.in_batch.is_empty() {
+            } else if !slot.in_batch.is_empty() || sink.wants_every_batch() {
                 sink.push_batch_unwoken(BatchMatches {
                     entry: entry.clone(),
                     lines: slot.in_batch,

@@ -140,6 +140,9 @@ pub struct SinkQueue {
     wants_spans: bool,
     /// Takes [`BatchMatches`], not [`Delivery`]s.
     takes_batches: bool,
+    /// Takes every batch of its subscription's streams, matches or not (context
+    /// lines: `-A/-B/-C` print lines that did not match).
+    every_batch: bool,
     /// Wakes an async consumer.
     ready_async: Notify,
     /// Wakes a blocking consumer.
@@ -156,6 +159,7 @@ impl SinkQueue {
             overflow,
             wants_spans,
             takes_batches: false,
+            every_batch: false,
             ready_async: Notify::new(),
             ready: Condvar::new(),
             room: Condvar::new(),
@@ -170,6 +174,20 @@ impl SinkQueue {
             takes_batches: true,
             ..SinkQueue::new(capacity, Overflow::Wait, wants_spans)
         }
+    }
+
+    /// [`for_batches`](Self::for_batches), with every batch handed over, those with
+    /// no match too (as a [`BatchMatches`] with no lines).
+    pub fn for_every_batch(capacity: usize, wants_spans: bool) -> SinkQueue {
+        SinkQueue {
+            every_batch: true,
+            ..SinkQueue::for_batches(capacity, wants_spans)
+        }
+    }
+
+    /// Whether this sink takes batches without matches too.
+    pub fn wants_every_batch(&self) -> bool {
+        self.every_batch
     }
 
     /// Whether this sink takes [`BatchMatches`] ([`push_batch_unwoken`]) rather than
