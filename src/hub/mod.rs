@@ -486,7 +486,7 @@ impl Hub {
         });
         if self.every_batch_sinks.load(Ordering::Relaxed) {
             for (sub, slot) in out.iter_mut().enumerate() {
-                if slot.sink.is_none() {
+                if slot.sink.is_none() && matcher.selects(sub as u32, &batch.stream) {
                     let sink = sinks.get(&matcher.key(sub as u32));
                     if sink.is_some_and(|s| s.wants_every_batch()) {
                         slot.sink = Some(sink);

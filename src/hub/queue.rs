@@ -140,7 +140,7 @@ pub struct SinkQueue {
     wants_spans: bool,
     /// Takes [`BatchMatches`], not [`Delivery`]s.
     takes_batches: bool,
-    /// Takes every batch of its subscription's streams, matches or not (context
+    /// Takes every batch of the streams its subscription selects, matches or not (context
     /// lines: `-A/-B/-C` print lines that did not match).
     every_batch: bool,
     /// Wakes an async consumer.

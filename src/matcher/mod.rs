@@ -562,6 +562,13 @@ impl Matcher {
         self.subs[sub as usize].key
     }
 
+    /// Whether subscription `sub` listens to `stream` (its `streams` selector).
+    pub fn selects(&self, sub: u32, stream: &Stream) -> bool {
+        self.subs
+            .get(sub as usize)
+            .is_some_and(|s| s.streams.matches(stream))
+    }
+
     /// Finds the lines of `text` (lines separated by `\n`, a `\r` before it ignored)
     /// that any subscription selecting `stream` wants, calling `on_hit` for each in
     /// order.
