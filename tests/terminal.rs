@@ -13,7 +13,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdout, Stdio};
 use std::time::{Duration, Instant};
@@ -102,14 +102,6 @@ struct Ended {
     stderr: String,
 }
 
-fn slurp(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stream.read_to_end(&mut buf);
-        buf
-    })
-}
-
 fn split_stdout(bytes: Vec<u8>) -> Vec<String> {
     let text = String::from_utf8(bytes).expect("stdout is UTF-8");
     if text.is_empty() {
@@ -129,31 +121,12 @@ fn run_to_end(args: &[&str], dir: &Path) -> Ended {
 }
 
 /// Runs `cmd` (supergrep `args`, maybe through a wrapper) to its end.
-fn command_to_end(mut cmd: std::process::Command, args: &[&str]) -> Ended {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start supergrep");
-    let out = slurp(child.stdout.take().unwrap());
-    let err = slurp(child.stderr.take().unwrap());
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("supergrep {args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+fn command_to_end(cmd: std::process::Command, args: &[&str]) -> Ended {
+    let ended = support::proc::run_to_exit(cmd, &format!("supergrep {args:?}"));
     Ended {
-        code: status.code().unwrap_or(-1),
-        stdout: split_stdout(out.join().unwrap()),
-        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+        code: ended.code,
+        stdout: split_stdout(ended.stdout),
+        stderr: ended.stderr,
     }
 }
 

@@ -9,13 +9,10 @@
 mod support;
 
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use support::proc::bin;
-use support::wait::PATIENCE;
+use support::proc::{bin, run_to_exit};
 
 /// How a run that ended by itself ended.
 #[derive(Debug)]
@@ -26,38 +23,12 @@ struct Ended {
 }
 
 /// Runs `cmd` to its end (bounded by PATIENCE), stdin empty, stdout and stderr read.
-fn run_cmd(mut cmd: Command, what: &str) -> Ended {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
-    let slurp = |mut s: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out = slurp(Box::new(child.stdout.take().unwrap()));
-    let err = slurp(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+fn run_cmd(cmd: Command, what: &str) -> Ended {
+    let ended = run_to_exit(cmd, what);
     Ended {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+        code: ended.code,
+        stdout: String::from_utf8_lossy(&ended.stdout).into_owned(),
+        stderr: ended.stderr,
     }
 }
 

@@ -38,6 +38,52 @@ pub fn supergrep_in(dir: &Path, args: &[&str]) -> Proc {
     Proc::spawn_reading_stdout("supergrep", cmd)
 }
 
+/// How a program that was run to its end ended: exit code (-1 for a signal) and
+/// everything it wrote.
+pub struct Exited {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with stdin empty until it exits by itself, reading stdout and stderr
+/// meanwhile; kills it and panics (naming `what`) if it has not ended within
+/// [`PATIENCE`].
+pub fn run_to_exit(mut cmd: Command, what: &str) -> Exited {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let slurp = |mut s: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = slurp(Box::new(child.stdout.take().unwrap()));
+    let err = slurp(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Exited {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    }
+}
+
 /// Sends the lines of `stream` to `tx` from a thread of its own, until either ends.
 /// Reading stops at invalid UTF-8: a test that reads supergrep's output line by line
 /// also checks that it is UTF-8.
