@@ -132,6 +132,26 @@ async fn download(page: &mut Page) -> (String, String) {
     )
 }
 
+/// Waits until a line's context is open again (the clicked line marked in it).
+async fn context_opens(page: &mut Page) {
+    page.wait_for(
+        "the context again",
+        "document.querySelector('.ctx-line.self')",
+        "document.querySelector('#lines').innerText",
+    )
+    .await;
+}
+
+/// Waits until no context block is left.
+async fn context_closes(page: &mut Page, why: &str) {
+    page.wait_for(
+        why,
+        "document.querySelectorAll('.context').length === 0",
+        "document.querySelectorAll('.context').length",
+    )
+    .await;
+}
+
 async fn blur(page: &mut Page) {
     page.eval("document.activeElement && document.activeElement.blur()")
         .await;
@@ -572,38 +592,14 @@ async fn clicking_a_line_shows_its_context_inline() {
         .await;
     // So does its close button.
     s.page.click("#lines .line .text").await;
-    s.page
-        .wait_for(
-            "the context again",
-            "document.querySelector('.ctx-line.self')",
-            "document.querySelector('#lines').innerText",
-        )
-        .await;
+    context_opens(&mut s.page).await;
     s.page.click(".context .ctx-close").await;
-    s.page
-        .wait_for(
-            "the context to close on its button",
-            "document.querySelectorAll('.context').length === 0",
-            "document.querySelectorAll('.context').length",
-        )
-        .await;
+    context_closes(&mut s.page, "the context to close on its button").await;
     // And a click on the line again.
     s.page.click("#lines .line .text").await;
-    s.page
-        .wait_for(
-            "the context again",
-            "document.querySelector('.ctx-line.self')",
-            "document.querySelector('#lines').innerText",
-        )
-        .await;
+    context_opens(&mut s.page).await;
     s.page.click("#lines .line .ts").await;
-    s.page
-        .wait_for(
-            "the context to close",
-            "document.querySelectorAll('.context').length === 0",
-            "document.querySelectorAll('.context').length",
-        )
-        .await;
+    context_closes(&mut s.page, "the context to close").await;
 
     // Held with new lines: the "N new" pill covers none of the lines (the view can
     // scroll past it).
