@@ -39,6 +39,17 @@ use tokio_tungstenite::tungstenite::Message;
 // Helpers
 // ---------------------------------------------------------------------------------
 
+/// A hub with the config file `toml` (whose token, if it sets one, is `token`),
+/// following `DIR/app.log`.
+fn hub_with_config(toml: &str, token: Option<&str>) -> (tempfile::TempDir, Hub) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = empty_files(dir.path(), &["app.log"]);
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, toml).unwrap();
+    let hub = Hub::start_with_token(&["--config", s(&config), s(&f[0])], &[&f[0]], token);
+    (dir, hub)
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -1065,11 +1076,7 @@ async fn bad_requests_get_errors_and_the_connection_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_message_is_told_to_the_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = empty_files(dir.path(), &["app.log"]);
-    let config = dir.path().join("hub.toml");
-    std::fs::write(&config, "[limits]\nmax_message_bytes = 1000\n").unwrap();
-    let hub = Hub::start_following(&["--config", s(&config), s(&f[0])], &[&f[0]]);
+    let (_dir, hub) = hub_with_config("[limits]\nmax_message_bytes = 1000\n", None);
     let mut c = Client::connect(&hub).await;
     let pattern = "a".repeat(2000);
     c.send(subscribe("big", &[&pattern])).await;
@@ -1163,15 +1170,7 @@ async fn a_token_is_required_when_set_for_websockets_and_markers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_from_the_config_file_is_required_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = empty_files(dir.path(), &["app.log"]);
-    let config = dir.path().join("hub.toml");
-    std::fs::write(&config, "token = \"fromconfig\"\n").unwrap();
-    let hub = Hub::start_with_token(
-        &["--config", s(&config), s(&f[0])],
-        &[&f[0]],
-        Some("fromconfig"),
-    );
+    let (_dir, hub) = hub_with_config("token = \"fromconfig\"\n", Some("fromconfig"));
     let url = hub.bare_ws_url();
     assert_eq!(try_connect(&url, &[]).await.err(), Some(401));
     assert_eq!(
@@ -1218,13 +1217,8 @@ async fn websockets_from_a_foreign_origin_are_refused() {
 /// `metrics_token`, for Prometheus), as `?token=` or `Authorization: Bearer`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_the_token_or_the_metrics_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = empty_files(dir.path(), &["app.log"]);
-    let config = dir.path().join("hub.toml");
-    std::fs::write(&config, "token = \"s3cret\"\nmetrics_token = \"prom\"\n").unwrap();
-    let hub = Hub::start_with_token(
-        &["--config", s(&config), s(&f[0])],
-        &[&f[0]],
+    let (dir, hub) = hub_with_config(
+        "token = \"s3cret\"\nmetrics_token = \"prom\"\n",
         Some("s3cret"),
     );
     let get = |path: &str, headers: &[(&str, &str)]| http(hub.port, "GET", path, headers, "").0;
@@ -1331,11 +1325,7 @@ async fn markers_from_another_site_or_not_json_are_refused() {
 /// localhost, the hostname and `allowed_hosts` are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_for_a_name_the_hub_does_not_answer_to_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = empty_files(dir.path(), &["app.log"]);
-    let config = dir.path().join("hub.toml");
-    std::fs::write(&config, "allowed_hosts = [\"logs.example.com\"]\n").unwrap();
-    let hub = Hub::start_following(&["--config", s(&config), s(&f[0])], &[&f[0]]);
+    let (_dir, hub) = hub_with_config("allowed_hosts = [\"logs.example.com\"]\n", None);
     let port = hub.port;
     let get = |path: &str, host: &str| {
         let host = host.replace("PORT", &port.to_string());
