@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::hub::backlog::Entry;
 use crate::hub::BatchMatches;
-use crate::line::LineRef;
+use crate::line::{LineRef, Stream};
 use crate::output::Printer;
 
 /// The context state of a terminal run: per stream, what is held and what is owed.
@@ -22,8 +22,8 @@ pub struct Context {
     before: usize,
     after: u64,
     streams: HashMap<String, StreamContext>,
-    /// The last line printed (stream id, seq), to know when a group is adjacent.
-    last: Option<(String, u64)>,
+    /// The last line printed (its stream, seq), to know when a group is adjacent.
+    last: Option<(Arc<Stream>, u64)>,
 }
 
 #[derive(Default)]
@@ -72,7 +72,14 @@ impl Context {
     ) -> io::Result<u64> {
         let entry = &batch.entry;
         let (stream, text) = (&entry.batch.stream, entry.batch.text.as_ref());
-        let state = self.streams.entry(stream.id.clone()).or_default();
+        // Looked up by reference: the key is allocated once per stream, not per batch.
+        if !self.streams.contains_key(&stream.id) {
+            self.streams
+                .insert(stream.id.clone(), StreamContext::default());
+        }
+        let Some(state) = self.streams.get_mut(&stream.id) else {
+            return Ok(0);
+        };
         // Matches come in the order of their lines (one forward scan).
         let mut matches = batch.iter().zip(&batch.lines).peekable();
         let mut printed = 0;
@@ -85,7 +92,7 @@ impl Context {
                     printer.print_context(held.line())?;
                 }
                 printer.print(matched, spans)?;
-                self.last = Some((stream.id.clone(), seq));
+                self.last = Some((stream.clone(), seq));
                 state.after_left = self.after;
                 printed += 1;
             } else if state.after_left > 0 {
@@ -97,7 +104,7 @@ impl Context {
                     text: line,
                 };
                 printer.print_context(line)?;
-                self.last = Some((stream.id.clone(), seq));
+                self.last = Some((stream.clone(), seq));
             } else if self.before > 0 {
                 if state.held.len() == self.before {
                     state.held.pop_front();
@@ -118,12 +125,12 @@ impl Context {
 /// `--` before a group whose first line does not follow the last line printed.
 fn separate<W: Write>(
     printer: &mut Printer<W>,
-    last: &Option<(String, u64)>,
+    last: &Option<(Arc<Stream>, u64)>,
     stream: &str,
     first: u64,
 ) -> io::Result<()> {
     match last {
-        Some((s, seq)) if s != stream || seq + 1 != first => printer.group_separator(),
+        Some((s, seq)) if s.id != stream || seq + 1 != first => printer.group_separator(),
         _ => Ok(()),
     }
 }
