@@ -148,7 +148,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let addr = tcp.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = match tls {
-        Some(tls) => server::HubListener::Tls(crate::tls::TlsListener::new(tcp, tls)?),
+        Some(tls) => server::HubListener::Tls(crate::tls::TlsListener::new(
+            tcp,
+            tls,
+            accept_errors.clone(),
+        )?),
         None => server::HubListener::Plain(tcp),
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

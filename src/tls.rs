@@ -12,6 +12,7 @@ use std::error::Error as StdError;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -297,30 +298,43 @@ const MAX_HANDSHAKES: usize = 256;
 
 /// An [`axum::serve::Listener`] that hands out connections once their TLS
 /// handshake is done. Handshakes run in their own tasks, so one slow or hostile
-/// client cannot hold up everybody else's accept.
+/// client cannot hold up everybody else's accept. A failed accept waits as the
+/// plain listener's does ([`crate::open_files::accept_backoff`]) and is counted in
+/// `accept_errors`.
 pub struct TlsListener {
     ready: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> io::Result<TlsListener> {
+    pub fn new(
+        tcp: TcpListener,
+        config: Arc<ServerConfig>,
+        accept_errors: Arc<AtomicU64>,
+    ) -> io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
+            let mut backoff = None;
             loop {
                 let Ok(permit) = handshakes.clone().acquire_owned().await else {
                     return;
                 };
                 let (stream, peer) = tokio::select! {
                     accepted = tcp.accept() => match accepted {
-                        Ok(a) => a,
+                        Ok(a) => {
+                            backoff = None;
+                            a
+                        }
                         Err(e) => {
                             // Out of file descriptors, say: wait rather than spin.
-                            tracing::warn!("accept: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            let wait = crate::open_files::accept_backoff(backoff);
+                            backoff = Some(wait);
+                            accept_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("accept: {e}; waiting {wait:?}");
+                            tokio::time::sleep(wait).await;
                             continue;
                         }
                     },

@@ -5,14 +5,13 @@
 mod support;
 
 use std::io::Write;
-use std::process::Command;
 
 use support::agent::Agent;
 use support::files::append;
 use support::free_port;
 use support::http::{metric_in, try_http};
-use support::hub::Hub;
-use support::proc::{bin, Proc};
+use support::hub::{open_fds, serve_with_few_descriptors, Hub};
+use support::proc::Proc;
 use support::wait::wait_until;
 use support::ws::SyncClient;
 
@@ -41,30 +40,17 @@ fn control_characters_in_an_agents_paths_are_escaped() {
     );
 }
 
-/// Descriptors open in process `pid`.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-/// A hub limited to `limit` descriptors (prlimit), with syslog over TCP: `(hub, its
-/// HTTP port, its syslog port)`.
+/// A hub limited to `limit` descriptors, with syslog over TCP: `(hub, its HTTP
+/// port, its syslog port)`.
 fn hub_with_few_descriptors(limit: u32) -> (Proc, u16, u16) {
     let (port, syslog) = (free_port(), free_port());
-    let mut cmd = Command::new("prlimit");
-    cmd.arg(format!("--nofile={limit}:{limit}"))
-        .arg("--")
-        .arg(bin().get_program())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--syslog-tcp", &format!("127.0.0.1:{syslog}")]);
-    for (k, v) in bin().get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let mut hub = Proc::spawn("the hub", cmd);
-    hub.wait_stderr(&["serving http://"]);
-    (hub, port, syslog)
+    let args = [
+        "--listen".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--syslog-tcp".to_owned(),
+        format!("127.0.0.1:{syslog}"),
+    ];
+    (serve_with_few_descriptors(limit, &args), port, syslog)
 }
 
 /// Out of file descriptors, accepting failed at once again and again (100% of a

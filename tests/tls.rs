@@ -4,7 +4,7 @@
 //! ngircd listening with TLS, a self-signed hub certificate that says it is a CA (as
 //! `openssl req -x509` makes them) trusted as given with `--tls-ca` — and the refusals:
 //! an untrusted certificate, another self-signed one, a plain client at a TLS port,
-//! unreadable certificate files.
+//! unreadable certificate files; and a TLS hub out of file descriptors.
 
 mod support;
 
@@ -14,9 +14,12 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use support::agent::Agent;
 use support::files::{append, TempLog};
-use support::hub::Hub;
+use support::free_port;
+use support::http::metric_in;
+use support::hub::{open_fds, serve_with_few_descriptors, Hub};
 use support::irc::{self, Ircd, IrcdOptions};
 use support::proc::{bin, supergrep, Proc};
+use support::wait::wait_until;
 
 /// A CA and a certificate it signed for `localhost` and 127.0.0.1, as PEM files.
 struct Certs {
@@ -365,4 +368,58 @@ fn posts_to_irc_over_tls() {
         untrusting.exit_code_within(Duration::from_millis(200)),
         None
     );
+}
+
+/// `GET /metrics` from a TLS hub, trusting `ca`: the value of metric `name`.
+fn https_metric(port: u16, ca: &Path, name: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let page = runtime.block_on(async {
+        let config = supergrep::tls::client_config(Some(ca)).ok()?;
+        let mut stream = supergrep::tls::connect("localhost", port, Some(&config))
+            .await
+            .ok()?;
+        let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.ok()?;
+        // Read to the end, or to an error (a close without close_notify): the page is
+        // in what came before.
+        let (mut page, mut chunk) = (Vec::new(), [0; 8192]);
+        while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+            page.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8(page).ok()
+    })?;
+    metric_in(&page, name)
+}
+
+/// Out of file descriptors, the TLS listener retried an accept every 50 ms and
+/// counted nothing; now it waits as the plain one does, counts each failure in
+/// `/metrics`, and serves again once descriptors free up.
+#[test]
+fn a_tls_hub_out_of_descriptors_counts_failed_accepts_and_recovers() {
+    let certs = certs();
+    let (limit, port) = (64, free_port());
+    let args = [
+        "--listen".to_owned(),
+        format!("127.0.0.1:{port}"),
+        "--tls-cert".to_owned(),
+        s(&certs.cert).to_owned(),
+        "--tls-key".to_owned(),
+        s(&certs.key).to_owned(),
+    ];
+    let hub = serve_with_few_descriptors(limit, &args);
+    // Connections that never start their handshake hold a descriptor each.
+    let held: Vec<_> = (0..limit + 16)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    wait_until("the hub out of descriptors", || {
+        open_fds(hub.pid()) >= limit as usize
+    });
+    drop(held);
+    wait_until("/metrics over https, with the failed accepts", || {
+        https_metric(port, &certs.ca, "supergrep_accept_errors_total").is_some_and(|n| n > 0)
+    });
 }

@@ -260,3 +260,33 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// `supergrep serve ARGS…` limited to `limit` file descriptors (prlimit), once it
+/// says it serves: for running a hub out of descriptors.
+pub fn serve_with_few_descriptors(limit: u32, args: &[String]) -> Proc {
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile={limit}:{limit}"))
+        .arg("--")
+        .arg(bin().get_program())
+        .arg("serve")
+        .args(args);
+    for (k, v) in bin().get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let tls = args.iter().any(|a| a == "--tls-cert");
+    let mut hub = Proc::spawn("the hub", cmd);
+    hub.wait_stderr(&[if tls {
+        "serving https://"
+    } else {
+        "serving http://"
+    }]);
+    hub
+}
+
+/// Descriptors open in process `pid`.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
