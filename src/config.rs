@@ -28,6 +28,7 @@ Config file keys (TOML):
   allowed_hosts = [\"logs.example.com\"]  names the hub may be reached by (HTTP Host), besides
                                     localhost, this machine's hostname and any IP address
   metrics_token = \"…\"              also accepted on /metrics (Bearer or ?token=), e.g. for Prometheus
+  trust_agent_time = false          take agents' line times as they say (else the hub's receive time)
   tls_cert = \"hub.crt\"  tls_key = \"hub.key\"   serve https:// and wss:// (PEM files)
   source_url = \"https://src/{path}#L{line}\"  web UI: link path/file.ext:123 in lines
   [[set]] name = \"web\"             a named log set…
@@ -70,6 +71,10 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// A second token, for `/metrics` only (Prometheus).
     pub metrics_token: Option<String>,
+    /// Take the time an agent gives its lines. Off, a line's time is when the hub
+    /// received it: an agent (or whoever has the token) cannot date lines at will.
+    #[serde(default)]
+    pub trust_agent_time: bool,
     /// Web UI: turn `path/file.ext:123` in log lines into links, e.g.
     /// `https://src.example.com/repo/blob/main/{path}#L{line}`.
     pub source_url: Option<String>,

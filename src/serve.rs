@@ -164,6 +164,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             allowed_origins: config.allowed_origins.clone(),
             allowed_hosts: config.allowed_hosts.clone(),
             metrics_token: config.metrics_token.clone(),
+            trust_agent_time: config.trust_agent_time,
             accept_errors,
         },
         shutdown_rx,

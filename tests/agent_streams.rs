@@ -11,7 +11,7 @@ use support::agent::{write_numbered, Agent};
 use support::files::{append, empty};
 use support::hub::Hub;
 use support::wait::wait_until;
-use support::ws::{try_connect, Ws};
+use support::ws::{subscribe, try_connect, Client, Ws};
 use support::{hostname, stream_id};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -162,4 +162,45 @@ fn a_second_agent_of_a_name_waits_until_the_first_is_gone() {
     let line = client.wait_text("from the second");
     assert_eq!(line.host, "web03");
     assert_eq!(ids(&hub), [format!("web03:{}", b.display())]);
+}
+
+/// A raw agent on a hub started with `toml` as its config file, past its welcome.
+async fn agent_on_hub_with(toml: &str) -> (tempfile::TempDir, Hub, Ws) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, toml).unwrap();
+    let hub = Hub::start(&["--config", config.to_str().unwrap()]);
+    let mut ws = try_connect(&format!("{}/agent", hub.agent_url()), &[])
+        .await
+        .unwrap();
+    let hello = json!({"type": "agent_hello", "version": 1, "name": "web01", "agent": "test"});
+    send(&mut ws, hello).await;
+    assert_eq!(next(&mut ws).await["type"], "welcome");
+    (dir, hub, ws)
+}
+
+/// The time a client is given for a line an agent says it read in 2001.
+async fn time_of_a_line_dated_2001(toml: &str) -> String {
+    let (_dir, hub, mut agent) = agent_on_hub_with(toml).await;
+    let mut client = Client::connect(&hub).await;
+    client.subscribe(subscribe("all", &["dated"])).await;
+    let mut batch = lines(1, "/var/log/app.log", "default", "dated 2001\n");
+    batch["ts"] = json!("2001-01-01T00:00:00Z");
+    send(&mut agent, batch).await;
+    let (mut got, _) = client.lines_until(&["all"], "dated 2001").await;
+    got.remove("all").unwrap().remove(0).ts
+}
+
+/// An agent's line times are taken as given only when the hub trusts them; else a
+/// line is dated when the hub received it, so no agent can back- or forward-date
+/// what a reader sees.
+#[tokio::test]
+async fn an_agents_line_times_are_the_hubs_unless_trusted() {
+    let before = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let untrusted = time_of_a_line_dated_2001("").await;
+    // RFC 3339 in UTC: later is greater as text.
+    assert!(untrusted >= before, "{untrusted} is before {before}");
+
+    let trusted = time_of_a_line_dated_2001("trust_agent_time = true\n").await;
+    assert!(trusted.starts_with("2001-01-01T00:00:00"), "{trusted}");
 }

@@ -8,7 +8,9 @@
 //! the syslog input's (`HOST:syslog:TAG`, set `syslog`); so no agent can write into,
 //! or make vanish by disconnecting, a stream of the hub's files or of syslog. A
 //! refused stream gets a `stream_refused` error once; its batches are acknowledged
-//! (the agent must not keep them forever) and dropped, counted in `/metrics`.
+//! (the agent must not keep them forever) and dropped, counted in `/metrics`. Nor
+//! does an agent date its lines: their time is when the hub received them, unless
+//! the config says `trust_agent_time`.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -240,8 +242,13 @@ async fn admit(
 ) -> Result<(), Gone> {
     let counters = &state.hub.counters;
     if state.hub.admit_remote(&stream.id, origin, &mut bytes) {
-        let ts =
-            humantime::parse_rfc3339_weak(&ts).unwrap_or_else(|_| std::time::SystemTime::now());
+        // The agent's word for when the lines were read, if the hub takes it.
+        let received = std::time::SystemTime::now();
+        let ts = if state.trust_agent_time {
+            humantime::parse_rfc3339_weak(&ts).unwrap_or(received)
+        } else {
+            received
+        };
         let batch = ReadBatch {
             stream,
             ts,

@@ -59,14 +59,19 @@ pub struct ServerState {
     connections_refused: AtomicU64,
     /// Failed accepts (out of file descriptors, say), here and in syslog input.
     accept_errors: Arc<AtomicU64>,
+    /// Agents' line times are kept (else the hub's receive time).
+    pub trust_agent_time: bool,
 }
 
-/// Who may reach the hub's HTTP side, besides its token.
+/// Who may reach the hub's HTTP side, besides its token, and what it takes on
+/// their word.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     pub allowed_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
     pub metrics_token: Option<String>,
+    /// Agents' line times are kept (else the hub's receive time).
+    pub trust_agent_time: bool,
     /// Failed accepts, shared with the other accept loops (syslog's).
     pub accept_errors: Arc<AtomicU64>,
 }
@@ -110,6 +115,7 @@ impl ServerState {
             per_address: http::PerAddress::default(),
             connections_refused: AtomicU64::new(0),
             accept_errors: access.accept_errors,
+            trust_agent_time: access.trust_agent_time,
         })
     }
 }
