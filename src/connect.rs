@@ -11,12 +11,12 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{jitter, ConnectError, HubEndpoint};
+use crate::exit::{Outcome, UsageError};
 use crate::hub::{Delivery, SinkQueue};
 use crate::line::{LogLine, Stream};
 use crate::matcher::Subscription;
 use crate::output::Printer;
 use crate::protocol::{code, ClientMsg, ServerMsg, WireLine, VERSION};
-use crate::terminal::{Outcome, UsageError};
 
 const SUB_ID: &str = "cli";
 /// Backlog asked for after a reconnect to the same hub, to fill the gap.

@@ -20,6 +20,7 @@ pub mod connect;
 pub mod context;
 pub mod demo;
 pub mod escape;
+pub mod exit;
 pub mod generate;
 pub mod hub;
 pub mod irc;

@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use supergrep::cli::{Cli, Command};
-use supergrep::terminal::{Outcome, Plan, UsageError};
+use supergrep::exit::UsageError;
+use supergrep::terminal::Plan;
 
 /// Batches are read on one thread and freed on another, at up to thousands a second;
 /// glibc's malloc returned and re-faulted that memory over and over (scanning 1 GiB:
@@ -36,9 +37,7 @@ fn terminal(cli: &Cli) -> ExitCode {
     watch_signals();
     watch_stdout();
     match plan.run() {
-        Ok(Outcome::Matched) => ExitCode::SUCCESS,
-        Ok(Outcome::NoMatch) => ExitCode::from(1),
-        Ok(Outcome::FileErrors) => ExitCode::from(2),
+        Ok(outcome) => outcome.code(),
         Err(e) => fail(&e),
     }
 }

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, LogSet};
+use crate::exit::UsageError;
 use crate::hub::{Hub, Overflow, SinkQueue};
 use crate::irc::{IrcOptions, IrcTarget};
 use crate::matcher::{Limits, StreamSelector, Subscription};
@@ -15,7 +16,6 @@ use crate::output::Format;
 use crate::server::{self, ServerState};
 use crate::source::glob::Target;
 use crate::source::tail::{self, StartAt, TailConfig};
-use crate::terminal::UsageError;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 

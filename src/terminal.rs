@@ -4,31 +4,14 @@
 use std::io::{self, IsTerminal, Write};
 use std::sync::Arc;
 
-use thiserror::Error;
-
 use crate::cli::{ColorWhen, GrepArgs};
+use crate::exit::{Outcome, UsageError};
 use crate::hub::{Hub, Overflow, SinkQueue};
 use crate::irc::{IrcOptions, IrcTarget};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::output::{Format, Printer, PrinterOptions};
 use crate::source::glob::Target;
 use crate::source::tail::{self, StartAt, TailConfig};
-
-/// Something wrong with what the user asked for: exit status 2.
-#[derive(Debug, Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// How a terminal run ended, for the exit status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Lines matched (or following ended normally).
-    Matched,
-    /// `--no-follow` and nothing matched.
-    NoMatch,
-    /// `--no-follow` and some file could not be read.
-    FileErrors,
-}
 
 /// Everything decided from the arguments, before anything runs.
 pub struct Plan {

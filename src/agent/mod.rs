@@ -21,12 +21,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::cli::AgentArgs;
 use crate::client::{jitter, ConnectError, HubEndpoint, Ws};
+use crate::exit::UsageError;
 use crate::line::{format_ts, local_hostname};
 use crate::protocol::{AgentMsg, HubMsg, VERSION};
 use crate::source::glob::Target;
 use crate::source::tail::{self, Resume, StartAt, TailConfig};
 use crate::source::{EventReceiver, SourceEvent};
-use crate::terminal::UsageError;
 use frame::LinesFrame;
 
 /// Unacknowledged bytes held at most before the agent stops reading.
