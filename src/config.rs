@@ -286,16 +286,7 @@ impl Config {
                 ));
             }
             if let Some(f) = &sink.format {
-                match crate::output::Format::parse(f)
-                    .map_err(|e| format!("irc[{i}].format: {e}"))?
-                {
-                    crate::output::Format::Template(_) => {}
-                    _ => {
-                        return Err(format!(
-                            "irc[{i}].format must be a template such as \"{{host}}: {{text}}\""
-                        ))
-                    }
-                }
+                crate::irc::template(f).map_err(|e| format!("irc[{i}].format: {e}"))?;
             }
         }
         if self.token.as_deref() == Some("") {

@@ -1,4 +1,5 @@
-//! The terminal printer: turns matches into text, JSON or a user template.
+//! The terminal printer: turns matches into text, JSON or a user template; and the
+//! template and highlighting walk it shares with the IRC sink ([`Markup`]).
 
 use std::io::{self, Write};
 
@@ -202,28 +203,14 @@ impl<W: Write> Printer<W> {
                         buf.push(sep);
                     }
                 }
-                if color && !spans.is_empty() {
-                    highlight(buf, line.text, spans, esc);
-                } else {
-                    escape::push(buf, line.text, esc);
-                }
+                let spans = if color { spans } else { &[] };
+                highlight(buf, line.text, spans, &Ansi { escape: esc });
             }
             Format::Template(pieces) => {
-                let esc = self.options.escape;
-                for piece in pieces {
-                    match piece {
-                        Piece::Literal(s) => buf.extend_from_slice(s.as_bytes()),
-                        Piece::Field(Field::Seq) => write!(buf, "{}", line.seq)?,
-                        Piece::Field(Field::Ts) => {
-                            buf.extend_from_slice(format_ts(line.ts).as_bytes())
-                        }
-                        Piece::Field(Field::Host) => escape::push(buf, &line.stream.host, esc),
-                        Piece::Field(Field::Path) => escape::push(buf, &line.stream.path, esc),
-                        Piece::Field(Field::Set) => escape::push(buf, &line.stream.set, esc),
-                        Piece::Field(Field::Stream) => escape::push(buf, &line.stream.id, esc),
-                        Piece::Field(Field::Text) => escape::push(buf, line.text, esc),
-                    }
-                }
+                let markup = Ansi {
+                    escape: self.options.escape,
+                };
+                render_template(buf, pieces, line, &[], &markup);
             }
         }
         buf.push(b'\n');
@@ -275,9 +262,62 @@ fn file_color(path: &str) -> &'static str {
     FILE_COLORS[(hash % FILE_COLORS.len() as u64) as usize]
 }
 
+/// How a medium takes what is written into it: a terminal escapes control
+/// characters and marks matches with ANSI colour, IRC drops them and uses mIRC
+/// codes. [`render_template`] and [`highlight`] are the one walk over a template and
+/// over a line's matches for both.
+pub trait Markup {
+    /// Text from outside (a log line, a host, a path), made safe for the medium.
+    fn text(&self, buf: &mut Vec<u8>, s: &str);
+    /// The user's own template text.
+    fn literal(&self, buf: &mut Vec<u8>, s: &str) {
+        buf.extend_from_slice(s.as_bytes());
+    }
+    /// What starts and what ends a highlighted match.
+    fn match_codes(&self) -> (&'static str, &'static str);
+}
+
+/// A terminal's: bold red matches, control characters escaped when `escape`.
+struct Ansi {
+    escape: bool,
+}
+
+impl Markup for Ansi {
+    fn text(&self, buf: &mut Vec<u8>, s: &str) {
+        escape::push(buf, s, self.escape);
+    }
+
+    fn match_codes(&self) -> (&'static str, &'static str) {
+        (MATCH_ON, RESET)
+    }
+}
+
+/// Fills in a template for `line`, its text with the matches in `spans` marked.
+pub fn render_template(
+    buf: &mut Vec<u8>,
+    pieces: &[Piece],
+    line: LineRef<'_>,
+    spans: &[[usize; 2]],
+    markup: &impl Markup,
+) {
+    for piece in pieces {
+        match piece {
+            Piece::Literal(s) => markup.literal(buf, s),
+            // Cannot fail: writing into a Vec.
+            Piece::Field(Field::Seq) => buf.extend_from_slice(line.seq.to_string().as_bytes()),
+            Piece::Field(Field::Ts) => buf.extend_from_slice(format_ts(line.ts).as_bytes()),
+            Piece::Field(Field::Host) => markup.text(buf, &line.stream.host),
+            Piece::Field(Field::Path) => markup.text(buf, &line.stream.path),
+            Piece::Field(Field::Set) => markup.text(buf, &line.stream.set),
+            Piece::Field(Field::Stream) => markup.text(buf, &line.stream.id),
+            Piece::Field(Field::Text) => highlight(buf, line.text, spans, markup),
+        }
+    }
+}
+
 /// Writes `text` with the character ranges in `spans` (sorted, maybe overlapping)
-/// highlighted (and the text escaped when `esc`).
-fn highlight(buf: &mut Vec<u8>, text: &str, spans: &[[usize; 2]], esc: bool) {
+/// marked as matches, the text made safe by `markup`.
+pub fn highlight(buf: &mut Vec<u8>, text: &str, spans: &[[usize; 2]], markup: &impl Markup) {
     let bytes_at = |chars: usize| -> usize {
         if text.is_ascii() {
             chars.min(text.len())
@@ -287,6 +327,7 @@ fn highlight(buf: &mut Vec<u8>, text: &str, spans: &[[usize; 2]], esc: bool) {
                 .map_or(text.len(), |(b, _)| b)
         }
     };
+    let (on, off) = markup.match_codes();
     let mut pos = 0;
     let mut i = 0;
     while i < spans.len() {
@@ -299,15 +340,15 @@ fn highlight(buf: &mut Vec<u8>, text: &str, spans: &[[usize; 2]], esc: bool) {
         }
         let (s, e) = (bytes_at(start).max(pos), bytes_at(end));
         if s < e {
-            escape::push(buf, &text[pos..s], esc);
-            buf.extend_from_slice(MATCH_ON.as_bytes());
-            escape::push(buf, &text[s..e], esc);
-            buf.extend_from_slice(RESET.as_bytes());
+            markup.text(buf, &text[pos..s]);
+            buf.extend_from_slice(on.as_bytes());
+            markup.text(buf, &text[s..e]);
+            buf.extend_from_slice(off.as_bytes());
             pos = e;
         }
         i += 1;
     }
-    escape::push(buf, &text[pos..], esc);
+    markup.text(buf, &text[pos..]);
 }
 
 #[cfg(test)]
@@ -428,7 +469,7 @@ mod tests {
     #[test]
     fn highlight_handles_multibyte() -> anyhow::Result<()> {
         let mut buf = Vec::new();
-        highlight(&mut buf, "é error é", &[[2, 7]], false);
+        highlight(&mut buf, "é error é", &[[2, 7]], &Ansi { escape: false });
         assert_eq!(
             String::from_utf8(buf).context("the highlighted text is not UTF-8")?,
             "é \x1b[1;31merror\x1b[0m é"

@@ -10,9 +10,8 @@ use crate::cli::ServeArgs;
 use crate::config::{Config, LogSet};
 use crate::exit::UsageError;
 use crate::hub::{Hub, Overflow, SinkQueue};
-use crate::irc::{IrcOptions, IrcTarget};
+use crate::irc::{IrcOptions, IrcSetting, IrcSettings};
 use crate::matcher::{Limits, StreamSelector, Subscription};
-use crate::output::Format;
 use crate::server::{self, ServerState};
 use crate::source::glob::Target;
 use crate::source::tail::{self, StartAt, TailConfig};
@@ -199,23 +198,20 @@ impl Drop for RemovedOnDrop {
 /// A dead IRC server only fills that sink's bounded queue.
 async fn start_irc_sinks(hub: &Hub, config: &Config) -> anyhow::Result<()> {
     for (i, sink) in config.irc.iter().enumerate() {
-        let format = match &sink.format {
-            Some(f) => Format::parse(f).map_err(UsageError)?,
-            None => IrcOptions::default_format(),
-        };
-        let target = IrcTarget::parse(&sink.url()).map_err(UsageError)?;
-        let tls = IrcOptions::tls_for(&target, sink.tls_ca.as_deref())
-            .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?;
-        let options = IrcOptions {
-            target,
-            tls,
-            nick: sink.nick.clone().unwrap_or_else(|| "supergrep".into()),
+        let options = IrcOptions::new(IrcSettings {
+            url: &sink.url(),
+            nick: sink.nick.as_deref().unwrap_or("supergrep"),
             color: sink.color,
-            format,
+            format: sink.format.as_deref(),
             rate_per_sec: sink.rate.unwrap_or(1.0),
             burst: sink.burst.unwrap_or(4),
-            label: format!("/{}/", sink.include.join("|")),
-        };
+            tls_ca: sink.tls_ca.as_deref(),
+            include: &sink.include,
+        })
+        .map_err(|e| match e.setting {
+            IrcSetting::Url => UsageError(format!("irc[{i}]: {e}")),
+            IrcSetting::Format => UsageError(format!("irc[{i}].format: {e}")),
+        })?;
         let subscription = Subscription {
             include: sink.include.clone(),
             exclude: sink.exclude.clone(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::cli::{ColorWhen, GrepArgs};
 use crate::exit::{Outcome, UsageError};
 use crate::hub::{Hub, Overflow, SinkQueue};
-use crate::irc::{IrcOptions, IrcTarget};
+use crate::irc::{IrcOptions, IrcSetting, IrcSettings};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::output::{Format, Printer, PrinterOptions};
 use crate::source::glob::Target;
@@ -135,31 +135,26 @@ impl Plan {
             })
             .transpose()
             .map_err(UsageError)?;
-        let irc = match &args.irc {
-            Some(url) => {
-                let target = IrcTarget::parse(url).map_err(UsageError)?;
-                let tls =
-                    IrcOptions::tls_for(&target, args.tls_ca.as_deref()).map_err(UsageError)?;
-                Some(IrcOptions {
-                    target,
-                    tls,
-                    nick: args.irc_nick.clone(),
+        let irc = args
+            .irc
+            .as_ref()
+            .map(|url| {
+                IrcOptions::new(IrcSettings {
+                    url,
+                    nick: &args.irc_nick,
                     color: args.irc_color,
-                    format: match Format::parse(&args.irc_format).map_err(UsageError)? {
-                        Format::Template(p) => Format::Template(p),
-                        _ => {
-                            return Err(UsageError(
-                                "--irc-format takes a template such as '{host}: {text}'".into(),
-                            ))
-                        }
-                    },
+                    format: Some(&args.irc_format),
                     rate_per_sec: args.irc_rate,
                     burst: args.irc_burst,
-                    label: format!("/{}/", include.join("|")),
+                    tls_ca: args.tls_ca.as_deref(),
+                    include: &include,
                 })
-            }
-            None => None,
-        };
+            })
+            .transpose()
+            .map_err(|e| match e.setting {
+                IrcSetting::Url => UsageError(e.message),
+                IrcSetting::Format => UsageError(format!("--irc-format: {}", e.message)),
+            })?;
         Ok(Plan {
             irc,
             connect,

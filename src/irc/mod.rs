@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::hub::SinkQueue;
-use crate::output::{Field, Format, Piece};
+use crate::output::{render_template, Format, Markup};
 use flood::{Flood, TokenBucket};
 
 /// Where to post: `irc[s]://[nick[:password]@]host[:port]/#channel[?key=KEY]`.
@@ -154,26 +154,74 @@ pub struct IrcOptions {
     pub burst: u32,
     /// What the sink posts matches for, in summaries, e.g. `/PHP Fatal/`.
     pub label: String,
-    /// For `ircs://`: whom to trust (see [`IrcOptions::tls_for`]).
+    /// For `ircs://`: whom to trust (the system's roots and any `tls_ca`).
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-impl IrcOptions {
-    /// The TLS settings `target` needs: `None` for plain `irc://`.
-    pub fn tls_for(
-        target: &IrcTarget,
-        tls_ca: Option<&std::path::Path>,
-    ) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
-        match target.tls {
-            true => crate::tls::client_config(tls_ca)
-                .map(Some)
-                .map_err(|e| format!("{}: {e}", target.host)),
-            false => Ok(None),
-        }
-    }
+/// What the user wrote for one IRC sink (the `--irc*` flags or an `[[irc]]` table),
+/// checked in one place by [`IrcOptions::new`].
+pub struct IrcSettings<'a> {
+    pub url: &'a str,
+    pub nick: &'a str,
+    pub color: bool,
+    /// A template; `None`: [`IrcOptions::DEFAULT_FORMAT`].
+    pub format: Option<&'a str>,
+    pub rate_per_sec: f64,
+    pub burst: u32,
+    pub tls_ca: Option<&'a std::path::Path>,
+    /// The patterns it posts matches of, for its summaries.
+    pub include: &'a [String],
+}
 
-    pub fn default_format() -> Format {
-        Format::parse("{host} {path}: {text}").unwrap_or(Format::Text)
+/// A setting of [`IrcSettings`] that cannot be used; `setting` names which.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct IrcSettingsError {
+    pub setting: IrcSetting,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IrcSetting {
+    Url,
+    Format,
+}
+
+impl IrcOptions {
+    pub const DEFAULT_FORMAT: &'static str = "{host} {path}: {text}";
+
+    pub fn new(s: IrcSettings<'_>) -> Result<IrcOptions, IrcSettingsError> {
+        let bad = |setting, message| IrcSettingsError { setting, message };
+        let target = IrcTarget::parse(s.url).map_err(|e| bad(IrcSetting::Url, e))?;
+        let format = template(s.format.unwrap_or(Self::DEFAULT_FORMAT))
+            .map_err(|e| bad(IrcSetting::Format, e))?;
+        let tls = match target.tls {
+            true => Some(
+                crate::tls::client_config(s.tls_ca)
+                    .map_err(|e| bad(IrcSetting::Url, format!("{}: {e}", target.host)))?,
+            ),
+            false => None,
+        };
+        Ok(IrcOptions {
+            target,
+            tls,
+            nick: s.nick.to_owned(),
+            color: s.color,
+            format,
+            rate_per_sec: s.rate_per_sec,
+            burst: s.burst,
+            label: format!("/{}/", s.include.join("|")),
+        })
+    }
+}
+
+/// An IRC message format: a template only (text and JSON are for terminals).
+pub fn template(format: &str) -> Result<Format, String> {
+    match Format::parse(format)? {
+        Format::Template(pieces) => Ok(Format::Template(pieces)),
+        _ => Err(format!(
+            "{format:?} is not a template: IRC takes one such as '{{host}}: {{text}}'"
+        )),
     }
 }
 
@@ -496,6 +544,24 @@ fn clean(s: &str) -> String {
         .collect()
 }
 
+/// IRC's markup: text [`clean`]ed, matches in bold red.
+struct Mirc;
+
+impl Markup for Mirc {
+    fn text(&self, buf: &mut Vec<u8>, s: &str) {
+        buf.extend_from_slice(clean(s).as_bytes());
+    }
+
+    // The user's template is cleaned too: it ends up in the same PRIVMSG.
+    fn literal(&self, buf: &mut Vec<u8>, s: &str) {
+        self.text(buf, s);
+    }
+
+    fn match_codes(&self) -> (&'static str, &'static str) {
+        (BOLD_RED, RESET)
+    }
+}
+
 // Colour before bold: a match starting with ",42" right after "\x0304" would be read
 // as a background colour.
 const BOLD_RED: &str = "\x0304\x02";
@@ -504,47 +570,14 @@ const RESET: &str = "\x0f";
 /// A match as it reads in the channel: the template filled in, text cleaned, and the
 /// matched spans in bold red with `color`.
 pub fn render(options: &IrcOptions, line: &crate::line::LogLine, spans: &[[usize; 2]]) -> String {
-    let mut out = String::new();
-    let pieces: &[Piece] = match &options.format {
-        Format::Template(p) => p,
-        _ => &[],
+    let Format::Template(pieces) = &options.format else {
+        return String::new();
     };
-    for piece in pieces {
-        match piece {
-            Piece::Literal(s) => out.push_str(&clean(s)),
-            Piece::Field(Field::Text) => push_text(
-                &mut out,
-                line.text(),
-                if options.color { spans } else { &[] },
-            ),
-            Piece::Field(Field::Seq) => out.push_str(&line.seq.to_string()),
-            Piece::Field(Field::Ts) => out.push_str(&crate::line::format_ts(line.ts)),
-            Piece::Field(Field::Host) => out.push_str(&clean(&line.stream.host)),
-            Piece::Field(Field::Path) => out.push_str(&clean(&line.stream.path)),
-            Piece::Field(Field::Set) => out.push_str(&clean(&line.stream.set)),
-            Piece::Field(Field::Stream) => out.push_str(&clean(&line.stream.id)),
-        }
-    }
-    out
-}
-
-fn push_text(out: &mut String, text: &str, spans: &[[usize; 2]]) {
-    let mut open = false;
-    for (i, c) in text.chars().enumerate() {
-        let inside = spans.iter().any(|&[s, e]| s <= i && i < e);
-        if inside != open {
-            out.push_str(if inside { BOLD_RED } else { RESET });
-            open = inside;
-        }
-        match c {
-            '\t' => out.push(' '),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    if open {
-        out.push_str(RESET);
-    }
+    let spans = if options.color { spans } else { &[] };
+    let mut buf = Vec::new();
+    render_template(&mut buf, pieces, line.as_line_ref(), spans, &Mirc);
+    // Only whole characters were written: this is always valid UTF-8.
+    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// At most `max` bytes, cut at a character boundary and marked with `…`.
@@ -631,9 +664,9 @@ mod tests {
         let long = "é".repeat(2000);
         let c = cut(&long, 400);
         assert!(c.len() <= 400 && c.ends_with('…'));
-        let mut out = String::new();
-        push_text(&mut out, "an error\nhere", &[[3, 8]]);
-        assert_eq!(out, "an \x0304\x02error\x0fhere");
+        let mut out = Vec::new();
+        crate::output::highlight(&mut out, "an error\nhere", &[[3, 8]], &Mirc);
+        assert_eq!(out, b"an \x0304\x02error\x0fhere");
         assert_eq!(nick_candidate("supergrep", 1), "supergrep_");
         assert_eq!(nick_candidate("supergrep", 2), "supergre2");
         assert_eq!(nick_candidate("supergrep", 12), "supergr12");
