@@ -131,6 +131,11 @@ impl Log {
         std::fs::rename(&self.path, old).unwrap();
         *self = Log::open(&self.path);
     }
+
+    fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().map_or(0, |m| m.ino())
+    }
 }
 
 /// Writes `rate` lines per second to every source until `stop`; returns the counts.
@@ -147,6 +152,7 @@ fn write_all(
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let start = Instant::now();
     let (mut last_rotation, mut rotations) = (Instant::now(), 0u64);
+    let mut inodes: HashSet<u64> = logs.iter().map(Log::inode).collect();
     while !stop.load(Ordering::Relaxed) {
         // Catch up to where the rate says we should be, 10 ms at a time.
         let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
@@ -170,6 +176,17 @@ fn write_all(
             // The hub's own file and agent a0's.
             logs[0].rotate();
             logs[1].rotate();
+            // An inode a file had before, freed since: the hub may take the new
+            // file's lines for the old one's (see BENCHMARKS.md, "Soak").
+            for log in &logs[..2] {
+                if !inodes.insert(log.inode()) {
+                    eprintln!(
+                        "soak: {} got an inode an earlier generation had ({})",
+                        log.path.display(),
+                        log.inode()
+                    );
+                }
+            }
             rotations += 1;
             last_rotation = Instant::now();
         }
@@ -559,6 +576,30 @@ fn main() {
             ));
         }
     }
+    // Which lines a client of every line is missing, per source: where to look.
+    if let Some((_, seen, _)) = steady.iter().find(|(g, _, _)| g.is_none()) {
+        for (src, name) in SOURCES.iter().enumerate() {
+            let missing: Vec<u64> = (0..written[src])
+                .filter(|n| !seen.got.contains(&(src, *n)))
+                .collect();
+            if !missing.is_empty() {
+                let mut runs: Vec<(u64, u64)> = Vec::new();
+                for &n in &missing {
+                    match runs.last_mut() {
+                        Some((_, end)) if *end + 1 == n => *end = n,
+                        _ => runs.push((n, n)),
+                    }
+                }
+                failures.push(format!(
+                    "source {name}: {} of {} lines missing, in {} runs (first: {:?})",
+                    missing.len(),
+                    written[src],
+                    runs.len(),
+                    &runs[..runs.len().min(5)]
+                ));
+            }
+        }
+    }
     let churn_connections: u64 = churned.iter().map(|s| s.connections).sum();
     let churn_bad: u64 = churned
         .iter()
@@ -618,6 +659,25 @@ fn main() {
         if failures.is_empty() { "pass".to_owned() } else { format!("FAIL: {}", failures.join("; ")) },
     );
     println!("{report}");
+    let metrics = hub.metrics();
+    let mut names: Vec<_> = metrics
+        .keys()
+        .filter(|k| k.contains("agent") || k.contains("dropped") || k.contains("ingested"))
+        .collect();
+    names.sort();
+    for name in names {
+        eprintln!("soak: hub metric {name} {}", metrics[name]);
+    }
+    if !failures.is_empty() {
+        // The agents' logs outlive the run's directory, to look into.
+        let keep = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/soak");
+        let _ = std::fs::create_dir_all(&keep);
+        for i in 0..3 {
+            let name = format!("agent{i}.err");
+            let _ = std::fs::copy(dir.path().join(&name), keep.join(&name));
+        }
+        eprintln!("soak: the agents' logs are in {}", keep.display());
+    }
     for f in &failures {
         eprintln!("soak: {f}");
     }

@@ -6,7 +6,8 @@
 //! agent and syslog. And syslog's TCP framing, octet-counted and newline-framed mixed
 //! and sent in arbitrary pieces: each message once, whole, in order.
 //!
-//! Quick by default; `PROPTEST_CASES` raises the case counts (benches/fuzz.sh).
+//! Quick by default; `PROPTEST_CASES` raises the case counts, a fiftieth of it here
+//! (benches/fuzz.sh).
 
 mod fuzz_support;
 mod support;
@@ -22,7 +23,7 @@ use proptest::test_runner::TestRunner;
 use supergrep::protocol::{HubMsg, WireLine};
 use tokio_tungstenite::tungstenite::Message;
 
-use fuzz_support::{any_text, byte_soup, config, near_message, syslog_message};
+use fuzz_support::{any_text, byte_soup, config_costly, near_message, syslog_message};
 use support::files::{append, TempLog};
 use support::hub::Hub;
 use support::wait::PATIENCE;
@@ -221,7 +222,7 @@ fn garbage_at_every_port_leaves_the_hub_serving() {
         .unwrap();
     let (hub, syslog, log, client) = target();
     let (ws_url, agent_url) = (hub.ws_url(), format!("{}/agent", hub.agent_url()));
-    let mut runner = TestRunner::new(config(24));
+    let mut runner = TestRunner::new(config_costly(24));
     let port = hub.port;
     let (hub, client, rounds) = (RefCell::new(hub), RefCell::new(client), Cell::new(0u64));
     let attacks = prop::collection::vec(attack(), 1..6);
@@ -303,7 +304,7 @@ fn syslog_tcp_framing_keeps_every_message_whole_and_once() {
     let (hub, _, tcp) = Hub::start_syslog(&[]);
     let mut client = SyncClient::connect(&hub.ws_url());
     client.subscribe("framed", &["^framed "], 0);
-    let mut runner = TestRunner::new(config(24));
+    let mut runner = TestRunner::new(config_costly(24));
     let (client, sent) = (RefCell::new(client), Cell::new(0usize));
     let messages = (
         prop::collection::vec((any::<bool>(), any_text(40)), 1..12),

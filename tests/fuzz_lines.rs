@@ -1,7 +1,8 @@
 //! Issue 25 §6: the line splitter, and what writes lines out. The tailer (the real
-//! one, over a real file, at every read size from one byte) and the hub's cutter of
-//! agents' long lines: line for line what was written, no byte lost or doubled, long
-//! lines cut and the cut bytes counted, as the contract says. Terminal escaping and
+//! one, over a real file, at every read size from one byte), the standard-input
+//! reader (the real binary, reading a pipe written in arbitrary pieces) and the hub's
+//! cutter of agents' long lines: line for line what was written, no byte lost or
+//! doubled, long lines cut and the cut bytes counted, as the contract says. Terminal escaping and
 //! JSON control escaping: nothing left to drive a terminal, nothing else changed. The
 //! template header parser: its content is a tail of the line.
 //!
@@ -9,12 +10,16 @@
 //! (benches/fuzz.sh runs them so, in release).
 
 mod fuzz_support;
+mod support;
 
+use std::io::{Read, Write};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use fuzz_support::{any_text, config};
+use fuzz_support::{any_text, config, config_costly};
 
 // ---------------------------------------------------------------------------------------
 // Line splitting
@@ -135,6 +140,79 @@ proptest! {
         prop_assert_eq!(tiles, Ok(()));
         if let Err(e) = check_split(&input, &got, max_line) {
             prop_assert!(false, "{} (input {:?}, got {:?})", e, input, String::from_utf8_lossy(&got));
+        }
+    }
+}
+
+/// Text for the standard-input reader, which prints what it reads: valid UTF-8 (the
+/// printer would replace the rest) without `\r` (it strips one before `\n`).
+fn printable_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        6 => prop::sample::select(b"ab \n".to_vec()).prop_map(|b| vec![b]),
+        2 => prop::sample::select(vec!["é", "€", "😀", "\u{1}"]).prop_map(|s| s.as_bytes().to_vec()),
+        1 => (1usize..200).prop_map(|n| vec![b'x'; n]),
+    ];
+    prop::collection::vec(piece, 0..64).prop_map(|p| p.concat())
+}
+
+/// `supergrep --max-line MAX -e ''` reading `pieces` from a pipe, each piece one write
+/// (and so, mostly, one read of its own): what it printed.
+fn grep_stdin(pieces: &[&[u8]], max_line: usize) -> Vec<u8> {
+    let mut child = support::proc::bin()
+        .args(["--max-line", &max_line.to_string(), "-e", ""])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).unwrap();
+        out
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    for piece in pieces {
+        stdin.write_all(piece).unwrap();
+        stdin.flush().unwrap();
+        // So that the pieces arrive as separate reads (the property holds either way).
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(stdin);
+    let deadline = Instant::now() + support::wait::PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "supergrep did not end after its input did"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(status.success(), "{status}");
+    reader.join().unwrap()
+}
+
+proptest! {
+    #![proptest_config(config_costly(32))]
+
+    /// The real binary reading a pipe, the input cut anywhere (inside characters too):
+    /// it prints the input line for line, long lines cut as the contract says.
+    #[test]
+    fn the_stdin_reader_loses_and_doubles_nothing_in_any_pieces(
+        input in printable_bytes(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        max_line in 16usize..48,
+    ) {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+        at.extend([0, input.len()]);
+        at.sort_unstable();
+        at.dedup();
+        let pieces: Vec<&[u8]> = at.windows(2).map(|w| &input[w[0]..w[1]]).collect();
+        let got = grep_stdin(&pieces, max_line);
+        if let Err(e) = check_split(&input, &got, max_line) {
+            prop_assert!(false, "{} (pieces {:?}, got {:?})", e, pieces, String::from_utf8_lossy(&got));
         }
     }
 }

@@ -9,10 +9,20 @@ use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 
 /// `default` cases, or `PROPTEST_CASES` when set.
 pub fn config(default: u32) -> ProptestConfig {
+    config_scaled(default, 1)
+}
+
+/// For properties whose case is a process or real connections: `default` cases, or
+/// a fiftieth of `PROPTEST_CASES` when set.
+pub fn config_costly(default: u32) -> ProptestConfig {
+    config_scaled(default, 50)
+}
+
+fn config_scaled(default: u32, divisor: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(default);
+        .and_then(|c| c.parse::<u32>().ok())
+        .map_or(default, |c| (c / divisor).max(1));
     ProptestConfig {
         cases,
         // A failure is kept as a named `regression_` test, not in a regressions file.
