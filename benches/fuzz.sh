@@ -19,9 +19,9 @@ only=${ONLY:-fuzz_parsers fuzz_lines fuzz_hub}
 threads=${THREADS:-2}
 status=0
 for t in $only; do
-  echo "== $t: PROPTEST_CASES=$cases"
+  echo "== $t: SUPERGREP_FUZZ_CASES=$cases"
   start=$(date +%s)
-  if ! PROPTEST_CASES=$cases cargo test --release --locked --test "$t" -- --test-threads="$threads"; then
+  if ! SUPERGREP_FUZZ_CASES=$cases cargo test --release --locked --test "$t" -- --test-threads="$threads"; then
     status=1
   fi
   echo "== $t: $(( $(date +%s) - start )) s"

@@ -6,7 +6,7 @@
 //! agent and syslog. And syslog's TCP framing, octet-counted and newline-framed mixed
 //! and sent in arbitrary pieces: each message once, whole, in order.
 //!
-//! Quick by default; `PROPTEST_CASES` raises the case counts, a fiftieth of it here
+//! Quick by default; `SUPERGREP_FUZZ_CASES` raises the case counts, a fiftieth of it here
 //! (benches/fuzz.sh).
 
 mod fuzz_support;

@@ -12,7 +12,7 @@
 //! `fuzz_lines.rs`; syslog's TCP framing and the hub's frame handling are driven over
 //! real sockets in `fuzz_hub.rs`.
 //!
-//! Quick by default; `PROPTEST_CASES=100000` raises every property's case count
+//! Quick by default; `SUPERGREP_FUZZ_CASES=100000` raises every property's case count
 //! (benches/fuzz.sh runs them so, in release).
 
 mod fuzz_support;

@@ -7,19 +7,20 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 
-/// `default` cases, or `PROPTEST_CASES` when set.
+/// `default` cases, or `SUPERGREP_FUZZ_CASES` when set. (Not `PROPTEST_CASES`: the
+/// `proptest!` macro lets that one override every property's count, costly or not.)
 pub fn config(default: u32) -> ProptestConfig {
     config_scaled(default, 1)
 }
 
 /// For properties whose case is a process or real connections: `default` cases, or
-/// a fiftieth of `PROPTEST_CASES` when set.
+/// a fiftieth of `SUPERGREP_FUZZ_CASES` when set.
 pub fn config_costly(default: u32) -> ProptestConfig {
     config_scaled(default, 50)
 }
 
 fn config_scaled(default: u32, divisor: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
+    let cases = std::env::var("SUPERGREP_FUZZ_CASES")
         .ok()
         .and_then(|c| c.parse::<u32>().ok())
         .map_or(default, |c| (c / divisor).max(1));
