@@ -409,8 +409,14 @@ pub struct Hub {
 impl Hub {
     /// Starts the hub on a free port; returns once it serves and follows `file`.
     pub fn start(bin: &Path, file: &Path) -> Hub {
+        Hub::start_with(bin, file, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments (`--syslog-tcp ADDR`, say).
+    pub fn start_with(bin: &Path, file: &Path, args: &[&str]) -> Hub {
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .arg(file)
             // The tailer says `following` at debug level; nothing else is chatty.
             .env("SUPERGREP_LOG", "warn,supergrep::source::tail=debug")
