@@ -25,7 +25,13 @@ const STREAMS_POLL_MS = 3000;
 const CONTEXT_LINES = 20;
 const NOTICE_ROOM = 44; // px at the bottom of the view that the notices may cover
 const HL_COLOURS = 8;
-const HL_MAX_CHARS = 10000;
+const HL_MAX_CHARS = 10000; // a highlight pattern sees the start of longer lines only
+const HL_BATCH = 200; // lines per message to the highlight workers
+const HL_QUEUE_MAX = 2000; // lines waiting for highlights (the oldest go unmarked)
+// What one pattern may take for one batch: a normal one needs a few ms, one that
+// backtracks without end is stopped here (its worker terminated).
+const HL_BUDGET_MS = 2000;
+const TOO_SLOW = "stopped: too slow on a line shown (nested repetition like (a+)+ backtracks without end)";
 const TOKEN_KEY = "supergrep.token";
 
 // ── view state (mirrored in the URL) ──────────────────────────────────────────
@@ -152,7 +158,6 @@ const state = {
   hiddenNew: 0,
   reading: new Set(), // rows whose context is open: the view holds still meanwhile
   observer: null, // IntersectionObserver giving chunks near the viewport their rows
-  hlRegexps: [], // [{re, idx}] compiled highlight patterns
   contexts: new Map(), // context request id → row
   nextContext: 1,
   subTimer: 0,
@@ -256,9 +261,10 @@ function onFilterInput() {
   if (filterKey() !== before) scheduleSubscribe();
 }
 
-/** Highlight patterns: JS RegExp, in this tab; each its own colour. */
+/** Highlight patterns: JS RegExp, each its own colour. Only their syntax is checked
+ *  here; they run in workers (see "highlighting" below). */
 function compileHighlights() {
-  state.hlRegexps = [];
+  const patterns = [];
   const rows = [...$("highlights").children];
   rows.forEach((row, i) => {
     const input = row.querySelector("input");
@@ -267,22 +273,27 @@ function compileHighlights() {
     error.textContent = "";
     if (!input.value) return;
     const flags = `g${view.icase ? "i" : ""}`;
-    let re = null;
+    let ok = null;
     let message = "";
     for (const f of [`${flags}u`, flags]) {
       try {
-        re = new RegExp(input.value, f);
+        new RegExp(input.value, f); // compiling runs nothing: safe here
+        ok = f;
         break;
       } catch (e) {
         message = e.message;
       }
     }
-    if (re) state.hlRegexps.push({ re, idx: i % HL_COLOURS });
+    if (ok === null) message = message || "invalid pattern";
+    else if (hl.tooSlow.has(`${ok}/${input.value}`)) message = TOO_SLOW;
     else {
-      input.classList.add("invalid");
-      error.textContent = message;
+      patterns.push({ source: input.value, flags: ok, idx: i % HL_COLOURS, row });
+      return;
     }
+    input.classList.add("invalid");
+    error.textContent = message;
   });
+  setHighlightPatterns(patterns);
 }
 
 // ── subscription ──────────────────────────────────────────────────────────────
@@ -972,21 +983,56 @@ function findLinks(text) {
   return links;
 }
 
+/** `path` as the segments below the source browser's root: `.` and empty segments
+ *  (`//`, a leading `/`) left out, `..` taking one back. null: it climbs above the
+ *  root (`../x.rs`, `a/../../x.rs`), which gets no link. */
+function sourcePath(path) {
+  const out = [];
+  for (const seg of path.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") {
+      if (!out.length) return null;
+      out.pop();
+    } else out.push(seg);
+  }
+  return out.length ? out : null;
+}
+
+/** The link for `path:line` under the configured `source_url`; null when there is
+ *  none. Each segment is percent-escaped, so nothing in the path can leave the
+ *  template's prefix (checked once more on the URL built). */
 function sourceHref(path, line) {
-  const clean = path.replace(/^\.\//, "");
-  const encoded = clean.split("/").map(encodeURIComponent).join("/");
-  const href = state.sourceUrl.replaceAll("{path}", encoded).replaceAll("{line}", line);
+  const segs = sourcePath(path);
+  if (!segs) return null;
+  const template = state.sourceUrl;
+  const encoded = segs.map(encodeURIComponent).join("/");
+  const href = template.replaceAll("{path}", encoded).replaceAll("{line}", line);
   try {
     const u = new URL(href, location.href);
-    return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+    if (u.protocol !== "http:" && u.protocol !== "https:") return null;
+    const at = template.indexOf("{path}");
+    if (at > 0) {
+      const prefix = new URL(template.slice(0, at).replaceAll("{line}", line), location.href).href;
+      if (!u.href.startsWith(prefix)) return null;
+    }
+    return u.href;
   } catch {
     return null;
   }
 }
 
+/** Shows `text` in `el` with the hub's hits (`spans`) and links at once, and asks
+ *  the highlight workers for their marks, painted when they answer. */
 function renderText(el, text, spans, withHits = true) {
-  const marks = []; // {s, e, hit: bool, hl: idx}
-  if (withHits && spans && spans.length) {
+  paintText(el, text, withHits ? spans : null, []);
+  el._hlReq = null;
+  if (hl.patterns.length) requestHighlights(el, text, withHits ? spans : null);
+}
+
+/** `highlights`: [{s, e, hl: colour}] in UTF-16 offsets. */
+function paintText(el, text, spans, highlights) {
+  const marks = []; // {s, e, hl: colour, or -1 for a hit}
+  if (spans && spans.length) {
     const map = ASTRAL.test(text) ? codePointToUnit(text) : null;
     for (const [a, b] of spans) {
       const s = map ? map[Math.min(a, map.length - 1)] : a;
@@ -994,21 +1040,7 @@ function renderText(el, text, spans, withHits = true) {
       if (e > s) marks.push({ s, e, hl: -1 });
     }
   }
-  // Highlights look at the start of very long lines only (a JS regex cannot be
-  // stopped once it runs).
-  const hlText = text.length > HL_MAX_CHARS ? text.slice(0, HL_MAX_CHARS) : text;
-  for (const { re, idx } of state.hlRegexps) {
-    re.lastIndex = 0;
-    let m;
-    let guard = 0;
-    while ((m = re.exec(hlText)) && guard++ < 200) {
-      if (m[0].length === 0) {
-        re.lastIndex++;
-        continue;
-      }
-      marks.push({ s: m.index, e: m.index + m[0].length, hl: idx });
-    }
-  }
+  for (const m of highlights) marks.push(m);
   const links = findLinks(text);
   if (!marks.length && !links.length) {
     el.textContent = text;
@@ -1032,18 +1064,18 @@ function renderText(el, text, spans, withHits = true) {
     const b = points[i + 1];
     if (a === b) continue;
     let hit = false;
-    let hl = -1;
+    let colour = -1;
     for (const m of marks) {
       if (m.s <= a && m.e >= b) {
         if (m.hl < 0) hit = true;
-        else if (hl < 0) hl = m.hl;
+        else if (colour < 0) colour = m.hl;
       }
     }
     const piece = text.slice(a, b);
     let node;
-    if (hit || hl >= 0) {
+    if (hit || colour >= 0) {
       node = document.createElement("mark");
-      node.className = (hit ? "hit" : "") + (hl >= 0 ? `${hit ? " " : ""}hl hl${hl}` : "");
+      node.className = (hit ? "hit" : "") + (colour >= 0 ? `${hit ? " " : ""}hl hl${colour}` : "");
       node.textContent = piece;
     } else node = document.createTextNode(piece);
     const link = links.find((l) => l.s <= a && l.e >= b) || null;
@@ -1063,6 +1095,129 @@ function renderText(el, text, spans, withHits = true) {
     }
   }
   el.replaceChildren(frag);
+}
+
+// ── highlighting ──────────────────────────────────────────────────────────────
+
+// Highlight patterns come from the user or from a link (`h=(a+)+b`), and a JS regex
+// cannot be stopped once it runs: so none runs on this thread. Each pattern has a
+// worker of its own (highlight-worker.js); rows are shown with the hub's hits at
+// once and get their highlights when the workers answer. One batch of lines is out
+// at a time; a worker that has not answered within HL_BUDGET_MS is terminated and
+// its pattern left out (said next to its field) until its text changes.
+const hl = {
+  patterns: [], // [{source, flags, idx, row, worker}] running now
+  key: "", // the patterns' sources and flags, to restart only on a change
+  queue: new Queue(), // requests {el, text, spans} waiting for a batch
+  batch: null, // {id, reqs, answers: Map pattern → ranges, timer}
+  nextBatch: 1,
+  tooSlow: new Set(), // `${flags}/${source}` of patterns that overran
+  sendPending: false,
+};
+
+function setHighlightPatterns(patterns) {
+  const key = JSON.stringify(patterns.map((p) => [p.source, p.flags, p.idx]));
+  if (key === hl.key) {
+    // Same patterns: only their fields may have moved.
+    patterns.forEach((p, i) => (hl.patterns[i].row = p.row));
+    return;
+  }
+  hl.key = key;
+  for (const p of hl.patterns) p.worker.terminate();
+  endBatch();
+  hl.queue.clear();
+  hl.patterns = patterns;
+  for (const p of patterns) {
+    p.worker = new Worker("highlight-worker.js");
+    p.worker.onmessage = (ev) => onHighlightAnswer(p, ev.data);
+    p.worker.onerror = () => dropPattern(p, "this pattern failed");
+    p.worker.postMessage({ pattern: p.source, flags: p.flags });
+  }
+}
+
+function requestHighlights(el, text, spans) {
+  const req = { el, text, spans };
+  el._hlReq = req;
+  hl.queue.push(req);
+  if (hl.queue.length > HL_QUEUE_MAX) hl.queue.shift();
+  // Rows made in the same frame go out together.
+  if (!hl.sendPending && !hl.batch) {
+    hl.sendPending = true;
+    queueMicrotask(sendBatch);
+  }
+}
+
+function sendBatch() {
+  hl.sendPending = false;
+  if (hl.batch || !hl.patterns.length) return;
+  const reqs = [];
+  while (reqs.length < HL_BATCH && hl.queue.length) {
+    const req = hl.queue.shift();
+    if (req.el._hlReq === req) reqs.push(req); // else re-rendered since
+  }
+  if (!reqs.length) return;
+  const id = hl.nextBatch++;
+  const texts = reqs.map((r) => (r.text.length > HL_MAX_CHARS ? r.text.slice(0, HL_MAX_CHARS) : r.text));
+  hl.batch = { id, reqs, answers: new Map(), timer: setTimeout(() => overran(id), HL_BUDGET_MS) };
+  for (const p of hl.patterns) p.worker.postMessage({ batch: id, texts });
+}
+
+function onHighlightAnswer(p, m) {
+  if (!hl.patterns.includes(p)) return;
+  if (m.error !== undefined) {
+    dropPattern(p, m.error);
+    return;
+  }
+  const batch = hl.batch;
+  if (!batch || m.batch !== batch.id) return;
+  batch.answers.set(p, m.ranges);
+  if (batch.answers.size >= hl.patterns.length) finishBatch();
+}
+
+/** The budget ran out: the patterns that have not answered are stopped. */
+function overran(id) {
+  if (!hl.batch || hl.batch.id !== id) return;
+  for (const p of hl.patterns.filter((p) => !hl.batch.answers.has(p))) {
+    if (hl.tooSlow.size > 100) hl.tooSlow.clear();
+    hl.tooSlow.add(`${p.flags}/${p.source}`);
+    dropPattern(p, TOO_SLOW);
+  }
+}
+
+/** Stops one pattern and says why next to its field; the others go on. */
+function dropPattern(p, message) {
+  if (!hl.patterns.includes(p)) return;
+  p.worker.terminate();
+  hl.patterns = hl.patterns.filter((q) => q !== p);
+  hl.key = JSON.stringify(hl.patterns.map((q) => [q.source, q.flags, q.idx]));
+  const input = p.row.querySelector("input");
+  if (input && input.value === p.source) {
+    input.classList.add("invalid");
+    p.row.querySelector(".field-error").textContent = message;
+  }
+  if (hl.batch && hl.batch.answers.size >= hl.patterns.length) finishBatch();
+}
+
+function finishBatch() {
+  const batch = hl.batch;
+  endBatch();
+  batch.reqs.forEach((req, i) => {
+    if (req.el._hlReq !== req) return; // re-rendered meanwhile
+    req.el._hlReq = null;
+    const marks = [];
+    for (const [p, ranges] of batch.answers) {
+      if (!hl.patterns.includes(p)) continue;
+      const r = ranges[i] || [];
+      for (let k = 0; k + 1 < r.length; k += 2) marks.push({ s: r[k], e: r[k + 1], hl: p.idx });
+    }
+    if (marks.length) paintText(req.el, req.text, req.spans, marks);
+  });
+  sendBatch();
+}
+
+function endBatch() {
+  if (hl.batch) clearTimeout(hl.batch.timer);
+  hl.batch = null;
 }
 
 function clearView() {
