@@ -11,12 +11,9 @@
 // Log text only ever reaches the DOM as text nodes (textContent, createTextNode).
 // Plain modern JavaScript, no build step, nothing loaded from elsewhere.
 
-const $ = (id) => document.getElementById(id);
+import { $, Queue, SUB_ID, TOKEN_KEY, clampCap, filterKey, held, readUrl, state, view, writeUrl } from "./state.js";
+import { basename, formatRate, formatTime, tsSeconds } from "./format.js";
 
-const SUB_ID = "main";
-const DEFAULT_CAP = 5000;
-const MIN_CAP = 100;
-const MAX_CAP = 100000;
 const FRESH_BACKLOG = 500; // recent history shown at once for a new filter
 const RESUBSCRIBE_DEBOUNCE_MS = 300;
 const POOL_MAX = 500; // rows kept for reuse
@@ -28,144 +25,12 @@ const HL_COLOURS = 8;
 const HL_MAX_CHARS = 10000; // a highlight pattern sees the start of longer lines only
 const HL_BATCH = 200; // lines per message to the highlight workers
 const HL_QUEUE_MAX = 2000; // lines waiting for highlights (the oldest go unmarked)
+
 // What one pattern may take for one batch: a normal one needs a few ms, one that
 // backtracks without end is stopped here (its worker terminated).
 const HL_BUDGET_MS = 2000;
+
 const TOO_SLOW = "stopped: too slow on a line shown (nested repetition like (a+)+ backtracks without end)";
-const TOKEN_KEY = "supergrep.token";
-
-// ── view state (mirrored in the URL) ──────────────────────────────────────────
-
-const view = {
-  streams: [], // selector strings: set names, `host:*`, `host:path`
-  include: [],
-  exclude: [],
-  highlight: [],
-  icase: true,
-  wrap: true,
-  cap: DEFAULT_CAP,
-};
-
-function readUrl() {
-  const p = new URLSearchParams(location.search);
-  const token = p.get("token");
-  if (token !== null) {
-    // Keep it for this tab only, and out of the address bar, history and links.
-    if (token) {
-      sessionStorage.setItem(TOKEN_KEY, token);
-      state.token = token;
-    }
-    p.delete("token");
-  }
-  view.streams = p.getAll("s").filter(Boolean);
-  view.include = p.getAll("q");
-  view.exclude = p.getAll("x");
-  view.highlight = p.getAll("h");
-  if (p.has("i")) view.icase = p.get("i") !== "0";
-  if (p.has("wrap")) view.wrap = p.get("wrap") !== "0";
-  if (p.has("cap")) view.cap = clampCap(Number(p.get("cap")));
-  if (token !== null) writeUrl();
-}
-
-function urlQuery() {
-  const p = new URLSearchParams();
-  for (const s of view.streams) p.append("s", s);
-  for (const q of view.include) if (q) p.append("q", q);
-  for (const x of view.exclude) if (x) p.append("x", x);
-  for (const h of view.highlight) if (h) p.append("h", h);
-  p.set("i", view.icase ? "1" : "0");
-  if (!view.wrap) p.set("wrap", "0");
-  if (view.cap !== DEFAULT_CAP) p.set("cap", String(view.cap));
-  return p.toString();
-}
-
-function writeUrl() {
-  const q = urlQuery();
-  const url = location.pathname + (q ? `?${q}` : "") + location.hash;
-  if (url !== location.pathname + location.search + location.hash) {
-    history.replaceState(null, "", url);
-  }
-}
-
-function clampCap(n) {
-  if (!Number.isFinite(n)) return DEFAULT_CAP;
-  return Math.min(MAX_CAP, Math.max(MIN_CAP, Math.round(n)));
-}
-
-// ── a queue with cheap removal at the front ───────────────────────────────────
-
-class Queue {
-  constructor() { this.items = []; this.head = 0; }
-  get length() { return this.items.length - this.head; }
-  push(x) { this.items.push(x); }
-  peekLast() { return this.length ? this.items[this.items.length - 1] : undefined; }
-  shift() {
-    if (this.head >= this.items.length) return undefined;
-    const x = this.items[this.head];
-    this.items[this.head++] = undefined;
-    this.compact();
-    return x;
-  }
-  /** Removes the n oldest; returns how many of them were log lines. */
-  dropFront(n) {
-    let lines = 0;
-    const end = Math.min(this.items.length, this.head + n);
-    for (let i = this.head; i < end; i++) {
-      if (this.items[i].kind === undefined) lines++;
-      this.items[i] = undefined;
-    }
-    this.head = end;
-    this.compact();
-    return lines;
-  }
-  compact() {
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-  }
-  clear() { this.items = []; this.head = 0; }
-}
-
-// ── runtime state ─────────────────────────────────────────────────────────────
-
-const state = {
-  ws: null,
-  boot: null, // `boot` of the hub the lines on screen came from
-  connected: false,
-  connections: 0, // greetings received so far
-  attempt: 0, // reconnect attempts since the last good connection
-  reconnectTimer: 0,
-  token: sessionStorage.getItem(TOKEN_KEY) || "",
-  sourceUrl: null,
-  streams: new Map(), // id → {id, host, path, set}
-  logSets: [], // [{name, paths: [glob]}] the hub follows (from /api/ui)
-  rates: new Map(), // id → lines/s
-  lastCounts: null, // {at, counts: Map id → lines}
-  // Subscriptions sent and not yet answered, oldest first: {key, fresh}.
-  inflight: [],
-  shownKey: null, // the filter whose lines are on screen
-  lastSeq: new Map(), // stream id → highest seq shown (dedupe across reconnects)
-  pending: new Queue(), // received, not yet rendered (line objects, or {kind,…})
-  paused: false,
-  stick: true, // follow the bottom; false once the user scrolls up
-  held: 0, // lines arrived while held (paused / scrolled up)
-  skipped: 0,
-  dropped: 0,
-  rows: 0, // rows in #lines
-  pool: [],
-  rafPending: false,
-  hiddenNew: 0,
-  reading: new Set(), // rows whose context is open: the view holds still meanwhile
-  observer: null, // IntersectionObserver giving chunks near the viewport their rows
-  contexts: new Map(), // context request id → row
-  nextContext: 1,
-  subTimer: 0,
-};
-
-const held = () => state.paused || !state.stick || state.reading.size > 0;
-
-// ── pattern fields ────────────────────────────────────────────────────────────
 
 const KINDS = {
   include: { box: "includes", placeholder: "error|fatal (empty: all)" },
@@ -285,7 +150,7 @@ function compileHighlights() {
       }
     }
     if (ok === null) message = message || "invalid pattern";
-    else if (hl.tooSlow.has(`${ok}/${input.value}`)) message = TOO_SLOW;
+    else if (wasTooSlow(input.value, ok)) message = TOO_SLOW;
     else {
       patterns.push({ source: input.value, flags: ok, idx: i % HL_COLOURS, row });
       return;
@@ -294,18 +159,6 @@ function compileHighlights() {
     error.textContent = message;
   });
   setHighlightPatterns(patterns);
-}
-
-// ── subscription ──────────────────────────────────────────────────────────────
-
-/** What the hub filters on: a change means the lines shown no longer fit. */
-function filterKey() {
-  return JSON.stringify([
-    view.include.filter(Boolean),
-    view.exclude.filter(Boolean),
-    view.icase,
-    [...view.streams].sort(),
-  ]);
 }
 
 function scheduleSubscribe() {
@@ -409,8 +262,6 @@ function showGeneralError(text) {
   el.textContent = text;
   el.hidden = !text;
 }
-
-// ── connection ────────────────────────────────────────────────────────────────
 
 function wsUrl() {
   const u = new URL("ws", location.href);
@@ -543,8 +394,6 @@ function onMessage(m) {
   }
 }
 
-// ── incoming lines ────────────────────────────────────────────────────────────
-
 function onLines(lines) {
   if (state.inflight.some((r) => r.fresh)) return; // the old filter's last lines
   let fresh = 0;
@@ -608,13 +457,11 @@ function dropNote(count) {
 }
 
 function onMarker(m) {
-  state.markers.push(m.ts);
-  while (state.markers.length > 100) state.markers.shift();
+  markers.push(m.ts);
+  while (markers.length > 100) markers.shift();
   enqueue({ kind: "marker", ts: m.ts, text: m.text });
   drawGraph();
 }
-
-// ── rendering ─────────────────────────────────────────────────────────────────
 
 function schedule() {
   if (state.rafPending) return;
@@ -624,19 +471,35 @@ function schedule() {
 
 let countersDirty = true;
 
+/** The counters and notices are redone in the next frame. */
+function refresh() {
+  countersDirty = true;
+  schedule();
+}
+
 // The lines kept (up to the cap) live in chunks of CHUNK lines: a chunk is a <div>
 // holding its lines as data, and it has rows in the DOM only while it is near the
 // viewport ("live"); elsewhere it is an empty block of the same height. So the DOM
 // holds a few hundred rows whatever the cap, a line that scrolls by unseen costs no
 // layout or paint, and letting the oldest lines go touches only the first chunk.
 const CHUNK = 32;
+
 // A few lines are shown in the next frame. When more come at once, the view is
 // updated at most every BUSY_FLUSH_MS: nobody reads thousands of lines a second one
 // frame at a time, and most of a big batch lands in chunks that never get rows.
 const QUIET_LINES = 16;
+
 const BUSY_FLUSH_MS = 100;
-let rowHeight = 0; // px: the line height of #lines (set in start())
-let viewHeight = 800; // px: the height of #lines (kept up to date in start())
+let rowHeight = 0; // px: the line height of #lines (set by measureView())
+let viewHeight = 800; // px: the height of #lines (kept up to date by measureView())
+
+/** Measures the line height now and the view's height from now on. */
+function measureView() {
+  rowHeight = parseFloat(getComputedStyle($("lines")).lineHeight) || 17.4;
+  new ResizeObserver((entries) => {
+    for (const e of entries) viewHeight = e.contentRect.height || viewHeight;
+  }).observe($("lines"));
+}
 
 function newChunk() {
   const chunk = document.createElement("div");
@@ -831,6 +694,7 @@ function setHeldReason() {
 
 // Stable colour per host: a hue from the name's hash, in a class of its own.
 const hostSheet = new CSSStyleSheet();
+
 document.adoptedStyleSheets = [...document.adoptedStyleSheets, hostSheet];
 const hostClasses = new Map();
 
@@ -899,48 +763,15 @@ function makeRow(item) {
   return row;
 }
 
-function basename(path) {
-  const i = path.lastIndexOf("/");
-  return i >= 0 && i < path.length - 1 ? path.slice(i + 1) : path;
-}
-
-// Timestamps: the hub's UTC `ts` shown in local time; one Date per second of ts.
-let tsCacheKey = "";
-let tsCacheLocal = "";
-let tsCacheSec = 0;
-
-function tsParts(ts) {
-  const key = ts.slice(0, 19);
-  if (key !== tsCacheKey) {
-    tsCacheKey = key;
-    const d = new Date(`${key}Z`);
-    tsCacheSec = Math.floor(d.getTime() / 1000);
-    tsCacheLocal = Number.isNaN(tsCacheSec)
-      ? key
-      : `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
-  }
-}
-
-function formatTime(ts) {
-  if (!ts) return "";
-  tsParts(ts);
-  const ms = ts.length > 20 && ts[19] === "." ? ts.slice(19, 23) : "";
-  return tsCacheLocal + ms;
-}
-
-function tsSeconds(ts) {
-  tsParts(ts);
-  return tsCacheSec;
-}
-
-const pad2 = (n) => (n < 10 ? `0${n}` : String(n));
-
 // Text with matches, highlights and links. Offsets from the hub count characters
 // (code points); JS strings count UTF-16 units, so convert when they differ.
 const ASTRAL = /[\uD800-\uDFFF]/;
+
 const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/g;
+
 const SOURCE_EXT =
   "rs|go|py|js|mjs|cjs|ts|tsx|jsx|java|kt|kts|scala|c|h|cc|cpp|cxx|hpp|hh|cs|rb|php|pl|pm|swift|m|mm|lua|ex|exs|erl|hrl|hs|ml|clj|groovy|sh|bash|sql|vue|svelte|dart|zig|nim|jl|tf|erb|jsp|cshtml|twig|tmpl|proto";
+
 const SOURCE_RE = new RegExp(
   `(?:^|(?<=[\\s("'=\\[]))((?:\\.{0,2}/)?(?:[\\w@~+-][\\w.@~+-]*/)*[\\w@~+-][\\w.@~+-]*\\.(?:${SOURCE_EXT})):(\\d{1,7})\\b`,
   "g",
@@ -1026,7 +857,7 @@ function sourceHref(path, line) {
 function renderText(el, text, spans, withHits = true) {
   paintText(el, text, withHits ? spans : null, []);
   el._hlReq = null;
-  if (hl.patterns.length) requestHighlights(el, text, withHits ? spans : null);
+  requestHighlights(el, text, withHits ? spans : null);
 }
 
 /** `highlights`: [{s, e, hl: colour}] in UTF-16 offsets. */
@@ -1097,8 +928,6 @@ function paintText(el, text, spans, highlights) {
   el.replaceChildren(frag);
 }
 
-// ── highlighting ──────────────────────────────────────────────────────────────
-
 // Highlight patterns come from the user or from a link (`h=(a+)+b`), and a JS regex
 // cannot be stopped once it runs: so none runs on this thread. Each pattern has a
 // worker of its own (highlight-worker.js); rows are shown with the hub's hits at
@@ -1135,7 +964,14 @@ function setHighlightPatterns(patterns) {
   }
 }
 
+/** Whether this pattern was stopped for overrunning (it stays off until edited). */
+function wasTooSlow(source, flags) {
+  return hl.tooSlow.has(`${flags}/${source}`);
+}
+
+/** Asks for the highlights of `text`, shown in `el` (when there are patterns). */
 function requestHighlights(el, text, spans) {
+  if (!hl.patterns.length) return;
   const req = { el, text, spans };
   el._hlReq = req;
   hl.queue.push(req);
@@ -1248,8 +1084,6 @@ function rerenderHighlights() {
   }
 }
 
-// ── scrolling, pause ──────────────────────────────────────────────────────────
-
 let autoTop = 0; // where the view last scrolled itself to
 
 function scrollToBottom() {
@@ -1297,8 +1131,6 @@ function follow() {
   countersDirty = true;
   schedule();
 }
-
-// ── context ───────────────────────────────────────────────────────────────────
 
 function onLinesClick(ev) {
   if (ev.target.closest("a")) return;
@@ -1349,8 +1181,7 @@ function openContext(row) {
   row.append(block);
   // Reading: the view holds still until the context is closed (or space / End / Esc).
   state.reading.add(row);
-  countersDirty = true;
-  schedule();
+  refresh();
   requestContext(row, line.seq);
 }
 
@@ -1385,8 +1216,7 @@ function closeContext(row) {
   row._ctxId = null;
   row.classList.remove("open");
   state.reading.delete(row);
-  countersDirty = true;
-  schedule();
+  refresh();
 }
 
 /** Esc: closes the context opened last. */
@@ -1446,9 +1276,8 @@ function revealContext(row) {
   else if (r.top < seen.top) box.scrollTop -= seen.top - r.top;
 }
 
-// ── markers and the rate graph ────────────────────────────────────────────────
+const markers = []; // ts strings of the markers seen, the last 100
 
-state.markers = []; // ts strings
 const graph = {
   counts: new Float64Array(GRAPH_SECONDS),
   stamps: new Float64Array(GRAPH_SECONDS).fill(-1),
@@ -1492,6 +1321,12 @@ setInterval(() => {
 }, 60000);
 
 let graphColours = null; // resolved for the theme shown (null: look again)
+
+/** The theme shown changed: the graph's colours are looked up again. */
+function themeChanged() {
+  graphColours = null;
+  drawGraph();
+}
 
 /** A colour variable of the theme shown, as the canvas takes it (rgb()). */
 function cssColour(name) {
@@ -1555,7 +1390,7 @@ function drawGraph() {
   // Markers: a vertical line each.
   ctx.strokeStyle = markerColour;
   ctx.lineWidth = 1.5;
-  for (const ts of state.markers) {
+  for (const ts of markers) {
     const sec = tsSeconds(ts);
     const k = sec - (now - (GRAPH_SECONDS - 1));
     if (k < 0 || k >= GRAPH_SECONDS) continue;
@@ -1573,15 +1408,6 @@ function drawGraph() {
 }
 
 setInterval(drawGraph, 1000);
-
-function formatRate(r) {
-  if (r >= 10000) return `${Math.round(r / 1000)}k`;
-  if (r >= 1000) return `${(r / 1000).toFixed(1)}k`;
-  if (r >= 10 || r === 0) return String(Math.round(r));
-  return r.toFixed(1);
-}
-
-// ── stream picker ─────────────────────────────────────────────────────────────
 
 function setStreams(list) {
   state.streams = new Map(list.map((s) => [s.id, s]));
@@ -1840,9 +1666,6 @@ function updateEmpty() {
 }
 
 setInterval(pollStreams, STREAMS_POLL_MS);
-
-// ── title while hidden ────────────────────────────────────────────────────────
-
 let titleTimer = 0;
 
 function scheduleTitle() {
@@ -1859,14 +1682,11 @@ document.addEventListener("visibilitychange", () => {
   } else {
     state.hiddenNew = 0;
     document.title = "supergrep";
-    countersDirty = true;
-    schedule();
+    refresh();
     drawGraph();
     pollStreams();
   }
 });
-
-// ── download, clear, keys ─────────────────────────────────────────────────────
 
 function download() {
   const out = [];
@@ -1924,10 +1744,9 @@ function onKey(ev) {
   }
 }
 
-// ── theme ─────────────────────────────────────────────────────────────────────
-
 // Light or dark: the OS setting, unless chosen here (kept in localStorage).
 const THEME_KEY = "supergrep.theme";
+
 const osDark = matchMedia("(prefers-color-scheme: dark)");
 
 function chosenTheme() {
@@ -1949,8 +1768,7 @@ function applyTheme() {
   btn.textContent = dark ? "☾" : "☀";
   btn.title = `${dark ? "Dark" : "Light"} (${chosen ? "chosen here" : "as the OS has it"}): switch to ${dark ? "light" : "dark"}`;
   btn.setAttribute("aria-label", `switch to the ${dark ? "light" : "dark"} theme`);
-  graphColours = null;
-  drawGraph();
+  themeChanged();
 }
 
 function toggleTheme() {
@@ -1964,8 +1782,6 @@ function toggleTheme() {
   }
   if (chosenTheme()) applyTheme();
 }
-
-// ── start ─────────────────────────────────────────────────────────────────────
 
 // Below this width the picker opens over the lines (see style.css).
 const narrow = matchMedia("(max-width: 800px)");
@@ -2011,10 +1827,7 @@ function start() {
   readUrl();
   buildFields();
   applyToggles();
-  rowHeight = parseFloat(getComputedStyle($("lines")).lineHeight) || 17.4;
-  new ResizeObserver((entries) => {
-    for (const e of entries) viewHeight = e.contentRect.height || viewHeight;
-  }).observe($("lines"));
+  measureView();
   compileHighlights();
 
   for (const btn of document.querySelectorAll("button.add")) {
@@ -2054,8 +1867,7 @@ function start() {
     $("cap").value = String(view.cap);
     trimPending();
     evict();
-    countersDirty = true;
-    schedule();
+    refresh();
     writeUrl();
   });
   $("pause").addEventListener("click", () => setPaused(!state.paused));

@@ -25,11 +25,13 @@ const FILES: &[(&str, &str, &str)] = &[
     ("/", HTML, include_str!("../../web/index.html")),
     ("/style.css", CSS, include_str!("../../web/style.css")),
     ("/app.js", JS, include_str!("../../web/app.js")),
+    ("/format.js", JS, include_str!("../../web/format.js")),
     (
         "/highlight-worker.js",
         JS,
         include_str!("../../web/highlight-worker.js"),
     ),
+    ("/state.js", JS, include_str!("../../web/state.js")),
 ];
 
 /// The routes of the UI's files.
