@@ -12,13 +12,13 @@
 // Plain modern JavaScript, no build step, nothing loaded from elsewhere.
 
 import { $, Queue, SUB_ID, TOKEN_KEY, clampCap, filterKey, held, readUrl, state, view, writeUrl } from "./state.js";
-import { basename, formatRate, formatTime, tsSeconds } from "./format.js";
+import { basename, formatTime } from "./format.js";
+import { countForGraph, drawGraph, onMarker, resetGraph, sampleClock, themeChanged } from "./graph.js";
+import { onPickerChange, pollStreams, renderPicker, setStreams, updateEmpty } from "./picker.js";
 
 const FRESH_BACKLOG = 500; // recent history shown at once for a new filter
 const RESUBSCRIBE_DEBOUNCE_MS = 300;
 const POOL_MAX = 500; // rows kept for reuse
-const GRAPH_SECONDS = 180;
-const STREAMS_POLL_MS = 3000;
 const CONTEXT_LINES = 20;
 const NOTICE_ROOM = 44; // px at the bottom of the view that the notices may cover
 const HL_COLOURS = 8;
@@ -161,7 +161,7 @@ function compileHighlights() {
   setHighlightPatterns(patterns);
 }
 
-function scheduleSubscribe() {
+export function scheduleSubscribe() {
   clearTimeout(state.subTimer);
   state.subTimer = setTimeout(subscribe, RESUBSCRIBE_DEBOUNCE_MS);
 }
@@ -272,7 +272,7 @@ function wsUrl() {
   return u.href;
 }
 
-function apiUrl(path) {
+export function apiUrl(path) {
   const u = new URL(path, location.href);
   if (state.token) u.searchParams.set("token", state.token);
   return u.href;
@@ -336,7 +336,7 @@ function retry() {
   state.reconnectTimer = setTimeout(connect, delay);
 }
 
-function askToken() {
+export function askToken() {
   setStatus("unauthorized", "this hub wants a token");
   const dialog = $("token-dialog");
   if (!dialog.open) {
@@ -419,7 +419,7 @@ function onLines(lines) {
   schedule();
 }
 
-function enqueue(item) {
+export function enqueue(item) {
   state.pending.push(item);
   trimPending();
   schedule();
@@ -454,13 +454,6 @@ function onDropped(count) {
 
 function dropNote(count) {
   return `… ${count} matches dropped by the hub (this tab read too slowly)`;
-}
-
-function onMarker(m) {
-  markers.push(m.ts);
-  while (markers.length > 100) markers.shift();
-  enqueue({ kind: "marker", ts: m.ts, text: m.text });
-  drawGraph();
 }
 
 function schedule() {
@@ -1276,396 +1269,6 @@ function revealContext(row) {
   else if (r.top < seen.top) box.scrollTop -= seen.top - r.top;
 }
 
-const markers = []; // ts strings of the markers seen, the last 100
-
-const graph = {
-  counts: new Float64Array(GRAPH_SECONDS),
-  stamps: new Float64Array(GRAPH_SECONDS).fill(-1),
-  offset: null, // browser clock − hub clock, seconds (estimated)
-  offsetWindow: Infinity,
-};
-
-function resetGraph() {
-  graph.counts.fill(0);
-  graph.stamps.fill(-1);
-  drawGraph();
-}
-
-function hubNow() {
-  return Math.floor(Date.now() / 1000 - (graph.offset ?? 0));
-}
-
-function countForGraph(ts, n = 1) {
-  const sec = ts ? tsSeconds(ts) : hubNow();
-  if (!Number.isFinite(sec)) return;
-  const i = ((sec % GRAPH_SECONDS) + GRAPH_SECONDS) % GRAPH_SECONDS;
-  if (graph.stamps[i] !== sec) {
-    graph.stamps[i] = sec;
-    graph.counts[i] = 0;
-  }
-  graph.counts[i] += n;
-}
-
-function sampleClock(ts) {
-  const sec = tsSeconds(ts);
-  if (!Number.isFinite(sec)) return;
-  const off = Date.now() / 1000 - sec;
-  if (graph.offset === null || off < graph.offset) graph.offset = off;
-  graph.offsetWindow = Math.min(graph.offsetWindow, off);
-}
-
-setInterval(() => {
-  // Re-estimate the clock offset now and then (clocks drift, backlogs are old).
-  if (graph.offsetWindow !== Infinity) graph.offset = graph.offsetWindow;
-  graph.offsetWindow = Infinity;
-}, 60000);
-
-let graphColours = null; // resolved for the theme shown (null: look again)
-
-/** The theme shown changed: the graph's colours are looked up again. */
-function themeChanged() {
-  graphColours = null;
-  drawGraph();
-}
-
-/** A colour variable of the theme shown, as the canvas takes it (rgb()). */
-function cssColour(name) {
-  const probe = document.createElement("i");
-  probe.style.color = `var(${name})`;
-  $("graph-box").append(probe);
-  const colour = getComputedStyle(probe).color;
-  probe.remove();
-  return colour;
-}
-
-function drawGraph() {
-  const canvas = $("graph");
-  if (!canvas || document.hidden) return;
-  const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 240;
-  const h = canvas.clientHeight || 40;
-  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
-    canvas.width = Math.round(w * dpr);
-    canvas.height = Math.round(h * dpr);
-  }
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.clearRect(0, 0, w, h);
-  const now = hubNow();
-  const values = new Array(GRAPH_SECONDS);
-  let max = 0;
-  for (let k = 0; k < GRAPH_SECONDS; k++) {
-    const sec = now - (GRAPH_SECONDS - 1 - k);
-    const i = ((sec % GRAPH_SECONDS) + GRAPH_SECONDS) % GRAPH_SECONDS;
-    const v = graph.stamps[i] === sec ? graph.counts[i] : 0;
-    values[k] = v;
-    if (v > max) max = v;
-  }
-  if (!graphColours) {
-    graphColours = { line: cssColour("--graph"), marker: cssColour("--marker") };
-  }
-  const colour = graphColours.line;
-  const markerColour = graphColours.marker;
-  const step = w / GRAPH_SECONDS;
-  const scale = max > 0 ? (h - 4) / max : 0;
-  ctx.beginPath();
-  ctx.moveTo(0, h);
-  for (let k = 0; k < GRAPH_SECONDS; k++) ctx.lineTo(k * step + step / 2, h - values[k] * scale);
-  ctx.lineTo(w, h);
-  ctx.closePath();
-  ctx.globalAlpha = 0.25;
-  ctx.fillStyle = colour;
-  ctx.fill();
-  ctx.globalAlpha = 1;
-  ctx.beginPath();
-  for (let k = 0; k < GRAPH_SECONDS; k++) {
-    const x = k * step + step / 2;
-    const y = h - values[k] * scale - 0.5;
-    if (k === 0) ctx.moveTo(x, y);
-    else ctx.lineTo(x, y);
-  }
-  ctx.strokeStyle = colour;
-  ctx.lineWidth = 1;
-  ctx.stroke();
-  // Markers: a vertical line each.
-  ctx.strokeStyle = markerColour;
-  ctx.lineWidth = 1.5;
-  for (const ts of markers) {
-    const sec = tsSeconds(ts);
-    const k = sec - (now - (GRAPH_SECONDS - 1));
-    if (k < 0 || k >= GRAPH_SECONDS) continue;
-    const x = Math.round(k * step + step / 2) + 0.5;
-    ctx.beginPath();
-    ctx.moveTo(x, 0);
-    ctx.lineTo(x, h);
-    ctx.stroke();
-  }
-  // The numbers go beside the graph, not over it.
-  const recent = values[GRAPH_SECONDS - 2]; // the last complete second
-  $("graph-rate").textContent = `${formatRate(recent)}/s`;
-  $("graph-peak").textContent = max > 0 ? `peak ${formatRate(max)}` : "";
-  $("graph-label").title = `now ${formatRate(recent)}/s, peak ${formatRate(max)}/s over the last 3 minutes`;
-}
-
-setInterval(drawGraph, 1000);
-
-function setStreams(list) {
-  state.streams = new Map(list.map((s) => [s.id, s]));
-  renderPicker();
-}
-
-/** `host:path` ids are globs on the hub: escape glob characters in them. */
-function globEscape(s) {
-  return s.replace(/[*?[\]{}]/g, (c) => `[${c}]`);
-}
-
-function renderPicker() {
-  const streams = [...state.streams.values()].sort((a, b) => a.id.localeCompare(b.id));
-  const sets = new Map();
-  const hosts = new Map();
-  for (const s of streams) {
-    if (!sets.has(s.set)) sets.set(s.set, []);
-    sets.get(s.set).push(s.id);
-    if (!hosts.has(s.host)) hosts.set(s.host, []);
-    hosts.get(s.host).push(s);
-  }
-  const selected = new Set(view.streams);
-  const known = new Set();
-
-  const item = (value, label, title, ids, covered) => {
-    known.add(value);
-    const li = document.createElement("li");
-    const lab = document.createElement("label");
-    lab.title = title;
-    const box = document.createElement("input");
-    box.type = "checkbox";
-    box.value = value;
-    box.checked = selected.has(value);
-    box.dataset.sel = value;
-    if (covered && !box.checked) {
-      lab.classList.add("covered");
-      box.indeterminate = true;
-    }
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = label;
-    const rate = document.createElement("span");
-    rate.className = "rate";
-    rate.dataset.ids = JSON.stringify(ids);
-    lab.append(box, name, rate);
-    li.append(lab);
-    return li;
-  };
-
-  const setList = [];
-  for (const [name, ids] of [...sets].sort((a, b) => a[0].localeCompare(b[0]))) {
-    setList.push(item(name, name, `log set ${name}`, ids, false));
-  }
-  $("picker-sets").replaceChildren(...setList);
-
-  const hostList = [];
-  const fileList = [];
-  for (const [host, ss] of [...hosts].sort((a, b) => a[0].localeCompare(b[0]))) {
-    const hostSel = `${globEscape(host)}:*`;
-    hostList.push(item(hostSel, host, `every file of ${host}`, ss.map((s) => s.id), false));
-    const group = document.createElement("li");
-    group.className = "host-group";
-    const title = document.createElement("span");
-    title.textContent = host;
-    const ul = document.createElement("ul");
-    for (const s of ss) {
-      const own = globEscape(s.id);
-      const covered = view.streams.some((sel) => sel !== own && selects(sel, s));
-      ul.append(item(own, basename(s.path), `${s.id} (set ${s.set})`, [s.id], covered));
-    }
-    group.append(title, ul);
-    fileList.push(group);
-  }
-  // Sets whose globs match no file yet say so (else the headings stand empty).
-  for (const set of state.logSets) {
-    if (sets.has(set.name)) continue;
-    for (const glob of set.paths) fileList.push(pickerNote(`no file matches ${glob} yet`));
-  }
-  if (!hostList.length) hostList.push(pickerNote("none yet"));
-  if (!setList.length) $("picker-sets").replaceChildren(pickerNote("none yet"));
-  $("picker-hosts").replaceChildren(...hostList);
-  $("picker-files").replaceChildren(...fileList);
-
-  // Selectors that are none of the items above: globs (from a link, say) that
-  // take the streams they match, and names of nothing present now.
-  const globs = [];
-  const others = [];
-  for (const v of view.streams.filter((v) => !known.has(v))) {
-    const ids = streams.filter((s) => selects(v, s)).map((s) => s.id);
-    if (ids.length) globs.push(item(v, v, `${v}: ${ids.join(", ")}`, ids, false));
-    else others.push(item(v, v, v, [], false));
-  }
-  $("picker-globs-box").hidden = globs.length === 0;
-  $("picker-globs").replaceChildren(...globs);
-  $("picker-other-box").hidden = others.length === 0;
-  $("picker-other").replaceChildren(...others);
-
-  $("picker-summary").textContent = view.streams.length
-    ? `showing ${view.streams.join(", ")}`
-    : `every stream (${streams.length})`;
-  updateRates();
-}
-
-function pickerNote(text) {
-  const li = document.createElement("li");
-  li.className = "none";
-  li.textContent = text;
-  return li;
-}
-
-/** A stream selector's glob (`host:path`) as a RegExp, as the hub's globset reads
- *  it: `*` and `?` cross `/`, `[…]`, `[!…]` and `{a,b}` too. null: not a glob. */
-const globCache = new Map();
-
-function globRegExp(glob) {
-  if (globCache.has(glob)) return globCache.get(glob);
-  let out = "";
-  let depth = 0;
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i];
-    if (c === "*") {
-      out += ".*";
-      while (glob[i + 1] === "*") i++;
-    } else if (c === "?") out += ".";
-    else if (c === "[" && glob.indexOf("]", i + 2) > 0) {
-      const end = glob.indexOf("]", i + 2);
-      let body = glob.slice(i + 1, end);
-      const neg = body[0] === "!";
-      if (neg) body = body.slice(1);
-      out += `[${neg ? "^" : ""}${body.replace(/[\\\]^[]/g, "\\$&")}]`;
-      i = end;
-    } else if (c === "{") {
-      out += "(?:";
-      depth++;
-    } else if (c === "}" && depth) {
-      out += ")";
-      depth--;
-    } else if (c === "," && depth) out += "|";
-    else out += c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
-  }
-  let re = null;
-  try {
-    re = new RegExp(`^${out}$`, "s");
-  } catch {
-    re = null;
-  }
-  if (globCache.size > 1000) globCache.clear();
-  globCache.set(glob, re);
-  return re;
-}
-
-/** Whether the selector `sel` (a set name, or a `host:path` glob) takes `stream`. */
-function selects(sel, stream) {
-  if (!sel.includes(":")) return stream.set === sel;
-  const re = globRegExp(sel);
-  return re !== null && re.test(stream.id);
-}
-
-/** The streams the view listens to now. */
-function selectedStreams() {
-  const all = [...state.streams.values()];
-  return view.streams.length ? all.filter((s) => view.streams.some((sel) => selects(sel, s))) : all;
-}
-
-function onPickerChange(ev) {
-  const box = ev.target;
-  if (!box.matches("input[type=checkbox][data-sel]")) return;
-  const value = box.dataset.sel;
-  const set = new Set(view.streams);
-  if (box.checked) set.add(value);
-  else set.delete(value);
-  view.streams = [...set];
-  writeUrl();
-  renderPicker();
-  scheduleSubscribe();
-}
-
-async function pollStreams() {
-  if (document.hidden && state.lastCounts) return;
-  let list;
-  try {
-    const r = await fetch(apiUrl("api/streams"), { cache: "no-store" });
-    if (r.status === 401) {
-      askToken();
-      return;
-    }
-    if (!r.ok) return;
-    list = await r.json();
-  } catch {
-    return;
-  }
-  if (!Array.isArray(list)) return;
-  const now = performance.now();
-  const counts = new Map(list.map((s) => [s.id, Number(s.lines) || 0]));
-  const prev = state.lastCounts;
-  if (prev) {
-    const dt = (now - prev.at) / 1000;
-    if (dt > 0.2) {
-      for (const [id, n] of counts) {
-        const before = prev.counts.get(id);
-        state.rates.set(id, before === undefined ? 0 : Math.max(0, (n - before) / dt));
-      }
-    }
-  }
-  state.lastCounts = { at: now, counts };
-  // The hub's list is the truth (stream notices can be missed under load).
-  const ids = new Set(list.map((s) => s.id));
-  const same = ids.size === state.streams.size && [...ids].every((id) => state.streams.has(id));
-  if (!same) {
-    setStreams(list.map(({ id, host, path, set }) => ({ id, host, path, set })));
-  } else updateRates();
-}
-
-function updateRates() {
-  for (const el of document.querySelectorAll("#picker .rate")) {
-    const ids = JSON.parse(el.dataset.ids || "[]");
-    if (!state.lastCounts) {
-      el.textContent = "";
-      continue;
-    }
-    let sum = 0;
-    for (const id of ids) sum += state.rates.get(id) || 0;
-    el.textContent = `${formatRate(sum)}/s`;
-  }
-  updateEmpty();
-}
-
-/** What an empty view is waiting for (instead of a blank pane). */
-function updateEmpty() {
-  const el = $("empty");
-  const show =
-    state.connected && state.rows === 0 && state.pending.length === 0 && state.shownKey === filterKey();
-  let text = "";
-  if (show) {
-    const streams = selectedStreams();
-    if (!state.streams.size) {
-      const globs = state.logSets.flatMap((s) => s.paths);
-      text = globs.length ? `no file matches ${globs.join(", ")} yet` : "no streams yet";
-    } else if (!streams.length) {
-      text = `no stream is ${view.streams.join(", ")} yet`;
-    } else {
-      const pats = (list) => list.filter(Boolean).map((p) => `/${p}/`).join(" or ");
-      const inc = pats(view.include);
-      const exc = pats(view.exclude);
-      text = inc ? `waiting for lines matching ${inc}` : "waiting for lines";
-      if (exc) text += `, not ${exc}`;
-      if (state.lastCounts) {
-        let rate = 0;
-        for (const st of streams) rate += state.rates.get(st.id) || 0;
-        text += ` (${formatRate(rate)} lines/s checked)`;
-      }
-    }
-  }
-  if (el.textContent !== text) el.textContent = text;
-  el.hidden = !text;
-}
-
-setInterval(pollStreams, STREAMS_POLL_MS);
 let titleTimer = 0;
 
 function scheduleTitle() {

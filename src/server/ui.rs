@@ -26,11 +26,9 @@ const FILES: &[(&str, &str, &str)] = &[
     ("/style.css", CSS, include_str!("../../web/style.css")),
     ("/app.js", JS, include_str!("../../web/app.js")),
     ("/format.js", JS, include_str!("../../web/format.js")),
-    (
-        "/highlight-worker.js",
-        JS,
-        include_str!("../../web/highlight-worker.js"),
-    ),
+    ("/graph.js", JS, include_str!("../../web/graph.js")),
+    ("/highlight-worker.js", JS, include_str!("../../web/highlight-worker.js")),
+    ("/picker.js", JS, include_str!("../../web/picker.js")),
     ("/state.js", JS, include_str!("../../web/state.js")),
 ];
 
