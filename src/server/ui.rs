@@ -25,11 +25,14 @@ const FILES: &[(&str, &str, &str)] = &[
     ("/", HTML, include_str!("../../web/index.html")),
     ("/style.css", CSS, include_str!("../../web/style.css")),
     ("/app.js", JS, include_str!("../../web/app.js")),
+    ("/context.js", JS, include_str!("../../web/context.js")),
     ("/format.js", JS, include_str!("../../web/format.js")),
     ("/graph.js", JS, include_str!("../../web/graph.js")),
     ("/highlight-worker.js", JS, include_str!("../../web/highlight-worker.js")),
+    ("/highlight.js", JS, include_str!("../../web/highlight.js")),
     ("/picker.js", JS, include_str!("../../web/picker.js")),
     ("/state.js", JS, include_str!("../../web/state.js")),
+    ("/text.js", JS, include_str!("../../web/text.js")),
 ];
 
 /// The routes of the UI's files.
