@@ -2,10 +2,10 @@
 // it, showing them, moving the centre, closing. While a context is open the view
 // holds still (`state.reading`). Owns the rows' context blocks and `state.contexts`.
 
-import { refresh } from "./app.js";
 import { $, state } from "./state.js";
 import { basename } from "./format.js";
 import { renderText } from "./text.js";
+import { refresh } from "./render.js";
 
 const CONTEXT_LINES = 20;
 const NOTICE_ROOM = 44; // px at the bottom of the view that the notices may cover

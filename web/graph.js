@@ -2,9 +2,9 @@
 // GRAPH_SECONDS, on the hub's clock (estimated from the lines' timestamps), with a
 // vertical line per marker. Owns the graph's counts, the markers and its colours.
 
-import { enqueue } from "./app.js";
 import { $ } from "./state.js";
 import { formatRate, tsSeconds } from "./format.js";
+import { enqueue } from "./render.js";
 
 const GRAPH_SECONDS = 180;
 

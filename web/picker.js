@@ -3,9 +3,9 @@
 // selection is `view.streams` (set names and `host:path` globs), and what an empty
 // view waits for. Owns `state.streams`, the rates and the glob cache.
 
-import { apiUrl, askToken, scheduleSubscribe } from "./app.js";
 import { $, filterKey, state, view, writeUrl } from "./state.js";
 import { basename, formatRate } from "./format.js";
+import { apiUrl, askToken, scheduleSubscribe } from "./connection.js";
 
 const STREAMS_POLL_MS = 3000;
 

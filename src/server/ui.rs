@@ -25,12 +25,23 @@ const FILES: &[(&str, &str, &str)] = &[
     ("/", HTML, include_str!("../../web/index.html")),
     ("/style.css", CSS, include_str!("../../web/style.css")),
     ("/app.js", JS, include_str!("../../web/app.js")),
+    (
+        "/connection.js",
+        JS,
+        include_str!("../../web/connection.js"),
+    ),
     ("/context.js", JS, include_str!("../../web/context.js")),
+    ("/fields.js", JS, include_str!("../../web/fields.js")),
     ("/format.js", JS, include_str!("../../web/format.js")),
     ("/graph.js", JS, include_str!("../../web/graph.js")),
-    ("/highlight-worker.js", JS, include_str!("../../web/highlight-worker.js")),
+    (
+        "/highlight-worker.js",
+        JS,
+        include_str!("../../web/highlight-worker.js"),
+    ),
     ("/highlight.js", JS, include_str!("../../web/highlight.js")),
     ("/picker.js", JS, include_str!("../../web/picker.js")),
+    ("/render.js", JS, include_str!("../../web/render.js")),
     ("/state.js", JS, include_str!("../../web/state.js")),
     ("/text.js", JS, include_str!("../../web/text.js")),
 ];
@@ -55,4 +66,26 @@ fn serve(kind: &'static str, body: &'static str) -> impl IntoResponse {
         ],
         body,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    /// A file added to `web/` and not to the table would be a 404 for the page.
+    #[test]
+    fn every_file_of_the_ui_is_served() -> anyhow::Result<()> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let route = if name == "index.html" {
+                "/".to_owned()
+            } else {
+                format!("/{name}")
+            };
+            assert!(
+                super::FILES.iter().any(|&(r, _, _)| r == route),
+                "web/{name} is not in FILES"
+            );
+        }
+        Ok(())
+    }
 }
