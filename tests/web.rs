@@ -828,6 +828,91 @@ paths = ["{dir}/app.log"]
 }
 
 #[tokio::test]
+async fn source_links_stay_under_the_configured_prefix() {
+    let config = r#"
+source_url = "https://src.example.com/repo/{path}#L{line}"
+
+[[set]]
+name = "default"
+paths = ["{dir}/app.log"]
+"#;
+    let mut s = Setup::with(&["app.log"], Some(config), "").await;
+    s.page
+        .wait_for(
+            "the source link template",
+            "fetch('/api/ui').then(r => r.json()).then(u => !!u.source_url)",
+            "location.href",
+        )
+        .await;
+    // `../` climbs out of the repository: no link. `./`, a leading `/` and
+    // characters a URL reserves are normalised and escaped.
+    s.append(
+        "app.log",
+        "up ../secret.rs:1 here ./src/a.rs:2 abs /home/ci/src/b.rs:3 odd src/c++/x@2.rs:5\n",
+    );
+    wait_lines(&mut s.page, 1).await;
+    let links = s
+        .page
+        .wait_for(
+            "the source links",
+            "(() => { const a = [...document.querySelectorAll('#lines a')].map(a => [a.textContent, a.href]); return a.length ? a : null; })()",
+            "document.querySelector('#lines').innerHTML",
+        )
+        .await;
+    assert_eq!(
+        links,
+        serde_json::json!([
+            ["./src/a.rs:2", "https://src.example.com/repo/src/a.rs#L2"],
+            [
+                "/home/ci/src/b.rs:3",
+                "https://src.example.com/repo/home/ci/src/b.rs#L3"
+            ],
+            [
+                "src/c++/x@2.rs:5",
+                "https://src.example.com/repo/src/c%2B%2B/x%402.rs#L5"
+            ]
+        ])
+    );
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
+async fn a_highlight_pattern_that_backtracks_for_ever_does_not_freeze_the_tab() {
+    // `(a+)+b` on forty `a`s and no `b` takes a backtracking engine 2^40 steps.
+    let mut s = Setup::with(&["app.log"], None, "?h=(a%2B)%2Bb&h=later").await;
+    s.append("app.log", &format!("{}!\n", "a".repeat(40)));
+    wait_lines(&mut s.page, 1).await;
+    // The tab answers, and goes on showing lines and the other pattern's highlights.
+    assert_eq!(s.page.eval("6 * 7").await, serde_json::json!(42));
+    s.append("app.log", "a later line\n");
+    wait_lines(&mut s.page, 2).await;
+    s.page
+        .wait_for(
+            "the other highlight pattern to mark the later line",
+            "[...document.querySelectorAll('#lines mark.hl1')].map(m => m.textContent).join() === 'later'",
+            "document.querySelector('#lines').innerHTML",
+        )
+        .await;
+    // The runaway pattern is stopped, and its field says so.
+    let said = s
+        .page
+        .wait_for(
+            "the runaway pattern's field to say it was stopped",
+            "document.querySelector('#highlight-error').textContent",
+            "document.querySelector('#highlights').innerHTML",
+        )
+        .await;
+    assert!(said.as_str().unwrap().contains("too slow"), "{said}");
+    assert_eq!(
+        s.page
+            .eval("document.querySelectorAll('#lines mark.hl0').length")
+            .await,
+        serde_json::json!(0)
+    );
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
 async fn reconnecting_shows_no_line_twice() {
     let mut s = Setup::new(&["app.log"]).await;
     s.page.type_into("#include", "rc").await;

@@ -6,6 +6,7 @@ mod host;
 mod http;
 mod metrics;
 mod session;
+mod ui;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -133,10 +134,7 @@ impl ServerState {
 }
 
 pub fn router(state: Arc<ServerState>) -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/app.js", get(app_js))
-        .route("/style.css", get(style_css))
+    ui::routes()
         .route("/api/ui", get(ui_settings))
         .route("/ws", get(websocket))
         .route("/agent", get(agent))
@@ -177,45 +175,6 @@ pub async fn serve(listener: HubListener, state: Arc<ServerState>) -> std::io::R
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     Ok(())
-}
-
-// The web UI is embedded: `cargo build` alone gives a working product.
-async fn index() -> impl IntoResponse {
-    (
-        [
-            (header::CACHE_CONTROL, "no-cache"),
-            // Log text is untrusted: nothing but our own script, no framing.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                 connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
-                 frame-ancestors 'none'",
-            ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        Html(include_str!("../../web/index.html")),
-    )
-}
-
-async fn app_js() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        include_str!("../../web/app.js"),
-    )
-}
-
-async fn style_css() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        include_str!("../../web/style.css"),
-    )
 }
 
 #[derive(Debug, Deserialize)]

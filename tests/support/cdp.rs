@@ -180,7 +180,7 @@ pub struct Page {
     events: VecDeque<Value>,
     /// Uncaught exceptions and console / log errors of the page.
     pub problems: Vec<String>,
-    /// When set, `/app.js` and `/style.css` are answered from this directory
+    /// When set, the UI's scripts and `/style.css` are answered from this directory
     /// instead of the copies embedded in the hub (see [`Page::serve_web_from`]).
     web_dir: Option<PathBuf>,
 }
@@ -252,7 +252,7 @@ impl Page {
         self.call(
             "Fetch.enable",
             json!({"patterns": [
-                {"urlPattern": "*/app.js*", "requestStage": "Request"},
+                {"urlPattern": "*.js*", "requestStage": "Request"},
                 {"urlPattern": "*/style.css*", "requestStage": "Request"},
             ]}),
         )
@@ -267,9 +267,12 @@ impl Page {
             .and_then(|(_, rest)| rest.split_once('/'))
             .map(|(_, p)| p.split(['?', '#']).next().unwrap_or(""))
             .unwrap_or("");
+        // The UI's files are flat in `web/`: a name without `/`.
         let file = match path {
-            "app.js" => Some(("app.js", "text/javascript; charset=utf-8")),
-            "style.css" => Some(("style.css", "text/css; charset=utf-8")),
+            "style.css" => Some((path, "text/css; charset=utf-8")),
+            _ if path.ends_with(".js") && !path.contains('/') => {
+                Some((path, "text/javascript; charset=utf-8"))
+            }
             _ => None,
         };
         let dir = self.web_dir.clone();
