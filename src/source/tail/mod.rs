@@ -73,6 +73,8 @@ mod discovery;
 mod files;
 mod followed;
 mod handle;
+#[cfg(test)]
+mod lifecycle;
 mod resume;
 mod stdin;
 mod tailer;
