@@ -101,8 +101,10 @@ async fn one_address_cannot_use_up_the_hub() {
 /// address's (`address_budget`); another address has a budget of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_limit_has_its_own_code_and_count() {
-    let (_dir, _log, hub) =
-        hub_with_config("[limits]\nmax_patterns_per_client = 10\nmax_patterns_per_address = 25\n");
+    let (_dir, _log, hub) = hub_with_config(
+        "[limits]\nmax_patterns_per_client = 10\nmax_patterns_per_address = 25\n\
+         max_subscriptions_per_client = 2\n",
+    );
     let url = hub.ws_url();
     let mut one = Client::connect_from(&url, "127.0.0.1").await;
     let mut two = Client::connect_from(&url, "127.0.0.1").await;
@@ -113,6 +115,10 @@ async fn each_limit_has_its_own_code_and_count() {
     let (code, message) = refused(&mut one, "b", &patterns("one-more", 1)).await;
     assert_eq!(code, "too_many_patterns");
     assert!(message.contains("10 patterns per client"), "{message}");
+    subscribe(&mut one, "every line", &[]).await.unwrap();
+    let (code, message) = refused(&mut one, "third", &[]).await;
+    assert_eq!(code, "too_many_subscriptions");
+    assert!(message.contains("at most 2 subscriptions"), "{message}");
     subscribe(&mut two, "a", &patterns("two", 10))
         .await
         .unwrap();
@@ -130,6 +136,7 @@ async fn each_limit_has_its_own_code_and_count() {
     subscribe(&mut elsewhere, "a", &patterns("elsewhere", 10))
         .await
         .unwrap();
+    assert_eq!(refusals(&hub, "client_subscriptions"), Some(1));
     assert_eq!(refusals(&hub, "client_patterns"), Some(1));
     assert_eq!(refusals(&hub, "address_patterns"), Some(1));
     assert_eq!(refusals(&hub, "hub_share"), Some(0));
