@@ -39,6 +39,9 @@ Config file keys (TOML):
   max_line = 65536                  longer lines are cut (bytes)
   max_subscriptions_per_client = 32
   max_patterns_per_client = 1000    include + exclude patterns over all of a client's subscriptions
+  max_patterns_per_address = 4000   the same over all connections from one IP address (IPv6: a /64)
+  max_patterns = 20000              patterns of all clients and [[irc]] sinks together; past it, an
+                                    address over its share (this / addresses holding patterns) gives way
   max_pattern_bytes = 2097152       compiled size of one pattern
   max_compiled_bytes = 536870912    compiled size of all patterns of all clients
   max_message_bytes = 1048576       largest WebSocket message accepted from a client
@@ -177,6 +180,11 @@ pub struct HubLimits {
     pub max_line: usize,
     pub max_subscriptions_per_client: usize,
     pub max_patterns_per_client: usize,
+    /// Over all connections from one address: a fifth of `max_patterns` by default,
+    /// so that one address (four full clients) never holds the hub.
+    pub max_patterns_per_address: usize,
+    /// The matcher's bound on patterns (of clients and `[[irc]]` sinks together).
+    pub max_patterns: usize,
     pub max_pattern_bytes: usize,
     pub max_compiled_bytes: usize,
     pub max_message_bytes: usize,
@@ -195,6 +203,8 @@ impl Default for HubLimits {
             max_line: 64 * 1024,
             max_subscriptions_per_client: 32,
             max_patterns_per_client: 1000,
+            max_patterns_per_address: 4000,
+            max_patterns: 20_000,
             max_pattern_bytes: 2 << 20,
             max_compiled_bytes: 512 << 20,
             max_message_bytes: 1 << 20,
@@ -230,6 +240,11 @@ impl Config {
                 l.max_subscriptions_per_client,
             ),
             ("limits.max_patterns_per_client", l.max_patterns_per_client),
+            (
+                "limits.max_patterns_per_address",
+                l.max_patterns_per_address,
+            ),
+            ("limits.max_patterns", l.max_patterns),
             ("limits.max_pattern_bytes", l.max_pattern_bytes),
             ("limits.max_compiled_bytes", l.max_compiled_bytes),
             ("limits.max_message_bytes", l.max_message_bytes),

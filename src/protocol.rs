@@ -73,7 +73,14 @@ pub mod code {
     pub const INVALID_REGEX: &str = "invalid_regex";
     pub const BAD_REQUEST: &str = "bad_request";
     pub const TOO_MANY_SUBSCRIPTIONS: &str = "too_many_subscriptions";
+    /// Over `max_patterns_per_client`, over all of the client's subscriptions.
     pub const TOO_MANY_PATTERNS: &str = "too_many_patterns";
+    /// Over `max_patterns_per_address`, over all connections from the client's address.
+    pub const ADDRESS_BUDGET: &str = "address_budget";
+    /// The hub's total is reached and the client's address holds more than its share
+    /// (also sent, unasked, for a subscription dropped to make room for another
+    /// address within its share), or the matcher's own bounds are.
+    pub const HUB_BUDGET: &str = "hub_budget";
     pub const UNAUTHORIZED: &str = "unauthorized";
     pub const UNKNOWN_STREAM: &str = "unknown_stream";
     /// An agent's stream that is not its to write (another source's name space), or

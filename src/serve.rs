@@ -64,6 +64,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let limits = config.limits;
     let hub = Hub::new(
         Limits {
+            max_patterns: limits.max_patterns,
             pattern_size: limits.max_pattern_bytes,
             total_size: limits.max_compiled_bytes,
             ..Limits::default()

@@ -9,7 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
+use hyper::body::Incoming;
+use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -120,7 +123,13 @@ where
         return;
     };
     let header_timeout = Duration::from_secs(state.limits.http_header_timeout_secs);
-    let service = TowerToHyperService::new(app.clone());
+    // The peer's address for the handlers (per-address budgets), as axum's
+    // `ConnectInfo`.
+    let tower = TowerToHyperService::new(app.clone());
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        hyper::service::Service::call(&tower, request)
+    });
     let mut shutdown = state.shutdown.clone();
     let state = state.clone();
     state.connections.fetch_add(1, Ordering::Relaxed);

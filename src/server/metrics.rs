@@ -153,6 +153,25 @@ pub async fn render(
         "Batches agents sent again after reconnecting (the hub had not acknowledged them).",
         c.batches_resent.load(Ordering::Relaxed),
     );
+    metric(
+        "supergrep_client_patterns",
+        "gauge",
+        "Patterns held by WebSocket clients, as counted against their budgets (include + exclude of each subscription).",
+        state.budgets.total() as u64,
+    );
+    metric(
+        "supergrep_subscriptions_revoked_total",
+        "counter",
+        "Subscriptions dropped at the hub's pattern total, to make room for an address within its share (hub_budget).",
+        state.budgets.revoked(),
+    );
+    counters_by(
+        &mut out,
+        "supergrep_subscriptions_refused_total",
+        "Subscribes refused, per limit: client_subscriptions, client_patterns (too_many_patterns), address_patterns (address_budget), hub_share, hub_full and matcher (hub_budget).",
+        "limit",
+        state.budgets.refusals(),
+    );
     counters_by(
         &mut out,
         "supergrep_host_lines_total",

@@ -2,6 +2,7 @@
 //! operational endpoints. Handlers stay thin; sessions live in [`session`].
 
 mod agent_session;
+mod budget;
 mod host;
 mod http;
 mod metrics;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -58,6 +59,8 @@ pub struct ServerState {
     per_address: http::PerAddress,
     /// Connections closed at once: their address had `max_connections_per_address`.
     connections_refused: AtomicU64,
+    /// Patterns held per client and per address (see [`budget`]).
+    budgets: Arc<budget::Budgets>,
     /// Failed accepts (out of file descriptors, say), here and in syslog input.
     accept_errors: Arc<AtomicU64>,
     /// Agents' line times are kept (else the hub's receive time).
@@ -94,7 +97,15 @@ impl ServerState {
                 .map_or(0, |d| d.as_nanos())
                 ^ std::process::id() as u128
         );
+        // The hub's total for clients: what the matcher takes, less the patterns it
+        // holds already (the `[[irc]]` sinks, subscribed before the server starts).
+        let budgets = budget::Budgets::new(budget::Sizes {
+            per_client: limits.max_patterns_per_client,
+            per_address: limits.max_patterns_per_address,
+            hub: limits.max_patterns.saturating_sub(hub.pattern_count()),
+        });
         Arc::new(ServerState {
+            budgets,
             hub,
             limits,
             token,
@@ -263,6 +274,7 @@ fn refuse_upgrade(
 
 async fn websocket(
     State(state): State<Arc<ServerState>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -279,7 +291,7 @@ async fn websocket(
         .max_frame_size(state.limits.max_message_bytes)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| session::run(socket, state))
+        .on_upgrade(move |socket| session::run(socket, state, peer.ip()))
 }
 
 /// A stream with how many lines it has had (the UI turns that into lines/s).

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::budget::{Account, Limit};
 use super::ServerState;
 use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken};
 use crate::line::format_ts;
@@ -35,12 +37,13 @@ struct Session {
     /// Client's id → hub key, and back.
     keys: HashMap<String, SubKey>,
     ids: HashMap<SubKey, String>,
-    patterns: HashMap<SubKey, usize>,
+    /// The patterns this client holds, against its budgets.
+    account: Account,
     next_sub: u64,
     socket: WebSocket,
 }
 
-pub async fn run(socket: WebSocket, state: Arc<ServerState>) {
+pub async fn run(socket: WebSocket, state: Arc<ServerState>, peer: IpAddr) {
     let client = state.next_client.fetch_add(1, Ordering::Relaxed);
     state.clients.fetch_add(1, Ordering::Relaxed);
     let queue = Arc::new(SinkQueue::new(
@@ -54,7 +57,7 @@ pub async fn run(socket: WebSocket, state: Arc<ServerState>) {
         queue: queue.clone(),
         keys: HashMap::new(),
         ids: HashMap::new(),
-        patterns: HashMap::new(),
+        account: state.budgets.open(client, peer),
         next_sub: 0,
         socket,
     };
@@ -63,6 +66,8 @@ pub async fn run(socket: WebSocket, state: Arc<ServerState>) {
     state
         .hub
         .unsubscribe_where(move |k| k >> CLIENT_SHIFT == client);
+    // The budget goes back once the hub has let go of the subscriptions.
+    drop(session);
     state.clients.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -84,6 +89,7 @@ impl Session {
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut last_heard = Instant::now();
         let queue = self.queue.clone();
+        let revoked = self.account.wake();
         loop {
             tokio::select! {
                 _ = async { shutdown.wait_for(|&down| down).await.map(|_| ()) } => {
@@ -109,6 +115,7 @@ impl Session {
                         Message::Ping(_) | Message::Pong(_) => {}
                     }
                 }
+                _ = revoked.notified() => self.tell_revoked().await?,
                 taken = queue.take(LINES_PER_FRAME * 4) => {
                     let Some(taken) = taken else { return Err(Gone) };
                     self.deliver(taken).await?;
@@ -172,8 +179,8 @@ impl Session {
             ClientMsg::Unsubscribe { id } => match self.keys.remove(&id) {
                 Some(key) => {
                     self.ids.remove(&key);
-                    self.patterns.remove(&key);
                     self.state.hub.unsubscribe(key);
+                    self.account.release(key);
                     Ok(())
                 }
                 None => {
@@ -233,6 +240,7 @@ impl Session {
         }
         let replacing = self.keys.get(id).copied();
         if replacing.is_none() && self.keys.len() >= limits.max_subscriptions_per_client {
+            self.state.budgets.count_refusal(Limit::ClientSubscriptions);
             return Err(bad(
                 code::TOO_MANY_SUBSCRIPTIONS,
                 format!(
@@ -242,23 +250,16 @@ impl Session {
             ));
         }
         let count = include.len() + exclude.len();
-        let others: usize = self
-            .patterns
-            .iter()
-            .filter(|(k, _)| Some(**k) != replacing)
-            .map(|(_, n)| n)
-            .sum();
-        if others + count > limits.max_patterns_per_client {
-            return Err(bad(
-                code::TOO_MANY_PATTERNS,
-                format!(
-                    "at most {} patterns per client",
-                    limits.max_patterns_per_client
-                ),
-            ));
-        }
         let streams = StreamSelector::new(&streams.unwrap_or_default())
             .map_err(|e| bad(code::BAD_REQUEST, e.to_string()))?;
+        let given_up = self
+            .account
+            .reserve(count, replacing)
+            .map_err(|r| bad(r.limit.code(), r.message))?;
+        // Others' subscriptions that gave way: out of the matcher before ours is in.
+        for key in given_up {
+            self.state.hub.unsubscribe(key);
+        }
         let sub = Subscription {
             include,
             exclude,
@@ -270,30 +271,54 @@ impl Session {
         let key = (self.client << CLIENT_SHIFT) | (self.next_sub & ((1 << CLIENT_SHIFT) - 1));
         self.next_sub += 1;
         let backlog = backlog.min(limits.max_backlog_request);
-        let recent = self
+        let subscribed = self
             .state
             .hub
             .subscribe(key, sub, self.queue.clone(), backlog)
-            .await
-            .map_err(|e| match e {
-                CompileError::Pattern(e) => ServerMsg::Error {
-                    id: Some(id.to_owned()),
-                    code: code::INVALID_REGEX.into(),
-                    message: e.to_string(),
-                    pattern: Some(e.pattern().to_owned()),
-                },
-                CompileError::Unavailable => bad(code::BAD_REQUEST, e.to_string()),
-                other => bad(code::TOO_MANY_PATTERNS, other.to_string()),
-            })?;
+            .await;
+        if subscribed.is_err() {
+            self.account.cancel(count);
+        }
+        let budgets = &self.state.budgets;
+        let recent = subscribed.map_err(|e| match e {
+            CompileError::Pattern(e) => ServerMsg::Error {
+                id: Some(id.to_owned()),
+                code: code::INVALID_REGEX.into(),
+                message: e.to_string(),
+                pattern: Some(e.pattern().to_owned()),
+            },
+            CompileError::Unavailable => bad(code::BAD_REQUEST, e.to_string()),
+            // The matcher's own bounds (the compiled size of all patterns, say).
+            other => {
+                budgets.count_refusal(Limit::Matcher);
+                bad(code::HUB_BUDGET, other.to_string())
+            }
+        })?;
         if let Some(old) = replacing {
             self.state.hub.unsubscribe(old);
             self.ids.remove(&old);
-            self.patterns.remove(&old);
         }
+        self.account.commit(key, count, replacing);
         self.keys.insert(id.to_owned(), key);
         self.ids.insert(key, id.to_owned());
-        self.patterns.insert(key, count);
         Ok(recent)
+    }
+
+    /// Subscriptions given up to make room for an address within its share: the hub
+    /// has let go of them already; the client is told, by their ids.
+    async fn tell_revoked(&mut self) -> Result<(), Gone> {
+        for (key, why) in self.account.revoked() {
+            // Replaced or unsubscribed meanwhile: nothing to tell.
+            let Some(id) = self.ids.remove(&key) else {
+                continue;
+            };
+            self.keys.remove(&id);
+            tracing::info!(client = self.client, id, "subscription dropped: {why}");
+            let message = format!("subscription {id:?} {why}");
+            self.send(&ServerMsg::error(Some(&id), code::HUB_BUDGET, message))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn deliver(&mut self, taken: Taken) -> Result<(), Gone> {

@@ -107,6 +107,27 @@ impl Client {
         let ws = try_connect(url, headers)
             .await
             .unwrap_or_else(|status| panic!("{url} refused the upgrade: HTTP {status}"));
+        Client::with_hello(ws).await
+    }
+
+    /// [`connect_url`](Self::connect_url) to a hub on 127.0.0.1 from the local address
+    /// `ip`: another loopback address (127.0.0.2, …) stands for another machine.
+    pub async fn connect_from(url: &str, ip: &str) -> Client {
+        let uri: tokio_tungstenite::tungstenite::http::Uri = url.parse().unwrap();
+        let port = uri.port_u16().expect("a port in the URL");
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        let tcp = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        let upgrade = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp));
+        let (ws, _) = tokio::time::timeout(PATIENCE, upgrade)
+            .await
+            .unwrap_or_else(|_| panic!("connect {url} from {ip}: no answer"))
+            .unwrap_or_else(|e| panic!("connect {url} from {ip}: {e}"));
+        Client::with_hello(ws).await
+    }
+
+    /// Reads the first message, which must be `hello`.
+    async fn with_hello(ws: Ws) -> Client {
         let mut client = Client {
             ws,
             hello: ServerMsg::Subscribed { id: String::new() },

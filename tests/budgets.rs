@@ -1,0 +1,249 @@
+//! Issue 25 §2: the hub's pattern budgets per client connection, per remote address
+//! and for the whole hub, shared fairly: one attacker's connections cannot use up the
+//! hub for everyone else. Real hubs, real WebSocket clients; other machines are other
+//! loopback addresses (127.0.0.2, …), which the hub tells apart.
+
+mod support;
+
+use std::path::Path;
+
+use supergrep::protocol::ServerMsg;
+use support::files::{append, empty_files};
+use support::hub::Hub;
+use support::ws::Client;
+
+/// A hub with `toml` as its config, following one empty file (returned).
+fn hub_with_config(toml: &str) -> (tempfile::TempDir, std::path::PathBuf, Hub) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = empty_files(dir.path(), &["app.log"]).remove(0);
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, toml).unwrap();
+    let hub = Hub::start_following(&["--config", s(&config), s(&f)], &[&f]);
+    (dir, f, hub)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `n` distinct literal patterns, named after `tag`.
+fn patterns(tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{tag}-{i}-never")).collect()
+}
+
+/// Subscribes `id` to `include` and returns the hub's answer: `Ok` for `subscribed`,
+/// else the error's code and message.
+async fn subscribe(c: &mut Client, id: &str, include: &[String]) -> Result<(), (String, String)> {
+    c.send(serde_json::json!({"type": "subscribe", "id": id, "include": include}))
+        .await;
+    let answer = c
+        .recv_where(|m| match m {
+            ServerMsg::Subscribed { id: i } => i == id,
+            ServerMsg::Error { id: i, .. } => i.as_deref() == Some(id),
+            _ => false,
+        })
+        .await;
+    match answer {
+        ServerMsg::Error { code, message, .. } => Err((code, message)),
+        _ => Ok(()),
+    }
+}
+
+/// The code a subscribe was refused with (panics if it was admitted).
+async fn refused(c: &mut Client, id: &str, include: &[String]) -> (String, String) {
+    subscribe(c, id, include)
+        .await
+        .expect_err("the subscribe was admitted")
+}
+
+fn refusals(hub: &Hub, limit: &str) -> Option<u64> {
+    hub.metric(&format!(
+        "supergrep_subscriptions_refused_total{{limit=\"{limit}\"}}"
+    ))
+}
+
+/// The attack of the issue: 20 connections × 1,000 patterns from one address took
+/// the hub's whole 20,000, and every other client's "Failed password" was refused.
+/// Now that address stops at its own 4,000, and another client subscribes and gets
+/// its matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_use_up_the_hub() {
+    let (_dir, log, hub) = hub_with_config("");
+    let mut attackers = Vec::new();
+    let mut admitted = 0;
+    for c in 0..20 {
+        let mut client = Client::connect_from(&hub.ws_url(), "127.0.0.1").await;
+        match subscribe(&mut client, "flood", &patterns(&format!("a{c}"), 1000)).await {
+            Ok(()) => admitted += 1,
+            Err((code, message)) => {
+                assert_eq!(code, "address_budget", "{message}");
+                assert!(message.contains("4000"), "the limit is named: {message}");
+            }
+        }
+        attackers.push(client);
+    }
+    let mut user = Client::connect_from(&hub.ws_url(), "127.0.0.2").await;
+    subscribe(&mut user, "ssh", &["Failed password".into()])
+        .await
+        .expect("another address subscribes");
+    assert_eq!(admitted, 4, "4 × 1,000 patterns per address");
+    assert_eq!(refusals(&hub, "address_patterns"), Some(16));
+    assert_eq!(hub.metric("supergrep_client_patterns"), Some(4001));
+    append(&log, "sshd[1]: Failed password for root\n");
+    let (got, _) = user
+        .lines_until(&["ssh"], "sshd[1]: Failed password for root")
+        .await;
+    assert_eq!(got["ssh"].len(), 1);
+}
+
+/// Each limit refuses with its own code, says its numbers, and is counted in
+/// `/metrics`: the client's patterns (`too_many_patterns`, as before), the
+/// address's (`address_budget`); another address has a budget of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_limit_has_its_own_code_and_count() {
+    let (_dir, _log, hub) = hub_with_config(
+        "[limits]\nmax_patterns_per_client = 10\nmax_patterns_per_address = 25\n\
+         max_subscriptions_per_client = 2\n",
+    );
+    let url = hub.ws_url();
+    let mut one = Client::connect_from(&url, "127.0.0.1").await;
+    let mut two = Client::connect_from(&url, "127.0.0.1").await;
+    let mut three = Client::connect_from(&url, "127.0.0.1").await;
+    subscribe(&mut one, "a", &patterns("one", 10))
+        .await
+        .unwrap();
+    let (code, message) = refused(&mut one, "b", &patterns("one-more", 1)).await;
+    assert_eq!(code, "too_many_patterns");
+    assert!(message.contains("10 patterns per client"), "{message}");
+    subscribe(&mut one, "every line", &[]).await.unwrap();
+    let (code, message) = refused(&mut one, "third", &[]).await;
+    assert_eq!(code, "too_many_subscriptions");
+    assert!(message.contains("at most 2 subscriptions"), "{message}");
+    subscribe(&mut two, "a", &patterns("two", 10))
+        .await
+        .unwrap();
+    let (code, message) = refused(&mut three, "a", &patterns("three", 6)).await;
+    assert_eq!(code, "address_budget");
+    assert!(
+        message.contains("25 patterns per address (127.0.0.1)") && message.contains("26"),
+        "{message}"
+    );
+    subscribe(&mut three, "a", &patterns("three", 5))
+        .await
+        .unwrap();
+
+    let mut elsewhere = Client::connect_from(&url, "127.0.0.3").await;
+    subscribe(&mut elsewhere, "a", &patterns("elsewhere", 10))
+        .await
+        .unwrap();
+    assert_eq!(refusals(&hub, "client_subscriptions"), Some(1));
+    assert_eq!(refusals(&hub, "client_patterns"), Some(1));
+    assert_eq!(refusals(&hub, "address_patterns"), Some(1));
+    assert_eq!(refusals(&hub, "hub_share"), Some(0));
+    assert_eq!(hub.metric("supergrep_client_patterns"), Some(35));
+}
+
+/// At the hub's total, the address over its share gives way to the one within it:
+/// its largest subscription is dropped (and it is told, `hub_budget`), never the
+/// newcomer refused; and an address over its share is refused at the total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_hub_total_the_address_over_its_share_gives_way() {
+    let (_dir, log, hub) = hub_with_config(
+        "[limits]\nmax_patterns = 30\nmax_patterns_per_client = 30\nmax_patterns_per_address = 30\n",
+    );
+    let url = hub.ws_url();
+    let mut big = Client::connect_from(&url, "127.0.0.1").await;
+    subscribe(&mut big, "small", &patterns("big", 10))
+        .await
+        .unwrap();
+    subscribe(&mut big, "large", &patterns("bigger", 20))
+        .await
+        .unwrap();
+
+    // The hub holds its 30; 127.0.0.2 asks for 5, within its share (30 / 2).
+    let mut newcomer = Client::connect_from(&url, "127.0.0.2").await;
+    let mut wanted = patterns("new", 4);
+    wanted.push("Failed password".into());
+    subscribe(&mut newcomer, "ssh", &wanted).await.unwrap();
+    let dropped = big
+        .recv_where(|m| matches!(m, ServerMsg::Error { .. }))
+        .await;
+    let ServerMsg::Error {
+        id, code, message, ..
+    } = dropped
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (id.as_deref(), code.as_str()),
+        (Some("large"), "hub_budget")
+    );
+    assert!(message.contains("share of 15"), "{message}");
+    assert_eq!(hub.metric("supergrep_subscriptions_revoked_total"), Some(1));
+    assert_eq!(hub.metric("supergrep_client_patterns"), Some(15));
+
+    // The newcomer's subscription works: the matcher took it.
+    append(&log, "Failed password for root\n");
+    let (got, _) = newcomer
+        .lines_until(&["ssh"], "Failed password for root")
+        .await;
+    assert_eq!(got["ssh"].len(), 1);
+
+    // Below the total anyone may grow; at it, one over its share is refused.
+    subscribe(&mut big, "again", &patterns("again", 15))
+        .await
+        .unwrap();
+    let (code, message) = refused(&mut big, "more", &patterns("more", 1)).await;
+    assert_eq!(code, "hub_budget");
+    assert!(
+        message.contains("would hold 26, over its share of 15"),
+        "{message}"
+    );
+    assert_eq!(refusals(&hub, "hub_share"), Some(1));
+}
+
+/// A client's patterns go back to its address's budget when it replaces a
+/// subscription, unsubscribes, or goes (here abruptly: the TCP connection dropped
+/// without a close frame); another client then uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patterns_are_released_on_replace_unsubscribe_and_disconnect() {
+    let (_dir, _log, hub) =
+        hub_with_config("[limits]\nmax_patterns_per_client = 10\nmax_patterns_per_address = 10\n");
+    let url = hub.ws_url();
+    let mut one = Client::connect_from(&url, "127.0.0.1").await;
+    let mut two = Client::connect_from(&url, "127.0.0.1").await;
+    subscribe(&mut one, "x", &patterns("one", 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused(&mut two, "y", &patterns("two", 1)).await.0,
+        "address_budget"
+    );
+
+    // Replaced: the new 4 count, the old 10 no longer.
+    subscribe(&mut one, "x", &patterns("one-again", 4))
+        .await
+        .unwrap();
+    subscribe(&mut two, "y", &patterns("two", 6)).await.unwrap();
+    assert_eq!(
+        refused(&mut two, "z", &patterns("two-more", 1)).await.0,
+        "address_budget"
+    );
+
+    // Unsubscribed (no answer: the gauge says when the hub let go).
+    one.send(serde_json::json!({"type": "unsubscribe", "id": "x"}))
+        .await;
+    hub.wait_metric("supergrep_client_patterns", 6);
+    subscribe(&mut two, "z", &patterns("two-more", 4))
+        .await
+        .unwrap();
+
+    // Gone without a word: dropping the socket sends no close frame.
+    drop(two);
+    hub.wait_metric("supergrep_client_patterns", 0);
+    let mut three = Client::connect_from(&url, "127.0.0.1").await;
+    subscribe(&mut three, "all", &patterns("three", 10))
+        .await
+        .unwrap();
+    assert_eq!(refusals(&hub, "address_patterns"), Some(2));
+}
