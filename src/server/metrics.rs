@@ -153,6 +153,16 @@ pub async fn render(
         "Batches agents sent again after reconnecting (the hub had not acknowledged them).",
         c.batches_resent.load(Ordering::Relaxed),
     );
+    for m in hub.cost_metrics() {
+        metric(m.name, m.kind, m.help, m.value);
+    }
+    counters_by(
+        &mut out,
+        "supergrep_subscribes_refused_total",
+        "Subscribes refused, by the error code of the limit they hit.",
+        "code",
+        hub.refusals(),
+    );
     counters_by(
         &mut out,
         "supergrep_host_lines_total",

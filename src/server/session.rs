@@ -278,12 +278,12 @@ impl Session {
             .map_err(|e| match e {
                 CompileError::Pattern(e) => ServerMsg::Error {
                     id: Some(id.to_owned()),
-                    code: code::INVALID_REGEX.into(),
+                    code: e.code().into(),
                     message: e.to_string(),
                     pattern: Some(e.pattern().to_owned()),
                 },
-                CompileError::Unavailable => bad(code::BAD_REQUEST, e.to_string()),
-                other => bad(code::TOO_MANY_PATTERNS, other.to_string()),
+                // The code names the limit hit (`CompileError::code`).
+                other => bad(other.code(), other.to_string()),
             })?;
         if let Some(old) = replacing {
             self.state.hub.unsubscribe(old);
