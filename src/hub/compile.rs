@@ -1,11 +1,13 @@
-//! Where subscriptions are compiled: a few threads of their own, before the matcher
+//! Where subscriptions are compiled: threads of their own, before the matcher
 //! thread's rebuild, so that one slow compile (a 1 MiB pattern took 1.35 s) holds up
 //! no other client's subscribe; the rebuild then only puts compiled patterns
-//! together. Bounded twice: [`THREADS`] threads, [`WAITING`] jobs queued (each is a
-//! client awaiting its `subscribed`; beyond, `busy`).
+//! together. Bounded twice: at most [`THREADS`] threads, [`WAITING`] jobs queued
+//! (each is a client awaiting its `subscribed`; beyond, `busy`). A thread ends when
+//! there is nothing left to compile, which also lets its heap go back to the system
+//! (see [`memory`](super::memory)).
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::matcher::CompileError;
 
@@ -16,63 +18,70 @@ pub const WAITING: usize = 1024;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+#[derive(Default)]
+struct State {
+    waiting: VecDeque<Job>,
+    threads: usize,
+}
+
+#[derive(Default)]
 pub struct Pool {
-    jobs: SyncSender<Job>,
-    /// None could start: jobs run on the caller's thread.
-    inline: bool,
+    state: Arc<Mutex<State>>,
 }
 
 impl Pool {
     pub fn new() -> Pool {
-        let (jobs, waiting) = mpsc::sync_channel::<Job>(WAITING);
-        let waiting = Arc::new(Mutex::new(waiting));
-        let mut started = 0;
-        for i in 0..THREADS {
-            let waiting = waiting.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("compile-{i}"))
-                .spawn(move || work(&waiting));
-            match spawned {
-                Ok(_) => started += 1,
-                Err(e) => tracing::error!("cannot start a compile thread: {e}"),
-            }
-        }
-        Pool {
-            jobs,
-            inline: started == 0,
-        }
+        Pool::default()
     }
 
-    /// Runs `job` on a compile thread; `Busy` when too many wait.
+    /// Runs `job` on a compile thread (a new one while fewer than [`THREADS`] run);
+    /// `Busy` when [`WAITING`] wait already.
     pub fn run(&self, job: impl FnOnce() + Send + 'static) -> Result<(), CompileError> {
-        if self.inline {
-            job();
+        let mut state = lock(&self.state);
+        if state.waiting.len() >= WAITING {
+            return Err(CompileError::Busy);
+        }
+        state.waiting.push_back(Box::new(job));
+        if state.threads >= THREADS {
             return Ok(());
         }
-        match self.jobs.try_send(Box::new(job)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(CompileError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(CompileError::Unavailable),
+        let shared = self.state.clone();
+        let spawned = std::thread::Builder::new()
+            .name("compile".into())
+            .spawn(move || work(&shared));
+        match spawned {
+            Ok(_) => state.threads += 1,
+            Err(e) => {
+                // A thread running already takes it; with none, it runs here.
+                tracing::warn!("cannot start a compile thread: {e}");
+                if state.threads == 0 {
+                    let job = state.waiting.pop_back();
+                    drop(state);
+                    job.into_iter().for_each(|job| job());
+                }
+            }
         }
+        Ok(())
     }
 }
 
-impl Default for Pool {
-    fn default() -> Self {
-        Pool::new()
-    }
-}
-
-/// Takes jobs until the pool (its sender) is gone.
-fn work(waiting: &Mutex<Receiver<Job>>) {
+/// Takes jobs until none is left, then ends.
+fn work(state: &Mutex<State>) {
     loop {
         let job = {
-            let waiting = waiting.lock().unwrap_or_else(|p| p.into_inner());
-            waiting.recv()
+            let mut state = lock(state);
+            match state.waiting.pop_front() {
+                Some(job) => job,
+                None => {
+                    state.threads -= 1;
+                    return;
+                }
+            }
         };
-        match job {
-            Ok(job) => job(),
-            Err(_) => return,
-        }
+        job();
     }
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -8,14 +8,18 @@
 //! it cannot keep up, it is the one that loses lines; the hub and every other client
 //! go on at full speed. Its matches enter its client's [`SinkQueue`] as any other's.
 //!
-//! Why a thread each, and at a lower priority: a worker that cannot keep up is busy
-//! all the time, and on a machine of few cores it would take a core from ingest and
-//! the other clients' sessions. Niced, it gets what they leave. The number of them is
-//! bounded (`Limits::max_isolated`); beyond, a costly subscription is refused.
+//! A thread each, so that one that cannot keep up holds up no other; but a worker
+//! that cannot keep up is busy all the time, and on a machine of few cores it would
+//! take a core from ingest and the other clients' sessions (niced, it still did: on
+//! 2 vCPUs, which are hyperthreads of one core, the hub's lines/s fell to 0.29 of
+//! what they were without it). So the workers share one CPU [`Budget`]: together, at
+//! most one at a time and an eighth of one core's time. The number of them is bounded
+//! too (`Limits::max_isolated`); beyond, a costly subscription is refused.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::backlog::Entry;
 use super::{Counters, SinkQueue};
@@ -29,6 +33,42 @@ pub const QUEUE_LINES: u64 = 16_384;
 
 /// The workers' nice value: below ingest and the sessions (0), above nothing else.
 const NICE: i32 = 10;
+
+/// The isolated workers together scan at most 1/`SHARE` of the time (wall time, so a
+/// worker preempted by ingest pays for that too).
+pub const SHARE: u32 = 8;
+
+/// The CPU time all isolated workers share: one scans at a time, and after a scan
+/// that took `t` the next waits `t × (SHARE − 1)`.
+#[derive(Debug)]
+pub struct Budget {
+    /// When the next scan may start; held while one runs.
+    next: Mutex<Instant>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            next: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Budget {
+    /// Runs `scan` within the budget (waiting for its turn and share).
+    fn spend<R>(&self, scan: impl FnOnce() -> R) -> R {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = next.saturating_duration_since(Instant::now());
+        if wait > Duration::ZERO {
+            std::thread::sleep(wait);
+        }
+        let started = Instant::now();
+        let r = scan();
+        let busy = started.elapsed();
+        *next = Instant::now() + busy * (SHARE - 1);
+        r
+    }
+}
 
 /// What became of a batch offered to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,12 +130,13 @@ impl Worker {
         matcher: Arc<Matcher>,
         sink: Arc<SinkQueue>,
         counters: Arc<Counters>,
+        budget: Arc<Budget>,
     ) -> std::io::Result<Worker> {
         let queue = Arc::new(Queue::default());
         let (q, m) = (queue.clone(), matcher.clone());
         std::thread::Builder::new()
             .name(format!("isolated-{key:x}"))
-            .spawn(move || run(m, q, sink, counters))?;
+            .spawn(move || run(m, q, sink, counters, &budget))?;
         Ok(Worker {
             key,
             matcher,
@@ -135,7 +176,13 @@ impl Drop for Worker {
     }
 }
 
-fn run(matcher: Arc<Matcher>, queue: Arc<Queue>, sink: Arc<SinkQueue>, counters: Arc<Counters>) {
+fn run(
+    matcher: Arc<Matcher>,
+    queue: Arc<Queue>,
+    sink: Arc<SinkQueue>,
+    counters: Arc<Counters>,
+    budget: &Budget,
+) {
     // `None` is this thread: Linux keeps a nice value per thread.
     if let Err(e) = rustix::process::setpriority_process(None, NICE) {
         tracing::debug!("isolated worker keeps its priority: {e}");
@@ -143,15 +190,20 @@ fn run(matcher: Arc<Matcher>, queue: Arc<Queue>, sink: Arc<SinkQueue>, counters:
     let key = matcher.key(0);
     let mut scratch = Scratch::default();
     while let Some(entry) = queue.take() {
-        let delivered = super::deliver(
-            &matcher,
-            &entry,
-            |k| (k == key).then_some(&sink),
-            sink.wants_every_batch(),
-            &mut scratch,
-        );
+        let delivered = budget.spend(|| {
+            super::deliver(
+                &matcher,
+                &entry,
+                |k| (k == key).then_some(&sink),
+                sink.wants_every_batch(),
+                &mut scratch,
+            )
+        });
         counters
             .matches_delivered
             .fetch_add(delivered, Ordering::Relaxed);
     }
+    // Most likely the last holder of the subscription's matcher: its memory goes back.
+    drop((matcher, scratch));
+    super::memory::give_back();
 }

@@ -13,6 +13,7 @@
 pub mod backlog;
 pub mod compile;
 pub mod isolated;
+pub mod memory;
 pub mod queue;
 
 use std::collections::{BTreeMap, HashMap};
@@ -86,6 +87,8 @@ pub struct Hub {
     /// The workers of the subscriptions evaluated apart; swapped together with the
     /// matcher (under the ring's lock).
     workers: ArcSwap<Vec<Arc<isolated::Worker>>>,
+    /// The CPU share those workers have together.
+    isolated_budget: Arc<isolated::Budget>,
     /// Read once per batch by ingest, so copy-on-write: writers are rare.
     sinks: ArcSwap<HashMap<SubKey, Arc<SinkQueue>>>,
     streams: Mutex<Streams>,
@@ -148,6 +151,7 @@ impl Hub {
             registry: Arc::new(Registry::new(limits)),
             compile: compile::Pool::new(),
             workers: ArcSwap::default(),
+            isolated_budget: Arc::default(),
             sinks: ArcSwap::default(),
             streams: Mutex::default(),
             backlog: Mutex::new(Backlog::new(backlog_lines)),
@@ -764,6 +768,7 @@ fn apply_changes(hub: std::sync::Weak<Hub>, requests: std::sync::mpsc::Receiver<
         let mut group = vec![first];
         group.extend(requests.try_iter());
         let changes = group.iter().map(|r| r.change.clone()).collect();
+        let removes = group.iter().any(|r| matches!(r.change, Change::Remove(_)));
         let results = hub.registry.apply(changes, |swap| {
             let ring = lock(&hub.backlog);
             swap();
@@ -777,6 +782,11 @@ fn apply_changes(hub: std::sync::Weak<Hub>, requests: std::sync::mpsc::Receiver<
                 alone: request.alone,
             });
             let _ = done.send(applied);
+        }
+        // What the subscriptions that went held is free now (old matchers still in
+        // use by ingest go with its next batch, and are collected the next time).
+        if removes {
+            memory::give_back();
         }
     }
 }
@@ -794,12 +804,14 @@ impl Hub {
                 continue;
             }
             let Some(sink) = sinks.get(key) else { continue };
-            match isolated::Worker::spawn(
+            let spawned = isolated::Worker::spawn(
                 *key,
                 matcher.clone(),
                 sink.clone(),
                 self.counters.clone(),
-            ) {
+                self.isolated_budget.clone(),
+            );
+            match spawned {
                 Ok(w) => workers.push(Arc::new(w)),
                 Err(e) => {
                     // Rare (out of threads): its client gets no matches, said in the log.
