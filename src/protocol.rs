@@ -88,6 +88,13 @@ pub mod code {
     pub const STREAM_REFUSED: &str = "stream_refused";
     /// An agent of that name is connected already (the agent retries).
     pub const NAME_IN_USE: &str = "name_in_use";
+    /// A pattern longer than the hub takes (refused before it is parsed).
+    pub const PATTERN_TOO_LONG: &str = "pattern_too_long";
+    /// A costly subscription (evaluated apart from the shared matcher, on a worker
+    /// of its own) when the hub runs as many of those as it allows.
+    pub const TOO_MANY_COSTLY: &str = "too_many_costly_subscriptions";
+    /// The hub has too many subscriptions waiting to be compiled; try again.
+    pub const BUSY: &str = "busy";
 }
 
 /// Server → client.

@@ -198,6 +198,30 @@ impl SinkQueue {
         self.takes_batches
     }
 
+    /// Whether this sink drops its oldest matches when full (rather than make the hub
+    /// wait): only such a sink's subscription may be evaluated apart, and skipped.
+    pub fn drops_oldest(&self) -> bool {
+        self.overflow == Overflow::DropOldest
+    }
+
+    /// Counts `n` matches of `sub` as dropped without queueing anything (lines a
+    /// subscription evaluated apart could not search in time), and wakes the
+    /// consumer to tell; `false` once the sink has gone.
+    pub fn push_dropped(&self, sub: SubKey, n: u64) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        match state.dropped.iter_mut().find(|(k, _)| *k == sub) {
+            Some((_, d)) => *d += n,
+            None => state.dropped.push((sub, n)),
+        }
+        drop(state);
+        self.ready.notify_one();
+        self.ready_async.notify_one();
+        true
+    }
+
     /// Whether the hub should compute highlight spans for this sink.
     pub fn wants_spans(&self) -> bool {
         self.wants_spans

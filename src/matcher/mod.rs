@@ -18,6 +18,7 @@
 //! A [`Matcher`] is immutable; [`registry::Registry`] builds a new one when
 //! subscriptions change and swaps it in, so matching never waits for a rebuild.
 
+pub mod cost;
 mod lanes;
 pub mod literals;
 pub mod pattern;
@@ -63,6 +64,10 @@ pub struct Limits {
     /// it and a big one or a followed file soon earns it back. (With fewer patterns
     /// the states cost little: the DFA searches from the first byte.)
     pub line_dfa_after: u64,
+    /// Bytes of one pattern's source, checked before it is parsed.
+    pub max_pattern_len: usize,
+    /// Subscriptions evaluated apart at once (each a thread: see [`cost`]).
+    pub max_isolated: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +77,8 @@ impl Default for Limits {
             pattern_size: 2 << 20,
             total_size: 512 << 20,
             line_dfa_after: 64 << 20,
+            max_pattern_len: 64 << 10,
+            max_isolated: 64,
         }
     }
 }
@@ -86,8 +93,31 @@ pub enum CompileError {
     TooLarge { size: usize, limit: usize },
     #[error("could not build the literal prefilter: {0}")]
     Prefilter(String),
+    #[error(
+        "this subscription's patterns are costly (evaluated apart from the others, on a \
+         worker of their own) and the hub already runs {limit} such"
+    )]
+    TooManyIsolated { limit: usize },
+    #[error("the hub has too many subscriptions waiting to be compiled; try again")]
+    Busy,
     #[error("the hub is shutting down")]
     Unavailable,
+}
+
+impl CompileError {
+    /// The `error` code a client is told (`protocol::code`), naming the limit hit.
+    pub fn code(&self) -> &'static str {
+        use crate::protocol::code;
+        match self {
+            CompileError::Pattern(e) => e.code(),
+            CompileError::TooManyPatterns { .. }
+            | CompileError::TooLarge { .. }
+            | CompileError::Prefilter(_) => code::HUB_BUDGET,
+            CompileError::TooManyIsolated { .. } => code::TOO_MANY_COSTLY,
+            CompileError::Busy => code::BUSY,
+            CompileError::Unavailable => code::BAD_REQUEST,
+        }
+    }
 }
 
 /// Where a strategy of [`Matcher::scan`] says the walk should look next: a position
@@ -226,26 +256,58 @@ impl DfaSkip<'_> {
 /// Caller-chosen identity of a subscription (the hub packs client and request ids).
 pub type SubKey = u64;
 
-/// Compiled patterns kept across rebuilds, so a pattern used by many subscriptions,
-/// or by one that is replaced, is compiled once.
+/// Compiled patterns shared across rebuilds, so a pattern used by many subscriptions,
+/// or by one that is replaced, is compiled once. Held weakly: a pattern's memory goes
+/// back as soon as the last matcher (or compile) using it goes, not at the next
+/// rebuild.
 #[derive(Debug, Default)]
 pub struct PatternCache {
-    compiled: HashMap<PatternKey, Arc<Pattern>>,
+    compiled: HashMap<PatternKey, std::sync::Weak<Pattern>>,
 }
 
 impl PatternCache {
     pub fn get(&mut self, key: PatternKey, limits: &Limits) -> Result<Arc<Pattern>, PatternError> {
-        if let Some(p) = self.compiled.get(&key) {
-            return Ok(p.clone());
+        if let Some(p) = self.cached(&key) {
+            return Ok(p);
         }
-        let p = Arc::new(Pattern::compile(key.clone(), limits.pattern_size)?);
-        self.compiled.insert(key, p.clone());
+        let p = Arc::new(Pattern::compile_within(
+            key.clone(),
+            limits.max_pattern_len,
+            limits.pattern_size,
+        )?);
+        self.compiled.insert(key, Arc::downgrade(&p));
         Ok(p)
     }
 
-    /// Forgets patterns that no live matcher uses.
+    /// Forgets the patterns nothing uses any more.
     pub fn retain_used(&mut self) {
-        self.compiled.retain(|_, p| Arc::strong_count(p) > 1);
+        self.compiled.retain(|_, p| p.strong_count() > 0);
+    }
+
+    /// Patterns in use.
+    pub fn len(&self) -> usize {
+        self.compiled
+            .values()
+            .filter(|p| p.strong_count() > 0)
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The compiled pattern of `key`, if something still uses it.
+    pub fn cached(&self, key: &PatternKey) -> Option<Arc<Pattern>> {
+        self.compiled.get(key).and_then(std::sync::Weak::upgrade)
+    }
+
+    /// Keeps `p` (compiled elsewhere); one still in use for its key wins.
+    pub fn insert(&mut self, p: Arc<Pattern>) -> Arc<Pattern> {
+        if let Some(have) = self.cached(&p.key) {
+            return have;
+        }
+        self.compiled.insert(p.key.clone(), Arc::downgrade(&p));
+        p
     }
 }
 

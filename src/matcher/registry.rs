@@ -1,5 +1,12 @@
 //! The live set of subscriptions behind a hub: changes rebuild a [`Matcher`] off the
 //! hot path and swap it in atomically, so matching never waits on a subscriber.
+//!
+//! A subscription can be compiled beforehand, off the thread that rebuilds
+//! ([`Registry::compile`]), so that one slow compile does not hold up the others'
+//! subscribes: the rebuild then only puts already compiled patterns together. That is
+//! also where its cost is judged ([`cost`](super::cost)): a costly subscription is left
+//! out of the shared matcher and gets a matcher of its own ([`Registry::isolated`]),
+//! which the hub runs apart.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,13 +15,18 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use super::{CompileError, Limits, Matcher, PatternCache, SubKey, Subscription};
+use super::cost::{self, Placement};
+use super::{
+    CompileError, Limits, Matcher, Pattern, PatternCache, PatternKey, SubKey, Subscription,
+};
 
 /// One change to the set of subscriptions.
 #[derive(Clone)]
 pub enum Change {
-    /// Add or replace.
+    /// Add or replace (compiled by the rebuild, always into the shared matcher).
     Set(SubKey, Subscription),
+    /// Add or replace with what [`Registry::compile`] made of it.
+    SetCompiled(SubKey, Arc<Compiled>),
     /// Remove every subscription whose key this picks (e.g. all of one client's).
     Remove(Arc<dyn Fn(SubKey) -> bool + Send + Sync>),
 }
@@ -23,20 +35,67 @@ impl std::fmt::Debug for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Change::Set(key, _) => write!(f, "Set({key})"),
+            Change::SetCompiled(key, c) => write!(f, "SetCompiled({key}, {:?})", c.placement),
             Change::Remove(_) => write!(f, "Remove(..)"),
         }
     }
 }
 
+/// A subscription compiled ahead of its rebuild.
+#[derive(Debug)]
+pub struct Compiled {
+    pub sub: Subscription,
+    /// Its patterns, held (never read) so that no rebuild in between forgets them.
+    _patterns: Vec<Arc<Pattern>>,
+    pub placement: Placement,
+    /// The subscription alone, under its key: it evaluates an isolated subscription,
+    /// and searches the backlog for a new subscriber.
+    pub alone: Option<Arc<Matcher>>,
+}
+
+impl Compiled {
+    /// Its matcher when it is evaluated apart.
+    fn isolated(&self) -> Option<&Arc<Matcher>> {
+        match self.placement {
+            Placement::Isolated(_) => self.alone.as_ref(),
+            Placement::Shared => None,
+        }
+    }
+}
+
+/// A subscription as the registry holds it.
+#[derive(Debug, Clone)]
+struct Live {
+    sub: Subscription,
+    compiled: Option<Arc<Compiled>>,
+}
+
+impl Live {
+    fn isolated(&self) -> Option<&Arc<Matcher>> {
+        self.compiled.as_ref().and_then(|c| c.isolated())
+    }
+}
+
+type Subs = BTreeMap<SubKey, Live>;
+
 impl Change {
     /// Applies the change, recording in `undo` what it replaced.
-    fn apply(
-        &self,
-        subs: &mut BTreeMap<SubKey, Subscription>,
-        undo: &mut Vec<(SubKey, Option<Subscription>)>,
-    ) {
+    fn apply(&self, subs: &mut Subs, undo: &mut Vec<(SubKey, Option<Live>)>) {
         match self {
-            Change::Set(key, sub) => undo.push((*key, subs.insert(*key, sub.clone()))),
+            Change::Set(key, sub) => {
+                let live = Live {
+                    sub: sub.clone(),
+                    compiled: None,
+                };
+                undo.push((*key, subs.insert(*key, live)));
+            }
+            Change::SetCompiled(key, compiled) => {
+                let live = Live {
+                    sub: compiled.sub.clone(),
+                    compiled: Some(compiled.clone()),
+                };
+                undo.push((*key, subs.insert(*key, live)));
+            }
             Change::Remove(doomed) => {
                 let keys: Vec<SubKey> = subs.keys().copied().filter(|&k| doomed(k)).collect();
                 for key in keys {
@@ -46,10 +105,7 @@ impl Change {
         }
     }
 
-    fn revert(
-        subs: &mut BTreeMap<SubKey, Subscription>,
-        undo: Vec<(SubKey, Option<Subscription>)>,
-    ) {
+    fn revert(subs: &mut Subs, undo: Vec<(SubKey, Option<Live>)>) {
         for (key, old) in undo.into_iter().rev() {
             match old {
                 Some(old) => subs.insert(key, old),
@@ -59,16 +115,16 @@ impl Change {
     }
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    subs: BTreeMap<SubKey, Subscription>,
-    cache: PatternCache,
-}
+/// The subscriptions evaluated apart: key and matcher, in key order.
+pub type Isolated = Vec<(SubKey, Arc<Matcher>)>;
 
 #[derive(Debug)]
 pub struct Registry {
-    inner: Mutex<Inner>,
+    subs: Mutex<Subs>,
+    /// Its own lock: compiles ahead of a rebuild take it only to look up and add.
+    cache: Mutex<PatternCache>,
     current: ArcSwap<Matcher>,
+    isolated: ArcSwap<Isolated>,
     limits: Limits,
     rebuilds: AtomicU64,
     rebuild_micros: AtomicU64,
@@ -77,17 +133,24 @@ pub struct Registry {
 impl Registry {
     pub fn new(limits: Limits) -> Registry {
         Registry {
-            inner: Mutex::default(),
+            subs: Mutex::default(),
+            cache: Mutex::default(),
             current: ArcSwap::from_pointee(Matcher::empty()),
+            isolated: ArcSwap::default(),
             limits,
             rebuilds: AtomicU64::new(0),
             rebuild_micros: AtomicU64::new(0),
         }
     }
 
-    /// The matcher to use now; cheap, never blocks on a rebuild.
+    /// The shared matcher to use now; cheap, never blocks on a rebuild.
     pub fn matcher(&self) -> Arc<Matcher> {
         self.current.load_full()
+    }
+
+    /// The subscriptions evaluated apart now (swapped in with [`matcher`](Self::matcher)).
+    pub fn isolated(&self) -> Arc<Isolated> {
+        self.isolated.load_full()
     }
 
     /// Adds `sub` under `key`, replacing one already there. On error nothing changes.
@@ -97,11 +160,75 @@ impl Registry {
     }
 
     pub fn remove(&self, key: SubKey) -> bool {
-        let before = self.lock().subs.len();
+        let before = self.lock().len();
         let _ = self.apply(vec![Change::Remove(Arc::new(move |k| k == key))], |swap| {
             swap()
         });
-        self.lock().subs.len() < before
+        self.lock().len() < before
+    }
+
+    /// Compiles `sub` for [`Change::SetCompiled`] without holding up rebuilds or
+    /// other compiles (patterns compiled already are shared). With `may_isolate` its
+    /// cost decides where it is evaluated; `alone` asks for its own matcher (to
+    /// search the backlog), which an isolated one gets anyway.
+    pub fn compile(
+        &self,
+        key: SubKey,
+        sub: Subscription,
+        may_isolate: bool,
+        alone: bool,
+    ) -> Result<Compiled, CompileError> {
+        let mut patterns: Vec<Arc<Pattern>> = Vec::new();
+        for source in sub.include.iter().chain(&sub.exclude) {
+            let pk = PatternKey {
+                source: source.clone(),
+                ignore_case: sub.ignore_case,
+            };
+            if patterns.iter().any(|p| p.key == pk) {
+                continue;
+            }
+            if patterns.len() >= self.limits.max_patterns {
+                return Err(CompileError::TooManyPatterns {
+                    count: patterns.len() + 1,
+                    limit: self.limits.max_patterns,
+                });
+            }
+            let cached = self.lock_cache().cached(&pk);
+            let p = match cached {
+                Some(p) => p,
+                None => {
+                    let limits = &self.limits;
+                    let p =
+                        Pattern::compile_within(pk, limits.max_pattern_len, limits.pattern_size)?;
+                    self.lock_cache().insert(Arc::new(p))
+                }
+            };
+            patterns.push(p);
+        }
+        let placement = if may_isolate {
+            cost::placement(&patterns)
+        } else {
+            Placement::Shared
+        };
+        let alone = if alone || placement != Placement::Shared {
+            let mut own = PatternCache::default();
+            for p in &patterns {
+                own.insert(p.clone());
+            }
+            Some(Arc::new(Matcher::build(
+                [(key, &sub)],
+                &mut own,
+                &self.limits,
+            )?))
+        } else {
+            None
+        };
+        Ok(Compiled {
+            sub,
+            _patterns: patterns,
+            placement,
+            alone,
+        })
     }
 
     /// Applies `changes` with one rebuild, the swap of the new matcher inside
@@ -118,31 +245,37 @@ impl Registry {
         changes: Vec<Change>,
         around_swap: impl Fn(&dyn Fn()) -> R,
     ) -> Vec<Result<R, CompileError>> {
-        let mut inner = self.lock();
+        let mut subs = self.lock();
         let mut undo = Vec::new();
         for change in &changes {
-            change.apply(&mut inner.subs, &mut undo);
+            change.apply(&mut subs, &mut undo);
         }
-        match self.build(&mut inner) {
-            Ok(matcher) => {
-                let r = around_swap(&|| self.current.store(matcher.clone()));
+        let swap_in = |(matcher, isolated): &(Arc<Matcher>, Arc<Isolated>)| {
+            around_swap(&|| {
+                self.current.store(matcher.clone());
+                self.isolated.store(isolated.clone());
+            })
+        };
+        match self.build(&subs) {
+            Ok(built) => {
+                let r = swap_in(&built);
                 return changes.iter().map(|_| Ok(r.clone())).collect();
             }
             Err(e) if changes.len() == 1 => {
-                Change::revert(&mut inner.subs, undo);
+                Change::revert(&mut subs, undo);
                 return vec![Err(e)];
             }
-            Err(_) => Change::revert(&mut inner.subs, undo),
+            Err(_) => Change::revert(&mut subs, undo),
         }
         changes
             .iter()
             .map(|change| {
                 let mut undo = Vec::new();
-                change.apply(&mut inner.subs, &mut undo);
-                match self.build(&mut inner) {
-                    Ok(matcher) => Ok(around_swap(&|| self.current.store(matcher.clone()))),
+                change.apply(&mut subs, &mut undo);
+                match self.build(&subs) {
+                    Ok(built) => Ok(swap_in(&built)),
                     Err(e) => {
-                        Change::revert(&mut inner.subs, undo);
+                        Change::revert(&mut subs, undo);
                         Err(e)
                     }
                 }
@@ -153,19 +286,25 @@ impl Registry {
     /// Compiles `sub` alone (sharing compiled patterns with the live set), e.g. to
     /// search the backlog for a new subscriber.
     pub fn compile_one(&self, sub: &Subscription) -> Result<Matcher, CompileError> {
-        let mut inner = self.lock();
-        let m = Matcher::build([(0, sub)], &mut inner.cache, &self.limits);
-        inner.cache.retain_used();
+        let mut cache = self.lock_cache();
+        let m = Matcher::build([(0, sub)], &mut cache, &self.limits);
+        cache.retain_used();
         m
     }
 
     /// How many subscriptions there are (applied ones).
     pub fn len(&self) -> usize {
-        self.lock().subs.len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Distinct compiled patterns held (the live subscriptions' and those being
+    /// compiled): what a rebuild after subscriptions went has given back.
+    pub fn cached_patterns(&self) -> usize {
+        self.lock_cache().len()
     }
 
     /// (rebuild count, total rebuild time in microseconds), for /metrics.
@@ -176,21 +315,51 @@ impl Registry {
         )
     }
 
-    fn build(&self, inner: &mut Inner) -> Result<Arc<Matcher>, CompileError> {
+    /// The shared matcher of the subscriptions not isolated, and the isolated ones.
+    fn build(&self, subs: &Subs) -> Result<(Arc<Matcher>, Arc<Isolated>), CompileError> {
         let started = Instant::now();
-        let Inner { subs, cache } = inner;
-        let matcher = Matcher::build(subs.iter().map(|(&k, s)| (k, s)), cache, &self.limits)?;
+        let isolated: Isolated = subs
+            .iter()
+            .filter_map(|(&k, live)| Some((k, live.isolated()?.clone())))
+            .collect();
+        if isolated.len() > self.limits.max_isolated {
+            return Err(CompileError::TooManyIsolated {
+                limit: self.limits.max_isolated,
+            });
+        }
+        let shared = subs
+            .iter()
+            .filter(|(_, live)| live.isolated().is_none())
+            .map(|(&k, live)| (k, &live.sub));
+        let mut cache = self.lock_cache();
+        let matcher = Matcher::build(shared, &mut cache, &self.limits)?;
         cache.retain_used();
+        drop(cache);
+        let size = matcher.memory_usage()
+            + isolated
+                .iter()
+                .map(|(_, m)| m.memory_usage())
+                .sum::<usize>();
+        if size > self.limits.total_size {
+            return Err(CompileError::TooLarge {
+                size,
+                limit: self.limits.total_size,
+            });
+        }
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         self.rebuild_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        Ok(Arc::new(matcher))
+        Ok((Arc::new(matcher), Arc::new(isolated)))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Subs> {
         // A panic while holding the lock leaves consistent data (we only swap whole
         // values in), so a poisoned lock is safe to keep using.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_cache(&self) -> MutexGuard<'_, PatternCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -253,5 +422,79 @@ mod tests {
             r.matcher().matching(&s, "w7x w70x good", &mut scratch),
             [70, 200]
         );
+    }
+
+    fn hostile(n: usize) -> Subscription {
+        Subscription {
+            include: (0..n)
+                .map(|i| {
+                    let letter = (b'a' + (i % 26) as u8) as char;
+                    format!(r"(?i)\w+=\w*{letter}\w*\s+\S*{}\S*\s\w{{2,8}}$", 17 + i)
+                })
+                .collect(),
+            ..Subscription::default()
+        }
+    }
+
+    #[test]
+    fn a_costly_subscription_is_evaluated_apart_and_forgotten_with_its_patterns(
+    ) -> anyhow::Result<()> {
+        let r = Registry::new(Limits::default());
+        let s = Stream::new("h", "/p", "default");
+        let mut scratch = Scratch::default();
+        let costly = Arc::new(r.compile(7, hostile(3), true, false)?);
+        assert!(matches!(costly.placement, Placement::Isolated(_)));
+        // Not where a sink waits for every match (the terminal): shared, however costly.
+        let waits = r.compile(8, hostile(3), false, false)?;
+        assert_eq!(waits.placement, Placement::Shared);
+        assert!(waits.alone.is_none());
+        let cheap = Arc::new(r.compile(9, sub("error"), true, true)?);
+        assert_eq!(cheap.placement, Placement::Shared);
+        assert!(cheap.alone.is_some(), "asked for, for the backlog");
+
+        let results = r.apply(
+            vec![
+                Change::SetCompiled(7, costly.clone()),
+                Change::SetCompiled(9, cheap),
+            ],
+            |swap| swap(),
+        );
+        assert!(results.iter().all(Result::is_ok));
+        let line = "error k=bar x17y ok";
+        assert_eq!(r.matcher().matching(&s, line, &mut scratch), [9]);
+        let isolated = r.isolated();
+        assert_eq!(isolated.len(), 1);
+        assert_eq!(isolated[0].0, 7);
+        assert_eq!(isolated[0].1.matching(&s, line, &mut scratch), [7]);
+        assert_eq!(r.len(), 2);
+
+        drop((costly, waits, isolated));
+        assert!(r.remove(7));
+        assert!(r.isolated().is_empty());
+        assert_eq!(r.cached_patterns(), 1, "only `error` is still used");
+        Ok(())
+    }
+
+    #[test]
+    fn costly_subscriptions_beyond_the_cap_are_refused_by_name() -> anyhow::Result<()> {
+        let r = Registry::new(Limits {
+            max_isolated: 1,
+            ..Limits::default()
+        });
+        let first = Arc::new(r.compile(1, hostile(1), true, false)?);
+        let second = Arc::new(r.compile(2, hostile(2), true, false)?);
+        let results = r.apply(
+            vec![
+                Change::SetCompiled(1, first),
+                Change::SetCompiled(2, second),
+            ],
+            |swap| swap(),
+        );
+        assert!(results[0].is_ok());
+        let err = results[1].clone().unwrap_err();
+        assert_eq!(err, CompileError::TooManyIsolated { limit: 1 });
+        assert_eq!(err.code(), "too_many_costly_subscriptions");
+        assert_eq!(r.isolated().len(), 1);
+        Ok(())
     }
 }

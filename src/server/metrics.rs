@@ -153,6 +153,9 @@ pub async fn render(
         "Batches agents sent again after reconnecting (the hub had not acknowledged them).",
         c.batches_resent.load(Ordering::Relaxed),
     );
+    for m in hub.cost_metrics() {
+        metric(m.name, m.kind, m.help, m.value);
+    }
     metric(
         "supergrep_client_patterns",
         "gauge",
@@ -171,6 +174,13 @@ pub async fn render(
         "Subscribes refused, per limit: client_subscriptions, client_patterns (too_many_patterns), address_patterns (address_budget), hub_share, hub_full and matcher (hub_budget).",
         "limit",
         state.budgets.refusals(),
+    );
+    counters_by(
+        &mut out,
+        "supergrep_subscribes_refused_total",
+        "Subscribes refused, by the error code of the limit they hit.",
+        "code",
+        hub.refusals(),
     );
     counters_by(
         &mut out,

@@ -283,15 +283,17 @@ impl Session {
         let recent = subscribed.map_err(|e| match e {
             CompileError::Pattern(e) => ServerMsg::Error {
                 id: Some(id.to_owned()),
-                code: code::INVALID_REGEX.into(),
+                code: e.code().into(),
                 message: e.to_string(),
                 pattern: Some(e.pattern().to_owned()),
             },
-            CompileError::Unavailable => bad(code::BAD_REQUEST, e.to_string()),
-            // The matcher's own bounds (the compiled size of all patterns, say).
+            // The code names the limit hit (`CompileError::code`); the matcher's own
+            // bounds (the compiled size of all patterns, say) are the hub's budget.
             other => {
-                budgets.count_refusal(Limit::Matcher);
-                bad(code::HUB_BUDGET, other.to_string())
+                if other.code() == code::HUB_BUDGET {
+                    budgets.count_refusal(Limit::Matcher);
+                }
+                bad(other.code(), other.to_string())
             }
         })?;
         if let Some(old) = replacing {

@@ -1,0 +1,180 @@
+//! One client's costly patterns must not slow every other client (DESIGN §5): the
+//! real `supergrep serve`, a real followed file, real WebSocket clients.
+//!
+//! The hostile client holds 200 patterns like `(?i)\w+=\w*a\w*\s+\S*17\S*\s\w{2,8}$`
+//! (a big case-insensitive automaton whose only literal, `17`, most lines hold). The
+//! hub evaluates such a subscription apart, on a worker of its own: the tests show
+//! it by what the hub says (`/metrics`, the order of replies), never by timing.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::json;
+use supergrep::protocol::ServerMsg;
+use support::files::{append, empty_files};
+use support::hub::Hub;
+use support::ws::Client;
+
+/// The hostile patterns: the letter and the number vary.
+fn hostile_patterns(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let letter = (b'a' + (i % 26) as u8) as char;
+            format!(r"(?i)\w+=\w*{letter}\w*\s+\S*{}\S*\s\w{{2,8}}$", 17 + i)
+        })
+        .collect()
+}
+
+/// `i` in letters (`a`–`j` for the digits): the lines hold no number but `17`, so the
+/// hostile subscription's one candidate pattern per line is the first, which matches.
+fn letters(i: usize) -> String {
+    i.to_string()
+        .bytes()
+        .map(|d| (b'a' + d - b'0') as char)
+        .collect()
+}
+
+/// A hub following `DIR/app.log` whose client queues hold every line written here
+/// (what this file tests is the hub's evaluation, not a slow reader's queue).
+fn hub() -> (tempfile::TempDir, Hub, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = empty_files(dir.path(), &["app.log"]);
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, "[limits]\nclient_queue = 1000000\n").unwrap();
+    let args = [s(&config), s(&f[0])];
+    let hub = Hub::start_following(&["--config", args[0], args[1]], &[&f[0]]);
+    let log = f[0].clone();
+    (dir, hub, log)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Whether `m` is the answer (`subscribed` or `error`) to subscription `id`.
+fn answers(id: &str) -> impl Fn(&ServerMsg) -> bool + '_ {
+    move |m| match m {
+        ServerMsg::Subscribed { id: i } => i == id,
+        ServerMsg::Error { id: Some(i), .. } => i == id,
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_subscription_is_evaluated_apart_and_every_line_is_accounted_for() {
+    let (_dir, hub, log) = hub();
+    let mut normal = Client::connect(&hub).await;
+    normal
+        .subscribe(json!({"type": "subscribe", "id": "n", "include": ["bar"]}))
+        .await;
+    let mut hostile = Client::connect(&hub).await;
+    hostile
+        .subscribe(json!({"type": "subscribe", "id": "h", "include": hostile_patterns(200)}))
+        .await;
+    // Apart from the shared matcher (today's hub had no such thing: it fails here).
+    assert_eq!(hub.metric("supergrep_isolated_subscriptions"), Some(1));
+    assert_eq!(hub.metric("supergrep_subscriptions"), Some(2));
+
+    const LINES: usize = 100_000;
+    let text: String = (0..LINES)
+        .map(|i| format!("n-{} k=bar x17y ok\n", letters(i)))
+        .collect();
+    append(&log, &text);
+    let last = format!("n-{} k=bar x17y ok", letters(LINES - 1));
+
+    // The normal client gets every line, in order, and nothing dropped.
+    let (lines, others) = normal.lines_until(&["n"], &last).await;
+    let seqs: Vec<u64> = lines["n"].iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, (1..=LINES as u64).collect::<Vec<_>>());
+    assert!(
+        !others
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Dropped { .. })),
+        "{others:?}"
+    );
+
+    // The hostile client: every line matches one of its patterns, so each is either
+    // delivered or counted in `dropped`, exactly once.
+    let (mut delivered, mut dropped) = (0u64, 0u64);
+    while delivered + dropped < LINES as u64 {
+        match hostile.recv().await {
+            ServerMsg::Lines { id, lines } => {
+                assert_eq!(id, "h");
+                delivered += lines.len() as u64;
+            }
+            ServerMsg::Dropped { id, count } => {
+                assert_eq!(id, "h");
+                dropped += count;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(delivered + dropped, LINES as u64);
+    // What it dropped is what the hub skipped for it, counted as such.
+    assert_eq!(
+        hub.metric("supergrep_isolated_lines_dropped_total"),
+        Some(dropped)
+    );
+
+    // When it goes, so do its worker and compiled patterns: only `bar` is left.
+    drop(hostile);
+    hub.wait_metric("supergrep_isolated_subscriptions", 0);
+    hub.wait_metric("supergrep_compiled_patterns", 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_compile_does_not_hold_up_another_clients_subscribe() {
+    let (_dir, hub, log) = hub();
+    let mut slow = Client::connect(&hub).await;
+    slow.send(json!({"type": "subscribe", "id": "slow", "include": hostile_patterns(300)}))
+        .await;
+    // Its compile is under way…
+    support::wait::wait_until("the slow subscription to compile", || {
+        hub.metric("supergrep_compiles_running") == Some(1)
+    });
+    // …when another client subscribes: it is answered, and its lines flow, while the
+    // slow one is still compiling (on today's hub it waited behind it).
+    let mut quick = Client::connect(&hub).await;
+    quick
+        .subscribe(json!({"type": "subscribe", "id": "q", "include": ["bar"]}))
+        .await;
+    append(&log, "quick k=bar\n");
+    let (lines, _) = quick.lines_until(&["q"], "quick k=bar").await;
+    assert_eq!(lines["q"].len(), 1);
+    assert_eq!(
+        hub.metric("supergrep_compiles_running"),
+        Some(1),
+        "the slow compile finished first: this test's premise does not hold"
+    );
+    assert_eq!(hub.metric("supergrep_subscriptions"), Some(1));
+    // The slow one is answered in the end.
+    let reply = slow.recv_where(answers("slow")).await;
+    assert_eq!(reply, ServerMsg::Subscribed { id: "slow".into() });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_over_the_length_limit_is_refused_by_name_and_counted() {
+    let (_dir, hub, _log) = hub();
+    let mut client = Client::connect(&hub).await;
+    // 100 KiB: over the 64 KiB a pattern may be, under the message limit.
+    let long = format!("(?i){}", "abcd".repeat(25 * 1024));
+    client
+        .send(json!({"type": "subscribe", "id": "big", "include": [long]}))
+        .await;
+    match client.recv_where(answers("big")).await {
+        ServerMsg::Error { code, message, .. } => {
+            assert_eq!(code, "pattern_too_long");
+            assert!(message.contains("limit 65536 bytes"), "{message}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert_eq!(
+        hub.metric("supergrep_subscribes_refused_total{code=\"pattern_too_long\"}"),
+        Some(1)
+    );
+    // The client and the hub go on.
+    client
+        .subscribe(json!({"type": "subscribe", "id": "ok", "include": ["bar"]}))
+        .await;
+}
