@@ -38,15 +38,21 @@ fn lines(batch: u64, path: &str, set: &str, text: &str) -> Value {
            "start": 0, "end": text.len(), "ts": "2026-12-07T00:00:00Z", "text": text})
 }
 
-#[tokio::test]
-async fn an_agent_cannot_write_the_syslog_inputs_streams() {
-    let hub = Hub::start(&[]);
+/// A raw agent named `web01` on `hub`'s `/agent`, past its welcome.
+async fn welcomed_agent(hub: &Hub) -> Ws {
     let mut ws = try_connect(&format!("{}/agent", hub.agent_url()), &[])
         .await
         .unwrap();
     let hello = json!({"type": "agent_hello", "version": 1, "name": "web01", "agent": "test"});
     send(&mut ws, hello).await;
     assert_eq!(next(&mut ws).await["type"], "welcome");
+    ws
+}
+
+#[tokio::test]
+async fn an_agent_cannot_write_the_syslog_inputs_streams() {
+    let hub = Hub::start(&[]);
+    let mut ws = welcomed_agent(&hub).await;
 
     // A path of the syslog input's, announced and then written to.
     let spoof = json!({"type": "stream_added", "path": "syslog:sshd", "set": "default"});
@@ -170,12 +176,7 @@ async fn agent_on_hub_with(toml: &str) -> (tempfile::TempDir, Hub, Ws) {
     let config = dir.path().join("hub.toml");
     std::fs::write(&config, toml).unwrap();
     let hub = Hub::start(&["--config", config.to_str().unwrap()]);
-    let mut ws = try_connect(&format!("{}/agent", hub.agent_url()), &[])
-        .await
-        .unwrap();
-    let hello = json!({"type": "agent_hello", "version": 1, "name": "web01", "agent": "test"});
-    send(&mut ws, hello).await;
-    assert_eq!(next(&mut ws).await["type"], "welcome");
+    let ws = welcomed_agent(&hub).await;
     (dir, hub, ws)
 }
 

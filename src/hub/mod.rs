@@ -219,7 +219,9 @@ impl Hub {
         self.finish_subscribe(pending, result)
     }
 
-    /// [`subscribe`](Self::subscribe) for a thread outside any runtime.
+    /// [`subscribe`](Self::subscribe) for a thread outside any runtime (the terminal's):
+    /// the same steps, awaited on a runtime of this thread's own (it only waits on
+    /// the compile and matcher threads' answers: no I/O, no timers).
     pub fn subscribe_blocking(
         &self,
         key: SubKey,
@@ -227,22 +229,13 @@ impl Hub {
         sink: Arc<SinkQueue>,
         backlog: usize,
     ) -> Result<Vec<Delivery>, CompileError> {
-        let (compiled, compiling) = oneshot::channel();
-        let pending = self.begin_subscribe(key, sub, sink, backlog, compiled);
-        let result = match compiling
-            .blocking_recv()
-            .unwrap_or(Err(CompileError::Unavailable))
-        {
-            Ok(compiled) => {
-                let (done, applied) = oneshot::channel();
-                self.request(key, compiled, backlog, done);
-                applied
-                    .blocking_recv()
-                    .unwrap_or(Err(CompileError::Unavailable))
-            }
-            Err(e) => Err(e),
-        };
-        self.finish_subscribe(pending, result)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| {
+                tracing::error!("cannot start a runtime to subscribe on: {e}");
+                CompileError::Unavailable
+            })?;
+        runtime.block_on(self.subscribe(key, sub, sink, backlog))
     }
 
     /// Puts the sink in (deliveries to it begin once the matcher has `key`) and has

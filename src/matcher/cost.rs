@@ -46,22 +46,13 @@ pub enum Placement {
     Isolated(Why),
 }
 
-/// Why a subscription is evaluated apart (for logs and `/metrics`).
+/// Why a subscription is evaluated apart (shown in the registry's debug output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
     /// Its patterns that run on most lines are this many compiled bytes.
     MostLines { bytes: usize },
     /// Its patterns are this many compiled bytes.
     Huge { bytes: usize },
-}
-
-impl Why {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Why::MostLines { .. } => "most_lines",
-            Why::Huge { .. } => "huge",
-        }
-    }
 }
 
 /// Where the subscription of these (include and exclude) patterns belongs.
