@@ -261,6 +261,15 @@ mod tests {
     }
 }
 
+/// Where a binary `lines` frame splits: its JSON header is up to the first newline
+/// (serde never writes a raw one), its lines follow it as they are, so they can stay
+/// in the frame's buffer all the way to the backlog. `(header, lines)`, as ranges of
+/// `frame`.
+pub fn lines_frame_parts(frame: &[u8]) -> (std::ops::Range<usize>, std::ops::RangeFrom<usize>) {
+    let split = memchr::memchr(b'\n', frame).unwrap_or(frame.len());
+    (0..split, (split + 1).min(frame.len())..)
+}
+
 /// Agent → hub, on `/agent`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

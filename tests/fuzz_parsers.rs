@@ -78,10 +78,10 @@ fn agent_message(json: &[u8]) {
     }
 }
 
-/// A binary frame as the hub splits it: header up to the first newline, lines after.
+/// A binary frame as the hub splits it (`protocol::lines_frame_parts`).
 fn binary_frame(data: &[u8]) -> (&[u8], &[u8]) {
-    let split = memchr::memchr(b'\n', data).unwrap_or(data.len());
-    (&data[..split], &data[(split + 1).min(data.len())..])
+    let (header, lines) = supergrep::protocol::lines_frame_parts(data);
+    (&data[header], &data[lines])
 }
 
 fn lines_header() -> impl Strategy<Value = AgentMsg> {

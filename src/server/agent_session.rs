@@ -174,12 +174,9 @@ async fn serve(
         };
         let incoming = match msg {
             Message::Text(t) => parse(t.as_bytes(), None),
-            // A binary frame is a `lines` header, a newline, and the lines as they are:
-            // they stay in the frame's buffer all the way to the backlog.
             Message::Binary(data) => {
-                let split = memchr::memchr(b'\n', &data).unwrap_or(data.len());
-                let body = data.slice((split + 1).min(data.len())..);
-                parse(&data[..split], Some(body))
+                let (header, lines) = crate::protocol::lines_frame_parts(&data);
+                parse(&data[header], Some(data.slice(lines)))
             }
             Message::Close(_) => return Err(Gone),
             _ => continue,
