@@ -40,9 +40,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use support::{
-    connect_client, cpu_model, drain, env_or, epoch, latency, ms, now_nanos, parse_tag,
-    refresh_benchmarks_md, run_client, status_mib, supergrep_bin, sync_probe, today, wait_quiet,
-    watchdog, write_paced, Check, Corpus, Hub, Lat, Seen, PATIENCE,
+    connect_client, cpu_model, drain, env_or, epoch, latency, measured_line, median, ms, now_nanos,
+    parse_tag, refresh_benchmarks_md, run_client, status_mib, supergrep_bin, sync_probe, today,
+    wait_quiet, watchdog, write_paced, Check, Corpus, Hub, Lat, Seen, PATIENCE,
 };
 
 const SECTION: &str = "## Hostile client";
@@ -237,22 +237,6 @@ fn run(
         rss: (rss_before, rss_peak, rss_after),
         patterns_after,
     }
-}
-
-/// Checks a received line (as written, and one P matches) and records it.
-fn measured_line(seen: &mut Seen, text: &str, read: Option<i64>, corpus: &Corpus, now: u64) {
-    let Some((k, t, rest)) = parse_tag(text) else {
-        seen.unexpected += 1;
-        return;
-    };
-    let body = &text[..text.rfind(" sgk=").unwrap_or(0)];
-    let wanted = rest.is_empty() && corpus.is_match(k) && body == corpus.line(k);
-    seen.record(k, t, wanted, read, now);
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn report(cfg: &Config, corpus: &Corpus, rounds: &[Round]) -> String {

@@ -58,9 +58,9 @@ use tokio::sync::watch;
 
 use support::{
     connect_client, context_switches, cpu_model, drain, env_list, env_or, epoch, lat_cell, latency,
-    ms, parse_tag, read_lines, refresh_benchmarks_md, run_client, status_mib, supergrep_bin,
-    sync_probe, today, wait_quiet, watchdog, write_paced, Check, Corpus, CpuUse, CpuWindow, Hub,
-    Lat, Proc, Seen, TailGrep, Written, PATIENCE, TICK,
+    measured_line, median, ms, read_lines, refresh_benchmarks_md, run_client, status_mib,
+    supergrep_bin, sync_probe, today, wait_quiet, watchdog, write_paced, Check, Corpus, CpuUse,
+    CpuWindow, Hub, Lat, Proc, Seen, TailGrep, Written, PATIENCE, TICK,
 };
 
 /// After the writer stops, how long a receiver gets to deliver the rest.
@@ -159,18 +159,6 @@ impl Config {
 /// Measured line `k`: the corpus line, then ` sgk=<k> sgt=<t>`.
 fn write_line(buf: &mut Vec<u8>, corpus: &Corpus, k: u64, t: u64) -> std::io::Result<()> {
     writeln!(buf, "{} sgk={k} sgt={t}", corpus.line(k))
-}
-
-/// Checks a received line (the line as written, nothing added, and one the pattern
-/// matches) and records it.
-fn measured_line(seen: &mut Seen, text: &str, read: Option<i64>, corpus: &Corpus, now: u64) {
-    let Some((k, t, rest)) = parse_tag(text) else {
-        seen.unexpected += 1;
-        return;
-    };
-    let body = &text[..text.rfind(" sgk=").unwrap_or(0)];
-    let wanted = rest.is_empty() && corpus.is_match(k) && body == corpus.line(k);
-    seen.record(k, t, wanted, read, now);
 }
 
 // ---------------------------------------------------------------------------------
@@ -274,15 +262,7 @@ impl Run {
 /// Rounds' latencies as one: the median of their percentiles (the issue asks for
 /// medians of several runs on these noisy machines), the worst maximum, all samples.
 fn median_lat(rounds: Vec<Lat>) -> Lat {
-    let median = |f: fn(&Lat) -> f64| {
-        let mut v: Vec<f64> = rounds.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    };
+    let median = |f: fn(&Lat) -> f64| median(rounds.iter().map(f).collect());
     let samples: usize = rounds.iter().map(|l| l.samples).sum();
     Lat {
         p50: median(|l| l.p50),

@@ -920,15 +920,64 @@ impl Check {
 // Report
 // ---------------------------------------------------------------------------------
 
+/// The CPU a figure came from: its model and the SIMD the product can use on it
+/// (memchr and aho-corasick take AVX2; the matcher's wide lanes need AVX-512 F, BW,
+/// VBMI and VBMI2, else its scalar lanes run), e.g. `AMD EPYC (AVX2, no AVX-512)`.
 pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
+    let model = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
             (k.trim() == "model name").then(|| v.trim().to_owned())
         })
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(|| "unknown".into());
+    format!("{model} ({})", simd())
+}
+
+fn simd() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2");
+        let wide = is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vbmi")
+            && is_x86_feature_detected!("avx512vbmi2");
+        match (avx2, wide) {
+            (_, true) => "AVX2, AVX-512 VBMI2: wide lanes",
+            (true, false) if is_x86_feature_detected!("avx512f") => {
+                "AVX2, AVX-512 without VBMI2: scalar lanes"
+            }
+            (true, false) => "AVX2, no AVX-512: scalar lanes",
+            (false, false) => "no AVX2: scalar lanes",
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "not x86-64: scalar lanes"
+    }
+}
+
+/// The median, the mean of the middle two for an even count (0 for none).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Checks a received line (as written, and one the corpus pattern matches) and
+/// records it.
+pub fn measured_line(seen: &mut Seen, text: &str, read: Option<i64>, corpus: &Corpus, now: u64) {
+    let Some((k, t, rest)) = parse_tag(text) else {
+        seen.unexpected += 1;
+        return;
+    };
+    let body = &text[..text.rfind(" sgk=").unwrap_or(0)];
+    let wanted = rest.is_empty() && corpus.is_match(k) && body == corpus.line(k);
+    seen.record(k, t, wanted, read, now);
 }
 
 /// Today (UTC) as YYYY-MM-DD.
