@@ -29,6 +29,10 @@
 
 mod support;
 
+#[path = "../tests/support/hostile.rs"]
+mod hostile_patterns;
+use hostile_patterns::hostile_patterns;
+
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -84,16 +88,6 @@ impl Config {
     fn paced_lines(&self) -> u64 {
         (self.rate as f64 * self.secs).round() as u64
     }
-}
-
-/// The hostile patterns: the letter and the number vary.
-fn hostile_patterns(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            let letter = (b'a' + (i % 26) as u8) as char;
-            format!(r"(?i)\w+=\w*{letter}\w*\s+\S*{}\S*\s\w{{2,8}}$", 17 + i)
-        })
-        .collect()
 }
 
 /// One run: with or without the hostile client.

@@ -13,18 +13,9 @@ use std::path::Path;
 use serde_json::json;
 use supergrep::protocol::ServerMsg;
 use support::files::{append, empty_files};
+use support::hostile::hostile_patterns;
 use support::hub::Hub;
 use support::ws::Client;
-
-/// The hostile patterns: the letter and the number vary.
-fn hostile_patterns(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            let letter = (b'a' + (i % 26) as u8) as char;
-            format!(r"(?i)\w+=\w*{letter}\w*\s+\S*{}\S*\s\w{{2,8}}$", 17 + i)
-        })
-        .collect()
-}
 
 /// `i` in letters (`a`–`j` for the digits): the lines hold no number but `17`, so the
 /// hostile subscription's one candidate pattern per line is the first, which matches.

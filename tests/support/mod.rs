@@ -30,6 +30,7 @@ pub mod agent;
 pub mod cdp;
 pub mod files;
 pub mod filter;
+pub mod hostile;
 pub mod http;
 pub mod hub;
 pub mod irc;
