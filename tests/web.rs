@@ -1205,6 +1205,30 @@ async fn a_stream_glob_from_the_url_is_listed_with_what_it_selects() {
 }
 
 #[tokio::test]
+async fn a_stream_glob_that_would_backtrack_for_ever_does_not_freeze_the_tab() {
+    // As a regex, `*?*?…!` is `(.*.)(.*.)…!`: on a long id that does not end in `!`
+    // a backtracking engine tries every way to cut it, and never finishes.
+    let file = "a-log-file-with-a-rather-long-name-for-the-glob-test.log";
+    let evil = format!("*:{}!", "*?".repeat(16));
+    let query = format!("?s=*:*.log&s={}", evil.replace('?', "%3F"));
+    let mut s = Setup::with(&[file], None, &query).await;
+    s.append(file, "still shown\n");
+    assert_eq!(wait_lines(&mut s.page, 1).await, ["still shown"]);
+    assert_eq!(s.page.eval("6 * 7").await, serde_json::json!(42));
+    // It selects nothing, and says so; the other glob takes the file.
+    let sel = serde_json::to_string(&evil).unwrap();
+    let listed = s
+        .page
+        .eval(&format!(
+            "[!!document.querySelector(`#picker-other input[data-sel=${{CSS.escape({sel})}}]`), \
+             !!document.querySelector(`#picker-globs input[data-sel='*:*.log']`)]"
+        ))
+        .await;
+    assert_eq!(listed, serde_json::json!([true, true]));
+    s.page.assert_no_problems();
+}
+
+#[tokio::test]
 async fn the_theme_button_switches_light_and_dark_and_remembers() {
     let mut s = Setup::new(&["app.log"]).await;
     s.append("app.log", "themed 1\n");

@@ -118,52 +118,101 @@ function pickerNote(text) {
   return li;
 }
 
-/** A stream selector's glob (`host:path`) as a RegExp, as the hub's globset reads
- *  it: `*` and `?` cross `/`, `[…]`, `[!…]` and `{a,b}` too. null: not a glob. */
+/** A stream selector's glob (`host:path`) as a program for a little automaton, as
+ *  the hub's globset reads it: `*` and `?` cross `/`, `[…]`, `[!…]` and `{a,b}` too.
+ *  null: not a glob. Not a JS RegExp: a selector comes from links too, and
+ *  `*?*?*?…!` would backtrack for ever; this runs in time ids × glob. */
 const globCache = new Map();
 
-function globRegExp(glob) {
+function compileGlob(glob) {
   if (globCache.has(glob)) return globCache.get(glob);
-  let out = "";
-  let depth = 0;
+  const prog = []; // {op: "char" | "any" | "set" | "split" | "jmp" | "match", …}
+  const alts = []; // open `{`: {split: pc of its last split, jmps: [pc]}
   for (let i = 0; i < glob.length; i++) {
     const c = glob[i];
     if (c === "*") {
-      out += ".*";
       while (glob[i + 1] === "*") i++;
-    } else if (c === "?") out += ".";
+      const at = prog.length;
+      prog.push({ op: "split", x: at + 1, y: at + 3 }, { op: "any" }, { op: "jmp", x: at });
+    } else if (c === "?") prog.push({ op: "any" });
     else if (c === "[" && glob.indexOf("]", i + 2) > 0) {
       const end = glob.indexOf("]", i + 2);
       let body = glob.slice(i + 1, end);
       const neg = body[0] === "!";
       if (neg) body = body.slice(1);
-      out += `[${neg ? "^" : ""}${body.replace(/[\\\]^[]/g, "\\$&")}]`;
+      const ranges = [];
+      for (let k = 0; k < body.length; k++) {
+        if (body[k + 1] === "-" && k + 2 < body.length) {
+          ranges.push([body[k], body[k + 2]]);
+          k += 2;
+        } else ranges.push([body[k], body[k]]);
+      }
+      prog.push({ op: "set", neg, ranges });
       i = end;
     } else if (c === "{") {
-      out += "(?:";
-      depth++;
-    } else if (c === "}" && depth) {
-      out += ")";
-      depth--;
-    } else if (c === "," && depth) out += "|";
-    else out += c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+      alts.push({ split: prog.length, jmps: [] });
+      prog.push({ op: "split", x: prog.length + 1, y: prog.length + 1 });
+    } else if (c === "," && alts.length) {
+      const alt = alts[alts.length - 1];
+      alt.jmps.push(prog.length);
+      prog.push({ op: "jmp", x: -1 });
+      prog[alt.split].y = prog.length;
+      alt.split = prog.length;
+      prog.push({ op: "split", x: prog.length + 1, y: prog.length + 1 });
+    } else if (c === "}" && alts.length) {
+      for (const j of alts.pop().jmps) prog[j].x = prog.length;
+    } else prog.push({ op: "char", c });
   }
-  let re = null;
-  try {
-    re = new RegExp(`^${out}$`, "s");
-  } catch {
-    re = null;
-  }
+  prog.push({ op: "match" });
+  const result = alts.length ? null : prog; // an unclosed `{`: not a glob
   if (globCache.size > 1000) globCache.clear();
-  globCache.set(glob, re);
-  return re;
+  globCache.set(glob, result);
+  return result;
+}
+
+/** Whether `prog` matches all of `text` (a breadth-first walk: each state once per
+ *  character). */
+function runGlob(prog, text) {
+  const seen = new Int32Array(prog.length);
+  let gen = 0;
+  const close = (start) => {
+    // The states reachable from `start` without reading, each once.
+    const out = [];
+    const todo = [...start];
+    gen++;
+    while (todo.length) {
+      const pc = todo.pop();
+      if (seen[pc] === gen) continue;
+      seen[pc] = gen;
+      const ins = prog[pc];
+      if (ins.op === "split") todo.push(ins.y, ins.x);
+      else if (ins.op === "jmp") todo.push(ins.x);
+      else out.push(pc);
+    }
+    return out;
+  };
+  let states = close([0]);
+  for (let i = 0; i < text.length && states.length; i++) {
+    const ch = text[i];
+    const next = [];
+    for (const pc of states) {
+      const ins = prog[pc];
+      const ok =
+        ins.op === "any" ||
+        (ins.op === "char" && ins.c === ch) ||
+        (ins.op === "set" && ins.neg !== ins.ranges.some(([lo, hi]) => lo <= ch && ch <= hi));
+      if (ok) next.push(pc + 1);
+    }
+    states = close(next);
+  }
+  return states.some((pc) => prog[pc].op === "match");
 }
 
 /** Whether the selector `sel` (a set name, or a `host:path` glob) takes `stream`. */
-function selects(sel, stream) {
+export function selects(sel, stream) {
   if (!sel.includes(":")) return stream.set === sel;
-  const re = globRegExp(sel);
-  return re !== null && re.test(stream.id);
+  const prog = compileGlob(sel);
+  return prog !== null && runGlob(prog, stream.id);
 }
 
 /** The streams the view listens to now. */
