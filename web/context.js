@@ -72,9 +72,10 @@ function requestContext(row, seq) {
   const { host, path } = row._item;
   where.textContent = `${host}:${basename(path)} · line #${seq}`;
   where.title = `stream ${row._ctxStream}, the hub's line number ${seq} in it`;
-  state.contexts.set(id, row);
   if (!row._ctx.querySelector(".ctx-line")) showContextNote(row._ctx, "loading context…");
   if (state.ws && state.connected) {
+    // Kept only for a request that goes out: its answer takes it out again.
+    state.contexts.set(id, row);
     state.ws.send(
       JSON.stringify({
         type: "context",
