@@ -876,6 +876,29 @@ paths = ["{dir}/app.log"]
     s.page.assert_no_problems();
 }
 
+/// Each highlight pattern is a worker of its own: a link with many `h=` starts at
+/// most 16, and the fields past them say why they do nothing.
+#[tokio::test]
+async fn highlight_patterns_past_the_cap_are_refused_in_their_field() {
+    let query: Vec<String> = (0..17).map(|i| format!("h=p{i}")).collect();
+    let mut s = Setup::with(&["app.log"], None, &format!("?{}", query.join("&"))).await;
+    s.append("app.log", "p0 and p16\n");
+    wait_lines(&mut s.page, 1).await;
+    let errors = s
+        .page
+        .wait_for(
+            "the 17th highlight field to say it is past the cap",
+            "(() => { const e = [...document.querySelectorAll('#highlights .field-error')] \
+               .map(e => e.textContent); return e[16] ? e : null })()",
+            "document.querySelector('#highlights').innerHTML",
+        )
+        .await;
+    let errors: Vec<String> = serde_json::from_value(errors).unwrap();
+    assert!(errors[16].contains("at most 16"), "{errors:?}");
+    assert!(errors[..16].iter().all(String::is_empty), "{errors:?}");
+    s.page.assert_no_problems();
+}
+
 #[tokio::test]
 async fn a_highlight_pattern_that_backtracks_for_ever_does_not_freeze_the_tab() {
     // `(a+)+b` on forty `a`s and no `b` takes a backtracking engine 2^40 steps.

@@ -101,8 +101,13 @@ export function onFilterInput() {
   if (filterKey() !== before) scheduleSubscribe();
 }
 
+/** Highlight patterns at once: each is a worker (a thread) of its own, and a link
+ *  may carry any number of `h=`. */
+const MAX_HIGHLIGHTS = 16;
+const TOO_MANY_HIGHLIGHTS = `at most ${MAX_HIGHLIGHTS} highlight patterns at once`;
+
 /** Highlight patterns: JS RegExp, each its own colour. Only their syntax is checked
- *  here; they run in workers (see "highlighting" below). */
+ *  here; they run in workers (highlight.js). */
 export function compileHighlights() {
   const patterns = [];
   const rows = [...$("highlights").children];
@@ -126,6 +131,7 @@ export function compileHighlights() {
     }
     if (ok === null) message = message || "invalid pattern";
     else if (wasTooSlow(input.value, ok)) message = TOO_SLOW;
+    else if (patterns.length >= MAX_HIGHLIGHTS) message = TOO_MANY_HIGHLIGHTS;
     else {
       patterns.push({ source: input.value, flags: ok, idx: i % HL_COLOURS, row });
       return;
