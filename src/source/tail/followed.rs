@@ -183,15 +183,16 @@ impl Followed {
 
     /// Closes the current handle (its unread rest and held-back line are dropped).
     pub(super) fn close(&mut self) -> Option<Handle> {
-        if !matches!(self.state, State::Reading(_)) {
-            return None;
-        }
         let closed = State::Closed {
             missing_since: None,
         };
         match std::mem::replace(&mut self.state, closed) {
             State::Reading(h) => Some(h),
-            State::Closed { .. } => None,
+            // Closed already: it stays as it was (missing since when it was).
+            was @ State::Closed { .. } => {
+                self.state = was;
+                None
+            }
         }
     }
 

@@ -2,7 +2,6 @@
 //! paths through it on real files, each look taken by hand (no thread, no file
 //! events: what a look does, not when it comes).
 
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +12,7 @@ use super::super::glob::Target;
 use super::super::SourceEvent;
 use super::followed::{transition, Seen, State};
 use super::tailer::{Look, Tailer};
+use super::tests::{append, target};
 use super::{StartAt, TailConfig};
 
 #[test]
@@ -110,15 +110,6 @@ impl Steps {
         let f = self.tailer.files.get(i);
         (f.draining.len(), matches!(f.state, State::Reading(_)))
     }
-}
-
-fn append(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {} to append", path.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("appending to {}", path.display()))
 }
 
 fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
@@ -221,8 +212,7 @@ fn a_globbed_path_gone_is_removed_once_drained_and_a_named_one_waits() -> anyhow
     let (globbed, named) = (dir.path().join("g.log"), dir.path().join("named.txt"));
     std::fs::write(&globbed, "g\nunfinished").context("writing the test file")?;
     std::fs::write(&named, "n\n").context("writing the test file")?;
-    let glob =
-        Target::parse(&format!("{}/*.log", dir.path().display())).map_err(anyhow::Error::msg)?;
+    let glob = target(&format!("{}/*.log", dir.path().display()))?;
     // Old handles are closed on the first look that finds them idle.
     let mut steps = Steps::start(vec![glob, Target::File(named.clone())], Duration::ZERO)?;
     assert_eq!(steps.said().len(), 4);

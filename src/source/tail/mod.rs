@@ -41,8 +41,9 @@
 //!   arrives; longer lines than `max_line` are cut and marked.
 //! - Reading, the same file, truncated (shorter than our offset, or the bytes just
 //!   before it changed since the length or modification time did: copytruncate,
-//!   even refilled to the same length): the held-back line comes out as a line, the epoch ([`crate::line::Origin::epoch`]) goes
-//!   up, and it is read from its start.
+//!   even refilled to the same length): the held-back line comes out as a line,
+//!   the epoch ([`crate::line::Origin::epoch`]) goes up, and it is read from its
+//!   start.
 //! - Reading, another file there (rename+create rotation, delete and re-create, a
 //!   re-pointed symlink): the old one is read to its end and becomes draining, the
 //!   new one is opened (as above) and read from its start.
@@ -54,8 +55,8 @@
 //!   missing), the next look opens the path again.
 //!
 //! A draining handle is read on every look at its path, and whenever an event names
-//! a path nobody follows (the rotated name: then every path's are); closed, its held-back line coming out,
-//! once it has not grown for `retire_after` or fails to read. A globbed path that
+//! a path nobody follows (the rotated name: then every path's are); it is closed,
+//! its held-back line coming out, once it has not grown for `retire_after` or fails to read. A globbed path that
 //! has been missing for `retire_after`, with nothing left draining, is gone: no
 //! longer followed or watched, its stream removed (`StreamRemoved`). A named path
 //! is never dropped.

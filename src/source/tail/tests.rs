@@ -8,7 +8,7 @@ use super::super::SourceEvent;
 use super::*;
 use anyhow::{bail, Context};
 
-fn target(arg: &str) -> anyhow::Result<Target> {
+pub(super) fn target(arg: &str) -> anyhow::Result<Target> {
     Target::parse(arg).map_err(|e| anyhow::anyhow!("parsing target {arg}: {e}"))
 }
 
@@ -92,7 +92,7 @@ fn every_source() -> Vec<FileEvents> {
     ]
 }
 
-fn append(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(super) fn append(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(path)
