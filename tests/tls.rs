@@ -396,8 +396,9 @@ fn https_metric(port: u16, ca: &Path, name: &str) -> Option<u64> {
 }
 
 /// Out of file descriptors, the TLS listener retried an accept every 50 ms and
-/// counted nothing; now it waits as the plain one does, counts each failure in
-/// `/metrics`, and serves again once descriptors free up.
+/// counted nothing; now each failure is counted in `/metrics` (the wait between
+/// them is `open_files::accept_backoff`, unit-tested there), and the hub serves
+/// again once descriptors free up.
 #[test]
 fn a_tls_hub_out_of_descriptors_counts_failed_accepts_and_recovers() {
     let certs = certs();
