@@ -99,12 +99,14 @@ impl LineBatch {
     }
 }
 
-/// A byte range of one file (identified by device and inode, so a rotated file with
-/// the same name is another file).
+/// A byte range of one file (identified by device, inode and birth time, so a rotated
+/// file with the same name is another file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
     pub dev: u64,
     pub ino: u64,
+    /// See [`born`]; `None` where the filesystem keeps no birth time.
+    pub born: Option<u64>,
     /// How many times the reader saw the file truncated and written again
     /// (copytruncate): offsets start over, so `(epoch, offset)` orders its content.
     pub epoch: u32,
@@ -119,6 +121,30 @@ impl Origin {
     /// all before), not as lines it has.
     pub fn position(&self, offset: u64) -> u64 {
         (u64::from(self.epoch.min(0xFFFF)) << 48) | (offset & ((1 << 48) - 1))
+    }
+}
+
+/// When the file was made, in nanoseconds since the Unix epoch, where the filesystem
+/// keeps a birth time (statx: ext4, xfs, btrfs, tmpfs). Device and inode name a file
+/// only while it exists: ext4 hands a freed inode to the next file made, so the file
+/// that replaces a rotated one often has the inode of the one rotated before it.
+/// With its birth time a file is named for good.
+pub fn born(meta: &std::fs::Metadata) -> Option<u64> {
+    let since = meta
+        .created()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    u64::try_from(since.as_nanos()).ok()
+}
+
+/// Whether two birth times can be one file's: equal, or one of them unknown (a
+/// filesystem without birth times, a state file or an agent from before they were
+/// noted), where device and inode decide alone.
+pub fn same_birth(a: Option<u64>, b: Option<u64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
     }
 }
 

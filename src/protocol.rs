@@ -287,9 +287,9 @@ pub enum AgentMsg {
     Resending { batches: u64 },
     /// A file the agent followed is gone for good.
     StreamRemoved { path: String, set: String },
-    /// Complete lines of one file: bytes `start..end` of the file (device, inode),
-    /// as [`crate::line::Origin::position`]s (offsets, plus the times the file was
-    /// truncated and written again in the high bits).
+    /// Complete lines of one file: bytes `start..end` of the file (device, inode,
+    /// birth time), as [`crate::line::Origin::position`]s (offsets, plus the times the
+    /// file was truncated and written again in the high bits).
     /// `batch` numbers the agent's batches; the hub acknowledges by number.
     Lines {
         batch: u64,
@@ -297,6 +297,11 @@ pub enum AgentMsg {
         set: String,
         dev: u64,
         ino: u64,
+        /// The file's birth time ([`crate::line::born`]): a new file that was given a
+        /// freed inode is another file. Absent from older agents and where the
+        /// filesystem keeps none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        born: Option<u64>,
         start: u64,
         end: u64,
         ts: String,

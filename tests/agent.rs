@@ -873,12 +873,25 @@ impl FakeAgent {
     /// Sends bytes `start..start+text.len()` of file (1, 2) at `path` as `batch`,
     /// and waits for its acknowledgement.
     fn lines(&mut self, batch: u64, path: &str, start: u64, text: &str) {
+        self.lines_of(batch, path, (2, None), start, text);
+    }
+
+    /// The same of file (1, `ino`) born at `born`.
+    fn lines_of(
+        &mut self,
+        batch: u64,
+        path: &str,
+        (ino, born): (u64, Option<u64>),
+        start: u64,
+        text: &str,
+    ) {
         self.send(&AgentMsg::Lines {
             batch,
             path: path.into(),
             set: "default".into(),
             dev: 1,
-            ino: 2,
+            ino,
+            born,
             start,
             end: start + text.len() as u64,
             ts: "2026-11-22T01:02:03.000Z".into(),
@@ -946,6 +959,95 @@ fn hub_takes_only_the_new_part_of_an_overlapping_batch() {
     client.settle(Duration::from_millis(300));
     let texts: Vec<&str> = client.lines.iter().map(|l| l.text.as_str()).collect();
     assert_eq!(texts, ["fake line 1", "fake line 2", "fake line 3"]);
+}
+
+/// A file that replaces a rotated one may get the inode of the one rotated before it
+/// (ext4 hands a freed inode out again at once). Its lines are new: the birth time
+/// tells the files apart, and without one (an older agent, a filesystem that keeps
+/// none) a file that starts at 0 after another file of the stream is new too. The
+/// hub used to drop them all as lines it had, until the new file outgrew the old.
+#[test]
+fn hub_takes_a_new_file_that_got_a_rotated_files_inode() {
+    let (hub, mut client) = hub_and_client(&[], &[]);
+    let mut agent = FakeAgent::connect(&hub, "fake01");
+    let (born, unborn) = ("/var/log/born.log", "/var/log/unborn.log");
+    let line = |n: u32| format!("fake line {n}\n");
+    // Born files: inode 2, then 3, then 2 again with another birth time.
+    agent.lines_of(1, born, (2, Some(10)), 0, &(line(1) + &line(2)));
+    agent.lines_of(2, born, (3, Some(20)), 0, &line(3));
+    agent.lines_of(3, born, (2, Some(30)), 0, &line(4));
+    // Without birth times, the same rotations.
+    agent.lines_of(4, unborn, (2, None), 0, &(line(5) + &line(6)));
+    agent.lines_of(5, unborn, (3, None), 0, &line(7));
+    agent.lines_of(6, unborn, (2, None), 0, &line(8));
+    // And a batch sent again is still one the hub has, in both.
+    agent.lines_of(7, born, (2, Some(30)), 0, &line(4));
+    agent.lines_of(8, unborn, (2, None), 0, &line(8));
+    agent.lines_of(9, unborn, (2, None), 12, "fake line 9\n");
+    client.wait_text("fake line 9");
+    client.settle(Duration::from_millis(300));
+    let texts: Vec<&str> = client.lines.iter().map(|l| l.text.as_str()).collect();
+    let want: Vec<String> = (1..=9).map(|n| format!("fake line {n}")).collect();
+    assert_eq!(texts, want);
+    assert_eq!(
+        hub.metric("supergrep_agent_duplicates_dropped_total"),
+        Some(2)
+    );
+}
+
+/// The real agent, and rotations as logrotate's `create` with `rotate 1` does them:
+/// the copy before is deleted, the log renamed to `app.log.1`, a new log made. ext4
+/// gives the new log the inode just freed. Every line arrives, once. (The hub used to
+/// drop a reused inode's lines as ones it had: the soak lost 38,964 of 60,071 lines
+/// of one agent's file so.) By hand, not by logrotate itself: logrotate writes its
+/// state file after rotating, and that new file takes the freed inode.
+#[test]
+fn agent_ships_every_line_across_rotations_that_reuse_inodes() {
+    let dir = tempdir();
+    let files = log_files(dir.path(), &["app"]);
+    let file = &files[0];
+    let rotated = dir.path().join("app.log.1");
+    let (hub, mut client) = hub_and_client(&[], &[" line "]);
+    let agent = Agent::start(&hub.agent_url(), "app01", &[file], &[]);
+    // A rotated file's inode is freed only once the agent has closed it too (it
+    // drains a rotated file until it has not grown for a while).
+    let files_open = || {
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", agent.proc.pid())).unwrap();
+        fds.flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter(|target| target.starts_with(dir.path()))
+            .count()
+    };
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let mut inodes = vec![inode(file)];
+    let (mut reused, mut last) = (0, 0);
+    const PER_FILE: u64 = 20;
+    // Until a new log had an earlier one's inode twice.
+    for _ in 0..6 {
+        write_numbered(file, "app", last + 1..=last + PER_FILE);
+        last += PER_FILE;
+        client.wait_lines(&format!("line {last}"), |ls| {
+            numbers(ls, "app").last() == Some(&last)
+        });
+        wait_until("the agent holding only the log it reads", || {
+            files_open() == 1
+        });
+        let _ = std::fs::remove_file(&rotated);
+        std::fs::rename(file, &rotated).unwrap();
+        empty(file.clone());
+        let now = inode(file);
+        reused += usize::from(inodes.contains(&now));
+        inodes.push(now);
+        if reused == 2 {
+            break;
+        }
+    }
+    write_numbered(file, "app", last + 1..=last + 1);
+    let what = format!("lines across rotations, inodes {inodes:?}");
+    assert_app_lines_once(&mut client, &what, last + 1);
+    if reused == 0 {
+        eprintln!("NOT TESTED: inode reuse (the filesystem gave no inode back: {inodes:?})");
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -90,15 +90,17 @@ fn lines_header() -> impl Strategy<Value = AgentMsg> {
         any_text(16),
         any_text(8),
         any::<[u64; 4]>(),
+        any::<Option<u64>>(),
         any_text(12),
     )
         .prop_map(
-            |(batch, path, set, [dev, ino, start, end], ts)| AgentMsg::Lines {
+            |(batch, path, set, [dev, ino, start, end], born, ts)| AgentMsg::Lines {
                 batch,
                 path,
                 set,
                 dev,
                 ino,
+                born,
                 start,
                 end,
                 ts,

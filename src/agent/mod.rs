@@ -11,7 +11,6 @@
 mod frame;
 
 use std::collections::{HashMap, VecDeque};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -354,6 +353,7 @@ impl Agent {
                     set: b.stream.set.clone(),
                     dev: origin.dev,
                     ino: origin.ino,
+                    born: origin.born,
                     start: origin.position(origin.start),
                     end: origin.position(origin.end),
                     ts: format_ts(b.ts),
@@ -371,6 +371,7 @@ impl Agent {
                         Resume {
                             dev: origin.dev,
                             ino: origin.ino,
+                            born: origin.born,
                             offset: origin.end,
                             // Noted from the file when the state is saved.
                             before: None,
@@ -405,10 +406,8 @@ impl Agent {
         // still the one acknowledged (not rotated away: then none are noted).
         for (file, resume) in &mut self.acked {
             if resume.before.is_none() {
-                let opened = crate::regular_file::open(file).map(|(f, meta)| {
-                    let same = meta.dev() == resume.dev && meta.ino() == resume.ino;
-                    same.then_some(f)
-                });
+                let opened =
+                    crate::regular_file::open(file).map(|(f, meta)| resume.is(&meta).then_some(f));
                 if let Ok(Some(f)) = opened {
                     let _ = resume.note_before(&f);
                 }

@@ -94,9 +94,6 @@ pub struct Hub {
     streams: Mutex<Streams>,
     backlog: Mutex<Backlog>,
     notices: broadcast::Sender<Notice>,
-    /// Per remote stream and file (device, inode): the offset up to which the hub
-    /// has its lines.
-    remote: Mutex<HashMap<(String, u64, u64), u64>>,
     /// Some sink takes every batch ([`SinkQueue::for_every_batch`]): only then does
     /// ingest look for sinks without matches (a look per subscription per batch).
     every_batch_sinks: std::sync::atomic::AtomicBool,
@@ -156,7 +153,6 @@ impl Hub {
             streams: Mutex::default(),
             backlog: Mutex::new(Backlog::new(backlog_lines)),
             notices: broadcast::channel(1024).0,
-            remote: Mutex::default(),
             agent_names: Mutex::default(),
             every_batch_sinks: Default::default(),
             changes,
@@ -363,44 +359,6 @@ impl Hub {
     pub fn context(&self, stream_id: &str, seq: u64, before: u64, after: u64) -> Vec<LogLine> {
         let snapshot = lock(&self.backlog).snapshot();
         backlog::context(&snapshot, stream_id, seq, before, after)
-    }
-
-    /// Whether lines `origin` of a remote stream are new to the hub (and from now on
-    /// it has them). A batch re-sent after a reconnect is not; one that overlaps what
-    /// the hub has (an agent restarted mid-stream re-reads from its last
-    /// acknowledged offset) loses the lines the hub already has.
-    pub fn admit_remote(
-        &self,
-        stream_id: &str,
-        origin: crate::line::Origin,
-        bytes: &mut bytes::Bytes,
-    ) -> bool {
-        let mut remote = lock(&self.remote);
-        let key = (stream_id.to_owned(), origin.dev, origin.ino);
-        match remote.get_mut(&key) {
-            Some(have) if origin.end <= *have => return false,
-            Some(have) => {
-                if origin.start < *have {
-                    let skip = (*have - origin.start) as usize;
-                    // Bytes map onto the text only when it is the file's bytes as they
-                    // were (nothing replaced or cut); the skipped part must end a line.
-                    let same_bytes = bytes.len() as u64 == origin.end - origin.start;
-                    if same_bytes && skip > 0 && bytes.get(skip - 1) == Some(&b'\n') {
-                        let _ = bytes.split_to(skip);
-                    }
-                }
-                *have = origin.end;
-            }
-            None => {
-                // One entry per file ever shipped: forget them all now and then
-                // rather than grow without bound (a re-send that old is unlikely).
-                if remote.len() >= 100_000 {
-                    remote.clear();
-                }
-                remote.insert(key, origin.end);
-            }
-        }
-        true
     }
 
     /// The streams there are now, and their changes from then on (with markers), as

@@ -238,7 +238,7 @@ async fn admit(
     mut bytes: Bytes,
 ) -> Result<(), Gone> {
     let counters = &state.hub.counters;
-    if state.hub.admit_remote(&stream.id, origin, &mut bytes) {
+    if state.agent_files.admit(&stream.id, origin, &mut bytes) {
         // The agent's word for when the lines were read, if the hub takes it.
         let received = std::time::SystemTime::now();
         let ts = if state.trust_agent_time {
@@ -268,6 +268,7 @@ fn parse(json: &[u8], body: Option<Bytes>) -> Result<Incoming, serde_json::Error
             set,
             dev,
             ino,
+            born,
             start,
             end,
             ts,
@@ -280,6 +281,7 @@ fn parse(json: &[u8], body: Option<Bytes>) -> Result<Incoming, serde_json::Error
             origin: Origin {
                 dev,
                 ino,
+                born,
                 epoch: 0,
                 start,
                 end,

@@ -65,6 +65,8 @@ pub struct ServerState {
     accept_errors: Arc<AtomicU64>,
     /// Agents' line times are kept (else the hub's receive time).
     pub trust_agent_time: bool,
+    /// How far the hub has each agent's files (agents send batches again).
+    pub agent_files: crate::source::received::ReceivedFiles,
 }
 
 /// Who may reach the hub's HTTP side, besides its token, and what it takes on
@@ -128,6 +130,7 @@ impl ServerState {
             connections_refused: AtomicU64::new(0),
             accept_errors: access.accept_errors,
             trust_agent_time: access.trust_agent_time,
+            agent_files: Default::default(),
         })
     }
 }

@@ -5,6 +5,7 @@ pub mod events;
 mod fs_events;
 pub mod glob;
 pub mod names;
+pub mod received;
 pub mod syslog;
 pub mod tail;
 

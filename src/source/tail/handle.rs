@@ -24,6 +24,8 @@ pub(super) struct Handle {
     pub(super) file: File,
     pub(super) dev: u64,
     pub(super) ino: u64,
+    /// See [`crate::line::born`].
+    pub(super) born: Option<u64>,
     /// Bytes read so far (the read position).
     pub(super) offset: u64,
     /// Head of the current unterminated line (at most `max_line` bytes).
@@ -61,6 +63,7 @@ impl Handle {
                 file,
                 dev: meta.dev(),
                 ino: meta.ino(),
+                born: crate::line::born(&meta),
                 offset: 0,
                 partial: Vec::new(),
                 cut: 0,
@@ -78,7 +81,9 @@ impl Handle {
     }
 
     pub(super) fn is(&self, meta: &Metadata) -> bool {
-        self.dev == meta.dev() && self.ino == meta.ino()
+        self.dev == meta.dev()
+            && self.ino == meta.ino()
+            && crate::line::same_birth(self.born, crate::line::born(meta))
     }
 
     pub(super) fn seek(&mut self, offset: u64) -> io::Result<()> {
@@ -123,6 +128,7 @@ impl Handle {
         Origin {
             dev: self.dev,
             ino: self.ino,
+            born: self.born,
             epoch: self.epoch,
             start,
             end,

@@ -15,6 +15,11 @@ use super::handle::Handle;
 pub struct Resume {
     pub dev: u64,
     pub ino: u64,
+    /// The file's birth time ([`crate::line::born`]): with it, a new file given the
+    /// inode of the one noted is not taken for it. Absent (older state files, or
+    /// none kept by the filesystem): device and inode decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub born: Option<u64>,
     pub offset: u64,
     /// The file's bytes just before `offset` (up to `RESUME_CHECK_BYTES`), in hex.
     /// Other bytes there later mean the file was truncated and written again
@@ -35,6 +40,13 @@ fn is_zero(n: &u32) -> bool {
 const RESUME_CHECK_BYTES: u64 = 32;
 
 impl Resume {
+    /// Whether `meta` is the file this is about.
+    pub fn is(&self, meta: &Metadata) -> bool {
+        self.dev == meta.dev()
+            && self.ino == meta.ino()
+            && crate::line::same_birth(self.born, crate::line::born(meta))
+    }
+
     /// Notes the bytes before `offset` as `file` (the file this is about) holds them.
     pub fn note_before(&mut self, file: &File) -> io::Result<()> {
         self.before = Some(hex(&bytes_before(file, self.offset)?));
@@ -52,7 +64,7 @@ impl Resume {
     /// Where to start reading `file` (`meta` its metadata), found at the path this
     /// was noted for.
     pub(super) fn start(&self, file: &File, meta: &Metadata) -> Start {
-        let same_file = self.dev == meta.dev() && self.ino == meta.ino();
+        let same_file = self.is(meta);
         if same_file && self.offset <= meta.len() && self.same_before(file) {
             Start::Continue {
                 offset: self.offset,
@@ -95,8 +107,7 @@ pub(super) fn rotated_away(path: &Path, resume: &Resume) -> Option<Handle> {
         .flatten()
         .find(|e| e.ino() == resume.ino && e.path() != path)?;
     let (mut handle, meta) = Handle::open(&found.path()).ok()?;
-    let same = meta.dev() == resume.dev && meta.ino() == resume.ino;
-    if !same || meta.len() <= resume.offset || handle.seek(resume.offset).is_err() {
+    if !resume.is(&meta) || meta.len() <= resume.offset || handle.seek(resume.offset).is_err() {
         return None;
     }
     tracing::debug!(path = %path.display(), rotated = %found.path().display(), offset = resume.offset, "resuming in the file rotated away meanwhile");
@@ -134,6 +145,7 @@ mod tests {
         let mut resume = Resume {
             dev: meta.dev(),
             ino: meta.ino(),
+            born: crate::line::born(&meta),
             offset,
             before: None,
             epoch: 3,
@@ -171,6 +183,14 @@ mod tests {
         // Another file at the path.
         let (other, other_meta, _) = noted(dir.path(), "b.log", b"one\ntwo\n", 4)?;
         assert_eq!(resume.start(&other, &other_meta), Start::OtherFile);
+        // Another file given the inode of the one noted: another birth time.
+        if let Some(born) = resume.born {
+            let reborn = Resume {
+                born: Some(born + 1),
+                ..resume.clone()
+            };
+            assert_eq!(reborn.start(&file, &meta), Start::OtherFile);
+        }
         Ok(())
     }
 
