@@ -577,8 +577,12 @@ fn main() {
         if ok {
             exact += 1;
         } else if failures.len() < 10 {
+            let who = match group {
+                Some(g) => format!("of group {g}"),
+                None => "of every line".to_owned(),
+            };
             failures.push(format!(
-                "steady client {group:?}: {} delivered + {} dropped of {want}, {} twice, {} unwanted, errors {:?}",
+                "steady client {who}: {} delivered + {} dropped of {want}, {} twice, {} unwanted, errors {:?}",
                 seen.got.len(), seen.dropped, seen.duplicates, seen.unwanted, &seen.errors[..seen.errors.len().min(3)]
             ));
         }

@@ -13,7 +13,8 @@
 //! One subscription alone (terminal mode) is searched a buffer at a time, as ripgrep
 //! does: its patterns as one regex up to 32 patterns, as one lazy DFA up to 1,000,
 //! run in interleaved lanes ([`lanes`]; given up for the literal walk if it
-//! thrashes).
+//! thrashes). Which of these a matcher does is its [`plan`], chosen when it is built;
+//! the literals are [`prefilter`]'s, a caller's working memory [`scratch`]'s.
 //!
 //! A [`Matcher`] is immutable; [`registry::Registry`] builds a new one when
 //! subscriptions change and swaps it in, so matching never waits for a rebuild.
@@ -22,20 +23,24 @@ pub mod cost;
 mod lanes;
 pub mod literals;
 pub mod pattern;
+mod plan;
+mod prefilter;
 pub mod registry;
+mod scratch;
 pub mod selector;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use aho_corasick::{packed, AhoCorasick, Input, MatchKind, Span};
-use regex_automata::{hybrid, meta};
 use thiserror::Error;
 
 use crate::line::{line_start_after, trim_cr, Stream};
-use lanes::{GaveUp, LaneCache, LaneSearch};
 pub use pattern::{Pattern, PatternError, PatternKey};
+use plan::{Candidate, Decided, Found, Plan};
+use prefilter::LiteralIndex;
+use scratch::Eligibility;
+pub use scratch::Scratch;
 pub use selector::{SelectorError, StreamSelector};
 
 /// What one subscriber wants to see.
@@ -120,139 +125,6 @@ impl CompileError {
     }
 }
 
-/// Where a strategy of [`Matcher::scan`] says the walk should look next: a position
-/// at or after the walk's that may lie in a wanted line.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    at: usize,
-    /// What the strategy's search found of the lone subscription's includes (see
-    /// `Matcher::buffer_regex_exact`).
-    found: Found,
-    /// Where the line holding `at` starts and ends (its `\n`, or the end of the
-    /// text), if the strategy's search already found them.
-    line: Option<(usize, usize)>,
-}
-
-/// What a strategy's search found of the lone subscription's includes.
-#[derive(Debug, Clone, Copy)]
-enum Found {
-    /// Nothing: the walk decides the line by itself.
-    Nothing,
-    /// A match ending here (it may run past the line).
-    MatchEnd(usize),
-    /// A match within the line.
-    InLine,
-}
-
-impl Candidate {
-    /// Only a position: the walk decides the line by itself.
-    fn at(at: usize) -> Candidate {
-        Candidate {
-            at,
-            found: Found::Nothing,
-            line: None,
-        }
-    }
-}
-
-/// Finds where the next occurrence of any prefilter literal starts (leftmost-first:
-/// the walk needs no more than a position in the first line holding one).
-#[derive(Debug)]
-enum LiteralFinder {
-    /// Up to 64 literals: Teddy, aho-corasick's SIMD search for a few dozen literals,
-    /// which its automaton uses only up to 16 (beyond, it looks for the literals'
-    /// first bytes: the 32 case variants of `[Ee][Rr][Rr][Oo][Rr]` stop it at every
-    /// `e`).
-    Packed(packed::Searcher),
-    Automaton(AhoCorasick),
-}
-
-impl LiteralFinder {
-    fn find(&self, bytes: &[u8], pos: usize) -> Option<usize> {
-        let span = pos..bytes.len();
-        match self {
-            LiteralFinder::Packed(s) => s.find_in(bytes, Span::from(span)).map(|m| m.start()),
-            LiteralFinder::Automaton(ac) => {
-                ac.find(Input::new(bytes).span(span)).map(|m| m.start())
-            }
-        }
-    }
-}
-
-/// Consecutive lines with a literal in them after which the prefilter walk stops
-/// looking for the next literal first, and for how many lines.
-const DENSE_STREAK: u32 = 16;
-const DENSE_RUN: u32 = 256;
-
-/// Finds the next line that holds a required literal: only those can match. Where
-/// nearly every line holds one (a list of templates, say), finding it first only reads
-/// each line twice: after a streak of such lines, the next ones go straight to
-/// `evaluate` (whose own literal pass over the line decides), then it probes again.
-#[derive(Default)]
-struct LiteralSkip {
-    streak: u32,
-    dense: u32,
-}
-
-impl LiteralSkip {
-    fn next(&mut self, finder: &LiteralFinder, bytes: &[u8], pos: usize) -> Option<Candidate> {
-        if self.dense > 0 {
-            self.dense -= 1;
-            return Some(Candidate::at(pos));
-        }
-        let at = finder.find(bytes, pos)?;
-        if memchr::memchr(b'\n', &bytes[pos..at]).is_none() {
-            self.streak += 1;
-            if self.streak == DENSE_STREAK {
-                (self.streak, self.dense) = (0, DENSE_RUN);
-            }
-        } else {
-            self.streak = 0;
-        }
-        Some(Candidate::at(at))
-    }
-}
-
-/// Finds the next line any pattern of a lazy DFA matches (in interleaved lanes, see
-/// [`lanes`]); once the DFA gives up, goes on with the literal prefilter (or line by
-/// line, without one).
-struct DfaSkip<'m> {
-    dfa: &'m hybrid::dfa::DFA,
-    cache: LaneCache,
-    lanes: LaneSearch,
-    literal: Option<(&'m LiteralFinder, LiteralSkip)>,
-    gave_up: bool,
-}
-
-impl DfaSkip<'_> {
-    #[inline]
-    fn next(&mut self, bytes: &[u8], pos: usize) -> Option<Candidate> {
-        if !self.gave_up {
-            match self.lanes.next(self.dfa, &mut self.cache, bytes, pos) {
-                Ok(hit) => {
-                    return hit.map(|hit| Candidate {
-                        at: hit.line_end,
-                        found: if hit.match_takes_cr {
-                            Found::MatchEnd(hit.line_end)
-                        } else {
-                            Found::InLine
-                        },
-                        line: Some((hit.line_start, hit.line_end)),
-                    })
-                }
-                Err(GaveUp) => {
-                    tracing::debug!("lazy DFA gave up; literal prefilter");
-                    self.gave_up = true;
-                }
-            }
-        }
-        match &mut self.literal {
-            Some((finder, literal)) => literal.next(finder, bytes, pos),
-            None => Some(Candidate::at(pos)),
-        }
-    }
-}
-
 /// Caller-chosen identity of a subscription (the hub packs client and request ids).
 pub type SubKey = u64;
 
@@ -327,27 +199,52 @@ struct PatternUse {
     excluded_by: Vec<u32>,
 }
 
-/// Beyond this many patterns the lazy DFA in lanes beats one combined regex.
-/// (Measured on Loghub patterns, a fresh matcher scanning 20 MB: 33 patterns 18
-/// against 22 ms, 40: 20 against 53 ms, 48: 22 against 50 ms; up to 32 the combined
-/// regex, with its literal prefilters, is as fast or faster: 23 patterns 1,460
-/// against 1,295 MiB/s warm.)
-const BUFFER_REGEX_MAX_PATTERNS: usize = 32;
+/// The distinct patterns of a matcher being built, each compiled once (through the
+/// cache), within the limits on their number and compiled size.
+#[derive(Default)]
+struct Interned {
+    index: HashMap<PatternKey, u32>,
+    patterns: Vec<Arc<Pattern>>,
+    uses: Vec<PatternUse>,
+    memory: usize,
+}
 
-/// Up to this many patterns the lazy DFA builds its states in less time than the
-/// literal prefilter would take over them, so it searches from the first byte and
-/// `Limits::line_dfa_after` does not apply. (A fresh matcher scanning 20 MB, DFA
-/// from the start against the literal prefilter: 60 patterns 28 against 93 ms, 100:
-/// 41 against 99, 200: 88 against 107, 250: 104 against 110, 300: 131 against 123,
-/// 460: 254 against 154.)
-const LINE_DFA_AT_ONCE_MAX_PATTERNS: usize = 200;
-
-/// Beyond this many patterns the lazy DFA's states cost more to build than it saves
-/// on a scan of tens of megabytes (20 MB with 3,000 templates: 1.37 s against 0.32 s
-/// with the literal prefilter; 1,000: 0.50 s against 0.17, but 730 MiB/s against 196
-/// once warm, which a followed file or a big scan soon is: the states have paid for
-/// themselves after about 100 MiB, 33 MiB at 460 patterns; measured at c1430e8).
-const LINE_DFA_MAX_PATTERNS: usize = 1000;
+impl Interned {
+    fn intern(
+        &mut self,
+        source: &str,
+        ignore_case: bool,
+        cache: &mut PatternCache,
+        limits: &Limits,
+    ) -> Result<u32, CompileError> {
+        let key = PatternKey {
+            source: source.to_owned(),
+            ignore_case,
+        };
+        if let Some(&i) = self.index.get(&key) {
+            return Ok(i);
+        }
+        if self.patterns.len() >= limits.max_patterns {
+            return Err(CompileError::TooManyPatterns {
+                count: self.patterns.len() + 1,
+                limit: limits.max_patterns,
+            });
+        }
+        let p = cache.get(key.clone(), limits)?;
+        self.memory += p.memory_usage();
+        if self.memory > limits.total_size {
+            return Err(CompileError::TooLarge {
+                size: self.memory,
+                limit: limits.total_size,
+            });
+        }
+        let i = self.patterns.len() as u32;
+        self.patterns.push(p);
+        self.uses.push(PatternUse::default());
+        self.index.insert(key, i);
+        Ok(i)
+    }
+}
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
@@ -357,26 +254,8 @@ pub struct Matcher {
     patterns: Vec<Arc<Pattern>>,
     uses: Vec<PatternUse>,
     subs: Vec<CompiledSub>,
-    prefilter: Option<AhoCorasick>,
-    /// The same literals, to find the next line holding any of them.
-    skip: Option<LiteralFinder>,
-    /// Prefilter literal id → the patterns that require it.
-    literal_patterns: Vec<Vec<u32>>,
-    /// Patterns without a usable literal, checked on every candidate line.
-    always: Vec<u32>,
-    /// With a single subscription: its include patterns as one regex, to find
-    /// candidate lines a whole buffer at a time (see [`Matcher::scan`]).
-    buffer_regex: Option<meta::Regex>,
-    /// With a single subscription of more patterns than `buffer_regex` takes: all of
-    /// them as one lazy DFA that finds the next line any of them matches.
-    line_dfa: Option<hybrid::dfa::DFA>,
-    line_dfa_after: u64,
-    /// A `buffer_regex` or `line_dfa` match within one line means exactly what the
-    /// per-line patterns would say (false when line anchors could differ, e.g. after
-    /// a `\r`).
-    buffer_regex_exact: bool,
-    /// With a single subscription: its exclude patterns as one regex.
-    exclude_regex: Option<meta::Regex>,
+    literals: LiteralIndex,
+    plan: Plan,
     generation: u64,
     memory: usize,
 }
@@ -388,15 +267,8 @@ impl Matcher {
             patterns: Vec::new(),
             uses: Vec::new(),
             subs: Vec::new(),
-            prefilter: None,
-            skip: None,
-            literal_patterns: Vec::new(),
-            always: Vec::new(),
-            buffer_regex: None,
-            line_dfa: None,
-            line_dfa_after: 0,
-            buffer_regex_exact: false,
-            exclude_regex: None,
+            literals: LiteralIndex::default(),
+            plan: Plan::Shared,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             memory: 0,
         }
@@ -412,59 +284,20 @@ impl Matcher {
         cache: &mut PatternCache,
         limits: &Limits,
     ) -> Result<Matcher, CompileError> {
-        let mut index: HashMap<PatternKey, u32> = HashMap::new();
-        let mut patterns: Vec<Arc<Pattern>> = Vec::new();
-        let mut uses: Vec<PatternUse> = Vec::new();
+        let mut interned = Interned::default();
         let mut compiled_subs = Vec::new();
-        let mut memory = 0usize;
-
-        let mut intern = |source: &str,
-                          ignore_case: bool,
-                          cache: &mut PatternCache|
-         -> Result<u32, CompileError> {
-            let key = PatternKey {
-                source: source.to_owned(),
-                ignore_case,
-            };
-            if let Some(&i) = index.get(&key) {
-                return Ok(i);
-            }
-            if patterns.len() >= limits.max_patterns {
-                return Err(CompileError::TooManyPatterns {
-                    count: patterns.len() + 1,
-                    limit: limits.max_patterns,
-                });
-            }
-            let p = cache.get(key.clone(), limits)?;
-            memory += p.memory_usage();
-            if memory > limits.total_size {
-                return Err(CompileError::TooLarge {
-                    size: memory,
-                    limit: limits.total_size,
-                });
-            }
-            let i = patterns.len() as u32;
-            patterns.push(p);
-            uses.push(PatternUse::default());
-            index.insert(key, i);
-            Ok(i)
-        };
-
         for (key, sub) in subs {
-            let mut include = Vec::new();
-            for p in &sub.include {
-                let i = intern(p, sub.ignore_case, cache)?;
-                if !include.contains(&i) {
-                    include.push(i);
+            let mut ids = |sources: &[String]| -> Result<Vec<u32>, CompileError> {
+                let mut ids = Vec::new();
+                for p in sources {
+                    let i = interned.intern(p, sub.ignore_case, cache, limits)?;
+                    if !ids.contains(&i) {
+                        ids.push(i);
+                    }
                 }
-            }
-            let mut exclude = Vec::new();
-            for p in &sub.exclude {
-                let i = intern(p, sub.ignore_case, cache)?;
-                if !exclude.contains(&i) {
-                    exclude.push(i);
-                }
-            }
+                Ok(ids)
+            };
+            let (include, exclude) = (ids(&sub.include)?, ids(&sub.exclude)?);
             compiled_subs.push(CompiledSub {
                 key,
                 include,
@@ -473,7 +306,12 @@ impl Matcher {
                 needs_every_line: false,
             });
         }
-
+        let Interned {
+            patterns,
+            mut uses,
+            mut memory,
+            ..
+        } = interned;
         for (s, sub) in compiled_subs.iter_mut().enumerate() {
             for &p in &sub.include {
                 uses[p as usize].included_by.push(s as u32);
@@ -487,120 +325,15 @@ impl Matcher {
                     .iter()
                     .any(|&p| patterns[p as usize].required.is_none());
         }
-
-        let mut literal_ids: HashMap<&[u8], u32> = HashMap::new();
-        let mut literals: Vec<&[u8]> = Vec::new();
-        let mut literal_patterns: Vec<Vec<u32>> = Vec::new();
-        let mut always = Vec::new();
-        for (i, p) in patterns.iter().enumerate() {
-            match &p.required {
-                None => always.push(i as u32),
-                Some(lits) => {
-                    for lit in lits {
-                        let id = *literal_ids.entry(lit.as_slice()).or_insert_with(|| {
-                            literals.push(lit.as_slice());
-                            literal_patterns.push(Vec::new());
-                            (literals.len() - 1) as u32
-                        });
-                        literal_patterns[id as usize].push(i as u32);
-                    }
-                }
-            }
-        }
-        let mut automaton = |kind: MatchKind| -> Result<Option<AhoCorasick>, CompileError> {
-            if literals.is_empty() {
-                return Ok(None);
-            }
-            let ac = AhoCorasick::builder()
-                .match_kind(kind)
-                .build(&literals)
-                .map_err(|e| CompileError::Prefilter(e.to_string()))?;
-            memory += ac.memory_usage();
-            if memory > limits.total_size {
-                return Err(CompileError::TooLarge {
-                    size: memory,
-                    limit: limits.total_size,
-                });
-            }
-            Ok(Some(ac))
-        };
-        let prefilter = automaton(MatchKind::Standard)?;
-        let packed = packed::Config::new()
-            .match_kind(packed::MatchKind::LeftmostFirst)
-            .builder()
-            .extend(&literals)
-            .build();
-        let skip = match packed {
-            Some(searcher) => {
-                memory += searcher.memory_usage();
-                Some(LiteralFinder::Packed(searcher))
-            }
-            None => automaton(MatchKind::LeftmostFirst)?.map(LiteralFinder::Automaton),
-        };
-
-        let keys = |ps: &[u32]| -> Vec<&PatternKey> {
-            ps.iter().map(|&p| &patterns[p as usize].key).collect()
-        };
-        let combined_limit = limits.pattern_size.saturating_mul(4);
-        let exclude_regex = |only: &CompiledSub| -> Option<Option<meta::Regex>> {
-            if only.exclude.is_empty() {
-                return Some(None);
-            }
-            pattern::combined(&keys(&only.exclude), false, combined_limit).map(Some)
-        };
-        let (buffer_regex, line_dfa, exclude_regex) = match compiled_subs.as_slice() {
-            [only]
-                if !only.include.is_empty() && only.include.len() <= BUFFER_REGEX_MAX_PATTERNS =>
-            {
-                match (
-                    pattern::combined(&keys(&only.include), true, combined_limit),
-                    exclude_regex(only),
-                ) {
-                    (Some(re), Some(ex)) => (Some(re), None, ex),
-                    _ => (None, None, None),
-                }
-            }
-            [only] if !only.include.is_empty() && only.include.len() <= LINE_DFA_MAX_PATTERNS => {
-                let dfa_limit = limits.pattern_size.saturating_mul(16);
-                match (
-                    pattern::line_dfa(&keys(&only.include), dfa_limit),
-                    exclude_regex(only),
-                ) {
-                    (Some(dfa), Some(ex)) => (None, Some(dfa), ex),
-                    _ => (None, None, None),
-                }
-            }
-            _ => (None, None, None),
-        };
-        let buffer_regex_exact = (buffer_regex.is_some() || line_dfa.is_some())
-            && compiled_subs[0]
-                .include
-                .iter()
-                .all(|&p| !patterns[p as usize].has_line_anchors);
-        memory += buffer_regex.as_ref().map_or(0, |r| r.memory_usage());
-        memory += exclude_regex.as_ref().map_or(0, |r| r.memory_usage());
-        memory += line_dfa
-            .as_ref()
-            .map_or(0, |d| d.get_nfa().memory_usage() + pattern::LINE_DFA_CACHE);
-
-        // Only a lone subscription has a `line_dfa`.
-        let line_dfa_after = match compiled_subs.as_slice() {
-            [only] if only.include.len() <= LINE_DFA_AT_ONCE_MAX_PATTERNS => 0,
-            _ => limits.line_dfa_after,
-        };
+        let literals = LiteralIndex::build(&patterns, limits, &mut memory)?;
+        let plan = Plan::choose(&compiled_subs, &patterns, limits);
+        memory += plan.memory_usage();
         Ok(Matcher {
             patterns,
             uses,
             subs: compiled_subs,
-            prefilter,
-            skip,
-            literal_patterns,
-            always,
-            buffer_regex,
-            line_dfa,
-            line_dfa_after,
-            buffer_regex_exact,
-            exclude_regex,
+            literals,
+            plan,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             memory,
         })
@@ -645,75 +378,19 @@ impl Matcher {
         if !elig.any {
             return;
         }
-        let bytes = text.as_bytes();
-        let end = bytes.len();
-        // Each strategy names the next position (at or after `pos`) that may lie in a
-        // wanted line; the walk decides that line and jumps past it.
-        if let Some(re) = &self.buffer_regex {
-            // One subscription: its patterns as one regex over the whole buffer, as
-            // ripgrep searches. A match inside one line already satisfies the includes.
-            self.walk(text, &elig, scratch, on_hit, |pos| {
-                re.find(regex_automata::Input::new(bytes).span(pos..end))
-                    .map(|m| Candidate {
-                        at: m.start(),
-                        found: Found::MatchEnd(m.end()),
-                        line: None,
-                    })
-            });
-        } else if let Some((dfa, cache)) = self.warm_line_dfa(scratch, end) {
-            // One subscription of many patterns: the first line any of them matches, a
-            // buffer at a time. If the lazy DFA gives up, the walk goes on from there
-            // as it would have without it.
-            let literal = self.skip.as_ref().filter(|_| !elig.every_line);
-            let mut lanes = std::mem::take(&mut scratch.lanes);
-            lanes.reset();
-            let mut skip = DfaSkip {
-                dfa,
-                cache,
-                lanes,
-                literal: literal.map(|finder| (finder, LiteralSkip::default())),
-                gave_up: false,
-            };
-            self.walk(text, &elig, scratch, on_hit, |pos| skip.next(bytes, pos));
-            scratch.lanes = skip.lanes;
-            // Given up, or cleared because it was too small for these patterns (each
-            // refill costs more than the literal prefilter: 5,000 templates ran under
-            // 1 MB/s): the literal prefilter from now on.
-            if !skip.gave_up && skip.cache.clear_count() == 0 {
-                scratch.dfa_cache = Some(skip.cache);
-            }
-        } else if elig.every_line {
-            self.walk(text, &elig, scratch, on_hit, |pos| Some(Candidate::at(pos)));
-        } else if let Some(finder) = &self.skip {
-            let mut literal = LiteralSkip::default();
-            self.walk(text, &elig, scratch, on_hit, |pos| {
-                literal.next(finder, bytes, pos)
-            });
-        }
+        self.plan.scan(self, text, &elig, scratch, on_hit);
     }
 
-    /// The lazy DFA and this thread's cache for it, once `line_dfa_after` bytes have
-    /// been scanned (counting `len` more), unless it was given up on.
-    fn warm_line_dfa(
-        &self,
-        scratch: &mut Scratch,
-        len: usize,
-    ) -> Option<(&hybrid::dfa::DFA, LaneCache)> {
-        let dfa = self.line_dfa.as_ref()?;
-        let before = scratch.scanned;
-        scratch.scanned = before.saturating_add(len as u64);
-        if before < self.line_dfa_after {
-            return None;
-        }
-        Some((dfa, scratch.dfa_cache.take()?))
-    }
-
+    /// Walks `text` from the start: `next` (the plan's search) names a position that
+    /// may lie in a wanted line, the line holding it is decided (by `decided`, what
+    /// the search found, where it says enough), and `next` goes on past it.
     fn walk<'t>(
         &self,
         text: &'t str,
         elig: &Eligibility,
         scratch: &mut Scratch,
         mut on_hit: impl FnMut(&LineHit<'t, '_>),
+        decided: Option<Decided<'_>>,
         mut next: impl FnMut(usize) -> Option<Candidate>,
     ) {
         let bytes = text.as_bytes();
@@ -740,19 +417,17 @@ impl Matcher {
                 index += memchr::memchr_iter(b'\n', &bytes[counted..start]).count() as u64;
             }
             let line = trim_cr(&text[start..end]);
-            let included = self.buffer_regex_exact
-                && match found {
-                    Found::Nothing => false,
-                    Found::MatchEnd(e) => e <= start + line.len(),
-                    Found::InLine => true,
-                };
-            let wanted = if included {
-                scratch.begin_line_unverified(0);
-                self.exclude_regex
-                    .as_ref()
-                    .is_none_or(|re| !re.is_match(line.as_bytes()))
-            } else {
-                self.evaluate(line, elig, scratch)
+            let included = match found {
+                Found::Nothing => false,
+                Found::MatchEnd(e) => e <= start + line.len(),
+                Found::InLine => true,
+            };
+            let wanted = match decided {
+                Some(Decided { exclude }) if included => {
+                    scratch.begin_line_unverified(0);
+                    exclude.is_none_or(|re| !re.is_match(line.as_bytes()))
+                }
+                _ => self.evaluate(line, elig, scratch),
             };
             if wanted {
                 on_hit(&LineHit {
@@ -782,14 +457,14 @@ impl Matcher {
     fn evaluate(&self, line: &str, elig: &Eligibility, scratch: &mut Scratch) -> bool {
         scratch.begin_line();
         let stamp = scratch.stamp;
-        if let Some(ac) = &self.prefilter {
+        if let Some(ac) = &self.literals.present {
             for m in ac.find_overlapping_iter(line.as_bytes()) {
-                for &p in &self.literal_patterns[m.pattern().as_usize()] {
+                for &p in &self.literals.patterns_of[m.pattern().as_usize()] {
                     scratch.add_candidate(p);
                 }
             }
         }
-        for &p in &self.always {
+        for &p in &self.literals.always {
             scratch.add_candidate(p);
         }
 
@@ -942,151 +617,6 @@ fn to_char_offsets(line: &str, spans: &mut [[usize; 2]]) {
     }
 }
 
-/// Which subscriptions apply to one stream, computed once per (matcher, stream).
-#[derive(Debug)]
-struct Eligibility {
-    subs: Vec<bool>,
-    any: bool,
-    every_line: bool,
-    /// Eligible subscriptions without include patterns.
-    match_all: Vec<u32>,
-}
-
-/// Per-caller working memory for matching, reused across lines so the hot path does
-/// not allocate. One caller at a time (ingest's moves between threads: see
-/// `source::events`).
-#[derive(Debug, Default)]
-pub struct Scratch {
-    generation: u64,
-    /// Per stream id, then set (a file may be in two log sets): looked up per batch
-    /// without building a key.
-    eligibility: HashMap<String, HashMap<String, Arc<Eligibility>>>,
-    stamp: u32,
-    candidate_seen: Vec<u32>,
-    tested: Vec<u32>,
-    matched: Vec<u32>,
-    sub_hit: Vec<u32>,
-    sub_excluded: Vec<u32>,
-    candidates: Vec<u32>,
-    hits: Vec<u32>,
-    /// Whether `matched` tells, for this line, which patterns matched.
-    verified: bool,
-    /// This thread's cache for the matcher's `line_dfa`; `None` once a search gave
-    /// up on this matcher (the literal prefilter takes over).
-    dfa_cache: Option<LaneCache>,
-    /// The lanes' hit lists for `line_dfa`, kept for their allocations.
-    lanes: LaneSearch,
-    /// Bytes scanned with this matcher so far (see `Limits::line_dfa_after`).
-    scanned: u64,
-}
-
-impl Scratch {
-    fn eligibility(&mut self, m: &Matcher, stream: &Stream) -> Arc<Eligibility> {
-        if self.generation != m.generation {
-            self.generation = m.generation;
-            self.eligibility.clear();
-            let (np, ns) = (m.patterns.len(), m.subs.len());
-            for v in [
-                &mut self.candidate_seen,
-                &mut self.tested,
-                &mut self.matched,
-            ] {
-                v.clear();
-                v.resize(np, 0);
-            }
-            for v in [&mut self.sub_hit, &mut self.sub_excluded] {
-                v.clear();
-                v.resize(ns, 0);
-            }
-            self.stamp = 0;
-            self.dfa_cache = m
-                .line_dfa
-                .as_ref()
-                .map(|d| LaneCache::new(d, pattern::LINE_DFA_CACHE));
-            self.scanned = 0;
-        }
-        if let Some(e) = self
-            .eligibility
-            .get(stream.id.as_str())
-            .and_then(|by_set| by_set.get(stream.set.as_str()))
-        {
-            return e.clone();
-        }
-        let subs: Vec<bool> = m.subs.iter().map(|s| s.streams.matches(stream)).collect();
-        let e = Arc::new(Eligibility {
-            any: subs.iter().any(|&b| b),
-            every_line: m
-                .subs
-                .iter()
-                .zip(&subs)
-                .any(|(s, &e)| e && s.needs_every_line),
-            match_all: (0..m.subs.len() as u32)
-                .filter(|&i| subs[i as usize] && m.subs[i as usize].include.is_empty())
-                .collect(),
-            subs,
-        });
-        self.eligibility
-            .entry(stream.id.clone())
-            .or_default()
-            .insert(stream.set.clone(), e.clone());
-        e
-    }
-
-    fn begin_line(&mut self) {
-        self.stamp = self.stamp.wrapping_add(1);
-        if self.stamp == 0 {
-            // Wrapped: old stamps could collide, so start clean.
-            for v in [
-                &mut self.candidate_seen,
-                &mut self.tested,
-                &mut self.matched,
-                &mut self.sub_hit,
-                &mut self.sub_excluded,
-            ] {
-                v.iter_mut().for_each(|x| *x = 0);
-            }
-            self.stamp = 1;
-        }
-        self.candidates.clear();
-        self.hits.clear();
-        self.verified = true;
-    }
-
-    /// A line decided without running the patterns one by one: `sub` wants it.
-    #[inline]
-    fn begin_line_unverified(&mut self, sub: u32) {
-        self.begin_line();
-        self.verified = false;
-        self.hits.push(sub);
-    }
-
-    fn add_candidate(&mut self, p: u32) {
-        if self.candidate_seen[p as usize] != self.stamp {
-            self.candidate_seen[p as usize] = self.stamp;
-            self.candidates.push(p);
-        }
-    }
-
-    /// Runs pattern `p` on the line once per line, remembering the answer.
-    fn test(&mut self, p: u32, pattern: &Pattern, line: &str) -> bool {
-        let i = p as usize;
-        if self.tested[i] != self.stamp {
-            self.tested[i] = self.stamp;
-            if pattern.is_match(line) {
-                self.matched[i] = self.stamp;
-            }
-        }
-        self.matched[i] == self.stamp
-    }
-
-    /// Pattern `p` matched this line, or is a candidate that was not run.
-    fn may_match(&self, p: u32) -> bool {
-        let i = p as usize;
-        self.matched[i] == self.stamp
-            || (self.candidate_seen[i] == self.stamp && self.tested[i] != self.stamp)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1183,7 +713,13 @@ mod tests {
             ];
             let m = build(&subs)?;
             if n > 64 {
-                assert!(matches!(m.skip, Some(LiteralFinder::Automaton(_))), "{n}");
+                assert!(
+                    matches!(
+                        m.literals.next,
+                        Some(prefilter::LiteralFinder::Automaton(_))
+                    ),
+                    "{n}"
+                );
             }
             // A word at the very start, others far apart, near misses (`w1` without
             // its `x`), and the last line without a newline holding one.
@@ -1297,14 +833,14 @@ mod tests {
         let m = Matcher::single(&sub(&include, &[], false), limits)?;
         let text = "ok 1\nerror 42 here\nerr\nerr 7\nnothing at all here, really\n";
         let mut scratch = Scratch::default();
-        let mut dfa_memory = vec![m.line_dfa.as_ref().map(|d| d.create_cache().memory_usage())];
+        let mut dfa_memory = vec![m.plan.line_dfa().map(|d| d.create_cache().memory_usage())];
         for _ in 0..4 {
             let mut got = Vec::new();
             m.scan(&stream(), text, &mut scratch, |hit| {
                 got.push(hit.line.to_owned())
             });
             assert_eq!(got, ["error 42 here", "err 7"]);
-            dfa_memory.push(scratch.dfa_cache.as_ref().map(|c| c.memory_usage()));
+            dfa_memory.push(scratch.lane.cache.as_ref().map(|c| c.memory_usage()));
         }
         assert!(dfa_memory[0].is_some(), "a lazy DFA for {n} patterns");
         Ok(dfa_memory)
@@ -1403,7 +939,7 @@ mod tests {
             got.push(hit.line.to_owned())
         });
         assert_eq!(got, want);
-        assert!(scratch.dfa_cache.is_none(), "the DFA is given up for good");
+        assert!(scratch.lane.cache.is_none(), "the DFA is given up for good");
         Ok(())
     }
 
