@@ -53,8 +53,8 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         path: path.to_owned(),
         why,
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(pem_error(e)))?
+    let pem = read_pem(path).map_err(file_error)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_error(pem_error(e)))?;
     if certs.is_empty() {
@@ -63,6 +63,12 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         ));
     }
     Ok(certs)
+}
+
+/// The bytes of a PEM file we were given, read without waiting on a FIFO put
+/// there (see [`crate::regular_file`]): the hub would hang at start-up.
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    crate::regular_file::read(path).map_err(|e| format!("cannot read it: {e}"))
 }
 
 fn pem_error(e: rustls::pki_types::pem::Error) -> String {
@@ -246,14 +252,18 @@ fn rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error
 /// The hub's certificate chain and key, both PEM (the key PKCS#8, PKCS#1 or SEC1).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = read_certs(cert)?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
+    let key_error = |why| TlsError::File {
         path: key.to_owned(),
-        why: match e {
+        why,
+    };
+    let pem = read_pem(key).map_err(key_error)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        key_error(match e {
             rustls::pki_types::pem::Error::NoItemsFound => {
                 "no PEM private key (BEGIN PRIVATE KEY) in it".into()
             }
             e => pem_error(e),
-        },
+        })
     })?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?

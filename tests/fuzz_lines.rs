@@ -82,8 +82,8 @@ fn line_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 /// The real tailer, not following, over `input` in a file, reading `read_chunk` bytes
-/// at a time: the bytes of its batches, and whether their origins' ends rise to the
-/// file's end.
+/// at a time: the bytes of its batches, and whether their origins tile the file,
+/// one after another to its end.
 fn tail_file(input: &[u8], max_line: usize, read_chunk: usize) -> (Vec<u8>, Result<(), String>) {
     use supergrep::source::tail::{self, StartAt, TailConfig};
     use supergrep::source::{events, glob::Target, SourceEvent};
@@ -107,10 +107,10 @@ fn tail_file(input: &[u8], max_line: usize, read_chunk: usize) -> (Vec<u8>, Resu
         };
         let (bytes, at, tiles) = &mut *record.lock().unwrap();
         bytes.extend_from_slice(&batch.bytes);
-        // Each batch ends where its last line does. (Where it starts is not checked:
-        // see `regression_a_batch_starts_where_its_first_line_does`.)
+        // Each batch starts where the one before ended (where its first line
+        // began, in an earlier read or not) and ends where its last line does.
         match batch.origin {
-            Some(o) if o.end > *at && o.start <= o.end => *at = o.end,
+            Some(o) if o.start == *at && o.end > o.start => *at = o.end,
             other => *tiles = Err(format!("batch after {at}: origin {other:?}")),
         }
     });
@@ -129,7 +129,7 @@ proptest! {
 
     /// Every read size from one byte up, lines short and long: what the tailer hands
     /// over is the file, line for line, long lines cut as the contract says, and its
-    /// batches' origins end one after another, the last at the file's end.
+    /// batches' origins follow one another, the last ending at the file's end.
     #[test]
     fn the_tailer_loses_and_doubles_nothing_whatever_the_reads(
         input in line_bytes(),
@@ -291,13 +291,13 @@ proptest! {
 // Fixed cases (found by the properties above)
 
 /// Found by `the_tailer_loses_and_doubles_nothing_whatever_the_reads`: a batch whose
-/// first line began in an earlier read says it starts where that read ended, not
-/// where the line did (`drain` and `read_stdin` in src/source/tail.rs take the held
-/// partial line out of the handle before `delivered_offset()` counts it). The hub's
-/// trimming of a re-sent batch that overlaps what it has (`Hub::admit_remote`) then
-/// does not apply, and the overlap is ingested twice.
+/// first line began in an earlier read said it started where that read began, not
+/// where the line did (`drain` and `read_stdin` took the held partial line out of
+/// the handle before `delivered_offset()` counted it). The hub's trimming of a
+/// re-sent batch that overlaps what it has (`Hub::admit_remote`) then did not
+/// apply, and the overlap was ingested twice. (Standard input:
+/// `stdin::tests::a_batch_starts_where_its_first_line_does`.)
 #[test]
-#[ignore = "bug in src/source/tail.rs (another engineer's file): reported, not fixed here"]
 fn regression_a_batch_starts_where_its_first_line_does() {
     use supergrep::source::tail::{self, StartAt, TailConfig};
     use supergrep::source::{events, glob::Target, SourceEvent};
@@ -321,6 +321,6 @@ fn regression_a_batch_starts_where_its_first_line_does() {
         }
     });
     tailer.join().unwrap();
-    // Today: [(2, 3), (5, 6)].
+    // Was [(2, 3), (5, 6)].
     assert_eq!(*origins.lock().unwrap(), [(0, 3), (3, 6)]);
 }

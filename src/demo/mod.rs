@@ -62,10 +62,8 @@ fn write_forever(files: Vec<(PathBuf, Vec<String>)>) {
             let _ = std::fs::rename(path, path.with_extension("log.1"));
             written[i] = 0;
         }
-        let result = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
+        // Not waiting on a FIFO put there: the directory may be someone else's.
+        let result = crate::regular_file::append(path)
             .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
         if let Err(e) = result {
             tracing::warn!("demo writer: {}: {e}", path.display());

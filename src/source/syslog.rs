@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};
 
 use super::{EventSender, SourceEvent};
@@ -444,19 +444,16 @@ async fn read_tcp(
             tracing::info!("syslog tcp: closed {from}, silent for {idle:?}");
             return Ok(());
         };
-        let buf = buf?;
-        let Some(&first) = buf.first() else {
+        if buf?.is_empty() {
             return Ok(());
-        };
+        }
         frame.clear();
         // The rest of the frame within the idle timeout too: a sender that stops
         // mid-frame is as idle as one that sends nothing.
-        let counted = first.is_ascii_digit().then(|| octet_count(buf)).flatten();
         let read_frame = async {
             let mut dropped = 0u64;
-            match counted {
-                Some((digits, len)) => {
-                    reader.consume(digits + 1);
+            match framing(&mut reader, &mut frame).await? {
+                Some(len) => {
                     let keep = len.min(limit);
                     (&mut reader)
                         .take(keep as u64)
@@ -471,7 +468,7 @@ async fn read_tcp(
                 }
                 None => {
                     (&mut reader)
-                        .take(limit as u64)
+                        .take(limit.saturating_sub(frame.len()) as u64)
                         .read_until(b'\n', &mut frame)
                         .await?;
                     if !frame.ends_with(b"\n") && frame.len() >= limit {
@@ -509,24 +506,74 @@ async fn read_tcp(
     }
 }
 
-/// `LEN ` before a message that starts with `<`: (digits, LEN). Anything else (text
-/// that merely starts with a number, such as "404 not found") is no count.
-fn octet_count(buf: &[u8]) -> Option<(usize, usize)> {
+/// The longest octet-count prefix: nine digits, a space and the message's `<`.
+const COUNT_PREFIX: usize = 11;
+
+/// How the next message is framed, read just far enough to tell: `Some(LEN)`, its
+/// octet count read; `None`, newline framing, the bytes read to tell (at most 10,
+/// digits and a space) already in `frame` (empty on entry). A prefix cut by the
+/// end of the reader's buffer (a fast sender's 8 KiB boundary) waits for more;
+/// the sender closing within it makes it text.
+async fn framing<R>(reader: &mut R, frame: &mut Vec<u8>) -> std::io::Result<Option<usize>>
+where
+    R: AsyncBufRead + Unpin,
+{
+    loop {
+        let buf = reader.fill_buf().await?;
+        let mut peek = [0u8; COUNT_PREFIX];
+        let had = frame.len();
+        let n = buf.len().min(COUNT_PREFIX - had);
+        peek[..had].copy_from_slice(frame);
+        peek[had..had + n].copy_from_slice(&buf[..n]);
+        match octet_count(&peek[..had + n]) {
+            Prefix::Count { digits, len } => {
+                // The count was read up to `had`; the rest of it and its space now.
+                reader.consume(digits + 1 - had);
+                frame.clear();
+                return Ok(Some(len));
+            }
+            Prefix::Text => return Ok(None),
+            Prefix::Cut if n == 0 => return Ok(None),
+            Prefix::Cut => {
+                // All of the buffer (it is shorter than a prefix): held, read on.
+                frame.extend_from_slice(&buf[..n]);
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+/// What the start of a message on a TCP connection shows.
+#[derive(Debug, PartialEq, Eq)]
+enum Prefix {
+    /// `LEN ` (its digits, and LEN) before a message that starts with `<`.
+    Count { digits: usize, len: usize },
+    /// Anything else: text, framed by newlines (text that merely starts with a
+    /// number, such as "404 not found", too).
+    Text,
+    /// Digits, maybe a space, and the end of what is there: more bytes tell.
+    Cut,
+}
+
+/// Tells an octet count at the start of `buf` (see [`Prefix`]).
+fn octet_count(buf: &[u8]) -> Prefix {
     let digits = buf
         .iter()
         .take(10)
         .take_while(|b| b.is_ascii_digit())
         .count();
-    if digits == 0 || digits > 9 || buf.get(digits) != Some(&b' ') {
-        return None;
+    if digits == 0 || digits > 9 {
+        return Prefix::Text;
     }
-    // The message itself must be visible to tell; a count split across reads is
-    // rare enough to be taken as text then.
-    if buf.get(digits + 1) != Some(&b'<') {
-        return None;
+    match (buf.get(digits), buf.get(digits + 1)) {
+        (None, _) | (Some(b' '), None) => return Prefix::Cut,
+        (Some(b' '), Some(b'<')) => {}
+        _ => return Prefix::Text,
     }
-    let len = std::str::from_utf8(&buf[..digits]).ok()?.parse().ok()?;
-    Some((digits, len))
+    match std::str::from_utf8(&buf[..digits]).map(str::parse) {
+        Ok(Ok(len)) => Prefix::Count { digits, len },
+        _ => Prefix::Text,
+    }
 }
 
 #[cfg(test)]
@@ -574,6 +621,59 @@ mod tests {
             parse("<13>Nov 22 03:00:00 web01 just text"),
             m(Some("web01"), None, "just text")
         );
+    }
+
+    #[test]
+    fn tells_an_octet_count_once_it_shows() {
+        let count = |digits, len| Prefix::Count { digits, len };
+        assert_eq!(octet_count(b"12 <13>x"), count(2, 12));
+        assert_eq!(octet_count(b"999999999 <"), count(9, 999_999_999));
+        // Cut within the prefix: more bytes tell.
+        for cut in [&b"1"[..], b"12", b"12 ", b"123456789", b"123456789 "] {
+            assert_eq!(octet_count(cut), Prefix::Cut, "{cut:?}");
+        }
+        for text in [
+            &b"404 not found"[..],
+            b"12<",
+            b"12 x",
+            b"1234567890",
+            b"x1",
+            b"",
+        ] {
+            assert_eq!(octet_count(text), Prefix::Text, "{text:?}");
+        }
+    }
+
+    /// A count prefix cut anywhere by the reader's buffer is still a count; text
+    /// cut there is text, the bytes read to tell kept.
+    #[tokio::test]
+    async fn a_count_cut_by_the_buffer_waits_for_more() -> std::io::Result<()> {
+        let input = b"12 <13>x";
+        for cut in 1..input.len() {
+            let (head, tail) = input.split_at(cut);
+            let mut reader = BufReader::new(head.chain(tail));
+            let mut frame = Vec::new();
+            assert_eq!(
+                framing(&mut reader, &mut frame).await?,
+                Some(12),
+                "cut at {cut}"
+            );
+            assert!(frame.is_empty());
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest).await?;
+            assert_eq!(rest, b"<13>x");
+        }
+        for input in [&b"12 x\n"[..], b"12x", b"12"] {
+            let (head, tail) = input.split_at(1);
+            let mut reader = BufReader::new(head.chain(tail));
+            let mut frame = Vec::new();
+            assert_eq!(framing(&mut reader, &mut frame).await?, None, "{input:?}");
+            // What was read to tell is the frame's start; the rest is still there.
+            let mut rest = Vec::new();
+            reader.read_to_end(&mut rest).await?;
+            assert_eq!([frame, rest].concat(), input);
+        }
+        Ok(())
     }
 
     #[test]

@@ -185,15 +185,13 @@ pub(super) fn drain(
                 return Err(DrainError::Io(e));
             }
         };
-        let start = handle.delivered_offset();
         handle.offset += n as u64;
         if n == 0 {
             handle.partial = buf;
             return Ok(());
         }
         handle.remember_tail(&buf[held..]);
-        send_lines(handle, buf, held, start, stream, config, out)
-            .map_err(|Closed| DrainError::Closed)?;
+        send_lines(handle, buf, held, stream, config, out).map_err(|Closed| DrainError::Closed)?;
         if (n as u64) < want {
             // A short read: we are at the end for now.
             return Ok(());
@@ -201,17 +199,20 @@ pub(super) fn drain(
     }
 }
 
-/// Sends the complete lines of `buf` (just read, after the `held` bytes kept from
-/// before; the lines start at file offset `start`) as one batch, and keeps the rest.
+/// Sends the complete lines of `buf` (just read, `handle.offset` counting it, after
+/// the `held` bytes kept from before) as one batch, and keeps the rest.
 pub(super) fn send_lines(
     handle: &mut Handle,
     buf: Vec<u8>,
     held: usize,
-    start: u64,
     stream: &Arc<Stream>,
     config: &TailConfig,
     out: &EventSender,
 ) -> Result<(), Closed> {
+    // Where the first line began, maybe in an earlier read: `buf` starts with its
+    // held head, `cut` counts what was cut from it (`delivered_offset` would miss
+    // the head, taken out of the handle). The hub trims a re-sent overlap by it.
+    let start = handle.offset - buf.len() as u64 - handle.cut;
     let Some(bytes) = split_lines(handle, buf, held, config.max_line) else {
         return Ok(());
     };

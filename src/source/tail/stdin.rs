@@ -70,9 +70,8 @@ fn read_stdin(
             handle.partial = buf;
             break;
         }
-        let start = handle.delivered_offset();
         handle.offset += n as u64;
-        if send_lines(handle, buf, held, start, stream, config, out).is_err() {
+        if send_lines(handle, buf, held, stream, config, out).is_err() {
             return summary;
         }
     }
@@ -80,4 +79,57 @@ fn read_stdin(
         let _ = out.blocking_send(SourceEvent::Lines(batch));
     }
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+    use std::sync::Mutex;
+
+    /// The origins of the batches read from `input` (as the standard input), a byte
+    /// per read, lines cut beyond `max_line`.
+    fn origins(input: &[u8], max_line: usize) -> anyhow::Result<Vec<(u64, u64)>> {
+        let mut f = tempfile::NamedTempFile::new().context("creating a temporary file")?;
+        std::io::Write::write_all(&mut f, input).context("writing it")?;
+        let file = File::open(f.path()).context("opening it")?;
+        let (mut handle, _) = Handle::new(file).context("a handle on it")?;
+        let config = TailConfig {
+            read_chunk: 1,
+            max_line,
+            ..TailConfig::default()
+        };
+        let stream = Arc::new(Stream::new("h", STDIN_NAME, "default"));
+        let (out, events) = super::super::super::events::channel(4);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let consumer = std::thread::spawn(move || {
+            events.consume(move |event| {
+                if let SourceEvent::Lines(b) = event {
+                    let o = b.origin.map(|o| (o.start, o.end));
+                    record.lock().unwrap_or_else(|p| p.into_inner()).push(o);
+                }
+            })
+        });
+        let summary = read_stdin(&mut handle, &stream, &config, &out);
+        drop(out);
+        consumer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the consumer panicked"))?;
+        assert_eq!(summary.errors, 0);
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.iter()
+            .map(|o| o.context("a batch without its origin"))
+            .collect()
+    }
+
+    /// A batch starts where its first line did, in an earlier read too (it said
+    /// where the read began: the hub's trim of a re-sent overlap did not apply).
+    #[test]
+    fn a_batch_starts_where_its_first_line_does() -> anyhow::Result<()> {
+        assert_eq!(origins(b"ab\ncd\n", 64)?, [(0, 3), (3, 6)]);
+        // A long line's cut bytes are counted before the next one.
+        assert_eq!(origins(b"abcd\nef\ngh", 2)?, [(0, 5), (5, 8), (8, 10)]);
+        Ok(())
+    }
 }
