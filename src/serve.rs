@@ -42,11 +42,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             paths: args.paths.clone(),
         });
     }
-    let demo_dir = std::env::temp_dir().join(format!("supergrep-demo-{}", std::process::id()));
-    // However this ends: a start that fails (the port taken) left the demo's logs.
-    let _demo_logs = args.demo.then(|| RemovedOnDrop(demo_dir.clone()));
-    if args.demo {
-        let glob = crate::demo::start(&demo_dir).context("starting the demo writer")?;
+    // The demo's logs go in a directory made new (a random name, mode 0700): one
+    // planted in the shared temporary directory, or a symlink there, gets nothing.
+    // Removed however this ends (a start that fails, the port taken, left them).
+    let demo_dir = match args.demo {
+        true => Some(
+            tempfile::Builder::new()
+                .prefix("supergrep-demo-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .tempdir()
+                .context("making the demo's directory")?,
+        ),
+        false => None,
+    };
+    if let Some(demo_dir) = &demo_dir {
+        let glob = crate::demo::start(demo_dir.path()).context("starting the demo writer")?;
         sets.push(LogSet {
             name: "demo".into(),
             paths: vec![glob],
@@ -187,14 +197,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// A directory of ours, removed with everything in it when this is dropped.
-struct RemovedOnDrop(std::path::PathBuf);
-
-impl Drop for RemovedOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Each `[[irc]]` of the config: an ordinary subscription whose sink posts to IRC.
 /// A dead IRC server only fills that sink's bounded queue.
 async fn start_irc_sinks(hub: &Hub, config: &Config) -> anyhow::Result<()> {

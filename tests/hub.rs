@@ -1797,11 +1797,50 @@ fn a_demo_that_cannot_start_leaves_no_files() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(2), "{stderr}");
     assert!(stderr.contains(&listen), "{stderr}");
-    let demo = tmp.path().join(format!("supergrep-demo-{pid}"));
-    assert!(!demo.exists(), "{} is left", demo.display());
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}
+
+/// The demo writes into a directory it made new, not into one of its name that
+/// someone else made in the shared temporary directory beforehand (a local user
+/// could read the demo's logs there, or point its files elsewhere by symlinks).
+#[test]
+fn the_demo_writes_into_a_directory_of_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // What the demo used to take: `supergrep-demo-PID`, for the next PIDs.
+    let mut probe = std::process::Command::new("true").spawn().unwrap();
+    let next_pid = probe.id();
+    probe.wait().unwrap();
+    let planted: Vec<_> = (next_pid..next_pid + 1024)
+        .map(|pid| tmp.path().join(format!("supergrep-demo-{pid}")))
+        .collect();
+    for dir in &planted {
+        std::fs::create_dir(dir).unwrap();
+    }
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut cmd = bin();
+    cmd.args(["serve", "--demo", "--listen", &listen])
+        .env("TMPDIR", tmp.path());
+    let mut hub = support::proc::Proc::spawn("demo hub", cmd);
+    hub.wait_stderr(&["serving http://"]);
+    let made: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|d| !planted.contains(d))
+        .collect();
+    assert_eq!(made.len(), 1, "the demo's directory: {made:?}");
+    let mode = std::fs::metadata(&made[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", made[0].display());
+    hub.signal("TERM");
+    hub.wait_exit();
+    assert!(!made[0].exists(), "{} is left", made[0].display());
+    assert!(planted
+        .iter()
+        .all(|d| std::fs::read_dir(d).unwrap().next().is_none()));
 }
