@@ -28,6 +28,8 @@ pub enum Kind {
     HttpAccept,
     /// One HTTP connection, until it ends or is upgraded.
     HttpConnection,
+    /// One request on it, while it is handled.
+    HttpRequest,
     /// A WebSocket client's session (`/ws`).
     Client,
     /// An agent's session (`/agent`), its hello included.
@@ -45,9 +47,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 9] = [
+    const ALL: [Kind; 10] = [
         Kind::HttpAccept,
         Kind::HttpConnection,
+        Kind::HttpRequest,
         Kind::Client,
         Kind::Agent,
         Kind::TlsAccept,
@@ -61,6 +64,7 @@ impl Kind {
         match self {
             Kind::HttpAccept => "http accept loop",
             Kind::HttpConnection => "http connection",
+            Kind::HttpRequest => "http request",
             Kind::Client => "websocket client",
             Kind::Agent => "agent session",
             Kind::TlsAccept => "tls accept loop",
@@ -189,15 +193,36 @@ impl Handle {
     /// Resolves once the hub is stopping (at once if it is already). Cancel-safe:
     /// made for a `select!` arm.
     pub async fn stopping(&self) {
-        let mut signal = self.signal.clone();
-        // An error is the owner gone without `stop`: the hub is ending all the same.
-        let _ = signal.wait_for(|&stop| stop).await;
+        stopping(&self.signal).await;
+    }
+
+    /// The signal alone, for a task whose handle is held by something it owns (a
+    /// connection's, by the service that hands it to each request).
+    pub fn signal(&self) -> Signal {
+        Signal(self.signal.clone())
     }
 
     /// Whether the hub is stopping.
     pub fn is_stopping(&self) -> bool {
         *self.signal.borrow()
     }
+}
+
+/// Tells when the hub stops; counts for nothing (see [`Handle::signal`]).
+#[derive(Clone)]
+pub struct Signal(watch::Receiver<bool>);
+
+impl Signal {
+    /// As [`Handle::stopping`].
+    pub async fn stopping(&self) {
+        stopping(&self.0).await;
+    }
+}
+
+async fn stopping(signal: &watch::Receiver<bool>) {
+    let mut signal = signal.clone();
+    // An error is the owner gone without `stop`: the hub is ending all the same.
+    let _ = signal.wait_for(|&stop| stop).await;
 }
 
 impl Clone for Handle {
@@ -237,6 +262,16 @@ mod tests {
 
     fn ok(stopped: Result<(), StillRunning>) -> anyhow::Result<()> {
         stopped.map_err(|s| anyhow::anyhow!("still running: {s}"))
+    }
+
+    #[test]
+    fn every_kind_has_its_own_count() -> anyhow::Result<()> {
+        for (i, kind) in Kind::ALL.into_iter().enumerate() {
+            if kind.index() != i {
+                bail!("{kind:?} counts at {}, listed at {i}", kind.index());
+            }
+        }
+        Ok(())
     }
 
     #[test]

@@ -141,11 +141,15 @@ fn spawn_connection<I>(
     // The peer's address for the handlers (per-address budgets), as axum's
     // `ConnectInfo`.
     let tower = TowerToHyperService::new(app.clone());
-    let shutdown = accept.child(Kind::HttpConnection);
-    let for_requests = accept.child(Kind::HttpConnection);
+    // The service holds the connection's handle (the connection owns it, to the
+    // end of this task) and gives each request one, for the session it may become.
+    let connection = accept.child(Kind::HttpConnection);
+    let shutdown = connection.signal();
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        request.extensions_mut().insert(for_requests.clone());
+        request
+            .extensions_mut()
+            .insert(connection.child(Kind::HttpRequest));
         hyper::service::Service::call(&tower, request)
     });
     let state = state.clone();

@@ -261,7 +261,7 @@ fn refuse_upgrade(
 async fn websocket(
     State(state): State<Arc<ServerState>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    Extension(connection): Extension<shutdown::Handle>,
+    Extension(request): Extension<shutdown::Handle>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -272,8 +272,8 @@ async fn websocket(
     if state.clients.load(std::sync::atomic::Ordering::Relaxed) >= state.limits.max_clients {
         return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "too many clients");
     }
-    // Taken while the connection's is held: the stop cannot miss the session.
-    let session = connection.child(Kind::Client);
+    // Taken while the request's is held: the stop cannot miss the session.
+    let session = request.child(Kind::Client);
     // Clients send a few small requests: a small read buffer (tungstenite's default
     // is 128 KiB per connection, 128 MB for 1,000 tabs). Writes are batched frames.
     ws.max_message_size(state.limits.max_message_bytes)
@@ -293,7 +293,7 @@ struct StreamInfo {
 
 async fn agent(
     State(state): State<Arc<ServerState>>,
-    Extension(connection): Extension<shutdown::Handle>,
+    Extension(request): Extension<shutdown::Handle>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -301,7 +301,7 @@ async fn agent(
     if let Some(refusal) = refuse_upgrade(&state, &query, &headers) {
         return refusal;
     }
-    let session = connection.child(Kind::Agent);
+    let session = request.child(Kind::Agent);
     // A batch is up to a read chunk of lines, plus its header. Agents may send their
     // batches unmasked (the welcome says so): masking guards proxies against bytes
     // chosen by script in a browser, and costs both sides a pass over every batch.
