@@ -369,7 +369,13 @@ impl Sink {
         let t = &self.options.target;
         let addr = format!("{}:{}", t.host, t.port);
         let connecting = crate::tls::connect(&t.host, t.port, self.options.tls.as_ref());
-        let stream = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+        let connecting = tokio::time::timeout(Duration::from_secs(10), connecting);
+        // A server that does not answer must not hold the hub's stop (`run` sees it).
+        let connected = tokio::select! {
+            connected = connecting => connected,
+            () = stopping(self.shutdown.as_ref()) => return,
+        };
+        let stream = match connected {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return self.retry_later(&format!("cannot connect to IRC server {addr}: {e}"))
