@@ -33,6 +33,7 @@ pub mod protocol;
 pub mod regular_file;
 pub mod serve;
 pub mod server;
+pub mod shutdown;
 pub mod signals;
 pub mod source;
 pub mod template;

@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, LogSet};
@@ -13,10 +12,15 @@ use crate::hub::{Hub, Overflow, SinkQueue};
 use crate::irc::{IrcOptions, IrcSetting, IrcSettings};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::server::{self, ServerState};
+use crate::shutdown::{Kind, Shutdown};
 use crate::source::glob::Target;
 use crate::source::tail::{self, StartAt, TailConfig};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+/// How long a stop waits for the hub's tasks (a peer that reads nothing can hold
+/// its session's close frame): then it gives up on them.
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
@@ -81,6 +85,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         limits.backlog_lines,
     );
+    // Every task below holds a handle of it; see the end of this function.
+    let shutdown = Shutdown::new();
     let (tx, rx) = crate::source::events::channel(64);
     let mut followed = Vec::new();
     for set in &sets {
@@ -121,6 +127,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tcp_limits,
             tx.clone(),
             accept_errors.clone(),
+            &shutdown.handle(Kind::SyslogListener),
         )
         .await
         .context("starting syslog input")?;
@@ -135,7 +142,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("starting ingest")?;
     }
 
-    start_irc_sinks(&hub, &config).await?;
+    start_irc_sinks(&hub, &config, &shutdown).await?;
 
     let tls = match (
         args.tls_cert.as_ref().or(config.tls_cert.as_ref()),
@@ -162,10 +169,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tcp,
             tls,
             accept_errors.clone(),
+            shutdown.handle(Kind::TlsAccept),
         )?),
         None => server::HubListener::Plain(tcp),
     };
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = ServerState::new(
         hub,
         limits,
@@ -177,7 +184,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             trust_agent_time: config.trust_agent_time,
             accept_errors,
         },
-        shutdown_rx,
         config.source_url.clone(),
         agent_ingest,
     );
@@ -187,19 +193,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         sets.len(),
         set_names(&sets)
     );
-    tokio::spawn(async move {
-        crate::signals::terminated().await;
-        let _ = shutdown_tx.send(true);
-    });
-    server::serve(listener, Arc::clone(&state))
-        .await
-        .context("serving")
+    tokio::spawn(server::serve(
+        listener,
+        state,
+        shutdown.handle(Kind::HttpAccept),
+    ));
+    crate::signals::terminated().await;
+    // Every session says goodbye (a close frame), every listener closes. Not waited
+    // for, as they cannot be told to stop: the tailer's thread, which waits on file
+    // events (poll(2) on inotify, or a sleep) up to its next periodic look with
+    // nothing to wake it, and ends only when a send finds ingest gone; the ingest
+    // thread, which ends only when every source's sender is gone (the tailer's too);
+    // the hub's own threads (matcher, compile, isolated workers), which end with the
+    // hub. None holds anything to save: the hub keeps no state on disk, and what they
+    // hold in memory goes with the process.
+    if let Err(still) = shutdown.stop(STOP_WITHIN).await {
+        tracing::warn!("stopping: gave up after {STOP_WITHIN:?} on: {still}");
+    }
+    Ok(())
 }
 
 /// A directory of ours, removed with everything in it when this is dropped.
 /// Each `[[irc]]` of the config: an ordinary subscription whose sink posts to IRC.
 /// A dead IRC server only fills that sink's bounded queue.
-async fn start_irc_sinks(hub: &Hub, config: &Config) -> anyhow::Result<()> {
+async fn start_irc_sinks(hub: &Hub, config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
     for (i, sink) in config.irc.iter().enumerate() {
         let options = IrcOptions::new(IrcSettings {
             url: &sink.url(),
@@ -227,7 +244,11 @@ async fn start_irc_sinks(hub: &Hub, config: &Config) -> anyhow::Result<()> {
         hub.subscribe(u64::MAX - i as u64, subscription, queue.clone(), 0)
             .await
             .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?;
-        tokio::spawn(crate::irc::run(options, queue));
+        tokio::spawn(crate::irc::run(
+            options,
+            queue,
+            Some(shutdown.handle(Kind::Irc)),
+        ));
     }
     Ok(())
 }

@@ -358,7 +358,7 @@ fn spawn_irc(
         .build()?;
     std::thread::Builder::new()
         .name("irc".into())
-        .spawn(move || runtime.block_on(crate::irc::run(options, queue)))
+        .spawn(move || runtime.block_on(crate::irc::run(options, queue, None)))
 }
 
 enum Printed {

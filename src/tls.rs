@@ -310,7 +310,8 @@ const MAX_HANDSHAKES: usize = 256;
 /// handshake is done. Handshakes run in their own tasks, so one slow or hostile
 /// client cannot hold up everybody else's accept. A failed accept waits as the
 /// plain listener's does ([`crate::open_files::accept_backoff`]) and is counted in
-/// `accept_errors`.
+/// `accept_errors`. The accept loop and each handshake hold a child of `shutdown`,
+/// and end when it says stop.
 pub struct TlsListener {
     ready: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
@@ -321,6 +322,7 @@ impl TlsListener {
         tcp: TcpListener,
         config: Arc<ServerConfig>,
         accept_errors: Arc<AtomicU64>,
+        shutdown: crate::shutdown::Handle,
     ) -> io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
@@ -329,7 +331,11 @@ impl TlsListener {
         tokio::spawn(async move {
             let mut backoff = None;
             loop {
-                let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                let permit = tokio::select! {
+                    permit = handshakes.clone().acquire_owned() => permit,
+                    () = shutdown.stopping() => return,
+                };
+                let Ok(permit) = permit else {
                     return;
                 };
                 let (stream, peer) = tokio::select! {
@@ -349,15 +355,24 @@ impl TlsListener {
                         }
                     },
                     _ = tx.closed() => return,
+                    () = shutdown.stopping() => return,
                 };
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!("cannot set TCP_NODELAY: {e}");
                 }
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let handshake = shutdown.child(crate::shutdown::Kind::TlsHandshake);
                 tokio::spawn(async move {
                     let _permit = permit;
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    let accepting =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let accepted = tokio::select! {
+                        accepted = accepting => accepted,
+                        () = handshake.stopping() => return,
+                    };
+                    match accepted {
                         Ok(Ok(tls)) => {
+                            // The listener is gone once the hub stops: then this fails.
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(e)) => tracing::debug!("TLS handshake with {peer}: {e}"),

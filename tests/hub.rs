@@ -1503,6 +1503,36 @@ async fn sigterm_sends_every_client_a_close_frame() {
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
+/// An agent connected but still to say hello is an open session too: SIGTERM gives
+/// it a close frame. (The hub counted agents only once welcomed, so it exited under
+/// this one, whose connection just ended.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_a_close_frame_to_an_agent_yet_to_say_hello() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let f = empty_files(dir.path(), &["app.log"]);
+    let mut hub = Hub::start_following(&[s(&f[0])], &[&f[0]]);
+    let mut agent = try_connect(&format!("{}/agent", hub.agent_url()), &[])
+        .await
+        .unwrap();
+    hub.proc.signal("TERM");
+    let frame = loop {
+        let next = tokio::time::timeout(PATIENCE, agent.next())
+            .await
+            .expect("no frame from the hub");
+        match next {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            other => break other,
+        }
+    };
+    match frame {
+        Some(Ok(Message::Close(Some(close)))) => assert_eq!(u16::from(close.code), 1001),
+        other => panic!("after SIGTERM, the agent got {other:?}, not a close frame"),
+    }
+    let status = hub.proc.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
 // ---------------------------------------------------------------------------------
 // 11. HTTP endpoints and markers
 // ---------------------------------------------------------------------------------

@@ -609,6 +609,24 @@ fn hub_irc_sink_posts_matches_from_followed_files() {
     assert_eq!(said.len(), 3);
 }
 
+/// SIGTERM stops the hub's sink too: it says QUIT (the hub used to exit under it, and
+/// the server told the channel the connection had just gone), and the hub exits 0.
+#[test]
+fn hub_irc_sink_says_quit_on_sigterm() {
+    let (ircd, watcher) = ircd_with_watcher("#deploys");
+    let log = TempLog::new("php.log");
+    let config = write_config(log.dir(), &php_fatal_sink(&ircd, ""));
+    let mut hub = serve_with_config(&config, &log);
+    hub.wait_irc_ready(&log.path, "#deploys");
+    hub.wait_stderr(&["serving http://127.0.0.1:"]);
+    hub.signal("TERM");
+    let quit = watcher.wait_for("supergrep's QUIT", |m| {
+        m.command == "QUIT" && m.nick() == "supergrep"
+    });
+    assert!(quit.param(0).contains("supergrep done"), "{quit:?}");
+    assert_eq!(hub.exit_code_within(PATIENCE), Some(0));
+}
+
 #[test]
 fn hub_rejects_a_bad_irc_url_naming_the_sink() {
     let log = TempLog::new("php.log");

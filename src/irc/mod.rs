@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::hub::SinkQueue;
 use crate::output::{render_template, Format, Markup};
+use crate::shutdown::{Handle, Kind};
 use flood::{Flood, TokenBucket};
 
 /// Where to post: `irc[s]://[nick[:password]@]host[:port]/#channel[?key=KEY]`.
@@ -232,9 +233,10 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const GIVE_UP_AFTER: Duration = Duration::from_secs(15);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
-/// Posts what arrives in `queue` until it closes, then whatever is still waiting.
-pub async fn run(options: IrcOptions, queue: Arc<SinkQueue>) {
-    let mut sink = Sink::new(options);
+/// Posts what arrives in `queue` until it closes, then whatever is still waiting;
+/// or, told to stop by `shutdown` (the hub's), says QUIT at once and ends.
+pub async fn run(options: IrcOptions, queue: Arc<SinkQueue>, shutdown: Option<Handle>) {
+    let mut sink = Sink::new(options, shutdown);
     sink.run(&queue).await;
 }
 
@@ -277,11 +279,14 @@ struct Sink {
     conn: Option<Connection>,
     backoff: Duration,
     reconnect_at: Instant,
+    /// The hub's; held until the sink has said QUIT.
+    shutdown: Option<Handle>,
 }
 
 impl Sink {
-    fn new(options: IrcOptions) -> Sink {
+    fn new(options: IrcOptions, shutdown: Option<Handle>) -> Sink {
         Sink {
+            shutdown,
             flood: Flood::new(options.burst as usize, options.label.clone()),
             bucket: TokenBucket::new(options.rate_per_sec, options.burst),
             options,
@@ -315,6 +320,7 @@ impl Sink {
             };
             let connect_at = self.conn.is_none().then_some(self.reconnect_at);
             tokio::select! {
+                () = stopping(self.shutdown.as_ref()) => break,
                 taken = queue.take(1000), if open => match taken {
                     Some(taken) => {
                         let now = Instant::now();
@@ -363,7 +369,13 @@ impl Sink {
         let t = &self.options.target;
         let addr = format!("{}:{}", t.host, t.port);
         let connecting = crate::tls::connect(&t.host, t.port, self.options.tls.as_ref());
-        let stream = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+        let connecting = tokio::time::timeout(Duration::from_secs(10), connecting);
+        // A server that does not answer must not hold the hub's stop (`run` sees it).
+        let connected = tokio::select! {
+            connected = connecting => connected,
+            () = stopping(self.shutdown.as_ref()) => return,
+        };
+        let stream = match connected {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return self.retry_later(&format!("cannot connect to IRC server {addr}: {e}"))
@@ -374,9 +386,15 @@ impl Sink {
         };
         let (read, writer) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel(64);
+        let shutdown = self.shutdown.as_ref().map(|h| h.child(Kind::Irc));
         tokio::spawn(async move {
             let mut lines = BufReader::new(read).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            loop {
+                let line = tokio::select! {
+                    line = lines.next_line() => line,
+                    () = stopping(shutdown.as_ref()) => break,
+                };
+                let Ok(Some(line)) = line else { break };
                 if tx.send(line).await.is_err() {
                     break;
                 }
@@ -492,6 +510,14 @@ impl Sink {
 async fn recv_line(conn: &mut Option<Connection>) -> Option<String> {
     match conn {
         Some(c) => c.lines.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the hub stops; never without one (terminal mode).
+async fn stopping(shutdown: Option<&Handle>) {
+    match shutdown {
+        Some(h) => h.stopping().await,
         None => std::future::pending().await,
     }
 }

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use super::ServerState;
 use crate::line::{cap_long_lines, owned_slice, Origin, ReadBatch, Stream};
 use crate::protocol::{code, AgentMsg, HubMsg, VERSION};
+use crate::shutdown::Handle;
 use crate::source::SourceEvent;
 
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
@@ -35,12 +36,22 @@ const MAX_NEW_STREAMS_PER_MINUTE: u32 = 1_000;
 /// Longest path an agent's stream may have (Linux's PATH_MAX).
 const MAX_PATH_BYTES: usize = 4096;
 
-pub async fn run(mut socket: WebSocket, state: Arc<ServerState>) {
+/// `shutdown` is held until the agent's streams are removed.
+pub async fn run(mut socket: WebSocket, state: Arc<ServerState>, shutdown: Handle) {
     let refused = |code: &str, message: String| HubMsg::Error {
         code: code.into(),
         message,
     };
-    let name = match hello(&mut socket).await {
+    // An agent still to say hello is a session too: it gets its close frame.
+    let hello = tokio::select! {
+        hello = hello(&mut socket) => Some(hello),
+        () = shutdown.stopping() => None,
+    };
+    let Some(hello) = hello else {
+        let _ = socket.send(going_away()).await;
+        return;
+    };
+    let name = match hello {
         Ok(name) => name,
         Err(why) => {
             let _ = send(&mut socket, &refused(code::BAD_REQUEST, why)).await;
@@ -74,13 +85,21 @@ pub async fn run(mut socket: WebSocket, state: Arc<ServerState>) {
     tracing::info!(agent = %name, "agent connected");
     state.agents.fetch_add(1, Ordering::Relaxed);
     let mut streams = AgentStreams::default();
-    let _ = serve(&mut socket, &state, &name, &mut streams).await;
+    let _ = serve(&mut socket, &state, &name, &mut streams, &shutdown).await;
     // Its streams go with it (and come back when it reconnects).
     for stream in streams.known.into_values().flatten() {
         let _ = to_ingest(&state, SourceEvent::StreamRemoved(stream)).await;
     }
     state.agents.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(agent = %name, "agent disconnected");
+}
+
+/// The close frame of a hub that shuts down.
+fn going_away() -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: 1001,
+        reason: "the hub is shutting down".into(),
+    }))
 }
 
 async fn hello(socket: &mut WebSocket) -> Result<String, String> {
@@ -143,8 +162,8 @@ async fn serve(
     state: &ServerState,
     name: &str,
     streams: &mut AgentStreams,
+    shutdown: &Handle,
 ) -> Result<(), Gone> {
-    let mut shutdown = state.shutdown.clone();
     // Ingest sets this to the last batch it has taken in; the agent is acknowledged
     // from it (acks are cumulative: several batches ingested at once cost one ack).
     let (ingested, mut acks) = watch::channel(0u64);
@@ -152,11 +171,8 @@ async fn serve(
     let mut acked = 0;
     loop {
         let msg = tokio::select! {
-            _ = async { shutdown.wait_for(|&down| down).await.map(|_| ()) } => {
-                let _ = socket.send(Message::Close(Some(axum::extract::ws::CloseFrame {
-                    code: 1001,
-                    reason: "the hub is shutting down".into(),
-                }))).await;
+            () = shutdown.stopping() => {
+                let _ = socket.send(going_away()).await;
                 return Err(Gone);
             }
             Ok(()) = acks.changed() => {

@@ -18,6 +18,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::ServerState;
+use crate::shutdown::{Handle, Kind};
 
 /// Connections open per client address.
 #[derive(Default)]
@@ -67,13 +68,17 @@ impl Drop for Slot {
 }
 
 /// Serves plain TCP connections until shutdown.
-pub async fn serve_plain(tcp: tokio::net::TcpListener, app: Router, state: Arc<ServerState>) {
-    let mut shutdown = state.shutdown.clone();
+pub async fn serve_plain(
+    tcp: tokio::net::TcpListener,
+    app: Router,
+    state: Arc<ServerState>,
+    shutdown: Handle,
+) {
     let mut backoff = None;
     loop {
         let accepted = tokio::select! {
             a = tcp.accept() => a,
-            _ = shutdown.wait_for(|&down| down) => return,
+            () = shutdown.stopping() => return,
         };
         let (stream, peer) = match accepted {
             Ok(a) => {
@@ -94,26 +99,36 @@ pub async fn serve_plain(tcp: tokio::net::TcpListener, app: Router, state: Arc<S
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-        spawn_connection(stream, peer, &app, &state);
+        spawn_connection(stream, peer, &app, &state, &shutdown);
     }
 }
 
 /// Serves the TLS listener's connections (handshaken already) until shutdown.
-pub async fn serve_tls(mut tls: crate::tls::TlsListener, app: Router, state: Arc<ServerState>) {
+pub async fn serve_tls(
+    mut tls: crate::tls::TlsListener,
+    app: Router,
+    state: Arc<ServerState>,
+    shutdown: Handle,
+) {
     use axum::serve::Listener as _;
-    let mut shutdown = state.shutdown.clone();
     loop {
         let (stream, peer) = tokio::select! {
             a = tls.accept() => a,
-            _ = shutdown.wait_for(|&down| down) => return,
+            () = shutdown.stopping() => return,
         };
-        spawn_connection(stream, peer, &app, &state);
+        spawn_connection(stream, peer, &app, &state, &shutdown);
     }
 }
 
-/// Serves one connection on a task of its own, if its address has room.
-fn spawn_connection<I>(io: I, peer: SocketAddr, app: &Router, state: &Arc<ServerState>)
-where
+/// Serves one connection on a task of its own, if its address has room. Its
+/// requests carry a shutdown handle, for the sessions they are upgraded to.
+fn spawn_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    app: &Router,
+    state: &Arc<ServerState>,
+    accept: &Handle,
+) where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let max = state.limits.max_connections_per_address;
@@ -126,11 +141,17 @@ where
     // The peer's address for the handlers (per-address budgets), as axum's
     // `ConnectInfo`.
     let tower = TowerToHyperService::new(app.clone());
+    // The service holds the connection's handle (the connection owns it, to the
+    // end of this task) and gives each request one, for the session it may become.
+    let connection = accept.child(Kind::HttpConnection);
+    let shutdown = connection.signal();
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        request
+            .extensions_mut()
+            .insert(connection.child(Kind::HttpRequest));
         hyper::service::Service::call(&tower, request)
     });
-    let mut shutdown = state.shutdown.clone();
     let state = state.clone();
     state.connections.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
@@ -144,7 +165,7 @@ where
         tokio::pin!(conn);
         let ended = tokio::select! {
             r = conn.as_mut() => Some(r),
-            _ = shutdown.wait_for(|&down| down) => None,
+            () = shutdown.stopping() => None,
         };
         let served = match ended {
             Some(r) => r,

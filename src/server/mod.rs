@@ -9,21 +9,21 @@ mod metrics;
 mod session;
 mod ui;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::config::HubLimits;
 use crate::hub::Hub;
 use crate::protocol::WireStream;
+use crate::shutdown::{self, Kind};
 use crate::source::EventSender;
 
 /// Everything a request handler may need.
@@ -36,8 +36,6 @@ pub struct ServerState {
     pub allowed_hosts: Vec<String>,
     /// Also accepted on `/metrics`.
     pub metrics_token: Option<String>,
-    /// Turns true when the hub shuts down: sessions say goodbye and end.
-    pub shutdown: watch::Receiver<bool>,
     /// Differs per start of the hub (see `hello.boot`).
     pub boot: String,
     /// For the web UI: links `path/file.ext:123` to a source browser.
@@ -88,7 +86,6 @@ impl ServerState {
         limits: HubLimits,
         token: Option<String>,
         access: Access,
-        shutdown: watch::Receiver<bool>,
         source_url: Option<String>,
         ingest: EventSender,
     ) -> Arc<ServerState> {
@@ -114,7 +111,6 @@ impl ServerState {
             allowed_hosts: host::allowed(&access.allowed_hosts),
             allowed_origins: access.allowed_origins.clone(),
             metrics_token: access.metrics_token.clone(),
-            shutdown,
             boot,
             source_url,
             ingest,
@@ -169,26 +165,16 @@ pub enum HubListener {
     Tls(crate::tls::TlsListener),
 }
 
-/// Serves until `shutdown` turns true; then open sessions get a close frame, and
-/// this returns once they have (or after a few seconds).
-pub async fn serve(listener: HubListener, state: Arc<ServerState>) -> std::io::Result<()> {
+/// Accepts connections until `shutdown` says stop. Each connection, and the session
+/// it is upgraded to, holds a handle of its own (a child of this one): on the stop,
+/// sessions send a close frame and end, and the stop waits for them.
+pub async fn serve(listener: HubListener, state: Arc<ServerState>, shutdown: shutdown::Handle) {
     let app = router(state.clone());
     match listener {
-        HubListener::Plain(tcp) => http::serve_plain(tcp, app, state.clone()).await,
+        HubListener::Plain(tcp) => http::serve_plain(tcp, app, state, shutdown).await,
         // The TLS listener sets TCP_NODELAY itself, before the handshake.
-        HubListener::Tls(tls) => http::serve_tls(tls, app, state.clone()).await,
+        HubListener::Tls(tls) => http::serve_tls(tls, app, state, shutdown).await,
     }
-    // Upgraded connections are not waited for by their connection task: wait for
-    // the sessions to say goodbye before the runtime goes away under them.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while (state.clients.load(Ordering::Relaxed) > 0
-        || state.agents.load(Ordering::Relaxed) > 0
-        || state.connections.load(Ordering::Relaxed) > 0)
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +264,7 @@ fn refuse_upgrade(
 async fn websocket(
     State(state): State<Arc<ServerState>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Extension(request): Extension<shutdown::Handle>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -288,13 +275,15 @@ async fn websocket(
     if state.clients.load(std::sync::atomic::Ordering::Relaxed) >= state.limits.max_clients {
         return refuse(&state, StatusCode::SERVICE_UNAVAILABLE, "too many clients");
     }
+    // Taken while the request's is held: the stop cannot miss the session.
+    let session = request.child(Kind::Client);
     // Clients send a few small requests: a small read buffer (tungstenite's default
     // is 128 KiB per connection, 128 MB for 1,000 tabs). Writes are batched frames.
     ws.max_message_size(state.limits.max_message_bytes)
         .max_frame_size(state.limits.max_message_bytes)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| session::run(socket, state, peer.ip()))
+        .on_upgrade(move |socket| session::run(socket, state, peer.ip(), session))
 }
 
 /// A stream with how many lines it has had (the UI turns that into lines/s).
@@ -307,6 +296,7 @@ struct StreamInfo {
 
 async fn agent(
     State(state): State<Arc<ServerState>>,
+    Extension(request): Extension<shutdown::Handle>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -314,12 +304,13 @@ async fn agent(
     if let Some(refusal) = refuse_upgrade(&state, &query, &headers) {
         return refusal;
     }
+    let session = request.child(Kind::Agent);
     // A batch is up to a read chunk of lines, plus its header. Agents may send their
     // batches unmasked (the welcome says so): masking guards proxies against bytes
     // chosen by script in a browser, and costs both sides a pass over every batch.
     ws.max_message_size(16 << 20)
         .accept_unmasked_frames(true)
-        .on_upgrade(move |socket| agent_session::run(socket, state))
+        .on_upgrade(move |socket| agent_session::run(socket, state, session))
 }
 
 async fn streams(

@@ -43,7 +43,13 @@ struct Session {
     socket: WebSocket,
 }
 
-pub async fn run(socket: WebSocket, state: Arc<ServerState>, peer: IpAddr) {
+/// `shutdown` is held until the session has let go of everything.
+pub async fn run(
+    socket: WebSocket,
+    state: Arc<ServerState>,
+    peer: IpAddr,
+    shutdown: crate::shutdown::Handle,
+) {
     let client = state.next_client.fetch_add(1, Ordering::Relaxed);
     state.clients.fetch_add(1, Ordering::Relaxed);
     let queue = Arc::new(SinkQueue::new(
@@ -61,7 +67,7 @@ pub async fn run(socket: WebSocket, state: Arc<ServerState>, peer: IpAddr) {
         next_sub: 0,
         socket,
     };
-    let _ = session.serve().await;
+    let _ = session.serve(&shutdown).await;
     queue.close();
     state
         .hub
@@ -69,10 +75,11 @@ pub async fn run(socket: WebSocket, state: Arc<ServerState>, peer: IpAddr) {
     // The budget goes back once the hub has let go of the subscriptions.
     drop(session);
     state.clients.fetch_sub(1, Ordering::Relaxed);
+    drop(shutdown);
 }
 
 impl Session {
-    async fn serve(&mut self) -> Result<(), Gone> {
+    async fn serve(&mut self, shutdown: &crate::shutdown::Handle) -> Result<(), Gone> {
         let hub = self.state.hub.clone();
         // Taken together, so that a stream appearing meanwhile is told exactly once:
         // in `hello` or as a `streams` message after it.
@@ -85,14 +92,13 @@ impl Session {
             boot: self.state.boot.clone(),
         })
         .await?;
-        let mut shutdown = self.state.shutdown.clone();
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut last_heard = Instant::now();
         let queue = self.queue.clone();
         let revoked = self.account.wake();
         loop {
             tokio::select! {
-                _ = async { shutdown.wait_for(|&down| down).await.map(|_| ()) } => {
+                () = shutdown.stopping() => {
                     let _ = self.socket.send(Message::Close(Some(CloseFrame {
                         code: 1001,
                         reason: "the hub is shutting down".into(),

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use super::{EventSender, SourceEvent};
 use crate::line::{ReadBatch, Stream};
+use crate::shutdown::{Handle, Kind};
 
 /// One parsed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +255,11 @@ pub struct TcpLimits {
 }
 
 /// Listens for syslog on UDP and/or TCP, feeding `out`. Failed accepts are counted
-/// in `accept_errors`.
+/// in `accept_errors`. Every listener and connection holds a child of `shutdown`
+/// and ends when it says stop.
+// Each argument is one of the hub's settings or shared pieces: a struct of them
+// would only be built here.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     udp: Option<SocketAddr>,
     tcp: Option<SocketAddr>,
@@ -263,6 +268,7 @@ pub async fn start(
     limits: TcpLimits,
     out: EventSender,
     accept_errors: Arc<AtomicU64>,
+    shutdown: &Handle,
 ) -> std::io::Result<()> {
     let ingest = Arc::new(Ingest {
         out,
@@ -274,11 +280,16 @@ pub async fn start(
         let socket = UdpSocket::bind(addr).await?;
         tracing::info!("syslog: listening on udp {}", socket.local_addr()?);
         let ingest = ingest.clone();
+        let shutdown = shutdown.child(Kind::SyslogListener);
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
             let mut backoff = None;
             loop {
-                match socket.recv_from(&mut buf).await {
+                let received = tokio::select! {
+                    r = socket.recv_from(&mut buf) => r,
+                    () = shutdown.stopping() => break,
+                };
+                match received {
                     Ok((n, from)) => {
                         backoff = None;
                         if !ingest.deliver(&buf[..n], from, 0).await {
@@ -299,7 +310,14 @@ pub async fn start(
     if let Some(addr) = tcp {
         let listener = TcpListener::bind(addr).await?;
         tracing::info!("syslog: listening on tcp {}", listener.local_addr()?);
-        tokio::spawn(accept_tcp(listener, ingest, limits, accept_errors));
+        let shutdown = shutdown.child(Kind::SyslogListener);
+        tokio::spawn(accept_tcp(
+            listener,
+            ingest,
+            limits,
+            accept_errors,
+            shutdown,
+        ));
     }
     Ok(())
 }
@@ -312,11 +330,16 @@ async fn accept_tcp(
     ingest: Arc<Ingest>,
     limits: TcpLimits,
     accept_errors: Arc<AtomicU64>,
+    shutdown: Handle,
 ) {
     let senders = Arc::new(Senders::default());
     let mut backoff = None;
     loop {
-        let (stream, from) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.stopping() => return,
+        };
+        let (stream, from) = match accepted {
             Ok(a) => {
                 backoff = None;
                 a
@@ -340,8 +363,12 @@ async fn accept_tcp(
             continue;
         };
         let (ingest, senders, idle) = (ingest.clone(), senders.clone(), limits.idle_timeout);
+        let connection = shutdown.child(Kind::SyslogConnection);
         tokio::spawn(async move {
             tokio::select! {
+                // Syslog over TCP has no acknowledgement: a message half read
+                // when the hub stops is lost, as it always was.
+                () = connection.stopping() => {}
                 read = read_tcp(stream, from, &ingest, &sender, idle) => {
                     if let Err(e) = read {
                         tracing::debug!("syslog tcp {from}: {e}");
