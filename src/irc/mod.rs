@@ -348,6 +348,9 @@ impl Sink {
                 _ = sleep_until(give_up_at) => {}
                 line = recv_line(&mut self.conn) => match line {
                     Some(line) => self.on_server_line(&line).await,
+                    // The reader ends when the hub stops, maybe before this loop
+                    // sees the stop: the connection is still there to say QUIT on.
+                    None if self.shutdown.as_ref().is_some_and(Handle::is_stopping) => break,
                     None => self.lost("the server closed the connection"),
                 },
                 _ = sleep_until(connect_at) => self.connect().await,
