@@ -56,9 +56,10 @@ async fn refused(c: &mut Client, id: &str, include: &[String]) -> (String, Strin
         .expect_err("the subscribe was admitted")
 }
 
-fn refusals(hub: &Hub, limit: &str) -> Option<u64> {
+/// Subscribes refused so far with `code`, as `/metrics` counts them.
+fn refusals(hub: &Hub, code: &str) -> Option<u64> {
     hub.metric(&format!(
-        "supergrep_subscriptions_refused_total{{limit=\"{limit}\"}}"
+        "supergrep_subscribes_refused_total{{code=\"{code}\"}}"
     ))
 }
 
@@ -87,7 +88,7 @@ async fn one_address_cannot_use_up_the_hub() {
         .await
         .expect("another address subscribes");
     assert_eq!(admitted, 4, "4 × 1,000 patterns per address");
-    assert_eq!(refusals(&hub, "address_patterns"), Some(16));
+    assert_eq!(refusals(&hub, "address_budget"), Some(16));
     assert_eq!(hub.metric("supergrep_client_patterns"), Some(4001));
     append(&log, "sshd[1]: Failed password for root\n");
     let (got, _) = user
@@ -136,10 +137,11 @@ async fn each_limit_has_its_own_code_and_count() {
     subscribe(&mut elsewhere, "a", &patterns("elsewhere", 10))
         .await
         .unwrap();
-    assert_eq!(refusals(&hub, "client_subscriptions"), Some(1));
-    assert_eq!(refusals(&hub, "client_patterns"), Some(1));
-    assert_eq!(refusals(&hub, "address_patterns"), Some(1));
-    assert_eq!(refusals(&hub, "hub_share"), Some(0));
+    assert_eq!(refusals(&hub, "too_many_subscriptions"), Some(1));
+    assert_eq!(refusals(&hub, "too_many_patterns"), Some(1));
+    assert_eq!(refusals(&hub, "address_budget"), Some(1));
+    // Every code is listed from the start, and only subscribes are counted.
+    assert_eq!(refusals(&hub, "hub_budget"), Some(0));
     assert_eq!(hub.metric("supergrep_client_patterns"), Some(35));
 }
 
@@ -199,7 +201,8 @@ async fn at_the_hub_total_the_address_over_its_share_gives_way() {
         message.contains("would hold 26, over its share of 15"),
         "{message}"
     );
-    assert_eq!(refusals(&hub, "hub_share"), Some(1));
+    // Refused once; the subscription dropped to make room is not a refused subscribe.
+    assert_eq!(refusals(&hub, "hub_budget"), Some(1));
 }
 
 /// A client's patterns go back to its address's budget when it replaces a
@@ -245,5 +248,5 @@ async fn patterns_are_released_on_replace_unsubscribe_and_disconnect() {
     subscribe(&mut three, "all", &patterns("three", 10))
         .await
         .unwrap();
-    assert_eq!(refusals(&hub, "address_patterns"), Some(2));
+    assert_eq!(refusals(&hub, "address_budget"), Some(2));
 }

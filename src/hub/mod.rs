@@ -59,8 +59,6 @@ pub struct Counters {
     pub isolated_lines_dropped: AtomicU64,
     /// Subscriptions being compiled now.
     pub compiles_running: AtomicU64,
-    /// Subscribes refused, per `error` code (the limit they hit).
-    refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// One sample of `/metrics`.
@@ -324,7 +322,6 @@ impl Hub {
                     };
                     m
                 });
-                *lock(&self.counters.refused).entry(e.code()).or_default() += 1;
                 return Err(e);
             }
         };
@@ -461,14 +458,6 @@ impl Hub {
                 value: self.registry.cached_patterns() as u64,
             },
         ]
-    }
-
-    /// Subscribes refused so far, per `error` code (the limit hit).
-    pub fn refusals(&self) -> Vec<(String, u64)> {
-        lock(&self.counters.refused)
-            .iter()
-            .map(|(code, n)| ((*code).to_owned(), *n))
-            .collect()
     }
 
     pub fn pattern_count(&self) -> usize {

@@ -17,10 +17,9 @@ use tokio::sync::Notify;
 use crate::matcher::SubKey;
 use crate::protocol::code;
 
-/// The limit a subscribe was refused by: its `error` code and its `/metrics` label.
+/// The limit a subscribe was refused by, which names its `error` code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
-    ClientSubscriptions,
     ClientPatterns,
     AddressPatterns,
     /// The hub's total is reached and the address would hold more than its share.
@@ -28,37 +27,14 @@ pub enum Limit {
     /// The hub's total is reached and no address over its share has a subscription
     /// to give up (what is over is still being compiled, or replaced).
     HubFull,
-    /// The matcher's own bounds (compiled size of all patterns, say).
-    Matcher,
 }
 
 impl Limit {
-    const ALL: [Limit; 6] = [
-        Limit::ClientSubscriptions,
-        Limit::ClientPatterns,
-        Limit::AddressPatterns,
-        Limit::HubShare,
-        Limit::HubFull,
-        Limit::Matcher,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Limit::ClientSubscriptions => "client_subscriptions",
-            Limit::ClientPatterns => "client_patterns",
-            Limit::AddressPatterns => "address_patterns",
-            Limit::HubShare => "hub_share",
-            Limit::HubFull => "hub_full",
-            Limit::Matcher => "matcher",
-        }
-    }
-
     pub fn code(self) -> &'static str {
         match self {
-            Limit::ClientSubscriptions => code::TOO_MANY_SUBSCRIPTIONS,
             Limit::ClientPatterns => code::TOO_MANY_PATTERNS,
             Limit::AddressPatterns => code::ADDRESS_BUDGET,
-            Limit::HubShare | Limit::HubFull | Limit::Matcher => code::HUB_BUDGET,
+            Limit::HubShare | Limit::HubFull => code::HUB_BUDGET,
         }
     }
 }
@@ -82,7 +58,6 @@ pub struct Sizes {
 pub struct Budgets {
     sizes: Sizes,
     held: Mutex<Held>,
-    refused: [AtomicU64; Limit::ALL.len()],
     revoked: AtomicU64,
 }
 
@@ -123,7 +98,6 @@ impl Budgets {
         Arc::new(Budgets {
             sizes,
             held: Mutex::default(),
-            refused: Default::default(),
             revoked: AtomicU64::new(0),
         })
     }
@@ -148,21 +122,6 @@ impl Budgets {
         }
     }
 
-    /// Counts a refusal by `limit` (those the session finds itself).
-    pub fn count_refusal(&self, limit: Limit) {
-        let i = Limit::ALL.iter().position(|&l| l == limit).unwrap_or(0);
-        self.refused[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Refusals per limit label, every limit listed.
-    pub fn refusals(&self) -> Vec<(String, u64)> {
-        Limit::ALL
-            .iter()
-            .zip(&self.refused)
-            .map(|(l, n)| (l.label().to_owned(), n.load(Ordering::Relaxed)))
-            .collect()
-    }
-
     /// Subscriptions given up to an address within its share.
     pub fn revoked(&self) -> u64 {
         self.revoked.load(Ordering::Relaxed)
@@ -178,7 +137,6 @@ impl Budgets {
     }
 
     fn refuse(&self, limit: Limit, message: String) -> Refusal {
-        self.count_refusal(limit);
         Refusal { limit, message }
     }
 }
@@ -427,11 +385,6 @@ mod tests {
         assert!(a1.reserve(10, Some(1)).is_ok());
         a1.commit(4, 10, Some(1));
         assert_eq!(b.total(), 15);
-        let refused: HashMap<_, _> = b.refusals().into_iter().collect();
-        assert_eq!(
-            (refused["client_patterns"], refused["address_patterns"]),
-            (1, 1)
-        );
     }
 
     #[test]
@@ -450,8 +403,6 @@ mod tests {
         assert_eq!(take(&small, 4, 40), Ok(vec![]));
         assert_eq!(take(&small, 5, 11), Err(Limit::HubShare));
         assert_eq!(take(&big, 6, 11), Err(Limit::HubShare));
-        let refused: HashMap<_, _> = b.refusals().into_iter().collect();
-        assert_eq!(refused["hub_share"], 2);
         assert_eq!(b.revoked(), 1);
     }
 

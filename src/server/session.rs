@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::budget::{Account, Limit};
+use super::budget::Account;
 use super::ServerState;
 use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken};
 use crate::line::format_ts;
@@ -173,7 +173,13 @@ impl Session {
                         self.send(&ServerMsg::Subscribed { id: id.clone() }).await?;
                         self.send_lines(&id, &recent).await
                     }
-                    Err(err) => self.send(&err).await,
+                    Err(err) => {
+                        // Every refused subscribe is counted here, by the code it is told.
+                        if let ServerMsg::Error { code, .. } = &err {
+                            self.state.count_refused_subscribe(code);
+                        }
+                        self.send(&err).await
+                    }
                 }
             }
             ClientMsg::Unsubscribe { id } => match self.keys.remove(&id) {
@@ -240,7 +246,6 @@ impl Session {
         }
         let replacing = self.keys.get(id).copied();
         if replacing.is_none() && self.keys.len() >= limits.max_subscriptions_per_client {
-            self.state.budgets.count_refusal(Limit::ClientSubscriptions);
             return Err(bad(
                 code::TOO_MANY_SUBSCRIPTIONS,
                 format!(
@@ -279,7 +284,6 @@ impl Session {
         if subscribed.is_err() {
             self.account.cancel(count);
         }
-        let budgets = &self.state.budgets;
         let recent = subscribed.map_err(|e| match e {
             CompileError::Pattern(e) => ServerMsg::Error {
                 id: Some(id.to_owned()),
@@ -289,12 +293,7 @@ impl Session {
             },
             // The code names the limit hit (`CompileError::code`); the matcher's own
             // bounds (the compiled size of all patterns, say) are the hub's budget.
-            other => {
-                if other.code() == code::HUB_BUDGET {
-                    budgets.count_refusal(Limit::Matcher);
-                }
-                bad(other.code(), other.to_string())
-            }
+            other => bad(other.code(), other.to_string()),
         })?;
         if let Some(old) = replacing {
             self.state.hub.unsubscribe(old);
