@@ -250,3 +250,56 @@ async fn patterns_are_released_on_replace_unsubscribe_and_disconnect() {
         .unwrap();
     assert_eq!(refusals(&hub, "address_budget"), Some(2));
 }
+
+/// Issue 25 §2 (d): patterns count, and so does what they compile to. One
+/// connection subscribing big patterns (each well within the per-pattern cap) is
+/// refused at its budget of compiled bytes (`compiled_budget`, the limit named),
+/// then another of the same address at the address's; a client of another address
+/// still subscribes and gets its match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_bytes_are_budgeted_per_connection_and_per_address() {
+    let (_dir, log, hub) = hub_with_config(
+        "[limits]\nmax_subscriptions_per_client = 1000\n\
+         max_compiled_bytes_per_client = 4000000\nmax_compiled_bytes_per_address = 6000000\n",
+    );
+    let url = hub.ws_url();
+    // One subscribe per pattern, until refused: the refusal says why.
+    async fn fill(c: &mut Client, tag: &str) -> (usize, String, String) {
+        for i in 0..200 {
+            let big = vec![format!(r"{tag}-{i}-\w{{10}}")];
+            if let Err((code, message)) = subscribe(c, &format!("{tag}{i}"), &big).await {
+                return (i, code, message);
+            }
+        }
+        panic!("200 big subscriptions admitted");
+    }
+    let mut greedy = Client::connect_from(&url, "127.0.0.1").await;
+    let (admitted, code, message) = fill(&mut greedy, "g").await;
+    assert_eq!(code, "compiled_budget", "{message}");
+    assert!(
+        message.contains("at most 4000000 compiled bytes of patterns per client"),
+        "{message}"
+    );
+    assert!(
+        admitted > 0 && message.contains("this subscription compiles to"),
+        "{message}"
+    );
+    let mut second = Client::connect_from(&url, "127.0.0.1").await;
+    let (_, code, message) = fill(&mut second, "s").await;
+    assert_eq!(code, "compiled_budget", "{message}");
+    assert!(
+        message.contains("at most 6000000 compiled bytes of patterns per address (127.0.0.1)"),
+        "{message}"
+    );
+
+    let mut user = Client::connect_from(&url, "127.0.0.2").await;
+    subscribe(&mut user, "ssh", &["Failed password".into()])
+        .await
+        .expect("another address subscribes");
+    append(&log, "sshd[1]: Failed password for root\n");
+    let (got, _) = user
+        .lines_until(&["ssh"], "sshd[1]: Failed password for root")
+        .await;
+    assert_eq!(got["ssh"].len(), 1);
+    assert_eq!(refusals(&hub, "compiled_budget"), Some(2));
+}

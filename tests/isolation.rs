@@ -27,12 +27,17 @@ fn letters(i: usize) -> String {
 }
 
 /// A hub following `DIR/app.log` whose client queues hold every line written here
-/// (what this file tests is the hub's evaluation, not a slow reader's queue).
+/// (what this file tests is the hub's evaluation, not a slow reader's queue), and
+/// whose clients may hold all the compiled bytes the matcher takes (300 hostile
+/// patterns compile to 190 MB, over a client's default 128 MiB).
 fn hub() -> (tempfile::TempDir, Hub, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let f = empty_files(dir.path(), &["app.log"]);
     let config = dir.path().join("hub.toml");
-    std::fs::write(&config, "[limits]\nclient_queue = 1000000\n").unwrap();
+    let limits = "[limits]\nclient_queue = 1000000\n\
+                  max_compiled_bytes_per_client = 536870912\n\
+                  max_compiled_bytes_per_address = 536870912\n";
+    std::fs::write(&config, limits).unwrap();
     let args = [s(&config), s(&f[0])];
     let hub = Hub::start_following(&["--config", args[0], args[1]], &[&f[0]]);
     let log = f[0].clone();

@@ -204,9 +204,25 @@ impl Hub {
         sink: Arc<SinkQueue>,
         backlog: usize,
     ) -> Result<Vec<Delivery>, CompileError> {
+        self.subscribe_admitting(key, sub, sink, backlog, |_| Ok(()))
+            .await
+    }
+
+    /// [`subscribe`](Self::subscribe), with `admit` asked once the subscription is
+    /// compiled and before it joins the matcher (a client's budget of compiled
+    /// bytes, which only then are known): its error refuses the subscribe.
+    pub async fn subscribe_admitting(
+        &self,
+        key: SubKey,
+        sub: Subscription,
+        sink: Arc<SinkQueue>,
+        backlog: usize,
+        admit: impl FnOnce(&Compiled) -> Result<(), CompileError>,
+    ) -> Result<Vec<Delivery>, CompileError> {
         let (compiled, compiling) = oneshot::channel();
         let pending = self.begin_subscribe(key, sub, sink, backlog, compiled);
-        let result = match compiling.await.unwrap_or(Err(CompileError::Unavailable)) {
+        let compiled = compiling.await.unwrap_or(Err(CompileError::Unavailable));
+        let result = match compiled.and_then(|c| admit(&c).map(|()| c)) {
             Ok(compiled) => {
                 let (done, applied) = oneshot::channel();
                 self.request(key, compiled, backlog, done);

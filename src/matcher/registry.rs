@@ -54,6 +54,11 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// The compiled size of its patterns (each once), in bytes.
+    pub fn compiled_bytes(&self) -> usize {
+        self._patterns.iter().map(|p| p.memory_usage()).sum()
+    }
+
     /// Its matcher when it is evaluated apart.
     fn isolated(&self) -> Option<&Arc<Matcher>> {
         match self.placement {

@@ -79,6 +79,7 @@ const SUBSCRIBE_REFUSALS: &[&str] = &[
     code::TOO_MANY_PATTERNS,
     code::ADDRESS_BUDGET,
     code::HUB_BUDGET,
+    code::COMPILED_BUDGET,
     code::TOO_MANY_COSTLY,
     code::BUSY,
 ];
@@ -119,6 +120,8 @@ impl ServerState {
             per_client: limits.max_patterns_per_client,
             per_address: limits.max_patterns_per_address,
             hub: limits.max_patterns.saturating_sub(hub.pattern_count()),
+            bytes_per_client: limits.max_compiled_bytes_per_client,
+            bytes_per_address: limits.max_compiled_bytes_per_address,
         });
         let subscribes_refused = SUBSCRIBE_REFUSALS
             .iter()

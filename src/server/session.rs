@@ -16,6 +16,7 @@ use super::budget::Account;
 use super::ServerState;
 use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken};
 use crate::line::format_ts;
+use crate::matcher::registry::Compiled;
 use crate::matcher::{CompileError, StreamSelector, SubKey, Subscription};
 use crate::protocol::{code, ClientMsg, ServerMsg, WireStream, VERSION};
 
@@ -276,13 +277,27 @@ impl Session {
         let key = (self.client << CLIENT_SHIFT) | (self.next_sub & ((1 << CLIENT_SHIFT) - 1));
         self.next_sub += 1;
         let backlog = backlog.min(limits.max_backlog_request);
+        // Its compiled size counts against the budgets before it joins the matcher.
+        let mut bytes = 0;
+        let account = &self.account;
+        let admit = |compiled: &Compiled| {
+            let size = compiled.compiled_bytes();
+            account
+                .reserve_bytes(size, replacing)
+                .map_err(|r| CompileError::OverBudget {
+                    code: r.limit.code(),
+                    message: r.message,
+                })?;
+            bytes = size;
+            Ok(())
+        };
         let subscribed = self
             .state
             .hub
-            .subscribe(key, sub, self.queue.clone(), backlog)
+            .subscribe_admitting(key, sub, self.queue.clone(), backlog, admit)
             .await;
         if subscribed.is_err() {
-            self.account.cancel(count);
+            self.account.cancel(count, bytes);
         }
         let recent = subscribed.map_err(|e| match e {
             CompileError::Pattern(e) => ServerMsg::Error {
@@ -299,7 +314,7 @@ impl Session {
             self.state.hub.unsubscribe(old);
             self.ids.remove(&old);
         }
-        self.account.commit(key, count, replacing);
+        self.account.commit(key, count, bytes, replacing);
         self.keys.insert(id.to_owned(), key);
         self.ids.insert(key, id.to_owned());
         Ok(recent)
