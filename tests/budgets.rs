@@ -10,6 +10,7 @@ use std::path::Path;
 use supergrep::protocol::ServerMsg;
 use support::files::{append, empty_files};
 use support::hub::Hub;
+use support::proc::supergrep;
 use support::ws::Client;
 
 /// A hub with `toml` as its config, following one empty file (returned).
@@ -302,4 +303,68 @@ async fn compiled_bytes_are_budgeted_per_connection_and_per_address() {
         .await;
     assert_eq!(got["ssh"].len(), 1);
     assert_eq!(refusals(&hub, "compiled_budget"), Some(2));
+}
+
+/// `supergrep --connect` whose subscription a limit refuses says so, naming the
+/// limit, and exits with status 2: before, it said the message and went on running
+/// with no subscription, printing nothing ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_refused_by_a_budget_says_which_and_exits_2() {
+    let (_dir, _log, hub) = hub_with_config("[limits]\nmax_patterns_per_address = 2\n");
+    let mut full = Client::connect_from(&hub.ws_url(), "127.0.0.1").await;
+    subscribe(&mut full, "a", &patterns("full", 2))
+        .await
+        .unwrap();
+    let mut terminal = supergrep(&["--connect", &hub.bare_ws_url(), "-e", "error"]);
+    let status = terminal.wait_exit();
+    let said = terminal.stderr_text();
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("supergrep: the hub at ws://127.0.0.1:")
+            && said.contains("refused our subscription (address_budget)")
+            && said.contains("at most 2 patterns per address"),
+        "{said}"
+    );
+    assert_eq!(refusals(&hub, "address_budget"), Some(1));
+}
+
+/// `supergrep --connect` whose subscription the hub later drops to make room for
+/// another address within its share (`hub_budget`, unasked) says so and exits 2,
+/// rather than go on with nothing; the other address gets its match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_whose_subscription_is_dropped_says_so_and_exits_2() {
+    let (_dir, log, hub) = hub_with_config(
+        "[limits]\nmax_patterns = 4\nmax_patterns_per_client = 4\nmax_patterns_per_address = 4\n",
+    );
+    let args = ["-e", "one", "-e", "two", "-e", "three", "-e", "error"];
+    let url = hub.bare_ws_url();
+    let mut terminal = supergrep(&[&["--connect", url.as_str()][..], &args].concat());
+    // It holds the hub's 4 patterns (in the matcher: the count of patterns is
+    // reserved before), and prints what matches.
+    hub.wait_metric("supergrep_subscriptions", 1);
+    assert_eq!(hub.metric("supergrep_client_patterns"), Some(4));
+    append(&log, "an error before\n");
+    assert_eq!(
+        terminal.lines(1),
+        [format!("{}:an error before", support::stream_id(&log))]
+    );
+
+    // 127.0.0.2 asks for 1, within its share (4 / 2): the terminal's goes.
+    let mut other = Client::connect_from(&hub.ws_url(), "127.0.0.2").await;
+    subscribe(&mut other, "ssh", &["Failed password".into()])
+        .await
+        .expect("the address within its share is admitted");
+    let status = terminal.wait_exit();
+    let said = terminal.stderr_text();
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("dropped our subscription (hub_budget)") && said.contains("share of 2"),
+        "{said}"
+    );
+    assert_eq!(hub.metric("supergrep_subscriptions_revoked_total"), Some(1));
+    append(&log, "Failed password for root\n");
+    let (got, _) = other
+        .lines_until(&["ssh"], "Failed password for root")
+        .await;
+    assert_eq!(got["ssh"].len(), 1);
 }
