@@ -189,11 +189,11 @@ pub struct HubLimits {
     pub max_patterns: usize,
     pub max_pattern_bytes: usize,
     pub max_compiled_bytes: usize,
-    /// Compiled size of one connection's patterns: a quarter of `max_compiled_bytes`
-    /// by default, so that one client (say 64 patterns at the 2 MiB each may take)
-    /// never fills the hub.
+    /// Compiled size of one connection's patterns: by default a quarter of the
+    /// default `max_compiled_bytes`, so that one client (say 256 patterns at the
+    /// 2 MiB each may take) never fills the hub.
     pub max_compiled_bytes_per_client: usize,
-    /// The same over all connections from one address: half of the total.
+    /// The same over all connections from one address: by default half the total.
     pub max_compiled_bytes_per_address: usize,
     pub max_message_bytes: usize,
     pub max_clients: usize,

@@ -282,7 +282,7 @@ async fn compiled_bytes_are_budgeted_per_connection_and_per_address() {
         "{message}"
     );
     assert!(
-        admitted > 0 && message.contains("this subscription compiles to"),
+        admitted > 0 && message.contains("this subscription compiles to at least"),
         "{message}"
     );
     let mut second = Client::connect_from(&url, "127.0.0.1").await;

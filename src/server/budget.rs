@@ -160,6 +160,50 @@ impl Budgets {
     fn refuse(&self, limit: Limit, message: String) -> Refusal {
         Refusal { limit, message }
     }
+
+    /// Whether `client` may hold `bytes` more compiled bytes, `replacing` counted
+    /// out; its address if so.
+    fn check_bytes(
+        &self,
+        held: &Held,
+        client: u64,
+        bytes: usize,
+        replacing: Option<SubKey>,
+    ) -> Result<IpAddr, Refusal> {
+        let sizes = self.sizes;
+        let Some(me) = held.clients.get(&client) else {
+            return Err(self.refuse(Limit::HubFull, "the session is closing".into()));
+        };
+        let address = me.address;
+        let replaced = replacing
+            .and_then(|k| me.subs.get(&k))
+            .map_or(0, |c| c.bytes);
+        let mine = (me.holds_bytes() - replaced).saturating_add(bytes);
+        if mine > sizes.bytes_per_client {
+            return Err(self.refuse(
+                Limit::ClientBytes,
+                format!(
+                    "at most {} compiled bytes of patterns per client (this subscription \
+                     compiles to at least {bytes}, which would make {mine})",
+                    sizes.bytes_per_client
+                ),
+            ));
+        }
+        let ours = held.address_bytes.get(&address).copied().unwrap_or(0) - replaced;
+        let ours = ours.saturating_add(bytes);
+        if ours > sizes.bytes_per_address {
+            return Err(self.refuse(
+                Limit::AddressBytes,
+                format!(
+                    "at most {} compiled bytes of patterns per address ({address}), over all \
+                     its connections (this subscription compiles to at least {bytes}, which \
+                     would make {ours})",
+                    sizes.bytes_per_address
+                ),
+            ));
+        }
+        Ok(address)
+    }
 }
 
 impl Held {
@@ -212,6 +256,23 @@ impl Held {
             }
         }
         Some(victims)
+    }
+}
+
+/// Whether a subscription being compiled still fits the client's and its address's
+/// budgets of compiled bytes (see [`Account::bytes_check`]).
+pub struct BytesCheck {
+    budgets: Arc<Budgets>,
+    client: u64,
+    replacing: Option<SubKey>,
+}
+
+impl BytesCheck {
+    pub fn check(&self, bytes: usize) -> Result<(), Refusal> {
+        let held = self.budgets.lock();
+        self.budgets
+            .check_bytes(&held, self.client, bytes, self.replacing)
+            .map(|_| ())
     }
 }
 
@@ -326,47 +387,28 @@ impl Account {
 
     /// Reserves `bytes`, what the subscription reserved for compiled to, before it
     /// joins the matcher; `replacing` counts out as in [`reserve`](Self::reserve).
-    /// Checked once compiled, as only then is its size known; one connection asks
-    /// one subscribe at a time, so it holds at most one compile beyond its budget.
+    /// Only then is its size known (its compile stops early at a [`BytesCheck`]);
+    /// one connection asks one subscribe at a time, so it holds at most one compile
+    /// beyond its budget, and that one stopped at its first pattern over.
     pub fn reserve_bytes(&self, bytes: usize, replacing: Option<SubKey>) -> Result<(), Refusal> {
         let b = &*self.budgets;
-        let sizes = b.sizes;
         let mut held = b.lock();
-        let Some(me) = held.clients.get(&self.client) else {
-            return Err(b.refuse(Limit::HubFull, "the session is closing".into()));
-        };
-        let address = me.address;
-        let replaced = replacing
-            .and_then(|k| me.subs.get(&k))
-            .map_or(0, |c| c.bytes);
-        let mine = me.holds_bytes() - replaced + bytes;
-        if mine > sizes.bytes_per_client {
-            return Err(b.refuse(
-                Limit::ClientBytes,
-                format!(
-                    "at most {} compiled bytes of patterns per client (this subscription \
-                     compiles to {bytes}, which would make {mine})",
-                    sizes.bytes_per_client
-                ),
-            ));
-        }
-        let ours = held.address_bytes.get(&address).copied().unwrap_or(0) - replaced + bytes;
-        if ours > sizes.bytes_per_address {
-            return Err(b.refuse(
-                Limit::AddressBytes,
-                format!(
-                    "at most {} compiled bytes of patterns per address ({address}), over all \
-                     its connections (this subscription compiles to {bytes}, which would \
-                     make {ours})",
-                    sizes.bytes_per_address
-                ),
-            ));
-        }
+        let address = b.check_bytes(&held, self.client, bytes, replacing)?;
         held.add_bytes(address, bytes);
         if let Some(me) = held.clients.get_mut(&self.client) {
             me.pending.bytes += bytes;
         }
         Ok(())
+    }
+
+    /// For the compile of a subscription replacing `replacing`: whether what it has
+    /// compiled so far still fits (nothing reserved).
+    pub fn bytes_check(&self, replacing: Option<SubKey>) -> BytesCheck {
+        BytesCheck {
+            budgets: self.budgets.clone(),
+            client: self.client,
+            replacing,
+        }
     }
 
     /// The subscription reserved for (`count` patterns, `bytes` compiled) is in

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::budget::Account;
 use super::ServerState;
-use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken};
+use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken, Within};
 use crate::line::format_ts;
 use crate::matcher::registry::Compiled;
 use crate::matcher::{CompileError, StreamSelector, SubKey, Subscription};
@@ -280,6 +280,13 @@ impl Session {
         // Its compiled size counts against the budgets before it joins the matcher.
         let mut bytes = 0;
         let account = &self.account;
+        let check = account.bytes_check(replacing);
+        let within: Within = Arc::new(move |size| {
+            check.check(size).map_err(|r| CompileError::OverBudget {
+                code: r.limit.code(),
+                message: r.message,
+            })
+        });
         let admit = |compiled: &Compiled| {
             let size = compiled.compiled_bytes();
             account
@@ -294,7 +301,7 @@ impl Session {
         let subscribed = self
             .state
             .hub
-            .subscribe_admitting(key, sub, self.queue.clone(), backlog, admit)
+            .subscribe_admitting(key, sub, self.queue.clone(), backlog, within, admit)
             .await;
         if subscribed.is_err() {
             self.account.cancel(count, bytes);
