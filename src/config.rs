@@ -44,6 +44,8 @@ Config file keys (TOML):
                                     address over its share (this / addresses holding patterns) gives way
   max_pattern_bytes = 2097152       compiled size of one pattern
   max_compiled_bytes = 536870912    compiled size of all patterns of all clients
+  max_compiled_bytes_per_client = 134217728   compiled size of one client's patterns
+  max_compiled_bytes_per_address = 268435456  the same over all connections from one IP address
   max_message_bytes = 1048576       largest WebSocket message accepted from a client
   max_clients = 10000               WebSocket clients at once
   max_backlog_request = 10000       largest `backlog` a subscribe may ask for
@@ -187,6 +189,12 @@ pub struct HubLimits {
     pub max_patterns: usize,
     pub max_pattern_bytes: usize,
     pub max_compiled_bytes: usize,
+    /// Compiled size of one connection's patterns: by default a quarter of the
+    /// default `max_compiled_bytes`, so that one client (say 256 patterns at the
+    /// 2 MiB each may take) never fills the hub.
+    pub max_compiled_bytes_per_client: usize,
+    /// The same over all connections from one address: by default half the total.
+    pub max_compiled_bytes_per_address: usize,
     pub max_message_bytes: usize,
     pub max_clients: usize,
     pub max_backlog_request: usize,
@@ -207,6 +215,8 @@ impl Default for HubLimits {
             max_patterns: 20_000,
             max_pattern_bytes: 2 << 20,
             max_compiled_bytes: 512 << 20,
+            max_compiled_bytes_per_client: 128 << 20,
+            max_compiled_bytes_per_address: 256 << 20,
             max_message_bytes: 1 << 20,
             max_clients: 10_000,
             max_backlog_request: 10_000,
@@ -247,6 +257,14 @@ impl Config {
             ("limits.max_patterns", l.max_patterns),
             ("limits.max_pattern_bytes", l.max_pattern_bytes),
             ("limits.max_compiled_bytes", l.max_compiled_bytes),
+            (
+                "limits.max_compiled_bytes_per_client",
+                l.max_compiled_bytes_per_client,
+            ),
+            (
+                "limits.max_compiled_bytes_per_address",
+                l.max_compiled_bytes_per_address,
+            ),
             ("limits.max_message_bytes", l.max_message_bytes),
             ("limits.max_clients", l.max_clients),
             (

@@ -122,6 +122,9 @@ impl Remote {
             Err(ConnectError::Unreachable(e)) => return Ok(End::Unreachable(e)),
         };
         let mut sent_subscribe = false;
+        // The hub said `subscribed` on this connection: an error for our id after it
+        // takes the subscription away.
+        let mut subscribed = false;
         // On the first connection old lines were asked for (-n); after a reconnect a
         // stream we have printed nothing of may still reach back before we started.
         let mut first_connection = false;
@@ -211,7 +214,10 @@ impl Remote {
                     }
                 }
                 ServerMsg::Error {
-                    code: c, message, ..
+                    id,
+                    code: c,
+                    message,
+                    ..
                 } => {
                     if c == code::INVALID_REGEX
                         || c == code::TOO_MANY_PATTERNS
@@ -219,11 +225,23 @@ impl Remote {
                     {
                         return Err(Fatal(UsageError(message).into()));
                     }
+                    // Our subscription refused by a limit (at start or after a
+                    // reconnect), or taken away later (`hub_budget`): we would go on
+                    // printing nothing, so say which limit and end (status 2).
+                    if id.as_deref() == Some(SUB_ID) && c != code::BUSY {
+                        let what = if subscribed { "dropped" } else { "refused" };
+                        return Err(Fatal(
+                            UsageError(format!(
+                                "the hub at {} {what} our subscription ({c}): {message}",
+                                self.display()
+                            ))
+                            .into(),
+                        ));
+                    }
                     crate::say!("supergrep: the hub says: {message}");
                 }
-                ServerMsg::Subscribed { .. }
-                | ServerMsg::Streams { .. }
-                | ServerMsg::Context { .. } => {}
+                ServerMsg::Subscribed { id } => subscribed |= id == SUB_ID,
+                ServerMsg::Streams { .. } | ServerMsg::Context { .. } => {}
             }
         }
         Ok(End::Disconnected {

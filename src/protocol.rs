@@ -81,6 +81,9 @@ pub mod code {
     /// (also sent, unasked, for a subscription dropped to make room for another
     /// address within its share), or the matcher's own bounds are.
     pub const HUB_BUDGET: &str = "hub_budget";
+    /// Over `max_compiled_bytes_per_client` or `max_compiled_bytes_per_address`: the
+    /// compiled size of the client's (or its address's) patterns.
+    pub const COMPILED_BUDGET: &str = "compiled_budget";
     pub const UNAUTHORIZED: &str = "unauthorized";
     pub const UNKNOWN_STREAM: &str = "unknown_stream";
     /// An agent's stream that is not its to write (another source's name space), or

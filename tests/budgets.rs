@@ -10,6 +10,7 @@ use std::path::Path;
 use supergrep::protocol::ServerMsg;
 use support::files::{append, empty_files};
 use support::hub::Hub;
+use support::proc::supergrep;
 use support::ws::Client;
 
 /// A hub with `toml` as its config, following one empty file (returned).
@@ -56,9 +57,10 @@ async fn refused(c: &mut Client, id: &str, include: &[String]) -> (String, Strin
         .expect_err("the subscribe was admitted")
 }
 
-fn refusals(hub: &Hub, limit: &str) -> Option<u64> {
+/// Subscribes refused so far with `code`, as `/metrics` counts them.
+fn refusals(hub: &Hub, code: &str) -> Option<u64> {
     hub.metric(&format!(
-        "supergrep_subscriptions_refused_total{{limit=\"{limit}\"}}"
+        "supergrep_subscribes_refused_total{{code=\"{code}\"}}"
     ))
 }
 
@@ -87,7 +89,7 @@ async fn one_address_cannot_use_up_the_hub() {
         .await
         .expect("another address subscribes");
     assert_eq!(admitted, 4, "4 × 1,000 patterns per address");
-    assert_eq!(refusals(&hub, "address_patterns"), Some(16));
+    assert_eq!(refusals(&hub, "address_budget"), Some(16));
     assert_eq!(hub.metric("supergrep_client_patterns"), Some(4001));
     append(&log, "sshd[1]: Failed password for root\n");
     let (got, _) = user
@@ -136,10 +138,11 @@ async fn each_limit_has_its_own_code_and_count() {
     subscribe(&mut elsewhere, "a", &patterns("elsewhere", 10))
         .await
         .unwrap();
-    assert_eq!(refusals(&hub, "client_subscriptions"), Some(1));
-    assert_eq!(refusals(&hub, "client_patterns"), Some(1));
-    assert_eq!(refusals(&hub, "address_patterns"), Some(1));
-    assert_eq!(refusals(&hub, "hub_share"), Some(0));
+    assert_eq!(refusals(&hub, "too_many_subscriptions"), Some(1));
+    assert_eq!(refusals(&hub, "too_many_patterns"), Some(1));
+    assert_eq!(refusals(&hub, "address_budget"), Some(1));
+    // Every code is listed from the start, and only subscribes are counted.
+    assert_eq!(refusals(&hub, "hub_budget"), Some(0));
     assert_eq!(hub.metric("supergrep_client_patterns"), Some(35));
 }
 
@@ -199,7 +202,8 @@ async fn at_the_hub_total_the_address_over_its_share_gives_way() {
         message.contains("would hold 26, over its share of 15"),
         "{message}"
     );
-    assert_eq!(refusals(&hub, "hub_share"), Some(1));
+    // Refused once; the subscription dropped to make room is not a refused subscribe.
+    assert_eq!(refusals(&hub, "hub_budget"), Some(1));
 }
 
 /// A client's patterns go back to its address's budget when it replaces a
@@ -245,5 +249,122 @@ async fn patterns_are_released_on_replace_unsubscribe_and_disconnect() {
     subscribe(&mut three, "all", &patterns("three", 10))
         .await
         .unwrap();
-    assert_eq!(refusals(&hub, "address_patterns"), Some(2));
+    assert_eq!(refusals(&hub, "address_budget"), Some(2));
+}
+
+/// Issue 25 §2 (d): patterns count, and so does what they compile to. One
+/// connection subscribing big patterns (each well within the per-pattern cap) is
+/// refused at its budget of compiled bytes (`compiled_budget`, the limit named),
+/// then another of the same address at the address's; a client of another address
+/// still subscribes and gets its match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_bytes_are_budgeted_per_connection_and_per_address() {
+    let (_dir, log, hub) = hub_with_config(
+        "[limits]\nmax_subscriptions_per_client = 1000\n\
+         max_compiled_bytes_per_client = 4000000\nmax_compiled_bytes_per_address = 6000000\n",
+    );
+    let url = hub.ws_url();
+    // One subscribe per pattern, until refused: the refusal says why.
+    async fn fill(c: &mut Client, tag: &str) -> (usize, String, String) {
+        for i in 0..200 {
+            let big = vec![format!(r"{tag}-{i}-\w{{10}}")];
+            if let Err((code, message)) = subscribe(c, &format!("{tag}{i}"), &big).await {
+                return (i, code, message);
+            }
+        }
+        panic!("200 big subscriptions admitted");
+    }
+    let mut greedy = Client::connect_from(&url, "127.0.0.1").await;
+    let (admitted, code, message) = fill(&mut greedy, "g").await;
+    assert_eq!(code, "compiled_budget", "{message}");
+    assert!(
+        message.contains("at most 4000000 compiled bytes of patterns per client"),
+        "{message}"
+    );
+    assert!(
+        admitted > 0 && message.contains("this subscription compiles to at least"),
+        "{message}"
+    );
+    let mut second = Client::connect_from(&url, "127.0.0.1").await;
+    let (_, code, message) = fill(&mut second, "s").await;
+    assert_eq!(code, "compiled_budget", "{message}");
+    assert!(
+        message.contains("at most 6000000 compiled bytes of patterns per address (127.0.0.1)"),
+        "{message}"
+    );
+
+    let mut user = Client::connect_from(&url, "127.0.0.2").await;
+    subscribe(&mut user, "ssh", &["Failed password".into()])
+        .await
+        .expect("another address subscribes");
+    append(&log, "sshd[1]: Failed password for root\n");
+    let (got, _) = user
+        .lines_until(&["ssh"], "sshd[1]: Failed password for root")
+        .await;
+    assert_eq!(got["ssh"].len(), 1);
+    assert_eq!(refusals(&hub, "compiled_budget"), Some(2));
+}
+
+/// `supergrep --connect` whose subscription a limit refuses says so, naming the
+/// limit, and exits with status 2: before, it said the message and went on running
+/// with no subscription, printing nothing ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_refused_by_a_budget_says_which_and_exits_2() {
+    let (_dir, _log, hub) = hub_with_config("[limits]\nmax_patterns_per_address = 2\n");
+    let mut full = Client::connect_from(&hub.ws_url(), "127.0.0.1").await;
+    subscribe(&mut full, "a", &patterns("full", 2))
+        .await
+        .unwrap();
+    let mut terminal = supergrep(&["--connect", &hub.bare_ws_url(), "-e", "error"]);
+    let status = terminal.wait_exit();
+    let said = terminal.stderr_text();
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("supergrep: the hub at ws://127.0.0.1:")
+            && said.contains("refused our subscription (address_budget)")
+            && said.contains("at most 2 patterns per address"),
+        "{said}"
+    );
+    assert_eq!(refusals(&hub, "address_budget"), Some(1));
+}
+
+/// `supergrep --connect` whose subscription the hub later drops to make room for
+/// another address within its share (`hub_budget`, unasked) says so and exits 2,
+/// rather than go on with nothing; the other address gets its match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_whose_subscription_is_dropped_says_so_and_exits_2() {
+    let (_dir, log, hub) = hub_with_config(
+        "[limits]\nmax_patterns = 4\nmax_patterns_per_client = 4\nmax_patterns_per_address = 4\n",
+    );
+    let args = ["-e", "one", "-e", "two", "-e", "three", "-e", "error"];
+    let url = hub.bare_ws_url();
+    let mut terminal = supergrep(&[&["--connect", url.as_str()][..], &args].concat());
+    // It holds the hub's 4 patterns (in the matcher: the count of patterns is
+    // reserved before), and prints what matches.
+    hub.wait_metric("supergrep_subscriptions", 1);
+    assert_eq!(hub.metric("supergrep_client_patterns"), Some(4));
+    append(&log, "an error before\n");
+    assert_eq!(
+        terminal.lines(1),
+        [format!("{}:an error before", support::stream_id(&log))]
+    );
+
+    // 127.0.0.2 asks for 1, within its share (4 / 2): the terminal's goes.
+    let mut other = Client::connect_from(&hub.ws_url(), "127.0.0.2").await;
+    subscribe(&mut other, "ssh", &["Failed password".into()])
+        .await
+        .expect("the address within its share is admitted");
+    let status = terminal.wait_exit();
+    let said = terminal.stderr_text();
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("dropped our subscription (hub_budget)") && said.contains("share of 2"),
+        "{said}"
+    );
+    assert_eq!(hub.metric("supergrep_subscriptions_revoked_total"), Some(1));
+    append(&log, "Failed password for root\n");
+    let (got, _) = other
+        .lines_until(&["ssh"], "Failed password for root")
+        .await;
+    assert_eq!(got["ssh"].len(), 1);
 }

@@ -27,12 +27,17 @@ fn letters(i: usize) -> String {
 }
 
 /// A hub following `DIR/app.log` whose client queues hold every line written here
-/// (what this file tests is the hub's evaluation, not a slow reader's queue).
+/// (what this file tests is the hub's evaluation, not a slow reader's queue), and
+/// whose clients may hold all the compiled bytes the matcher takes (300 hostile
+/// patterns compile to 190 MB, over a client's default 128 MiB).
 fn hub() -> (tempfile::TempDir, Hub, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let f = empty_files(dir.path(), &["app.log"]);
     let config = dir.path().join("hub.toml");
-    std::fs::write(&config, "[limits]\nclient_queue = 1000000\n").unwrap();
+    let limits = "[limits]\nclient_queue = 1000000\n\
+                  max_compiled_bytes_per_client = 536870912\n\
+                  max_compiled_bytes_per_address = 536870912\n";
+    std::fs::write(&config, limits).unwrap();
     let args = [s(&config), s(&f[0])];
     let hub = Hub::start_following(&["--config", args[0], args[1]], &[&f[0]]);
     let log = f[0].clone();
@@ -49,6 +54,26 @@ fn answers(id: &str) -> impl Fn(&ServerMsg) -> bool + '_ {
         ServerMsg::Subscribed { id: i } => i == id,
         ServerMsg::Error { id: Some(i), .. } => i == id,
         _ => false,
+    }
+}
+
+/// Waits until no compile runs, for as long as the compiles make progress: each
+/// pattern compiled shows in `supergrep_compiled_patterns`, and every change starts
+/// the [`PATIENCE`](support::wait::PATIENCE) over (a slow build compiles the slow
+/// subscription's 300 patterns for longer than that, but never stops advancing).
+fn wait_while_compiling(hub: &Hub) {
+    let mut seen = hub.metric("supergrep_compiled_patterns");
+    let mut deadline = std::time::Instant::now() + support::wait::PATIENCE;
+    while hub.metric("supergrep_compiles_running") != Some(0) {
+        let now = hub.metric("supergrep_compiled_patterns");
+        if now != seen {
+            (seen, deadline) = (now, std::time::Instant::now() + support::wait::PATIENCE);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the compile made no progress: {seen:?} patterns compiled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -107,6 +132,19 @@ async fn a_hostile_subscription_is_evaluated_apart_and_every_line_is_accounted_f
         hub.metric("supergrep_isolated_lines_dropped_total"),
         Some(dropped)
     );
+    // And it is still served: once its worker has caught up (its queue empty, so a
+    // line has room), a line written after the flood is delivered, not dropped. (A
+    // worker that only ever dropped would pass the count above.)
+    hub.wait_metric("supergrep_isolated_lines_queued", 0);
+    append(&log, "n-after k=bar x17y ok\n");
+    let (lines, others) = hostile.lines_until(&["h"], "n-after k=bar x17y ok").await;
+    assert_eq!(lines["h"].len(), 1, "{:?}", lines["h"]);
+    assert!(
+        !others
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Dropped { .. })),
+        "{others:?}"
+    );
 
     // When it goes, so do its worker and compiled patterns: only `bar` is left.
     drop(hostile);
@@ -114,6 +152,15 @@ async fn a_hostile_subscription_is_evaluated_apart_and_every_line_is_accounted_f
     hub.wait_metric("supergrep_compiled_patterns", 1);
 }
 
+/// The premise, a compile still running while the other client subscribes, is
+/// checked from outside, not assumed: `supergrep_compiles_running` is 1 before the
+/// quick client asks and still 1 once its line arrived (its own compile had ended
+/// by its `subscribed`, so the one running is the slow one's), with one
+/// subscription live. So the test cannot pass without it. It holds with room to
+/// spare: 300 of these patterns take seconds to compile (over 30 s in a debug build
+/// on a loaded machine), one `bar` and a line's delivery a few milliseconds; so
+/// the slow one's answer is awaited for as long as its compile makes progress (its
+/// patterns are counted in `supergrep_compiled_patterns` as each is compiled).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_compile_does_not_hold_up_another_clients_subscribe() {
     let (_dir, hub, log) = hub();
@@ -140,6 +187,7 @@ async fn a_slow_compile_does_not_hold_up_another_clients_subscribe() {
     );
     assert_eq!(hub.metric("supergrep_subscriptions"), Some(1));
     // The slow one is answered in the end.
+    wait_while_compiling(&hub);
     let reply = slow.recv_where(answers("slow")).await;
     assert_eq!(reply, ServerMsg::Subscribed { id: "slow".into() });
 }

@@ -30,6 +30,10 @@ use crate::source::{EventReceiver, SourceEvent};
 use backlog::{Backlog, Entry};
 pub use queue::{BatchMatches, Delivery, MatchedLine, Overflow, SinkQueue, Taken};
 
+/// Asked the compiled size of a subscription's patterns so far, after each one
+/// compiled: an error stops the compile (see [`Hub::subscribe_admitting`]).
+pub type Within = Arc<dyn Fn(usize) -> Result<(), CompileError> + Send + Sync>;
+
 /// What the hub tells every client besides matches.
 #[derive(Debug, Clone)]
 pub enum Notice {
@@ -59,8 +63,6 @@ pub struct Counters {
     pub isolated_lines_dropped: AtomicU64,
     /// Subscriptions being compiled now.
     pub compiles_running: AtomicU64,
-    /// Subscribes refused, per `error` code (the limit they hit).
-    refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// One sample of `/metrics`.
@@ -202,9 +204,28 @@ impl Hub {
         sink: Arc<SinkQueue>,
         backlog: usize,
     ) -> Result<Vec<Delivery>, CompileError> {
+        let within: Within = Arc::new(|_| Ok(()));
+        self.subscribe_admitting(key, sub, sink, backlog, within, |_| Ok(()))
+            .await
+    }
+
+    /// [`subscribe`](Self::subscribe) within a budget of compiled bytes: `within`
+    /// is asked after each pattern compiled (see [`Registry::compile`]), `admit`
+    /// once it is all compiled and before it joins the matcher; either's error
+    /// refuses the subscribe.
+    pub async fn subscribe_admitting(
+        &self,
+        key: SubKey,
+        sub: Subscription,
+        sink: Arc<SinkQueue>,
+        backlog: usize,
+        within: Within,
+        admit: impl FnOnce(&Compiled) -> Result<(), CompileError>,
+    ) -> Result<Vec<Delivery>, CompileError> {
         let (compiled, compiling) = oneshot::channel();
-        let pending = self.begin_subscribe(key, sub, sink, backlog, compiled);
-        let result = match compiling.await.unwrap_or(Err(CompileError::Unavailable)) {
+        let pending = self.begin_subscribe(key, sub, sink, backlog, within, compiled);
+        let compiled = compiling.await.unwrap_or(Err(CompileError::Unavailable));
+        let result = match compiled.and_then(|c| admit(&c).map(|()| c)) {
             Ok(compiled) => {
                 let (done, applied) = oneshot::channel();
                 self.request(key, compiled, backlog, done);
@@ -244,6 +265,7 @@ impl Hub {
         sub: Subscription,
         sink: Arc<SinkQueue>,
         backlog: usize,
+        within: Within,
         compiled: oneshot::Sender<Result<Compiled, CompileError>>,
     ) -> Pending {
         let wants_spans = sink.wants_spans();
@@ -252,7 +274,7 @@ impl Hub {
         let (registry, counters) = (self.registry.clone(), self.counters.clone());
         let job = move || {
             counters.compiles_running.fetch_add(1, Ordering::Relaxed);
-            let result = registry.compile(key, sub, may_isolate, backlog > 0);
+            let result = registry.compile(key, sub, may_isolate, backlog > 0, &*within);
             counters.compiles_running.fetch_sub(1, Ordering::Relaxed);
             let _ = compiled.send(result);
         };
@@ -320,7 +342,6 @@ impl Hub {
                     };
                     m
                 });
-                *lock(&self.counters.refused).entry(e.code()).or_default() += 1;
                 return Err(e);
             }
         };
@@ -419,14 +440,6 @@ impl Hub {
                 value: self.registry.cached_patterns() as u64,
             },
         ]
-    }
-
-    /// Subscribes refused so far, per `error` code (the limit hit).
-    pub fn refusals(&self) -> Vec<(String, u64)> {
-        lock(&self.counters.refused)
-            .iter()
-            .map(|(code, n)| ((*code).to_owned(), *n))
-            .collect()
     }
 
     pub fn pattern_count(&self) -> usize {

@@ -96,6 +96,10 @@ pub enum CompileError {
     TooManyPatterns { count: usize, limit: usize },
     #[error("the compiled patterns would take {size} bytes (limit {limit})")]
     TooLarge { size: usize, limit: usize },
+    /// Refused by the subscriber's own budget once compiled (`code`: the `error`
+    /// code that names the limit).
+    #[error("{message}")]
+    OverBudget { code: &'static str, message: String },
     #[error("could not build the literal prefilter: {0}")]
     Prefilter(String),
     #[error(
@@ -119,6 +123,7 @@ impl CompileError {
             | CompileError::TooLarge { .. }
             | CompileError::Prefilter(_) => code::HUB_BUDGET,
             CompileError::TooManyIsolated { .. } => code::TOO_MANY_COSTLY,
+            CompileError::OverBudget { code, .. } => code,
             CompileError::Busy => code::BUSY,
             CompileError::Unavailable => code::BAD_REQUEST,
         }

@@ -45,7 +45,8 @@ impl std::fmt::Debug for Change {
 #[derive(Debug)]
 pub struct Compiled {
     pub sub: Subscription,
-    /// Its patterns, held (never read) so that no rebuild in between forgets them.
+    /// Its patterns, held so that no rebuild in between forgets them (and read for
+    /// their size only).
     _patterns: Vec<Arc<Pattern>>,
     pub placement: Placement,
     /// The subscription alone, under its key: it evaluates an isolated subscription,
@@ -54,6 +55,11 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// The compiled size of its patterns (each once), in bytes.
+    pub fn compiled_bytes(&self) -> usize {
+        self._patterns.iter().map(|p| p.memory_usage()).sum()
+    }
+
     /// Its matcher when it is evaluated apart.
     fn isolated(&self) -> Option<&Arc<Matcher>> {
         match self.placement {
@@ -170,15 +176,20 @@ impl Registry {
     /// Compiles `sub` for [`Change::SetCompiled`] without holding up rebuilds or
     /// other compiles (patterns compiled already are shared). With `may_isolate` its
     /// cost decides where it is evaluated; `alone` asks for its own matcher (to
-    /// search the backlog), which an isolated one gets anyway.
+    /// search the backlog), which an isolated one gets anyway. `within` is asked
+    /// the compiled size of its patterns so far after each (a subscriber's budget):
+    /// its error stops the compile, so one subscribe cannot compile gigabytes
+    /// before it is refused.
     pub fn compile(
         &self,
         key: SubKey,
         sub: Subscription,
         may_isolate: bool,
         alone: bool,
+        within: &dyn Fn(usize) -> Result<(), CompileError>,
     ) -> Result<Compiled, CompileError> {
         let mut patterns: Vec<Arc<Pattern>> = Vec::new();
+        let mut bytes = 0usize;
         for source in sub.include.iter().chain(&sub.exclude) {
             let pk = PatternKey {
                 source: source.clone(),
@@ -203,7 +214,9 @@ impl Registry {
                     self.lock_cache().insert(Arc::new(p))
                 }
             };
+            bytes = bytes.saturating_add(p.memory_usage());
             patterns.push(p);
+            within(bytes)?;
         }
         let placement = if may_isolate {
             cost::placement(&patterns)
@@ -377,6 +390,30 @@ mod tests {
     }
 
     #[test]
+    fn a_compile_stops_at_the_first_pattern_its_budget_refuses() {
+        let r = Registry::new(Limits::default());
+        let asked = std::cell::Cell::new(0);
+        let within = |bytes: usize| {
+            asked.set(asked.get() + 1);
+            match bytes {
+                0 => Ok(()),
+                _ => Err(CompileError::OverBudget {
+                    code: crate::protocol::code::COMPILED_BUDGET,
+                    message: "over".into(),
+                }),
+            }
+        };
+        let three = Subscription {
+            include: vec!["one".into(), "two".into(), "three".into()],
+            ..Subscription::default()
+        };
+        let refused = r.compile(1, three, true, false, &within).err();
+        assert_eq!(refused.map(|e| e.code()), Some("compiled_budget"));
+        // Asked once: the others were not compiled (and the first is not held).
+        assert_eq!((asked.get(), r.cached_patterns()), (1, 0));
+    }
+
+    #[test]
     fn set_replace_remove_and_failed_set_keeps_old() -> anyhow::Result<()> {
         let r = Registry::new(Limits::default());
         let s = Stream::new("h", "/p", "default");
@@ -442,13 +479,13 @@ mod tests {
         let r = Registry::new(Limits::default());
         let s = Stream::new("h", "/p", "default");
         let mut scratch = Scratch::default();
-        let costly = Arc::new(r.compile(7, hostile(3), true, false)?);
+        let costly = Arc::new(r.compile(7, hostile(3), true, false, &|_| Ok(()))?);
         assert!(matches!(costly.placement, Placement::Isolated(_)));
         // Not where a sink waits for every match (the terminal): shared, however costly.
-        let waits = r.compile(8, hostile(3), false, false)?;
+        let waits = r.compile(8, hostile(3), false, false, &|_| Ok(()))?;
         assert_eq!(waits.placement, Placement::Shared);
         assert!(waits.alone.is_none());
-        let cheap = Arc::new(r.compile(9, sub("error"), true, true)?);
+        let cheap = Arc::new(r.compile(9, sub("error"), true, true, &|_| Ok(()))?);
         assert_eq!(cheap.placement, Placement::Shared);
         assert!(cheap.alone.is_some(), "asked for, for the backlog");
 
@@ -481,8 +518,8 @@ mod tests {
             max_isolated: 1,
             ..Limits::default()
         });
-        let first = Arc::new(r.compile(1, hostile(1), true, false)?);
-        let second = Arc::new(r.compile(2, hostile(2), true, false)?);
+        let first = Arc::new(r.compile(1, hostile(1), true, false, &|_| Ok(()))?);
+        let second = Arc::new(r.compile(2, hostile(2), true, false, &|_| Ok(()))?);
         let results = r.apply(
             vec![
                 Change::SetCompiled(1, first),

@@ -17,48 +17,29 @@ use tokio::sync::Notify;
 use crate::matcher::SubKey;
 use crate::protocol::code;
 
-/// The limit a subscribe was refused by: its `error` code and its `/metrics` label.
+/// The limit a subscribe was refused by, which names its `error` code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
-    ClientSubscriptions,
     ClientPatterns,
     AddressPatterns,
+    /// Compiled bytes of the client's subscriptions.
+    ClientBytes,
+    /// Compiled bytes of its address's subscriptions, over all its connections.
+    AddressBytes,
     /// The hub's total is reached and the address would hold more than its share.
     HubShare,
     /// The hub's total is reached and no address over its share has a subscription
     /// to give up (what is over is still being compiled, or replaced).
     HubFull,
-    /// The matcher's own bounds (compiled size of all patterns, say).
-    Matcher,
 }
 
 impl Limit {
-    const ALL: [Limit; 6] = [
-        Limit::ClientSubscriptions,
-        Limit::ClientPatterns,
-        Limit::AddressPatterns,
-        Limit::HubShare,
-        Limit::HubFull,
-        Limit::Matcher,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Limit::ClientSubscriptions => "client_subscriptions",
-            Limit::ClientPatterns => "client_patterns",
-            Limit::AddressPatterns => "address_patterns",
-            Limit::HubShare => "hub_share",
-            Limit::HubFull => "hub_full",
-            Limit::Matcher => "matcher",
-        }
-    }
-
     pub fn code(self) -> &'static str {
         match self {
-            Limit::ClientSubscriptions => code::TOO_MANY_SUBSCRIPTIONS,
             Limit::ClientPatterns => code::TOO_MANY_PATTERNS,
             Limit::AddressPatterns => code::ADDRESS_BUDGET,
-            Limit::HubShare | Limit::HubFull | Limit::Matcher => code::HUB_BUDGET,
+            Limit::ClientBytes | Limit::AddressBytes => code::COMPILED_BUDGET,
+            Limit::HubShare | Limit::HubFull => code::HUB_BUDGET,
         }
     }
 }
@@ -70,19 +51,20 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// The limits, in patterns.
+/// The limits, in patterns and in compiled bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes {
     pub per_client: usize,
     pub per_address: usize,
     /// All clients together.
     pub hub: usize,
+    pub bytes_per_client: usize,
+    pub bytes_per_address: usize,
 }
 
 pub struct Budgets {
     sizes: Sizes,
     held: Mutex<Held>,
-    refused: [AtomicU64; Limit::ALL.len()],
     revoked: AtomicU64,
 }
 
@@ -91,14 +73,24 @@ struct Held {
     total: usize,
     /// Only addresses holding patterns (pending ones included).
     addresses: HashMap<IpAddr, usize>,
+    /// Compiled bytes per address, only those holding some (pending ones included).
+    address_bytes: HashMap<IpAddr, usize>,
     clients: HashMap<u64, Client>,
+}
+
+/// What one subscription holds against the budgets.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    patterns: usize,
+    bytes: usize,
 }
 
 struct Client {
     address: IpAddr,
-    subs: HashMap<SubKey, usize>,
-    /// Reserved for subscriptions being compiled.
-    pending: usize,
+    subs: HashMap<SubKey, Cost>,
+    /// Reserved for subscriptions being compiled (patterns), and compiled but not
+    /// yet in place (bytes).
+    pending: Cost,
     /// Subscriptions given up to another address, with why, for the session to tell.
     revoked: Vec<(SubKey, String)>,
     wake: Arc<Notify>,
@@ -106,7 +98,11 @@ struct Client {
 
 impl Client {
     fn holds(&self) -> usize {
-        self.subs.values().sum::<usize>() + self.pending
+        self.subs.values().map(|c| c.patterns).sum::<usize>() + self.pending.patterns
+    }
+
+    fn holds_bytes(&self) -> usize {
+        self.subs.values().map(|c| c.bytes).sum::<usize>() + self.pending.bytes
     }
 }
 
@@ -123,7 +119,6 @@ impl Budgets {
         Arc::new(Budgets {
             sizes,
             held: Mutex::default(),
-            refused: Default::default(),
             revoked: AtomicU64::new(0),
         })
     }
@@ -136,7 +131,7 @@ impl Budgets {
             Client {
                 address: budget_address(ip),
                 subs: HashMap::new(),
-                pending: 0,
+                pending: Cost::default(),
                 revoked: Vec::new(),
                 wake: wake.clone(),
             },
@@ -146,21 +141,6 @@ impl Budgets {
             client,
             wake,
         }
-    }
-
-    /// Counts a refusal by `limit` (those the session finds itself).
-    pub fn count_refusal(&self, limit: Limit) {
-        let i = Limit::ALL.iter().position(|&l| l == limit).unwrap_or(0);
-        self.refused[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Refusals per limit label, every limit listed.
-    pub fn refusals(&self) -> Vec<(String, u64)> {
-        Limit::ALL
-            .iter()
-            .zip(&self.refused)
-            .map(|(l, n)| (l.label().to_owned(), n.load(Ordering::Relaxed)))
-            .collect()
     }
 
     /// Subscriptions given up to an address within its share.
@@ -178,8 +158,51 @@ impl Budgets {
     }
 
     fn refuse(&self, limit: Limit, message: String) -> Refusal {
-        self.count_refusal(limit);
         Refusal { limit, message }
+    }
+
+    /// Whether `client` may hold `bytes` more compiled bytes, `replacing` counted
+    /// out; its address if so.
+    fn check_bytes(
+        &self,
+        held: &Held,
+        client: u64,
+        bytes: usize,
+        replacing: Option<SubKey>,
+    ) -> Result<IpAddr, Refusal> {
+        let sizes = self.sizes;
+        let Some(me) = held.clients.get(&client) else {
+            return Err(self.refuse(Limit::HubFull, "the session is closing".into()));
+        };
+        let address = me.address;
+        let replaced = replacing
+            .and_then(|k| me.subs.get(&k))
+            .map_or(0, |c| c.bytes);
+        let mine = (me.holds_bytes() - replaced).saturating_add(bytes);
+        if mine > sizes.bytes_per_client {
+            return Err(self.refuse(
+                Limit::ClientBytes,
+                format!(
+                    "at most {} compiled bytes of patterns per client (this subscription \
+                     compiles to at least {bytes}, which would make {mine})",
+                    sizes.bytes_per_client
+                ),
+            ));
+        }
+        let ours = held.address_bytes.get(&address).copied().unwrap_or(0) - replaced;
+        let ours = ours.saturating_add(bytes);
+        if ours > sizes.bytes_per_address {
+            return Err(self.refuse(
+                Limit::AddressBytes,
+                format!(
+                    "at most {} compiled bytes of patterns per address ({address}), over all \
+                     its connections (this subscription compiles to at least {bytes}, which \
+                     would make {ours})",
+                    sizes.bytes_per_address
+                ),
+            ));
+        }
+        Ok(address)
     }
 }
 
@@ -191,12 +214,17 @@ impl Held {
 
     fn remove(&mut self, address: IpAddr, n: usize) {
         self.total -= n;
-        if let Some(held) = self.addresses.get_mut(&address) {
-            *held -= n;
-            if *held == 0 {
-                self.addresses.remove(&address);
-            }
-        }
+        take_from(&mut self.addresses, address, n);
+    }
+
+    fn add_bytes(&mut self, address: IpAddr, n: usize) {
+        *self.address_bytes.entry(address).or_insert(0) += n;
+    }
+
+    /// Gives back what subscription `cost` held.
+    fn remove_cost(&mut self, address: IpAddr, cost: Cost) {
+        self.remove(address, cost.patterns);
+        take_from(&mut self.address_bytes, address, cost.bytes);
     }
 
     /// Subscriptions of addresses over `share` (other than `asking`) whose giving up
@@ -207,7 +235,7 @@ impl Held {
         for (&client, c) in &self.clients {
             if c.address != asking && self.addresses.get(&c.address) > Some(&share) {
                 let of = subs.entry(c.address).or_default();
-                of.extend(c.subs.iter().map(|(&k, &n)| (n, client, k)));
+                of.extend(c.subs.iter().map(|(&k, n)| (n.patterns, client, k)));
             }
         }
         let mut over: BinaryHeap<(usize, IpAddr)> = subs
@@ -228,6 +256,33 @@ impl Held {
             }
         }
         Some(victims)
+    }
+}
+
+/// Whether a subscription being compiled still fits the client's and its address's
+/// budgets of compiled bytes (see [`Account::bytes_check`]).
+pub struct BytesCheck {
+    budgets: Arc<Budgets>,
+    client: u64,
+    replacing: Option<SubKey>,
+}
+
+impl BytesCheck {
+    pub fn check(&self, bytes: usize) -> Result<(), Refusal> {
+        let held = self.budgets.lock();
+        self.budgets
+            .check_bytes(&held, self.client, bytes, self.replacing)
+            .map(|_| ())
+    }
+}
+
+/// Takes `n` from `map[key]`, forgetting the key at 0.
+fn take_from(map: &mut HashMap<IpAddr, usize>, key: IpAddr, n: usize) {
+    if let Some(held) = map.get_mut(&key) {
+        *held -= n;
+        if *held == 0 {
+            map.remove(&key);
+        }
     }
 }
 
@@ -253,8 +308,7 @@ impl Account {
         let address = me.address;
         let replaced = replacing
             .and_then(|k| me.subs.get(&k))
-            .copied()
-            .unwrap_or(0);
+            .map_or(0, |c| c.patterns);
         let mine = me.holds() - replaced + count;
         if mine > sizes.per_client {
             return Err(b.refuse(
@@ -308,7 +362,7 @@ impl Account {
                 let Some(c) = held.clients.get_mut(&client) else {
                     continue;
                 };
-                let Some(n) = c.subs.remove(&key) else {
+                let Some(cost) = c.subs.remove(&key) else {
                     continue;
                 };
                 let (from, had) = (c.address, held.addresses[&c.address]);
@@ -319,40 +373,82 @@ impl Account {
                 );
                 c.revoked.push((key, why));
                 c.wake.notify_one();
-                held.remove(from, n);
+                held.remove_cost(from, cost);
                 b.revoked.fetch_add(1, Ordering::Relaxed);
                 revoked.push(key);
             }
         }
         held.add(address, count);
         if let Some(me) = held.clients.get_mut(&self.client) {
-            me.pending += count;
+            me.pending.patterns += count;
         }
         Ok(revoked)
     }
 
-    /// The subscription reserved for is in place as `key`; `replacing` is gone.
-    pub fn commit(&self, key: SubKey, count: usize, replacing: Option<SubKey>) {
+    /// Reserves `bytes`, what the subscription reserved for compiled to, before it
+    /// joins the matcher; `replacing` counts out as in [`reserve`](Self::reserve).
+    /// Only then is its size known (its compile stops early at a [`BytesCheck`]);
+    /// one connection asks one subscribe at a time, so it holds at most one compile
+    /// beyond its budget, and that one stopped at its first pattern over.
+    pub fn reserve_bytes(&self, bytes: usize, replacing: Option<SubKey>) -> Result<(), Refusal> {
+        let b = &*self.budgets;
+        let mut held = b.lock();
+        let address = b.check_bytes(&held, self.client, bytes, replacing)?;
+        held.add_bytes(address, bytes);
+        if let Some(me) = held.clients.get_mut(&self.client) {
+            me.pending.bytes += bytes;
+        }
+        Ok(())
+    }
+
+    /// For the compile of a subscription replacing `replacing`: whether what it has
+    /// compiled so far still fits (nothing reserved).
+    pub fn bytes_check(&self, replacing: Option<SubKey>) -> BytesCheck {
+        BytesCheck {
+            budgets: self.budgets.clone(),
+            client: self.client,
+            replacing,
+        }
+    }
+
+    /// The subscription reserved for (`count` patterns, `bytes` compiled) is in
+    /// place as `key`; `replacing` is gone.
+    pub fn commit(&self, key: SubKey, count: usize, bytes: usize, replacing: Option<SubKey>) {
         let mut held = self.budgets.lock();
         let Some(me) = held.clients.get_mut(&self.client) else {
             return;
         };
-        me.pending -= count;
-        me.subs.insert(key, count);
+        me.pending.patterns -= count;
+        me.pending.bytes -= bytes;
+        me.subs.insert(
+            key,
+            Cost {
+                patterns: count,
+                bytes,
+            },
+        );
         let address = me.address;
         let old = replacing.and_then(|k| me.subs.remove(&k));
-        if let Some(n) = old {
-            held.remove(address, n);
+        if let Some(cost) = old {
+            held.remove_cost(address, cost);
         }
     }
 
-    /// The subscription reserved for failed to compile.
-    pub fn cancel(&self, count: usize) {
+    /// The subscription reserved for failed to compile or to join the matcher
+    /// (`bytes`: what [`reserve_bytes`](Self::reserve_bytes) took for it, if anything).
+    pub fn cancel(&self, count: usize, bytes: usize) {
         let mut held = self.budgets.lock();
         if let Some(me) = held.clients.get_mut(&self.client) {
-            me.pending -= count;
+            me.pending.patterns -= count;
+            me.pending.bytes -= bytes;
             let address = me.address;
-            held.remove(address, count);
+            held.remove_cost(
+                address,
+                Cost {
+                    patterns: count,
+                    bytes,
+                },
+            );
         }
     }
 
@@ -361,8 +457,8 @@ impl Account {
         let mut held = self.budgets.lock();
         if let Some(me) = held.clients.get_mut(&self.client) {
             let address = me.address;
-            if let Some(n) = me.subs.remove(&key) {
-                held.remove(address, n);
+            if let Some(cost) = me.subs.remove(&key) {
+                held.remove_cost(address, cost);
             }
         }
     }
@@ -386,8 +482,11 @@ impl Drop for Account {
     fn drop(&mut self) {
         let mut held = self.budgets.lock();
         if let Some(me) = held.clients.remove(&self.client) {
-            let n = me.holds();
-            held.remove(me.address, n);
+            let cost = Cost {
+                patterns: me.holds(),
+                bytes: me.holds_bytes(),
+            };
+            held.remove_cost(me.address, cost);
         }
     }
 }
@@ -401,6 +500,8 @@ mod tests {
             per_client,
             per_address,
             hub,
+            bytes_per_client: 1000,
+            bytes_per_address: 1500,
         })
     }
 
@@ -411,7 +512,7 @@ mod tests {
     /// Reserves and commits `count` as `key`.
     fn take(a: &Account, key: SubKey, count: usize) -> Result<Vec<SubKey>, Limit> {
         let revoked = a.reserve(count, None).map_err(|r| r.limit)?;
-        a.commit(key, count, None);
+        a.commit(key, count, 0, None);
         Ok(revoked)
     }
 
@@ -425,13 +526,8 @@ mod tests {
         assert_eq!(take(&a2, 3, 5), Ok(vec![]));
         // Replacing counts the old one out of the client's and address's limits.
         assert!(a1.reserve(10, Some(1)).is_ok());
-        a1.commit(4, 10, Some(1));
+        a1.commit(4, 10, 0, Some(1));
         assert_eq!(b.total(), 15);
-        let refused: HashMap<_, _> = b.refusals().into_iter().collect();
-        assert_eq!(
-            (refused["client_patterns"], refused["address_patterns"]),
-            (1, 1)
-        );
     }
 
     #[test]
@@ -450,8 +546,6 @@ mod tests {
         assert_eq!(take(&small, 4, 40), Ok(vec![]));
         assert_eq!(take(&small, 5, 11), Err(Limit::HubShare));
         assert_eq!(take(&big, 6, 11), Err(Limit::HubShare));
-        let refused: HashMap<_, _> = b.refusals().into_iter().collect();
-        assert_eq!(refused["hub_share"], 2);
         assert_eq!(b.revoked(), 1);
     }
 
@@ -461,7 +555,7 @@ mod tests {
         let (x, y) = (b.open(1, ip("10.0.0.1")), b.open(2, ip("10.0.0.2")));
         assert!(x.reserve(10, None).is_ok());
         assert_eq!(take(&y, 1, 1), Err(Limit::HubFull));
-        x.commit(7, 10, None);
+        x.commit(7, 10, 0, None);
         assert_eq!(take(&y, 1, 1), Ok(vec![7]));
     }
 
@@ -471,12 +565,48 @@ mod tests {
         let a = b.open(1, ip("10.0.0.1"));
         assert_eq!(take(&a, 1, 30), Ok(vec![]));
         assert!(a.reserve(20, None).is_ok());
-        a.cancel(20);
+        a.cancel(20, 0);
         assert!(a.reserve(7, None).is_ok());
         assert_eq!(b.total(), 37);
         drop(a);
         assert_eq!(b.total(), 0);
         assert!(b.lock().addresses.is_empty());
+    }
+
+    /// Reserves and commits `bytes` as `key` (one pattern).
+    fn take_bytes(a: &Account, key: SubKey, bytes: usize) -> Result<(), Limit> {
+        a.reserve(1, None).map_err(|r| r.limit)?;
+        if let Err(r) = a.reserve_bytes(bytes, None) {
+            a.cancel(1, 0);
+            return Err(r.limit);
+        }
+        a.commit(key, 1, bytes, None);
+        Ok(())
+    }
+
+    #[test]
+    fn compiled_bytes_are_budgeted_per_client_and_per_address() {
+        let b = budgets(100, 100, 100);
+        let (a1, a2) = (b.open(1, ip("10.0.0.1")), b.open(2, ip("10.0.0.1")));
+        assert_eq!(take_bytes(&a1, 1, 600), Ok(()));
+        assert_eq!(take_bytes(&a1, 2, 401), Err(Limit::ClientBytes));
+        assert_eq!(take_bytes(&a1, 2, 400), Ok(()));
+        assert_eq!(take_bytes(&a2, 3, 501), Err(Limit::AddressBytes));
+        assert_eq!(take_bytes(&a2, 3, 500), Ok(()));
+        // Another address has its own; a replaced subscription counts out.
+        let elsewhere = b.open(3, ip("10.0.0.2"));
+        assert_eq!(take_bytes(&elsewhere, 4, 1000), Ok(()));
+        assert!(a1.reserve(1, Some(1)).is_ok());
+        assert!(a1.reserve_bytes(600, Some(1)).is_ok());
+        a1.commit(5, 1, 600, Some(1));
+        // Released on unsubscribe and when the client goes; refusals hold nothing.
+        a2.release(3);
+        assert_eq!(take_bytes(&a1, 6, 1), Err(Limit::ClientBytes));
+        drop(a1);
+        assert_eq!(take_bytes(&a2, 7, 1000), Ok(()));
+        drop((a2, elsewhere));
+        let held = b.lock();
+        assert!(held.address_bytes.is_empty() && held.addresses.is_empty());
     }
 
     #[test]

@@ -170,17 +170,10 @@ pub async fn render(
     );
     counters_by(
         &mut out,
-        "supergrep_subscriptions_refused_total",
-        "Subscribes refused, per limit: client_subscriptions, client_patterns (too_many_patterns), address_patterns (address_budget), hub_share, hub_full and matcher (hub_budget).",
-        "limit",
-        state.budgets.refusals(),
-    );
-    counters_by(
-        &mut out,
         "supergrep_subscribes_refused_total",
-        "Subscribes refused, by the error code of the limit they hit.",
+        "Subscribes refused, by the error code the client was told (the limit hit, or what was wrong with the request).",
         "code",
-        hub.refusals(),
+        state.subscribes_refused(),
     );
     counters_by(
         &mut out,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::HubLimits;
 use crate::hub::Hub;
-use crate::protocol::WireStream;
+use crate::protocol::{code, WireStream};
 use crate::shutdown::{self, Kind};
 use crate::source::EventSender;
 
@@ -59,6 +59,8 @@ pub struct ServerState {
     connections_refused: AtomicU64,
     /// Patterns held per client and per address (see [`budget`]).
     budgets: Arc<budget::Budgets>,
+    /// Subscribes refused, per `error` code told (each code listed from the start).
+    subscribes_refused: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Failed accepts (out of file descriptors, say), here and in syslog input.
     accept_errors: Arc<AtomicU64>,
     /// Agents' line times are kept (else the hub's receive time).
@@ -66,6 +68,21 @@ pub struct ServerState {
     /// How far the hub has each agent's files (agents send batches again).
     pub agent_files: crate::source::received::ReceivedFiles,
 }
+
+/// The `error` codes a subscribe may be refused with, listed in `/metrics` before
+/// any is counted.
+const SUBSCRIBE_REFUSALS: &[&str] = &[
+    code::BAD_REQUEST,
+    code::INVALID_REGEX,
+    code::PATTERN_TOO_LONG,
+    code::TOO_MANY_SUBSCRIPTIONS,
+    code::TOO_MANY_PATTERNS,
+    code::ADDRESS_BUDGET,
+    code::HUB_BUDGET,
+    code::COMPILED_BUDGET,
+    code::TOO_MANY_COSTLY,
+    code::BUSY,
+];
 
 /// Who may reach the hub's HTTP side, besides its token, and what it takes on
 /// their word.
@@ -102,9 +119,16 @@ impl ServerState {
             per_client: limits.max_patterns_per_client,
             per_address: limits.max_patterns_per_address,
             hub: limits.max_patterns.saturating_sub(hub.pattern_count()),
+            bytes_per_client: limits.max_compiled_bytes_per_client,
+            bytes_per_address: limits.max_compiled_bytes_per_address,
         });
+        let subscribes_refused = SUBSCRIBE_REFUSALS
+            .iter()
+            .map(|&c| (c.to_owned(), 0))
+            .collect();
         Arc::new(ServerState {
             budgets,
+            subscribes_refused: std::sync::Mutex::new(subscribes_refused),
             hub,
             limits,
             token,
@@ -140,6 +164,29 @@ impl ServerState {
             .map(|(name, paths)| UiLogSet { name, paths })
             .collect();
         let _ = self.log_sets.set(sets);
+    }
+
+    /// Counts a subscribe refused with `code` (the session does, as it answers).
+    fn count_refused_subscribe(&self, code: &str) {
+        let mut refused = self
+            .subscribes_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match refused.get_mut(code) {
+            Some(n) => *n += 1,
+            None => {
+                refused.insert(code.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Subscribes refused so far, per `error` code.
+    fn subscribes_refused(&self) -> Vec<(String, u64)> {
+        let refused = self
+            .subscribes_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        refused.iter().map(|(c, n)| (c.clone(), *n)).collect()
     }
 }
 

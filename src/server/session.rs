@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::budget::{Account, Limit};
+use super::budget::Account;
 use super::ServerState;
-use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken};
+use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken, Within};
 use crate::line::format_ts;
+use crate::matcher::registry::Compiled;
 use crate::matcher::{CompileError, StreamSelector, SubKey, Subscription};
 use crate::protocol::{code, ClientMsg, ServerMsg, WireStream, VERSION};
 
@@ -179,7 +180,13 @@ impl Session {
                         self.send(&ServerMsg::Subscribed { id: id.clone() }).await?;
                         self.send_lines(&id, &recent).await
                     }
-                    Err(err) => self.send(&err).await,
+                    Err(err) => {
+                        // Every refused subscribe is counted here, by the code it is told.
+                        if let ServerMsg::Error { code, .. } = &err {
+                            self.state.count_refused_subscribe(code);
+                        }
+                        self.send(&err).await
+                    }
                 }
             }
             ClientMsg::Unsubscribe { id } => match self.keys.remove(&id) {
@@ -246,7 +253,6 @@ impl Session {
         }
         let replacing = self.keys.get(id).copied();
         if replacing.is_none() && self.keys.len() >= limits.max_subscriptions_per_client {
-            self.state.budgets.count_refusal(Limit::ClientSubscriptions);
             return Err(bad(
                 code::TOO_MANY_SUBSCRIPTIONS,
                 format!(
@@ -277,15 +283,35 @@ impl Session {
         let key = (self.client << CLIENT_SHIFT) | (self.next_sub & ((1 << CLIENT_SHIFT) - 1));
         self.next_sub += 1;
         let backlog = backlog.min(limits.max_backlog_request);
+        // Its compiled size counts against the budgets before it joins the matcher.
+        let mut bytes = 0;
+        let account = &self.account;
+        let check = account.bytes_check(replacing);
+        let within: Within = Arc::new(move |size| {
+            check.check(size).map_err(|r| CompileError::OverBudget {
+                code: r.limit.code(),
+                message: r.message,
+            })
+        });
+        let admit = |compiled: &Compiled| {
+            let size = compiled.compiled_bytes();
+            account
+                .reserve_bytes(size, replacing)
+                .map_err(|r| CompileError::OverBudget {
+                    code: r.limit.code(),
+                    message: r.message,
+                })?;
+            bytes = size;
+            Ok(())
+        };
         let subscribed = self
             .state
             .hub
-            .subscribe(key, sub, self.queue.clone(), backlog)
+            .subscribe_admitting(key, sub, self.queue.clone(), backlog, within, admit)
             .await;
         if subscribed.is_err() {
-            self.account.cancel(count);
+            self.account.cancel(count, bytes);
         }
-        let budgets = &self.state.budgets;
         let recent = subscribed.map_err(|e| match e {
             CompileError::Pattern(e) => ServerMsg::Error {
                 id: Some(id.to_owned()),
@@ -295,18 +321,13 @@ impl Session {
             },
             // The code names the limit hit (`CompileError::code`); the matcher's own
             // bounds (the compiled size of all patterns, say) are the hub's budget.
-            other => {
-                if other.code() == code::HUB_BUDGET {
-                    budgets.count_refusal(Limit::Matcher);
-                }
-                bad(other.code(), other.to_string())
-            }
+            other => bad(other.code(), other.to_string()),
         })?;
         if let Some(old) = replacing {
             self.state.hub.unsubscribe(old);
             self.ids.remove(&old);
         }
-        self.account.commit(key, count, replacing);
+        self.account.commit(key, count, bytes, replacing);
         self.keys.insert(id.to_owned(), key);
         self.ids.insert(key, id.to_owned());
         Ok(recent)
