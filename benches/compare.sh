@@ -11,6 +11,9 @@
 #   LONG_PATTERNS     size of the derived long pattern list (default 1000)
 #   TMPDIR            where the test file goes (default /tmp); removed at the end
 #                     unless KEEP=1
+#   SUPERGREP_BEFORE  an older supergrep binary (the build before a change): timed
+#                     in the same runs, interleaved, its output checked to be the
+#                     same; a column gives this build's speed over it
 #
 # The test file is the eight Loghub samples with `\r` stripped (LF lines, like real
 # Linux logs), repeated until it reaches SIZE_MB. For each pattern set both tools run
@@ -124,6 +127,8 @@ mbps() { local x=$((bytes * 10 / $1)); echo "$((x / 10)).$((x % 10))"; }
 
 run_sg() { "$sg" --no-follow --no-filename --color never -f "$1" "$file"; }
 run_rg() { rg --no-filename --color never -f "$1" "$file"; }
+before=${SUPERGREP_BEFORE:-}
+run_before() { "$before" --no-follow --no-filename --color never -f "$1" "$file"; }
 
 # --- reference: memory bandwidth ------------------------------------------------
 cat "$file" >/dev/null # page cache warm
@@ -150,9 +155,18 @@ for set in literal errors templates long; do
     same=NO
     status=1
   fi
+  if [ -n "$before" ] && [ "$(run_before "$pf" | cksum)" != "$sg_sum" ]; then
+    echo "MISMATCH on $set: the build before prints other lines" >&2
+    same=NO
+    status=1
+  fi
   sg_n= rg_n=
-  sg_t=() rg_t=()
+  sg_t=() rg_t=() before_t=()
   for ((r = 0; r < runs; r++)); do
+    if [ -n "$before" ]; then
+      read -r us n < <(timed run_before "$pf")
+      before_t+=("$us")
+    fi
     read -r us n < <(timed run_sg "$pf")
     [ -z "$sg_n" ] || [ "$n" = "$sg_n" ] || { echo "supergrep: $n lines, earlier $sg_n" >&2; status=1; }
     sg_n=$n sg_t+=("$us")
@@ -168,20 +182,28 @@ for set in literal errors templates long; do
   sg_us=$(median "${sg_t[@]}")
   rg_us=$(median "${rg_t[@]}")
   ratio=$((rg_us * 100 / sg_us))
-  rows+=("$(printf '%-10s %6d %10d %-5s %9s %9s %8s %8s %6d.%02d' \
+  vs_before=
+  if [ -n "$before" ]; then
+    before_us=$(median "${before_t[@]}")
+    b=$((before_us * 100 / sg_us))
+    vs_before=$(printf '%9s %6d.%02d' "$((before_us / 1000))" $((b / 100)) $((b % 100)))
+  fi
+  rows+=("$(printf '%-10s %6d %10d %-5s %9s %9s %8s %8s %6d.%02d %s' \
     "$set" "$npat" "$sg_n" "$same" \
     "$((sg_us / 1000))" "$((rg_us / 1000))" "$(mbps "$sg_us")" "$(mbps "$rg_us")" \
-    $((ratio / 100)) $((ratio % 100)))")
+    $((ratio / 100)) $((ratio % 100)) "$vs_before")")
 done
 
 echo
 echo "file: $((bytes / 1000000)) MB, $lines lines (Loghub samples, LF); median of $runs runs; $(nproc) CPUs"
 echo "rg: $(rg --version | head -n 1); supergrep: $("$sg" --version)"
 echo
-printf '%-10s %6s %10s %-5s %9s %9s %8s %8s %9s\n' \
+printf '%-10s %6s %10s %-5s %9s %9s %8s %8s %9s' \
   "set" "pats" "lines out" "same" "sg ms" "rg ms" "sg MB/s" "rg MB/s" "sg/rg"
+[ -z "$before" ] && echo || printf ' %9s %9s\n' "before ms" "sg/before"
 for row in "${rows[@]}"; do echo "$row"; done
 echo
 echo "reference: cat > /dev/null $(mbps "$cat_us") MB/s, wc -l $(mbps "$wc_us") MB/s"
 echo "(sg/rg: supergrep's throughput over ripgrep's; above 1 supergrep is faster)"
+[ -z "$before" ] || echo "(sg/before: this build's throughput over $before's ($("$before" --version)))"
 exit "$status"

@@ -104,6 +104,7 @@ pub(super) enum Found {
 
 impl Candidate {
     /// Only a position: the walk decides the line by itself.
+    #[inline]
     pub(super) fn at(at: usize) -> Candidate {
         Candidate {
             at,

@@ -102,6 +102,7 @@ pub(super) enum LiteralFinder {
 }
 
 impl LiteralFinder {
+    #[inline]
     fn find(&self, bytes: &[u8], pos: usize) -> Option<usize> {
         let span = pos..bytes.len();
         match self {
@@ -129,6 +130,7 @@ pub(super) struct LiteralSkip {
 }
 
 impl LiteralSkip {
+    #[inline]
     pub(super) fn next(
         &mut self,
         finder: &LiteralFinder,

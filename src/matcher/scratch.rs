@@ -42,6 +42,7 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    #[inline]
     pub(super) fn eligibility(&mut self, m: &Matcher, stream: &Stream) -> Arc<Eligibility> {
         if self.generation != m.generation {
             self.generation = m.generation;
@@ -89,6 +90,7 @@ impl Scratch {
         e
     }
 
+    #[inline]
     pub(super) fn begin_line(&mut self) {
         self.stamp = self.stamp.wrapping_add(1);
         if self.stamp == 0 {
@@ -117,6 +119,7 @@ impl Scratch {
         self.hits.push(sub);
     }
 
+    #[inline]
     pub(super) fn add_candidate(&mut self, p: u32) {
         if self.candidate_seen[p as usize] != self.stamp {
             self.candidate_seen[p as usize] = self.stamp;
@@ -125,6 +128,7 @@ impl Scratch {
     }
 
     /// Runs pattern `p` on the line once per line, remembering the answer.
+    #[inline]
     pub(super) fn test(&mut self, p: u32, pattern: &Pattern, line: &str) -> bool {
         let i = p as usize;
         if self.tested[i] != self.stamp {
@@ -137,6 +141,7 @@ impl Scratch {
     }
 
     /// Pattern `p` matched this line, or is a candidate that was not run.
+    #[inline]
     pub(super) fn may_match(&self, p: u32) -> bool {
         let i = p as usize;
         self.matched[i] == self.stamp
