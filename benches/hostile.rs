@@ -9,7 +9,11 @@
 //!   log lines written at a fixed rate, and whether it got exactly those lines;
 //! - the hub's lines/s: a bulk of lines appended at once, timed from the append to
 //!   the normal client's receipt of the line after them;
-//! - the hub's RSS with the hostile client, and after it left.
+//! - the hub's RSS with the hostile client, and after it left;
+//! - the hub's CPU time over both phases, per thread: ingest's and the sessions'
+//!   (everything but the isolated workers) and the isolated workers'; and the CPU
+//!   the rest of the machine used meanwhile (it is shared: wall times are noisy,
+//!   these are not).
 //!
 //! The report gives the ratios with/without (medians over the rounds).
 //!
@@ -45,8 +49,9 @@ use tokio::sync::watch;
 
 use support::{
     connect_client, cpu_model, drain, env_or, epoch, latency, measured_line, median, ms, now_nanos,
-    parse_tag, refresh_benchmarks_md, run_client, status_mib, supergrep_bin, sync_probe, today,
-    wait_quiet, watchdog, write_paced, Check, Corpus, Hub, Lat, Seen, PATIENCE,
+    parse_tag, refresh_benchmarks_md, run_client, status_mib, supergrep_bin, sync_probe,
+    thread_cpu_secs, today, wait_quiet, watchdog, write_paced, Check, Corpus, CpuWindow, Hub, Lat,
+    Seen, PATIENCE,
 };
 
 const SECTION: &str = "## Hostile client";
@@ -96,8 +101,15 @@ struct Round {
     lat: Lat,
     check: Check,
     lines_per_sec: f64,
-    /// The hostile client's lines received and counted as dropped.
+    /// The hostile client's lines received and told as dropped, when it stopped.
     hostile_seen: Option<(u64, u64)>,
+    /// Lines the hub had skipped for the hostile client by then (`/metrics`).
+    skipped: f64,
+    /// CPU seconds over both phases: the hub's threads but the isolated workers,
+    /// those workers, and % of a core the rest of the machine used.
+    hub_cpu: f64,
+    isolated_cpu: f64,
+    others: f64,
     /// The hub's: subscriptions evaluated apart (with the hostile client).
     isolated: f64,
     /// Hub RSS, MiB: before the bulk, its peak, and after the hostile client left.
@@ -165,6 +177,7 @@ fn run(
     };
     let mut out = OpenOptions::new().append(true).open(&path).unwrap();
     sync_probe(&mut out, probe, &probes, "hub");
+    let (window, cpu0) = (CpuWindow::start(&[hub.pid()]), cpu_split(hub.pid()));
 
     // Latency: lines at a fixed rate.
     let written = write_paced(
@@ -190,6 +203,9 @@ fn run(
         .recv_timeout(PATIENCE * 4)
         .expect("the normal client never got the end of the bulk");
     let lines_per_sec = cfg.bulk as f64 / ((t1.saturating_sub(t0)) as f64 / 1e9);
+    let cpu1 = cpu_split(hub.pid());
+    let others = window.end().others;
+    let skipped = hub.metric("supergrep_isolated_lines_dropped_total");
     let rss_peak = status_mib(hub.pid(), "VmHWM");
 
     let hostile_seen = hostile_client.map(|(stop, task)| {
@@ -227,10 +243,25 @@ fn run(
         check,
         lines_per_sec,
         hostile_seen,
+        skipped,
+        hub_cpu: cpu1.0 - cpu0.0,
+        isolated_cpu: cpu1.1 - cpu0.1,
+        others,
         isolated,
         rss: (rss_before, rss_peak, rss_after),
         patterns_after,
     }
+}
+
+/// CPU seconds of the hub's threads so far: all but the isolated workers, and those.
+fn cpu_split(pid: u32) -> (f64, f64) {
+    let threads = thread_cpu_secs(pid);
+    let isolated: f64 = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("isolated-"))
+        .map(|(_, s)| s)
+        .sum();
+    (threads.values().sum::<f64>() - isolated, isolated)
 }
 
 fn report(cfg: &Config, corpus: &Corpus, rounds: &[Round]) -> String {
@@ -241,6 +272,7 @@ fn report(cfg: &Config, corpus: &Corpus, rounds: &[Round]) -> String {
         med(true, &|r| r.lines_per_sec),
     );
     let (p99_0, p99_1) = (med(false, &|r| r.lat.p99), med(true, &|r| r.lat.p99));
+    let (cpu0, cpu1) = (med(false, &|r| r.hub_cpu), med(true, &|r| r.hub_cpu));
     let mut s = String::new();
     let _ = writeln!(s, "{SECTION}\n");
     let _ = writeln!(
@@ -267,25 +299,30 @@ fn report(cfg: &Config, corpus: &Corpus, rounds: &[Round]) -> String {
     );
     let _ = writeln!(
         s,
-        "| | normal client p50 / p99 (ms) | hub lines/s | exact | hostile: received / dropped | isolated | hub RSS MiB: before bulk / peak / after the hostile left |"
+        "| | normal client p50 / p99 (ms) | hub lines/s | exact | hostile: received / told dropped / skipped | isolated | hub CPU s: all but the isolated / isolated | others' load (% of a core) | hub RSS MiB: before bulk / peak / after the hostile left |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---|---:|---:|---|");
+    let _ = writeln!(s, "|---|---:|---:|---|---:|---:|---:|---:|---|");
     for r in rounds {
         let _ = writeln!(
             s,
-            "| {} | {} / {} | {:.0} | {} | {} | {} | {:.0} / {:.0} / {:.0} |",
+            "| {} | {} / {} | {:.0} | {} | {} | {} | {:.2} / {:.2} | {:.0} | {:.0} / {:.0} / {:.0} |",
             if r.hostile { "with hostile" } else { "alone" },
             ms(r.lat.p50),
             ms(r.lat.p99),
             r.lines_per_sec,
             r.check.summary(1),
-            r.hostile_seen
-                .map_or("–".into(), |(got, dropped)| format!("{got} / {dropped}")),
+            r.hostile_seen.map_or("–".into(), |(got, dropped)| format!(
+                "{got} / {dropped} / {}",
+                r.skipped
+            )),
             if r.hostile {
                 format!("{}", r.isolated)
             } else {
                 "–".into()
             },
+            r.hub_cpu,
+            r.isolated_cpu,
+            r.others,
             r.rss.0,
             r.rss.1,
             r.rss.2,
@@ -294,13 +331,17 @@ fn report(cfg: &Config, corpus: &Corpus, rounds: &[Round]) -> String {
     let _ = writeln!(
         s,
         "\n**With/without: hub lines/s {:.2}, normal client p99 {:.2}** (medians: {:.0} \
-         against {:.0} lines/s, {} against {} ms).\n",
+         against {:.0} lines/s, {} against {} ms); the hub's CPU but the isolated \
+         workers' {:.2} ({:.2} against {:.2} s).\n",
         lps1 / lps0,
         p99_1 / p99_0,
         lps1,
         lps0,
         ms(p99_1),
         ms(p99_0),
+        cpu1 / cpu0,
+        cpu1,
+        cpu0,
     );
     s
 }
@@ -340,14 +381,18 @@ fn main() {
         for hostile in [false, true] {
             let r = run(&cfg, &corpus, &probe, &end, hostile, &rt);
             println!(
-                "round {round} {}: p50 {} p99 {} ms, {:.0} lines/s, {}, hostile {:?}, isolated {}, RSS {:?}, patterns after {}",
+                "round {round} {}: p50 {} p99 {} ms, {:.0} lines/s, {}, hostile {:?} skipped {}, isolated {}, CPU s {:.2} / {:.2}, others {:.0}%, RSS {:?}, patterns after {}",
                 if hostile { "with hostile" } else { "alone" },
                 ms(r.lat.p50),
                 ms(r.lat.p99),
                 r.lines_per_sec,
                 r.check.summary(1),
                 r.hostile_seen,
+                r.skipped,
                 r.isolated,
+                r.hub_cpu,
+                r.isolated_cpu,
+                r.others,
                 r.rss,
                 r.patterns_after
             );

@@ -292,6 +292,23 @@ pub fn cpu_secs(pid: &str) -> f64 {
     ticks as f64 / clock_ticks()
 }
 
+/// CPU seconds (utime + stime) of each thread of a process now, by thread name
+/// (`comm`), summed over the threads of one name.
+pub fn thread_cpu_secs(pid: u32) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let Ok(name) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")) else {
+            continue;
+        };
+        *out.entry(name.trim().to_owned()).or_default() += cpu_secs(&format!("{pid}/task/{tid}"));
+    }
+    out
+}
+
 /// CPU time all processes of the machine have used (busy, not idle or waiting for
 /// I/O), in seconds: to see how much of it went to others during a run.
 fn machine_busy_secs() -> f64 {

@@ -15,9 +15,13 @@
 //! what they were without it). So the workers share one CPU [`Budget`]: together, at
 //! most one at a time and an eighth of one core's time. The number of them is bounded
 //! too (`Limits::max_isolated`); beyond, a costly subscription is refused.
+//!
+//! Ingest hands a worker a batch with no more than a try-lock and counts a batch
+//! skipped in an atomic; the worker tells its client (`dropped`) a few times a second
+//! at most, not once per batch (a frame and a wake-up of the hub's runtime each).
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -33,6 +37,11 @@ pub const QUEUE_LINES: u64 = 16_384;
 
 /// The workers' nice value: below ingest and the sessions (0), above nothing else.
 const NICE: i32 = 10;
+
+/// How often a worker that is behind tells its client the lines it skipped
+/// (`dropped`), while it waits for its CPU share; and whenever it has caught up. Told per skipped batch, it was a frame per batch read
+/// (a thousand a second at 10,000 lines/s), each a wake-up of the hub's runtime.
+const TELL_DROPPED_EVERY: Duration = Duration::from_millis(250);
 
 /// The isolated workers together scan at most 1/`SHARE` of the time (wall time, so a
 /// worker preempted by ingest pays for that too).
@@ -55,18 +64,26 @@ impl Default for Budget {
 }
 
 impl Budget {
-    /// Runs `scan` within the budget (waiting for its turn and share).
-    fn spend<R>(&self, scan: impl FnOnce() -> R) -> R {
+    /// Runs `scan` within the budget, waiting for its turn and share: `meanwhile`
+    /// every [`TELL_DROPPED_EVERY`] of the wait, which ends without a scan when it
+    /// says `false`.
+    fn spend<R>(&self, mut meanwhile: impl FnMut() -> bool, scan: impl FnOnce() -> R) -> Option<R> {
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-        let wait = next.saturating_duration_since(Instant::now());
-        if wait > Duration::ZERO {
-            std::thread::sleep(wait);
+        loop {
+            let wait = next.saturating_duration_since(Instant::now());
+            if wait == Duration::ZERO {
+                break;
+            }
+            std::thread::sleep(wait.min(TELL_DROPPED_EVERY));
+            if !meanwhile() {
+                return None;
+            }
         }
         let started = Instant::now();
         let r = scan();
         let busy = started.elapsed();
         *next = Instant::now() + busy * (SHARE - 1);
-        r
+        Some(r)
     }
 }
 
@@ -91,6 +108,8 @@ struct State {
 struct Queue {
     state: Mutex<State>,
     ready: Condvar,
+    /// Lines skipped and not told yet (outside the lock: see [`Worker::offer`]).
+    dropped: AtomicU64,
 }
 
 impl Queue {
@@ -98,10 +117,27 @@ impl Queue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next batch; `None` once closed.
-    fn take(&self) -> Option<Arc<Entry>> {
+    /// Tells `tell` the lines skipped since the last time, if any.
+    fn tell_dropped(&self, tell: &impl Fn(u64)) {
+        let n = self.dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            tell(n);
+        }
+    }
+
+    /// The next batch; `None` once closed. Lines skipped meanwhile are told to
+    /// `tell` when there is no batch to take, and at the end.
+    fn take(&self, tell: &impl Fn(u64)) -> Option<Arc<Entry>> {
         let mut state = self.lock();
         loop {
+            if (state.closed || state.entries.is_empty())
+                && self.dropped.load(Ordering::Relaxed) > 0
+            {
+                drop(state);
+                self.tell_dropped(tell);
+                state = self.lock();
+                continue;
+            }
             if state.closed {
                 return None;
             }
@@ -109,7 +145,12 @@ impl Queue {
                 state.lines -= entry.lines;
                 return Some(entry);
             }
-            state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+            // Timed: a skip counted while this thread held the lock (see `offer`)
+            // wakes nobody; it is told by the next round at the latest.
+            state = self
+                .ready
+                .wait_timeout(state, TELL_DROPPED_EVERY)
+                .map_or_else(|p| p.into_inner().0, |(s, _)| s);
         }
     }
 }
@@ -144,14 +185,29 @@ impl Worker {
         })
     }
 
-    /// Hands `entry` over unless the queue is full; never waits.
+    /// Hands `entry` over unless the queue is full; never waits. A batch skipped is
+    /// counted, and told to the client by the worker (while it waits for its share,
+    /// and once it has caught up).
+    ///
+    /// Not even for the lock: the worker holds it only a moment, but it is niced, and
+    /// one preempted there (on a busy machine) would stop ingest. Then the batch is
+    /// skipped.
     pub fn offer(&self, entry: &Arc<Entry>) -> Offer {
         if !self.matcher.selects(0, &entry.batch.stream) {
             return Offer::NotSelected;
         }
-        let mut state = self.queue.lock();
+        let skip = || {
+            self.queue.dropped.fetch_add(entry.lines, Ordering::Relaxed);
+            Offer::Full
+        };
+        let mut state = match self.queue.state.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return skip(),
+        };
         if !state.entries.is_empty() && state.lines + entry.lines > QUEUE_LINES {
-            return Offer::Full;
+            drop(state);
+            return skip();
         }
         state.lines += entry.lines;
         state.entries.push_back(entry.clone());
@@ -183,14 +239,20 @@ fn run(
     counters: Arc<Counters>,
     budget: &Budget,
 ) {
-    // `None` is this thread: Linux keeps a nice value per thread.
-    if let Err(e) = rustix::process::setpriority_process(None, NICE) {
-        tracing::debug!("isolated worker keeps its priority: {e}");
-    }
+    lower_priority();
     let key = matcher.key(0);
     let mut scratch = Scratch::default();
-    while let Some(entry) = queue.take() {
-        let delivered = budget.spend(|| {
+    let tell = |n| {
+        sink.push_dropped(key, n);
+    };
+    while let Some(entry) = queue.take(&tell) {
+        // Gone meanwhile: its matcher's memory goes back now, not after the wait.
+        let go_on = || {
+            queue.tell_dropped(&tell);
+            !queue.lock().closed
+        };
+        // The scan of a batch is not cut short: batches are at most a read chunk.
+        let scanned = budget.spend(go_on, || {
             super::deliver(
                 &matcher,
                 &entry,
@@ -199,6 +261,7 @@ fn run(
                 &mut scratch,
             )
         });
+        let Some(delivered) = scanned else { break };
         counters
             .matches_delivered
             .fetch_add(delivered, Ordering::Relaxed);
@@ -206,4 +269,14 @@ fn run(
     // Most likely the last holder of the subscription's matcher: its memory goes back.
     drop((matcher, scratch));
     super::memory::give_back();
+}
+
+/// Niced, below ingest and the sessions. Not `SCHED_IDLE`: tried, on 2 vCPUs shared
+/// with other builds it got no CPU at all (the kernel weighs this thread's group on
+/// its CPU by its own tiny load), and a costly subscription was never served.
+fn lower_priority() {
+    // `None` is this thread: Linux keeps a nice value per thread.
+    if let Err(e) = rustix::process::setpriority_process(None, NICE) {
+        tracing::debug!("isolated worker keeps its priority: {e}");
+    }
 }

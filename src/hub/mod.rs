@@ -548,7 +548,7 @@ impl Hub {
     }
 
     /// Hands the batch to each isolated subscription's worker; one that is behind
-    /// skips it, and its client is told the lines as `dropped`.
+    /// skips it, and its client is told the lines as `dropped` (by the worker).
     fn offer_to_workers(
         &self,
         entry: &Arc<Entry>,
@@ -557,11 +557,10 @@ impl Hub {
     ) {
         for worker in workers {
             // Gone already (unsubscribed; the next rebuild ends its worker).
-            let Some(sink) = sinks.get(&worker.key) else {
+            if !sinks.contains_key(&worker.key) {
                 continue;
-            };
+            }
             if worker.offer(entry) == isolated::Offer::Full {
-                sink.push_dropped(worker.key, entry.lines);
                 self.counters
                     .isolated_lines_dropped
                     .fetch_add(entry.lines, Ordering::Relaxed);
