@@ -245,30 +245,106 @@ fn run(
     let tell = |n| {
         sink.push_dropped(key, n);
     };
-    while let Some(entry) = queue.take(&tell) {
+    // Bytes scanned in about one `SLICE` (learnt from each slice).
+    let mut slice_bytes = FIRST_SLICE_BYTES;
+    'batches: while let Some(entry) = queue.take(&tell) {
         // Gone meanwhile: its matcher's memory goes back now, not after the wait.
         let go_on = || {
             queue.tell_dropped(&tell);
             !queue.lock().closed
         };
-        // The scan of a batch is not cut short: batches are at most a read chunk.
-        let scanned = budget.spend(go_on, || {
-            super::deliver(
-                &matcher,
-                &entry,
-                |k| (k == key).then_some(&sink),
-                sink.wants_every_batch(),
-                &mut scratch,
-            )
-        });
-        let Some(delivered) = scanned else { break };
-        counters
-            .matches_delivered
-            .fetch_add(delivered, Ordering::Relaxed);
+        let mut part = Part::start(&entry);
+        while let Some(piece) = part.next(slice_bytes) {
+            let scanned = budget.spend(go_on, || {
+                let started = Instant::now();
+                let delivered = super::deliver(
+                    &matcher,
+                    &piece,
+                    |k| (k == key).then_some(&sink),
+                    sink.wants_every_batch(),
+                    &mut scratch,
+                );
+                (delivered, started.elapsed())
+            });
+            let Some((delivered, took)) = scanned else {
+                break 'batches;
+            };
+            slice_bytes = next_slice_bytes(piece.batch.text.len(), took);
+            counters
+                .matches_delivered
+                .fetch_add(delivered, Ordering::Relaxed);
+        }
     }
     // Most likely the last holder of the subscription's matcher: its memory goes back.
     drop((matcher, scratch));
     super::memory::give_back();
+}
+
+/// How long a worker scans before it gives way to its budget again. A batch is up
+/// to a read chunk (256 KiB), which the worst subscription measured (200 patterns
+/// like `(?i)\w+=\w*a\w*\s+\S*17\S*\s\w{2,8}$`, ~80 µs a line) scanned for about
+/// a second in one go: the share held on average, but within that second the worker
+/// had a core and the caches, and the hub's lines/s measured over a short burst fell
+/// to a third. Scanned in slices of about this long, an eighth holds at every time
+/// scale a client can feel.
+const SLICE: Duration = Duration::from_millis(1);
+
+/// The first slice of a worker, before it knows its rate: ~50 of the worst lines.
+const FIRST_SLICE_BYTES: usize = 2 << 10;
+
+/// The bytes a slice should hold, from the last one (`bytes` scanned in `took`).
+fn next_slice_bytes(bytes: usize, took: Duration) -> usize {
+    let per_slice = bytes as u128 * SLICE.as_nanos() / took.as_nanos().max(1);
+    usize::try_from(per_slice).map_or(usize::MAX, |b| b.max(256))
+}
+
+/// A batch taken a slice at a time: each slice whole lines, an [`Entry`] of its own
+/// (its text shared with the batch's), numbered as in the batch.
+struct Part<'e> {
+    entry: &'e Arc<Entry>,
+    /// Where the next slice starts, and its first line's sequence number.
+    at: usize,
+    seq: u64,
+}
+
+impl<'e> Part<'e> {
+    fn start(entry: &'e Arc<Entry>) -> Part<'e> {
+        Part {
+            entry,
+            at: 0,
+            seq: entry.first_seq,
+        }
+    }
+
+    /// The next slice: at least `bytes` (up to the end of a line), or what is left.
+    fn next(&mut self, bytes: usize) -> Option<Arc<Entry>> {
+        let text = &self.entry.batch.text;
+        let rest = &text[self.at..];
+        if rest.is_empty() {
+            return None;
+        }
+        if self.at == 0 && bytes >= rest.len() {
+            self.at = text.len();
+            return Some(self.entry.clone());
+        }
+        let end = match rest.as_bytes().get(bytes..) {
+            None => rest.len(),
+            Some(after) => memchr::memchr(b'\n', after).map_or(rest.len(), |i| bytes + i + 1),
+        };
+        let slice = &rest[..end];
+        let lines = crate::line::lines(slice).count() as u64;
+        let piece = Entry {
+            batch: crate::line::LineBatch {
+                text: text.slice_ref(slice),
+                ..self.entry.batch.clone()
+            },
+            first_seq: self.seq,
+            lines,
+        };
+        self.at += end;
+        self.seq += lines;
+        Some(Arc::new(piece))
+    }
 }
 
 /// Niced, below ingest and the sessions. Not `SCHED_IDLE`: tried, on 2 vCPUs shared
@@ -278,5 +354,70 @@ fn lower_priority() {
     // `None` is this thread: Linux keeps a nice value per thread.
     if let Err(e) = rustix::process::setpriority_process(None, NICE) {
         tracing::debug!("isolated worker keeps its priority: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::line::{LineBatch, Stream};
+
+    fn entry(text: &str, first_seq: u64) -> Arc<Entry> {
+        Arc::new(Entry {
+            batch: LineBatch {
+                stream: Arc::new(Stream::new("h", "/a.log", "default")),
+                ts: std::time::SystemTime::UNIX_EPOCH,
+                text: text.into(),
+                origin: None,
+            },
+            first_seq,
+            lines: crate::line::lines(text).count() as u64,
+        })
+    }
+
+    /// Slices are whole lines, in order, numbered as in the batch, together the batch.
+    #[test]
+    fn a_batch_is_sliced_into_whole_lines_numbered_as_in_it() {
+        let text: String = (0..100)
+            .map(|i| format!("line {i} {}\n", "x".repeat(i % 13)))
+            .collect();
+        let whole = entry(&text, 1000);
+        for bytes in [1, 7, 64, 300, text.len() - 1] {
+            let mut part = Part::start(&whole);
+            let (mut joined, mut numbered) = (String::new(), Vec::new());
+            while let Some(piece) = part.next(bytes) {
+                assert!(
+                    piece.batch.text.ends_with('\n'),
+                    "{bytes}: {:?}",
+                    piece.batch.text
+                );
+                assert!(piece.batch.text.len() >= bytes.min(piece.batch.text.len()));
+                numbered.extend(piece.log_lines().map(|(seq, l)| (seq, l.to_owned())));
+                joined.push_str(&piece.batch.text);
+            }
+            assert_eq!(joined, text, "{bytes}");
+            let want: Vec<(u64, String)> = whole
+                .log_lines()
+                .map(|(seq, l)| (seq, l.to_owned()))
+                .collect();
+            assert_eq!(numbered, want, "{bytes}");
+        }
+        // A batch within one slice is handed on as it is.
+        let mut part = Part::start(&whole);
+        let piece = part.next(text.len());
+        assert!(piece.is_some_and(|p| Arc::ptr_eq(&p, &whole)));
+        assert!(part.next(text.len()).is_none());
+    }
+
+    #[test]
+    fn a_slice_lasts_about_one_slice_of_time() {
+        // 10 KiB in 5 ms: 2 KiB a millisecond.
+        assert_eq!(
+            next_slice_bytes(10 << 10, Duration::from_millis(5)),
+            2 << 10
+        );
+        // Never below a few lines, whatever the rate.
+        assert_eq!(next_slice_bytes(100, Duration::from_secs(1)), 256);
+        assert!(next_slice_bytes(1 << 20, Duration::ZERO) > 1 << 20);
     }
 }
