@@ -295,7 +295,7 @@ impl Plan {
 /// (`\b{start-half}`: no word character before; `\b\b` around `@home` would need one).
 fn shape_pattern(pattern: &str, fixed: bool, word: bool) -> String {
     let p = if fixed {
-        regex::escape(pattern)
+        regex_syntax::escape(pattern)
     } else {
         pattern.to_owned()
     };
