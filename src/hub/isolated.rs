@@ -39,8 +39,9 @@ pub const QUEUE_LINES: u64 = 16_384;
 const NICE: i32 = 10;
 
 /// How often a worker that is behind tells its client the lines it skipped
-/// (`dropped`), while it waits for its CPU share; and whenever it has caught up. Told per skipped batch, it was a frame per batch read
-/// (a thousand a second at 10,000 lines/s), each a wake-up of the hub's runtime.
+/// (`dropped`), while it waits for its CPU share; and whenever it has caught up.
+/// Told per skipped batch, it was a frame per batch read (a thousand a second at
+/// 10,000 lines/s), each a wake-up of the hub's runtime.
 const TELL_DROPPED_EVERY: Duration = Duration::from_millis(250);
 
 /// The isolated workers together scan at most 1/`SHARE` of the time (wall time, so a

@@ -409,7 +409,7 @@ impl Matcher {
                 break;
             }
             let (start, end) = match line {
-                // Never before `pos`: the strategy's line starts at or after it.
+                // Never before `pos`: the plan's line starts at or after it.
                 Some((start, end)) => (start.max(pos), end),
                 None => (
                     line_start_after(bytes, pos, at),

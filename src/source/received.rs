@@ -50,15 +50,15 @@ impl ReceivedFiles {
         }
         let file = (origin.dev, origin.ino);
         let key = (stream_id.to_owned(), origin.dev, origin.ino, origin.born);
-        let after_another = inner.last.get(stream_id).is_some_and(|&f| f != file);
-        if origin.born.is_none() && origin.start == 0 && after_another {
-            inner.upto.remove(&key);
-        }
-        match inner.last.get_mut(stream_id) {
-            Some(last) => *last = file,
+        let after_another = match inner.last.get_mut(stream_id) {
+            Some(last) => std::mem::replace(last, file) != file,
             None => {
                 inner.last.insert(stream_id.to_owned(), file);
+                false
             }
+        };
+        if origin.born.is_none() && origin.start == 0 && after_another {
+            inner.upto.remove(&key);
         }
         match inner.upto.get_mut(&key) {
             Some(have) if origin.end <= *have => false,
