@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::hub::SinkQueue;
 use crate::output::{render_template, Format, Markup};
-use crate::shutdown::{Handle, Kind};
+use crate::shutdown::Handle;
 use flood::{Flood, TokenBucket};
 
 /// Where to post: `irc[s]://[nick[:password]@]host[:port]/#channel[?key=KEY]`.
@@ -245,6 +245,9 @@ pub async fn run(options: IrcOptions, queue: Arc<SinkQueue>, shutdown: Option<Ha
 struct Connection {
     lines: mpsc::Receiver<String>,
     writer: tokio::io::WriteHalf<Box<dyn crate::tls::Stream>>,
+    /// The reading task: ended with the connection (see `Drop`), so the socket
+    /// closes when the sink lets go of it, lost or at the hub's stop.
+    reader: tokio::task::JoinHandle<()>,
     /// The nick we asked for, and how many were refused before it.
     base_nick: String,
     nick: String,
@@ -253,6 +256,12 @@ struct Connection {
     /// When to try JOIN again after the channel refused us.
     rejoin_at: Option<Instant>,
     rejoin_backoff: Duration,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// The nick to try after `attempt` refusals: `nick_` first, then short numbered
@@ -348,9 +357,6 @@ impl Sink {
                 _ = sleep_until(give_up_at) => {}
                 line = recv_line(&mut self.conn) => match line {
                     Some(line) => self.on_server_line(&line).await,
-                    // The reader ends when the hub stops, maybe before this loop
-                    // sees the stop: the connection is still there to say QUIT on.
-                    None if self.shutdown.as_ref().is_some_and(Handle::is_stopping) => break,
                     None => self.lost("the server closed the connection"),
                 },
                 _ = sleep_until(connect_at) => self.connect().await,
@@ -364,7 +370,9 @@ impl Sink {
             }
         }
         if let Some(conn) = &mut self.conn {
-            let _ = conn.writer.write_all(b"QUIT :supergrep done\r\n").await;
+            // A server that stopped reading must not hold the hub's stop.
+            let quit = conn.writer.write_all(b"QUIT :supergrep done\r\n");
+            let _ = tokio::time::timeout(Duration::from_secs(1), quit).await;
         }
     }
 
@@ -389,15 +397,9 @@ impl Sink {
         };
         let (read, writer) = tokio::io::split(stream);
         let (tx, rx) = mpsc::channel(64);
-        let shutdown = self.shutdown.as_ref().map(|h| h.child(Kind::Irc));
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut lines = BufReader::new(read).lines();
-            loop {
-                let line = tokio::select! {
-                    line = lines.next_line() => line,
-                    () = stopping(shutdown.as_ref()) => break,
-                };
-                let Ok(Some(line)) = line else { break };
+            while let Ok(Some(line)) = lines.next_line().await {
                 if tx.send(line).await.is_err() {
                     break;
                 }
@@ -407,6 +409,7 @@ impl Sink {
         let mut conn = Connection {
             lines: rx,
             writer,
+            reader,
             base_nick: nick.clone(),
             nick: nick.clone(),
             nick_attempts: 0,
