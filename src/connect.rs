@@ -225,10 +225,19 @@ impl Remote {
                     {
                         return Err(Fatal(UsageError(message).into()));
                     }
+                    // The hub too busy compiling others' patterns to take ours: we
+                    // would sit there subscribed to nothing. Reconnect (with the
+                    // backoff) and ask again.
+                    if id.as_deref() == Some(SUB_ID) && c == code::BUSY {
+                        crate::say!("supergrep: the hub says: {message}; asking again");
+                        return Ok(End::Disconnected {
+                            was_connected: false,
+                        });
+                    }
                     // Our subscription refused by a limit (at start or after a
                     // reconnect), or taken away later (`hub_budget`): we would go on
                     // printing nothing, so say which limit and end (status 2).
-                    if id.as_deref() == Some(SUB_ID) && c != code::BUSY {
+                    if id.as_deref() == Some(SUB_ID) {
                         let what = if subscribed { "dropped" } else { "refused" };
                         return Err(Fatal(
                             UsageError(format!(

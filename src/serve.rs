@@ -85,7 +85,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         limits.backlog_lines,
     );
-    // Every task below holds a handle of it; see the end of this function.
+    // Every async task below holds a handle of it; the threads do not (see the end
+    // of this function).
     let shutdown = Shutdown::new();
     let (tx, rx) = crate::source::events::channel(64);
     let mut followed = Vec::new();
@@ -213,7 +214,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A directory of ours, removed with everything in it when this is dropped.
 /// Each `[[irc]]` of the config: an ordinary subscription whose sink posts to IRC.
 /// A dead IRC server only fills that sink's bounded queue.
 async fn start_irc_sinks(hub: &Hub, config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {

@@ -96,8 +96,8 @@ pub enum CompileError {
     TooManyPatterns { count: usize, limit: usize },
     #[error("the compiled patterns would take {size} bytes (limit {limit})")]
     TooLarge { size: usize, limit: usize },
-    /// Refused by the subscriber's own budget once compiled (`code`: the `error`
-    /// code that names the limit).
+    /// Refused by the subscriber's own budget, as it compiles (`within`) or once
+    /// compiled (`admit`); `code`: the `error` code that names the limit.
     #[error("{message}")]
     OverBudget { code: &'static str, message: String },
     #[error("could not build the literal prefilter: {0}")]

@@ -48,7 +48,7 @@ pub async fn run(mut socket: WebSocket, state: Arc<ServerState>, shutdown: Handl
         () = shutdown.stopping() => None,
     };
     let Some(hello) = hello else {
-        let _ = socket.send(going_away()).await;
+        let _ = socket.send(super::going_away()).await;
         return;
     };
     let name = match hello {
@@ -95,13 +95,6 @@ pub async fn run(mut socket: WebSocket, state: Arc<ServerState>, shutdown: Handl
 }
 
 /// The close frame of a hub that shuts down.
-fn going_away() -> Message {
-    Message::Close(Some(axum::extract::ws::CloseFrame {
-        code: 1001,
-        reason: "the hub is shutting down".into(),
-    }))
-}
-
 async fn hello(socket: &mut WebSocket) -> Result<String, String> {
     let first = tokio::time::timeout(HELLO_WITHIN, socket.recv()).await;
     let Ok(Some(Ok(Message::Text(text)))) = first else {
@@ -172,7 +165,7 @@ async fn serve(
     loop {
         let msg = tokio::select! {
             () = shutdown.stopping() => {
-                let _ = socket.send(going_away()).await;
+                let _ = socket.send(super::going_away()).await;
                 return Err(Gone);
             }
             Ok(()) = acks.changed() => {

@@ -26,6 +26,14 @@ use crate::protocol::{code, WireStream};
 use crate::shutdown::{self, Kind};
 use crate::source::EventSender;
 
+/// The close frame every session, a client's or an agent's, gets when the hub stops.
+fn going_away() -> axum::extract::ws::Message {
+    axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: 1001,
+        reason: "the hub is shutting down".into(),
+    }))
+}
+
 /// Everything a request handler may need.
 pub struct ServerState {
     pub hub: Arc<Hub>,

@@ -100,10 +100,7 @@ impl Session {
         loop {
             tokio::select! {
                 () = shutdown.stopping() => {
-                    let _ = self.socket.send(Message::Close(Some(CloseFrame {
-                        code: 1001,
-                        reason: "the hub is shutting down".into(),
-                    }))).await;
+                    let _ = self.socket.send(super::going_away()).await;
                     return Err(Gone);
                 }
                 msg = self.socket.recv() => {
