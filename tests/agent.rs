@@ -1003,7 +1003,11 @@ fn hub_takes_a_new_file_that_got_a_rotated_files_inode() {
 /// state file after rotating, and that new file takes the freed inode.
 #[test]
 fn agent_ships_every_line_across_rotations_that_reuse_inodes() {
-    let dir = tempdir();
+    // On the target's disk: /tmp may be a tmpfs, which never gives an inode back.
+    let dir = tempfile::Builder::new()
+        .prefix("supergrep-agent-test")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
     let files = log_files(dir.path(), &["app"]);
     let file = &files[0];
     let rotated = dir.path().join("app.log.1");
@@ -1011,13 +1015,7 @@ fn agent_ships_every_line_across_rotations_that_reuse_inodes() {
     let agent = Agent::start(&hub.agent_url(), "app01", &[file], &[]);
     // A rotated file's inode is freed only once the agent has closed it too (it
     // drains a rotated file until it has not grown for a while).
-    let files_open = || {
-        let fds = std::fs::read_dir(format!("/proc/{}/fd", agent.proc.pid())).unwrap();
-        fds.flatten()
-            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-            .filter(|target| target.starts_with(dir.path()))
-            .count()
-    };
+    let files_open = || support::hub::open_fds_under(agent.proc.pid(), dir.path());
     let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
     let mut inodes = vec![inode(file)];
     let (mut reused, mut last) = (0, 0);

@@ -1819,17 +1819,12 @@ fn a_demo_that_cannot_start_leaves_no_files() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = taken.local_addr().unwrap().to_string();
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = bin()
-        .args(["serve", "--demo", "--listen", &listen])
-        .env("TMPDIR", tmp.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(2), "{stderr}");
+    let mut cmd = bin();
+    cmd.args(["serve", "--demo", "--listen", &listen])
+        .env("TMPDIR", tmp.path());
+    let exited = support::proc::run_to_exit(cmd, "the demo on a taken port");
+    let stderr = exited.stderr;
+    assert_eq!(exited.code, 2, "{stderr}");
     assert!(stderr.contains(&listen), "{stderr}");
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");

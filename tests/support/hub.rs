@@ -290,3 +290,14 @@ pub fn serve_with_few_descriptors(limit: u32, args: &[String]) -> Proc {
 pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
+
+/// The descriptors process `pid` holds open on files under `dir`.
+pub fn open_fds_under(pid: u32, dir: &std::path::Path) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}

@@ -357,12 +357,14 @@ impl SyncClient {
         }
     }
 
-    /// Reads until `done(lines so far)` holds.
+    /// Reads until `done(lines so far)` holds, asking it again at least every 100 ms
+    /// (a `done` that also acts, sending a datagram again, say, gets its turns).
     pub fn wait_lines(&mut self, what: &str, done: impl Fn(&[WireLine]) -> bool) {
         let deadline = Instant::now() + PATIENCE;
         while !done(&self.lines) {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || (!self.pump(left) && self.closed.is_some()) {
+            let turn = left.min(Duration::from_millis(100));
+            if left.is_zero() || (!self.pump(turn) && self.closed.is_some()) {
                 let tail: Vec<&str> = self
                     .lines
                     .iter()
