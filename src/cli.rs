@@ -325,13 +325,16 @@ pub enum ColorWhen {
     Never,
 }
 
+/// An `--irc-rate` that is not a number above 0.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a rate above 0 (messages a second, e.g. 0.5)")]
+pub struct NotARate(String);
+
 /// `--irc-rate`: a number of messages a second above 0 (0, or NaN, posted nothing
 /// after the first burst, not even the summary of what was held back).
-fn positive_rate(s: &str) -> Result<f64, String> {
+fn positive_rate(s: &str) -> Result<f64, NotARate> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!(
-            "{s:?} is not a rate above 0 (messages a second, e.g. 0.5)"
-        )),
+        _ => Err(NotARate(s.to_owned())),
     }
 }

@@ -34,6 +34,28 @@ pub enum ConnectError {
     Unreachable(String),
 }
 
+/// Why a hub's URL cannot be used; `flag` names the option it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("{flag} wants a ws:// or wss:// URL (e.g. ws://loghub:7070), not {url:?}")]
+    Scheme { flag: &'static str, url: String },
+    #[error("{flag}: no host in {url:?}")]
+    NoHost { flag: &'static str, url: String },
+    /// `wss://`, and no TLS client could be made (no roots, a bad `--tls-ca`).
+    #[error("{flag}: {error}")]
+    Tls {
+        flag: &'static str,
+        error: tls::TlsError,
+    },
+}
+
+/// For `mark`, whose errors are still the text it prints.
+impl From<EndpointError> for String {
+    fn from(e: EndpointError) -> String {
+        e.to_string()
+    }
+}
+
 impl HubEndpoint {
     /// `flag` names the option the URL came from, for the error message.
     pub fn new(
@@ -41,8 +63,8 @@ impl HubEndpoint {
         endpoint: &str,
         token: Option<&str>,
         tls_ca: Option<&Path>,
-        flag: &str,
-    ) -> Result<HubEndpoint, String> {
+        flag: &'static str,
+    ) -> Result<HubEndpoint, EndpointError> {
         let (secure, rest) = if let Some(r) = hub.strip_prefix("wss://") {
             (true, r)
         } else if let Some(r) = hub.strip_prefix("https://") {
@@ -52,14 +74,18 @@ impl HubEndpoint {
         } else if let Some(r) = hub.strip_prefix("http://") {
             (false, r)
         } else {
-            return Err(format!(
-                "{flag} wants a ws:// or wss:// URL (e.g. ws://loghub:7070), not {hub:?}"
-            ));
+            return Err(EndpointError::Scheme {
+                flag,
+                url: hub.to_owned(),
+            });
         };
         let rest = rest.split(['?', '#']).next().unwrap_or("");
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if authority.is_empty() {
-            return Err(format!("{flag}: no host in {hub:?}"));
+            return Err(EndpointError::NoHost {
+                flag,
+                url: hub.to_owned(),
+            });
         }
         // A path is kept (a hub behind a proxy at /supergrep, say), the endpoint
         // added unless it is there already.
@@ -73,7 +99,9 @@ impl HubEndpoint {
             url.push_str(&encode_query(t));
         }
         let tls = match secure {
-            true => Some(tls::client_config(tls_ca).map_err(|e| format!("{flag}: {e}"))?),
+            true => Some(
+                tls::client_config(tls_ca).map_err(|error| EndpointError::Tls { flag, error })?,
+            ),
             false => None,
         };
         Ok(HubEndpoint { url, display, tls })
@@ -158,21 +186,23 @@ mod tests {
 
     #[test]
     fn hub_urls_take_every_spelling_and_keep_the_token_out_of_messages() -> anyhow::Result<()> {
-        let e = HubEndpoint::new("ws://h:7070/", "/agent", Some("t k"), None, "--hub")
-            .map_err(anyhow::Error::msg)?;
+        let e = HubEndpoint::new("ws://h:7070/", "/agent", Some("t k"), None, "--hub")?;
         assert_eq!(e.display(), "ws://h:7070/agent");
         assert_eq!(e.url, "ws://h:7070/agent?token=t%20k");
         assert_eq!(e.authority(), ("h".to_owned(), 7070));
         let e = HubEndpoint::new("http://h/sg/ws/", "/ws", None, None, "--connect");
-        assert_eq!(e.map(|e| e.display), Ok("ws://h/sg/ws".to_owned()));
-        let e = HubEndpoint::new("http://h", "/ws", None, None, "--connect")
-            .map_err(anyhow::Error::msg)?;
+        assert_eq!(
+            e.map(|e| e.display).map_err(|e| e.to_string()),
+            Ok("ws://h/sg/ws".to_owned())
+        );
+        let e = HubEndpoint::new("http://h", "/ws", None, None, "--connect")?;
         assert_eq!(e.display(), "ws://h/ws");
         assert_eq!(e.authority(), ("h".to_owned(), 80));
-        let e = HubEndpoint::new("ws://[::1]:9/ws", "/ws", None, None, "--connect")
-            .map_err(anyhow::Error::msg)?;
+        let e = HubEndpoint::new("ws://[::1]:9/ws", "/ws", None, None, "--connect")?;
         assert_eq!(e.authority(), ("[::1]".to_owned(), 9));
-        let err = HubEndpoint::new("loghub:7070", "/ws", None, None, "--connect").unwrap_err();
+        let err = HubEndpoint::new("loghub:7070", "/ws", None, None, "--connect")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("--connect wants a ws:// or wss:// URL"),
             "{err}"

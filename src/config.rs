@@ -227,20 +227,74 @@ impl Default for HubLimits {
     }
 }
 
+/// Why a config file cannot be used: it cannot be read, or what it says is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config {path}: {error}")]
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("config {path}: {error}")]
+    Invalid { path: PathBuf, error: ConfigError },
+}
+
+/// What is wrong in a config text; each message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not TOML, an unknown key, or a value of the wrong type (toml names the key).
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error("{0} must be greater than 0")]
+    Zero(&'static str),
+    #[error("limits.max_line must be at least 16")]
+    MaxLineBelow16,
+    #[error("set name {0:?} must be non-empty and without ':'")]
+    SetName(String),
+    #[error("set {0:?} is defined twice")]
+    SetTwice(String),
+    #[error("set {0:?} has no paths")]
+    SetWithoutPaths(String),
+    #[error("irc[{index}]: {error}")]
+    IrcUrl {
+        index: usize,
+        error: crate::irc::IrcUrlError,
+    },
+    #[error("irc[{0}].rate must be above 0 (messages a second, e.g. 0.5)")]
+    IrcRate(usize),
+    #[error("irc[{index}].format: {error}")]
+    IrcFormat {
+        index: usize,
+        error: crate::irc::IrcFormatError,
+    },
+    #[error("token must not be empty")]
+    EmptyToken,
+    #[error("metrics_token must not be empty")]
+    EmptyMetricsToken,
+    #[error("allowed_hosts: {0:?} must be a host name alone (no port, scheme or path)")]
+    AllowedHost(String),
+}
+
 impl Config {
-    pub fn load(path: &Path) -> Result<Config, String> {
-        let text = crate::regular_file::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let text =
+            crate::regular_file::read_to_string(path).map_err(|error| LoadError::Unreadable {
+                path: path.to_owned(),
+                error,
+            })?;
+        Config::parse(&text).map_err(|error| LoadError::Invalid {
+            path: path.to_owned(),
+            error,
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)?;
         config.validate()?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         for (key, value) in [
             ("limits.client_queue", l.client_queue),
@@ -277,7 +331,7 @@ impl Config {
             ),
         ] {
             if value == 0 {
-                return Err(format!("{key} must be greater than 0"));
+                return Err(ConfigError::Zero(key));
             }
         }
         let sl = &self.syslog;
@@ -290,50 +344,44 @@ impl Config {
             ("syslog.idle_timeout_secs", sl.idle_timeout_secs),
         ] {
             if value == 0 {
-                return Err(format!("{key} must be greater than 0"));
+                return Err(ConfigError::Zero(key));
             }
         }
         if l.max_line < 16 {
-            return Err("limits.max_line must be at least 16".into());
+            return Err(ConfigError::MaxLineBelow16);
         }
         let mut names = std::collections::HashSet::new();
         for set in &self.sets {
             if set.name.is_empty() || set.name.contains(':') {
-                return Err(format!(
-                    "set name {:?} must be non-empty and without ':'",
-                    set.name
-                ));
+                return Err(ConfigError::SetName(set.name.clone()));
             }
             if !names.insert(&set.name) {
-                return Err(format!("set {:?} is defined twice", set.name));
+                return Err(ConfigError::SetTwice(set.name.clone()));
             }
             if set.paths.is_empty() {
-                return Err(format!("set {:?} has no paths", set.name));
+                return Err(ConfigError::SetWithoutPaths(set.name.clone()));
             }
         }
-        for (i, sink) in self.irc.iter().enumerate() {
-            crate::irc::IrcTarget::parse(&sink.url()).map_err(|e| format!("irc[{i}]: {e}"))?;
+        for (index, sink) in self.irc.iter().enumerate() {
+            crate::irc::IrcTarget::parse(&sink.url())
+                .map_err(|error| ConfigError::IrcUrl { index, error })?;
             if sink.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-                return Err(format!(
-                    "irc[{i}].rate must be above 0 (messages a second, e.g. 0.5)"
-                ));
+                return Err(ConfigError::IrcRate(index));
             }
             if let Some(f) = &sink.format {
-                crate::irc::template(f).map_err(|e| format!("irc[{i}].format: {e}"))?;
+                crate::irc::template(f).map_err(|error| ConfigError::IrcFormat { index, error })?;
             }
         }
         if self.token.as_deref() == Some("") {
-            return Err("token must not be empty".into());
+            return Err(ConfigError::EmptyToken);
         }
         if self.metrics_token.as_deref() == Some("") {
-            return Err("metrics_token must not be empty".into());
+            return Err(ConfigError::EmptyMetricsToken);
         }
         if let Some(h) = self.allowed_hosts.iter().find(|h| {
             h.is_empty() || h.contains(|c: char| c == ':' || c == '/' || c.is_whitespace())
         }) {
-            return Err(format!(
-                "allowed_hosts: {h:?} must be a host name alone (no port, scheme or path)"
-            ));
+            return Err(ConfigError::AllowedHost(h.clone()));
         }
         Ok(())
     }
@@ -348,17 +396,21 @@ mod tests {
         let c = Config::parse(
             "listen = \"127.0.0.1:9000\"\n[[set]]\nname = \"web\"\npaths = [\"/x/*.log\"]\n[limits]\nbacklog_lines = 5\n",
         )
-        .map_err(anyhow::Error::msg)?;
+        ?;
         assert_eq!(c.sets[0].name, "web");
         assert_eq!(c.limits.backlog_lines, 5);
         assert_eq!(c.limits.client_queue, 10_000);
-        let e = Config::parse("lisen = \"x\"").unwrap_err();
+        let e = Config::parse("lisen = \"x\"").unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");
-        let e = Config::parse("[limits]\nclient_queue = -1").unwrap_err();
+        let e = Config::parse("[limits]\nclient_queue = -1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("client_queue"), "{e}");
-        let e = Config::parse("[limits]\nclient_queue = 0").unwrap_err();
+        let e = Config::parse("[limits]\nclient_queue = 0")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("limits.client_queue"), "{e}");
-        let e = Config::parse("listen = \"nope\"").unwrap_err();
+        let e = Config::parse("listen = \"nope\"").unwrap_err().to_string();
         assert!(e.contains("listen"), "{e}");
         Ok(())
     }
@@ -370,9 +422,7 @@ mod example {
     fn the_shipped_example_parses() -> anyhow::Result<()> {
         use anyhow::Context;
         let example = include_str!("../supergrep.example.toml");
-        super::Config::parse(example)
-            .map_err(anyhow::Error::msg)
-            .context("parsing supergrep.example.toml")?;
+        super::Config::parse(example).context("parsing supergrep.example.toml")?;
         // The keys shown commented out are valid too.
         let uncommented: String = example
             .lines()
@@ -389,7 +439,6 @@ mod example {
             .flat_map(|l| [l, "\n"])
             .collect();
         let config = super::Config::parse(&uncommented)
-            .map_err(anyhow::Error::msg)
             .context("parsing the example with its keys uncommented")?;
         assert!(config.tls_cert.is_some() && config.irc[0].tls_ca.is_some());
         Ok(())

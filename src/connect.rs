@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{jitter, ConnectError, HubEndpoint};
+use crate::client::{jitter, ConnectError, EndpointError, HubEndpoint};
 use crate::exit::{Outcome, UsageError};
 use crate::hub::{Delivery, SinkQueue};
 use crate::line::{LogLine, Stream};
@@ -38,7 +38,7 @@ impl Remote {
         token: Option<&str>,
         tls_ca: Option<&std::path::Path>,
         initial_backlog: u64,
-    ) -> Result<Remote, String> {
+    ) -> Result<Remote, EndpointError> {
         Ok(Remote {
             hub: HubEndpoint::new(url, "/ws", token, tls_ca, "--connect")?,
             initial_backlog: initial_backlog as usize,

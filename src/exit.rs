@@ -13,6 +13,13 @@ use thiserror::Error;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+impl UsageError {
+    /// A typed error from parsing what the user gave, said as its message alone.
+    pub fn of(e: impl std::fmt::Display) -> UsageError {
+        UsageError(e.to_string())
+    }
+}
+
 /// How a terminal run ended, for the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

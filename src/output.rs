@@ -44,17 +44,38 @@ impl Field {
     ];
 }
 
+/// Why a `--format` cannot be used; each message quotes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error(
+        "unknown format {0:?}: use text, json, or a template such as '{{host}} {{path}}: {{text}}'"
+    )]
+    Unknown(String),
+    #[error("a lone }} in format {0:?} (a literal one is written }}}})")]
+    LoneClose(String),
+    #[error("unclosed {{ in format {0:?} (a literal one is written {{{{)")]
+    Unclosed(String),
+    #[error("unknown field {{{0}}} in format (fields: {known})", known = Field::known())]
+    UnknownField(String),
+}
+
+impl Field {
+    /// The field names, for the message naming them.
+    fn known() -> String {
+        let known: Vec<_> = Field::NAMES.iter().map(|(n, _)| *n).collect();
+        known.join(", ")
+    }
+}
+
 impl Format {
-    pub fn parse(s: &str) -> Result<Format, String> {
+    pub fn parse(s: &str) -> Result<Format, FormatError> {
         match s {
             "text" => return Ok(Format::Text),
             "json" => return Ok(Format::Json),
             _ => {}
         }
         if !s.contains('{') {
-            return Err(format!(
-                "unknown format {s:?}: use text, json, or a template such as '{{host}} {{path}}: {{text}}'"
-            ));
+            return Err(FormatError::Unknown(s.to_owned()));
         }
         let mut pieces = Vec::new();
         let mut lit = String::new();
@@ -69,11 +90,7 @@ impl Format {
                     chars.next();
                     lit.push('}');
                 }
-                '}' => {
-                    return Err(format!(
-                        "a lone }} in format {s:?} (a literal one is written }}}})"
-                    ))
-                }
+                '}' => return Err(FormatError::LoneClose(s.to_owned())),
                 '{' => {
                     let mut name = String::new();
                     let mut closed = false;
@@ -85,21 +102,13 @@ impl Format {
                         name.push(c);
                     }
                     if !closed {
-                        return Err(format!(
-                            "unclosed {{ in format {s:?} (a literal one is written {{{{)"
-                        ));
+                        return Err(FormatError::Unclosed(s.to_owned()));
                     }
                     let field = Field::NAMES
                         .iter()
                         .find(|(n, _)| *n == name)
                         .map(|(_, f)| *f)
-                        .ok_or_else(|| {
-                            let known: Vec<_> = Field::NAMES.iter().map(|(n, _)| *n).collect();
-                            format!(
-                                "unknown field {{{name}}} in format (fields: {})",
-                                known.join(", ")
-                            )
-                        })?;
+                        .ok_or_else(|| FormatError::UnknownField(name.clone()))?;
                     if !lit.is_empty() {
                         pieces.push(Piece::Literal(std::mem::take(&mut lit)));
                     }
@@ -409,7 +418,7 @@ mod tests {
             json,
             r#"{"seq":7,"ts":"1970-01-01T00:00:00.000Z","host":"web01","path":"/var/log/app.log","set":"web","text":"an error here","spans":[[3,8]]}"#.to_owned() + "\n"
         );
-        let tpl = Format::parse("{{{host}}} {path}: {text}").map_err(anyhow::Error::msg)?;
+        let tpl = Format::parse("{{{host}}} {path}: {text}")?;
         let out = print(
             PrinterOptions {
                 format: tpl,
@@ -424,6 +433,7 @@ mod tests {
         assert_eq!(out, "{web01} /var/log/app.log: an error here\n");
         assert!(Format::parse("{nope}")
             .unwrap_err()
+            .to_string()
             .contains("unknown field {nope}"));
         assert!(Format::parse("yaml").is_err());
         // Braces that open no field, or close none: said, not printed as they are.
@@ -432,7 +442,7 @@ mod tests {
             ("{text} {", "unclosed {"),
             ("{text} }", "a lone }"),
         ] {
-            let e = Format::parse(bad).unwrap_err();
+            let e = Format::parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
         Ok(())

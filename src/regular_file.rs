@@ -25,13 +25,19 @@ fn open_nonblocking(path: &Path) -> io::Result<(File, Metadata)> {
     Ok((file, meta))
 }
 
+/// [`open`]'s refusal of a path that is neither a regular file nor a directory,
+/// carried in an `InvalidInput` [`io::Error`] so that it is recognised by type.
+#[derive(Debug, thiserror::Error)]
+#[error("{NOT_REGULAR}")]
+struct NotRegular;
+
 /// Opens `path` for reading if it is a regular file or a directory (as the handle
 /// says); anything else is refused with `InvalidInput` ([`NOT_REGULAR`]). The handle
 /// blocks as usual (`O_NONBLOCK` is cleared).
 pub fn open(path: &Path) -> io::Result<(File, Metadata)> {
     let (file, meta) = open_nonblocking(path)?;
     if !meta.is_file() && !meta.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, NOT_REGULAR));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, NotRegular));
     }
     let flags = rustix::fs::fcntl_getfl(&file)?;
     rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
@@ -40,7 +46,7 @@ pub fn open(path: &Path) -> io::Result<(File, Metadata)> {
 
 /// Whether `e` is [`open`]'s refusal of a file that is not regular.
 pub fn is_not_regular(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::InvalidInput && e.to_string() == NOT_REGULAR
+    e.get_ref().is_some_and(|inner| inner.is::<NotRegular>())
 }
 
 /// The regular file `path`, opened for reading (a directory or anything else is

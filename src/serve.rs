@@ -24,7 +24,7 @@ const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
-        Some(path) => Config::load(path).map_err(UsageError)?,
+        Some(path) => Config::load(path).map_err(UsageError::of)?,
         None => Config::default(),
     };
     if let Some(lines) = args.backlog {
@@ -94,7 +94,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let targets = set
             .paths
             .iter()
-            .map(|p| Target::parse(p).map_err(UsageError))
+            .map(|p| Target::parse(p).map_err(UsageError::of))
             .collect::<Result<Vec<_>, _>>()?;
         followed.push((set.name.clone(), targets));
     }
@@ -228,7 +228,7 @@ async fn start_irc_sinks(hub: &Hub, config: &Config, shutdown: &Shutdown) -> any
             tls_ca: sink.tls_ca.as_deref(),
             include: &sink.include,
         })
-        .map_err(|e| match e.setting {
+        .map_err(|e| match e.setting() {
             IrcSetting::Url => UsageError(format!("irc[{i}]: {e}")),
             IrcSetting::Format => UsageError(format!("irc[{i}].format: {e}")),
         })?;

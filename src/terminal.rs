@@ -85,7 +85,7 @@ impl Plan {
             .paths
             .iter()
             .filter(|_| !stdin)
-            .map(|p| Target::parse(p).map_err(UsageError))
+            .map(|p| Target::parse(p).map_err(UsageError::of))
             .collect::<Result<Vec<_>, _>>()?;
         let report = match (args.count, args.files_with_matches) {
             (true, _) => Report::Count,
@@ -98,7 +98,7 @@ impl Plan {
                     .into(),
             ));
         }
-        let format = Format::parse(&args.format).map_err(UsageError)?;
+        let format = Format::parse(&args.format).map_err(UsageError::of)?;
         let with_filename = if args.no_filename {
             false
         } else {
@@ -134,7 +134,7 @@ impl Plan {
                 )
             })
             .transpose()
-            .map_err(UsageError)?;
+            .map_err(UsageError::of)?;
         let irc = args
             .irc
             .as_ref()
@@ -151,9 +151,9 @@ impl Plan {
                 })
             })
             .transpose()
-            .map_err(|e| match e.setting {
-                IrcSetting::Url => UsageError(e.message),
-                IrcSetting::Format => UsageError(format!("--irc-format: {}", e.message)),
+            .map_err(|e| match e.setting() {
+                IrcSetting::Url => UsageError(e.to_string()),
+                IrcSetting::Format => UsageError(format!("--irc-format: {e}")),
             })?;
         Ok(Plan {
             irc,

@@ -319,12 +319,15 @@ fn config_parse(text: &str) {
         }
         // toml quotes the offending line, underlines it, and may quote the value again,
         // escaped (`\u{1}` for one byte): linear in the input.
-        Err(e) => assert!(
-            e.len() <= 8 * text.len() + 1024,
-            "{} bytes for {} bytes of input",
-            e.len(),
-            text.len()
-        ),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(
+                e.len() <= 8 * text.len() + 1024,
+                "{} bytes for {} bytes of input",
+                e.len(),
+                text.len()
+            )
+        }
     }
 }
 

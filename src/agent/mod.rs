@@ -78,7 +78,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let targets = args
         .paths
         .iter()
-        .map(|p| Target::parse(p).map_err(UsageError))
+        .map(|p| Target::parse(p).map_err(UsageError::of))
         .collect::<Result<Vec<_>, _>>()?;
     if targets.is_empty() {
         return Err(UsageError("no file given: name one or more PATHs to ship".into()).into());
@@ -91,7 +91,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             args.tls_ca.as_deref(),
             "--hub",
         )
-        .map_err(UsageError)?,
+        .map_err(UsageError::of)?,
         name: name.clone(),
         set: args.set.clone(),
         retry_auth: args.retry_auth,

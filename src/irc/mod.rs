@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::hub::SinkQueue;
-use crate::output::{render_template, Format, Markup};
+use crate::output::{render_template, Format, FormatError, Markup};
 use crate::shutdown::Handle;
 use flood::{Flood, TokenBucket};
 
@@ -32,68 +32,122 @@ pub struct IrcTarget {
     pub nick: Option<String>,
 }
 
+/// Why an IRC URL cannot be used: the URL and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid IRC URL {url:?}: {problem} (want irc[s]://host[:port]/#channel)")]
+pub struct IrcUrlError {
+    pub url: String,
+    pub problem: UrlProblem,
+}
+
+/// What is wrong with an IRC URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlProblem {
+    #[error("it must start with irc:// or ircs://")]
+    Scheme,
+    #[error("no channel")]
+    NoChannel,
+    #[error("bad %-escape in the {0}")]
+    BadEscape(UrlPart),
+    #[error("the {0} has a control character")]
+    ControlCharacter(UrlPart),
+    #[error("bad port")]
+    BadPort,
+    #[error("no host")]
+    NoHost,
+    #[error("unknown parameter {0:?} (only key=)")]
+    UnknownParameter(String),
+    #[error("the channel name has a space, comma or control character")]
+    ChannelName,
+}
+
+/// A percent-encoded part of an IRC URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlPart {
+    Nick,
+    Password,
+    Key,
+    Channel,
+}
+
+impl std::fmt::Display for UrlPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UrlPart::Nick => "nick",
+            UrlPart::Password => "password",
+            UrlPart::Key => "key",
+            UrlPart::Channel => "channel",
+        })
+    }
+}
+
 impl IrcTarget {
-    pub fn parse(url: &str) -> Result<IrcTarget, String> {
-        let bad = |why: &str| {
-            format!("invalid IRC URL {url:?}: {why} (want irc[s]://host[:port]/#channel)")
+    pub fn parse(url: &str) -> Result<IrcTarget, IrcUrlError> {
+        let bad = |problem| IrcUrlError {
+            url: url.to_owned(),
+            problem,
         };
+        Self::parse_parts(url).map_err(bad)
+    }
+
+    fn parse_parts(url: &str) -> Result<IrcTarget, UrlProblem> {
         let (tls, rest) = if let Some(r) = url.strip_prefix("irc://") {
             (false, r)
         } else if let Some(r) = url.strip_prefix("ircs://") {
             (true, r)
         } else {
-            return Err(bad("it must start with irc:// or ircs://"));
+            return Err(UrlProblem::Scheme);
         };
-        let (authority, channel) = rest.split_once('/').ok_or_else(|| bad("no channel"))?;
+        let (authority, channel) = rest.split_once('/').ok_or(UrlProblem::NoChannel)?;
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
         // Percent-encoded as in any URL (`%23` for `#`, `%2F` for `/`, `%40` for `@`);
         // a decoded CR, LF or NUL would end the IRC command it is put in.
-        let decode = |part: &str, what: &str| -> Result<String, String> {
-            let text =
-                percent_decode(part).ok_or_else(|| bad(&format!("bad %-escape in the {what}")))?;
+        let decode = |part: &str, what: UrlPart| -> Result<String, UrlProblem> {
+            let text = percent_decode(part).ok_or(UrlProblem::BadEscape(what))?;
             if text.chars().any(char::is_control) {
-                return Err(bad(&format!("the {what} has a control character")));
+                return Err(UrlProblem::ControlCharacter(what));
             }
             Ok(text)
         };
         let (nick, password) = match userinfo {
             Some(u) => match u.split_once(':') {
-                Some((n, p)) => (Some(decode(n, "nick")?), Some(decode(p, "password")?)),
-                None => (Some(decode(u, "nick")?), None),
+                Some((n, p)) => (
+                    Some(decode(n, UrlPart::Nick)?),
+                    Some(decode(p, UrlPart::Password)?),
+                ),
+                None => (Some(decode(u, UrlPart::Nick)?), None),
             },
             None => (None, None),
         };
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
                 h.trim_matches(['[', ']']).to_owned(),
-                p.parse().map_err(|_| bad("bad port"))?,
+                p.parse().map_err(|_| UrlProblem::BadPort)?,
             ),
             _ => (hostport.to_owned(), if tls { 6697 } else { 6667 }),
         };
         if host.is_empty() {
-            return Err(bad("no host"));
+            return Err(UrlProblem::NoHost);
         }
         let (channel, query) = channel.split_once('?').unwrap_or((channel, ""));
         let mut key = None;
         for param in query.split('&').filter(|p| !p.is_empty()) {
             match param.strip_prefix("key=") {
-                Some(k) => key = Some(decode(k, "key")?),
-                None => return Err(bad(&format!("unknown parameter {param:?} (only key=)"))),
+                Some(k) => key = Some(decode(k, UrlPart::Key)?),
+                None => return Err(UrlProblem::UnknownParameter(param.to_owned())),
             }
         }
-        let channel = decode(channel, "channel")?;
+        let channel = decode(channel, UrlPart::Channel)?;
         let channel = match channel.trim() {
-            "" => return Err(bad("no channel")),
+            "" => return Err(UrlProblem::NoChannel),
             c if c.starts_with(['#', '&']) => c.to_owned(),
             c => format!("#{c}"),
         };
         if channel.contains([' ', ',', '\x07']) || channel.chars().any(char::is_control) {
-            return Err(bad(
-                "the channel name has a space, comma or control character",
-            ));
+            return Err(UrlProblem::ChannelName);
         }
         Ok(IrcTarget {
             tls,
@@ -174,12 +228,20 @@ pub struct IrcSettings<'a> {
     pub include: &'a [String],
 }
 
-/// A setting of [`IrcSettings`] that cannot be used; `setting` names which.
+/// A setting of [`IrcSettings`] that cannot be used; [`IrcSettingsError::setting`]
+/// names which.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct IrcSettingsError {
-    pub setting: IrcSetting,
-    pub message: String,
+pub enum IrcSettingsError {
+    #[error(transparent)]
+    Url(#[from] IrcUrlError),
+    #[error(transparent)]
+    Format(#[from] IrcFormatError),
+    /// `ircs://`, and no TLS client could be made (no roots, a bad `tls_ca`).
+    #[error("{host}: {error}")]
+    Tls {
+        host: String,
+        error: crate::tls::TlsError,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,19 +250,29 @@ pub enum IrcSetting {
     Format,
 }
 
+impl IrcSettingsError {
+    /// The setting to name in the message (TLS trust goes with the URL).
+    pub fn setting(&self) -> IrcSetting {
+        match self {
+            IrcSettingsError::Url(_) | IrcSettingsError::Tls { .. } => IrcSetting::Url,
+            IrcSettingsError::Format(_) => IrcSetting::Format,
+        }
+    }
+}
+
 impl IrcOptions {
     pub const DEFAULT_FORMAT: &'static str = "{host} {path}: {text}";
 
     pub fn new(s: IrcSettings<'_>) -> Result<IrcOptions, IrcSettingsError> {
-        let bad = |setting, message| IrcSettingsError { setting, message };
-        let target = IrcTarget::parse(s.url).map_err(|e| bad(IrcSetting::Url, e))?;
-        let format = template(s.format.unwrap_or(Self::DEFAULT_FORMAT))
-            .map_err(|e| bad(IrcSetting::Format, e))?;
+        let target = IrcTarget::parse(s.url)?;
+        let format = template(s.format.unwrap_or(Self::DEFAULT_FORMAT))?;
         let tls = match target.tls {
-            true => Some(
-                crate::tls::client_config(s.tls_ca)
-                    .map_err(|e| bad(IrcSetting::Url, format!("{}: {e}", target.host)))?,
-            ),
+            true => Some(crate::tls::client_config(s.tls_ca).map_err(|error| {
+                IrcSettingsError::Tls {
+                    host: target.host.clone(),
+                    error,
+                }
+            })?),
             false => None,
         };
         Ok(IrcOptions {
@@ -216,13 +288,20 @@ impl IrcOptions {
     }
 }
 
+/// Why a format cannot be IRC's.
+#[derive(Debug, thiserror::Error)]
+pub enum IrcFormatError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("{0:?} is not a template: IRC takes one such as '{{host}}: {{text}}'")]
+    NotATemplate(String),
+}
+
 /// An IRC message format: a template only (text and JSON are for terminals).
-pub fn template(format: &str) -> Result<Format, String> {
+pub fn template(format: &str) -> Result<Format, IrcFormatError> {
     match Format::parse(format)? {
         Format::Template(pieces) => Ok(Format::Template(pieces)),
-        _ => Err(format!(
-            "{format:?} is not a template: IRC takes one such as '{{host}}: {{text}}'"
-        )),
+        _ => Err(IrcFormatError::NotATemplate(format.to_owned())),
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::matcher::SubKey;
+use crate::matcher::{CompileError, SubKey};
 use crate::protocol::code;
 
 /// The limit a subscribe was refused by, which names its `error` code.
@@ -49,6 +49,17 @@ impl Limit {
 pub struct Refusal {
     pub limit: Limit,
     pub message: String,
+}
+
+/// A budget refusing a subscription as it compiles: the matcher's error that
+/// carries the code of the limit.
+impl From<Refusal> for CompileError {
+    fn from(r: Refusal) -> CompileError {
+        CompileError::OverBudget {
+            code: r.limit.code(),
+            message: r.message,
+        }
+    }
 }
 
 /// The limits, in patterns and in compiled bytes.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::broadcast::error::RecvError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 
 use super::budget::Account;
 use super::ServerState;
@@ -284,20 +285,10 @@ impl Session {
         let mut bytes = 0;
         let account = &self.account;
         let check = account.bytes_check(replacing);
-        let within: Within = Arc::new(move |size| {
-            check.check(size).map_err(|r| CompileError::OverBudget {
-                code: r.limit.code(),
-                message: r.message,
-            })
-        });
+        let within: Within = Arc::new(move |size| Ok(check.check(size)?));
         let admit = |compiled: &Compiled| {
             let size = compiled.compiled_bytes();
-            account
-                .reserve_bytes(size, replacing)
-                .map_err(|r| CompileError::OverBudget {
-                    code: r.limit.code(),
-                    message: r.message,
-                })?;
+            account.reserve_bytes(size, replacing)?;
             bytes = size;
             Ok(())
         };
@@ -425,7 +416,11 @@ impl Session {
     /// A frame we could not take (too large, not WebSocket): counted, told to the
     /// client as far as the connection still allows, and the session ends.
     async fn refuse_broken(&mut self, e: axum::Error) -> Gone {
-        let too_big = e.to_string().contains("too long") || e.to_string().contains("too big");
+        // tungstenite's refusal of a frame or message over `max_message_bytes`.
+        let too_big = matches!(
+            std::error::Error::source(&e).and_then(|e| e.downcast_ref::<WsError>()),
+            Some(WsError::Capacity(CapacityError::MessageTooLong { .. }))
+        );
         let (code, why) = if too_big {
             self.state.oversized.fetch_add(1, Ordering::Relaxed);
             (

@@ -20,9 +20,17 @@ pub enum Target {
     },
 }
 
+/// A PATH argument taken for a glob that is not one (`[` unclosed, say).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid glob {pattern:?}: {kind}")]
+pub struct InvalidGlob {
+    pub pattern: String,
+    pub kind: globset::ErrorKind,
+}
+
 impl Target {
     /// A path containing glob characters (and naming no existing file) is a glob.
-    pub fn parse(arg: &str) -> Result<Target, String> {
+    pub fn parse(arg: &str) -> Result<Target, InvalidGlob> {
         let is_glob = arg.contains(['*', '?', '[', '{']) && !Path::new(arg).exists();
         if !is_glob {
             return Ok(Target::File(PathBuf::from(arg)));
@@ -30,7 +38,10 @@ impl Target {
         let matcher = GlobBuilder::new(arg)
             .literal_separator(true)
             .build()
-            .map_err(|e| format!("invalid glob {arg:?}: {}", e.kind()))?
+            .map_err(|e| InvalidGlob {
+                pattern: arg.to_owned(),
+                kind: e.kind().clone(),
+            })?
             .compile_matcher();
         let mut base = PathBuf::new();
         let mut rest = 0usize;
@@ -163,8 +174,6 @@ mod tests {
 
     /// [`Target::parse`], its message made an error naming the argument.
     fn parse(arg: &str) -> anyhow::Result<Target> {
-        Target::parse(arg)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("parsing {arg:?}"))
+        Target::parse(arg).with_context(|| format!("parsing {arg:?}"))
     }
 }
