@@ -163,7 +163,8 @@ pub struct LineHead {
     /// Rises by one per line of `stream`.
     pub seq: u64,
     pub ts: SystemTime,
-    wire_head: std::sync::OnceLock<String>,
+    /// See [`LogLine::encoding_cache`].
+    encoded: std::sync::OnceLock<String>,
 }
 
 impl std::ops::Deref for LogLine {
@@ -201,7 +202,7 @@ impl LogLine {
             stream,
             seq,
             ts,
-            wire_head: std::sync::OnceLock::new(),
+            encoded: std::sync::OnceLock::new(),
         };
         LogLine(triomphe::Arc::from_header_and_str(head, text))
     }
@@ -219,17 +220,10 @@ impl LogLine {
         }
     }
 
-    /// The line's protocol `LINE` object up to its spans:
-    /// `{"seq":…,"ts":…,"host":…,"path":…,"set":…,"text":…,"spans":` — what every
-    /// client's copy shares; each appends its own spans and `}`.
-    pub fn wire_head(&self) -> &str {
-        self.wire_head.get_or_init(|| {
-            let line = crate::protocol::WireLineRef::new(self.as_line_ref(), &[]);
-            let mut head = serde_json::to_string(&line).unwrap_or_default();
-            // `…,"spans":[]}` → `…,"spans":`
-            head.truncate(head.len().saturating_sub(3));
-            head
-        })
+    /// Room for the line's encoding on the wire, made by its encoder
+    /// (`protocol::line_head`) once however many clients get the line.
+    pub fn encoding_cache(&self) -> &std::sync::OnceLock<String> {
+        &self.encoded
     }
 }
 
@@ -401,24 +395,6 @@ mod tests {
         assert_eq!(count_lines("a\r\nb\n\nc"), 4);
         assert_eq!(count_lines("a\n"), 1);
         assert_eq!(count_lines(""), 0);
-    }
-
-    #[test]
-    fn the_shared_wire_head_plus_spans_is_the_protocol_line() -> anyhow::Result<()> {
-        use anyhow::Context;
-        let line = LogLine::new(
-            Arc::new(Stream::new("web01", "/var/log/a \"b\".log", "web")),
-            42,
-            std::time::UNIX_EPOCH,
-            "an \"error\" é\t\u{1}",
-        );
-        let spans = [[4usize, 9usize], [10, 11]];
-        let built = format!("{}[[4,9],[10,11]]}}", line.wire_head());
-        let reference =
-            serde_json::to_string(&crate::protocol::WireLine::from_line(&line, spans.to_vec()))
-                .context("serializing the wire line")?;
-        assert_eq!(built, reference);
-        Ok(())
     }
 
     #[test]

@@ -212,10 +212,67 @@ impl WireLine {
     }
 }
 
+/// What a serialized [`WireLineRef`] without spans ends in (`spans` is its last
+/// field); [`line_head`] cuts it off.
+const NO_SPANS_END: &str = "[]}";
+
+/// `line`'s `LINE` object up to its spans:
+/// `{"seq":…,"ts":…,"host":…,"path":…,"set":…,"text":…,"spans":` — what every
+/// client's copy of the line shares; [`lines_frame`] appends each one's spans and
+/// `}`. Encoded once per line (and kept in it), however many clients get it.
+pub fn line_head(line: &LogLine) -> Result<&str, serde_json::Error> {
+    let cache = line.encoding_cache();
+    if let Some(head) = cache.get() {
+        return Ok(head);
+    }
+    let mut head = serde_json::to_string(&WireLineRef::new(line.as_line_ref(), &[]))?;
+    let keep = head.strip_suffix(NO_SPANS_END).map_or(head.len(), str::len);
+    head.truncate(keep);
+    Ok(cache.get_or_init(|| head))
+}
+
+/// A `lines` message of matches of subscription `id`, each a line and its spans:
+/// the text serde makes of [`ServerMsg::Lines`] (a test holds it to that), built
+/// from each line's shared [`line_head`], so a line's text is escaped once for all
+/// clients rather than once for each.
+pub fn lines_frame<'a, I>(id: &str, lines: I) -> Result<String, serde_json::Error>
+where
+    I: Iterator<Item = (&'a LogLine, &'a [[usize; 2]])> + Clone,
+{
+    use std::fmt::Write as _;
+    let id_json = serde_json::to_string(id)?;
+    let mut size = id_json.len() + 32;
+    for (line, spans) in lines.clone() {
+        size += line_head(line)?.len() + 16 * spans.len() + 4;
+    }
+    let mut json = String::with_capacity(size);
+    json.push_str(r#"{"type":"lines","id":"#);
+    json.push_str(&id_json);
+    json.push_str(r#","lines":["#);
+    for (i, (line, spans)) in lines.enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(line_head(line)?);
+        json.push('[');
+        for (k, [start, end]) in spans.iter().enumerate() {
+            if k > 0 {
+                json.push(',');
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(json, "[{start},{end}]");
+        }
+        json.push_str("]}");
+    }
+    json.push_str("]}");
+    Ok(json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use anyhow::Context;
+    use proptest::prelude::*;
 
     #[test]
     fn client_messages_parse_as_documented() -> anyhow::Result<()> {
@@ -261,6 +318,113 @@ mod tests {
             m.to_json(),
             r#"{"type":"error","code":"bad_request","message":"x"}"#
         );
+    }
+
+    #[test]
+    fn the_shared_wire_head_plus_spans_is_the_protocol_line() -> anyhow::Result<()> {
+        use std::sync::Arc;
+        let line = LogLine::new(
+            Arc::new(crate::line::Stream::new(
+                "web01",
+                "/var/log/a \"b\".log",
+                "web",
+            )),
+            42,
+            std::time::UNIX_EPOCH,
+            "an \"error\" é\t\u{1}",
+        );
+        let spans = [[4usize, 9usize], [10, 11]];
+        let built = format!("{}[[4,9],[10,11]]}}", line_head(&line)?);
+        let reference = serde_json::to_string(&WireLine::from_line(&line, spans.to_vec()))
+            .context("serializing the wire line")?;
+        assert_eq!(built, reference);
+        Ok(())
+    }
+
+    /// Text with what JSON must escape (quotes, backslashes, control characters) and
+    /// what it need not but a careless encoder might (U+2028/9, DEL, `/`, `<`).
+    fn wire_text() -> impl Strategy<Value = String> {
+        let tricky = prop::sample::select(vec![
+            '"',
+            '\\',
+            '/',
+            '<',
+            '\n',
+            '\r',
+            '\t',
+            '\0',
+            '\u{1}',
+            '\u{1f}',
+            '\u{7f}',
+            '\u{80}',
+            '\u{9b}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{fffd}',
+            '\u{feff}',
+            '\u{10ffff}',
+            'é',
+            ' ',
+        ]);
+        prop::collection::vec(prop_oneof![any::<char>(), tricky], 0..40)
+            .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    fn wire_line() -> impl Strategy<Value = (LogLine, Vec<[usize; 2]>)> {
+        use std::sync::Arc;
+        let ts = (0u64..253_402_300_800, 0u32..1_000_000_000).prop_map(|(secs, nanos)| {
+            std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+        });
+        let spans = prop::collection::vec(any::<[usize; 2]>(), 0..5);
+        (
+            wire_text(),
+            wire_text(),
+            wire_text(),
+            any::<u64>(),
+            ts,
+            wire_text(),
+            spans,
+        )
+            .prop_map(|(host, path, set, seq, ts, text, spans)| {
+                let stream = Arc::new(crate::line::Stream::new(host, path, set));
+                (LogLine::new(stream, seq, ts, &text), spans)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A `lines` frame built from the shared heads is, byte for byte, what serde
+        /// makes of the same message, for any lines: whatever their text, host, path
+        /// and set hold, any seq, ts and spans, and a line met twice (its head from
+        /// the cache) with other spans.
+        #[test]
+        fn a_lines_frame_is_what_serde_makes_of_it(
+            id in wire_text(),
+            lines in prop::collection::vec(wire_line(), 0..6),
+            again in prop::collection::vec(any::<[usize; 2]>(), 0..3),
+        ) {
+                let mut lines = lines;
+            if let Some((first, _)) = lines.first() {
+                lines.push((first.clone(), again));
+            }
+            let frame = lines_frame(&id, lines.iter().map(|(l, s)| (l, s.as_slice())));
+            let wanted = serde_json::to_string(&ServerMsg::Lines {
+                id: id.clone(),
+                lines: lines.iter().map(|(l, s)| WireLine::from_line(l, s.clone())).collect(),
+            });
+            let (frame, wanted) = match (frame, wanted) {
+                (Ok(f), Ok(w)) => (f, w),
+                (f, w) => return Err(TestCaseError::fail(format!("encoding failed: {f:?} {w:?}"))),
+            };
+            prop_assert_eq!(frame, wanted);
+            for (line, spans) in &lines {
+                let head = line_head(line).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let one = serde_json::to_string(&WireLine::from_line(line, spans.clone()))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert!(one.starts_with(head), "{} is not the head of {}", head, one);
+            }
+        }
     }
 }
 

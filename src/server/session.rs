@@ -3,7 +3,6 @@
 //! subscription's backlog always go out before that subscription's live lines.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,7 +18,7 @@ use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken, Within};
 use crate::line::format_ts;
 use crate::matcher::registry::Compiled;
 use crate::matcher::{CompileError, StreamSelector, SubKey, Subscription};
-use crate::protocol::{code, ClientMsg, ServerMsg, WireStream, VERSION};
+use crate::protocol::{self, code, ClientMsg, ServerMsg, WireStream, VERSION};
 
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// A client silent this long (not even answering pings) is gone.
@@ -362,34 +361,12 @@ impl Session {
         Ok(())
     }
 
-    /// `{"type":"lines","id":…,"lines":[…]}`, built from each line's shared encoding
+    /// `lines` frames of one subscription's matches, each line's shared encoding
     /// (made once for all clients) plus this client's spans.
     async fn send_lines(&mut self, id: &str, deliveries: &[Delivery]) -> Result<(), Gone> {
-        let id_json = serde_json::to_string(id).map_err(|_| Gone)?;
         for chunk in deliveries.chunks(LINES_PER_FRAME) {
-            let size: usize = chunk
-                .iter()
-                .map(|d| d.line.wire_head().len() + 16 * d.spans.len() + 4)
-                .sum();
-            let mut json = String::with_capacity(size + id_json.len() + 32);
-            json.push_str(r#"{"type":"lines","id":"#);
-            json.push_str(&id_json);
-            json.push_str(r#","lines":["#);
-            for (i, d) in chunk.iter().enumerate() {
-                if i > 0 {
-                    json.push(',');
-                }
-                json.push_str(d.line.wire_head());
-                json.push('[');
-                for (k, [start, end]) in d.spans.iter().enumerate() {
-                    if k > 0 {
-                        json.push(',');
-                    }
-                    let _ = write!(json, "[{start},{end}]");
-                }
-                json.push_str("]}");
-            }
-            json.push_str("]}");
+            let lines = chunk.iter().map(|d| (&d.line, d.spans.as_slice()));
+            let json = protocol::lines_frame(id, lines).map_err(|_| Gone)?;
             self.send_raw(Message::Text(json.into())).await?;
         }
         Ok(())
