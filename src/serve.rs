@@ -13,6 +13,7 @@ use crate::irc::{IrcOptions, IrcSetting, IrcSettings};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::server::{self, ServerState};
 use crate::shutdown::{Kind, Shutdown};
+use crate::source::agent_ingest::AgentIngest;
 use crate::source::glob::Target;
 use crate::source::tail::{self, StartAt, TailConfig};
 
@@ -133,8 +134,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("starting syslog input")?;
     }
-    // Agents' lines come in through the server: it keeps a sender.
-    let agent_ingest = tx;
+    // Agents' lines come in through the server, which hands each connection to
+    // this source.
+    let agents = Arc::new(AgentIngest::new(
+        hub.clone(),
+        tx,
+        config.trust_agent_time,
+        limits.max_line,
+    ));
     {
         let hub = hub.clone();
         std::thread::Builder::new()
@@ -182,11 +189,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             allowed_origins: config.allowed_origins.clone(),
             allowed_hosts: config.allowed_hosts.clone(),
             metrics_token: config.metrics_token.clone(),
-            trust_agent_time: config.trust_agent_time,
             accept_errors,
         },
         config.source_url.clone(),
-        agent_ingest,
+        agents,
     );
     state.set_log_sets(sets.iter().map(|s| (s.name.clone(), s.paths.clone())));
     crate::say!(
