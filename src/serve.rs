@@ -13,8 +13,10 @@ use crate::irc::{IrcOptions, IrcSetting, IrcSettings};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::server::{self, ServerState};
 use crate::shutdown::{Kind, Shutdown};
+use crate::source::agent_ingest::AgentIngest;
 use crate::source::glob::Target;
 use crate::source::tail::{self, StartAt, TailConfig};
+use crate::source::EventSender;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 
@@ -39,41 +41,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .or(config.token.clone())
         .filter(|t| !t.is_empty());
-    let mut sets = config.sets.clone();
-    if !args.paths.is_empty() {
-        sets.push(LogSet {
-            name: "default".into(),
-            paths: args.paths.clone(),
-        });
-    }
-    // The demo's logs go in a directory made new (a random name, mode 0700): one
-    // planted in the shared temporary directory, or a symlink there, gets nothing.
     // Removed however this ends (a start that fails, the port taken, left them).
-    let demo_dir = match args.demo {
-        true => Some(
-            tempfile::Builder::new()
-                .prefix("supergrep-demo-")
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .tempdir()
-                .context("making the demo's directory")?,
-        ),
-        false => None,
-    };
-    if let Some(demo_dir) = &demo_dir {
-        let glob = crate::demo::start(demo_dir.path()).context("starting the demo writer")?;
-        sets.push(LogSet {
-            name: "demo".into(),
-            paths: vec![glob],
-        });
-    }
-    let has_syslog = args.syslog_udp.is_some()
-        || args.syslog_tcp.is_some()
-        || config.syslog.udp.is_some()
-        || config.syslog.tcp.is_some();
-    if sets.is_empty() && !has_syslog {
-        // A hub fed only by agents is fine; say so, in case it was not meant.
-        crate::say!("supergrep: no local files to follow (PATHs, [[set]] in --config, or --demo); waiting for agents");
-    }
+    let demo_dir = start_demo(args.demo)?;
+    let sets = log_sets(&args, &config, demo_dir.as_ref().map(|d| d.path()))?;
 
     let limits = config.limits;
     let hub = Hub::new(
@@ -89,52 +59,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // of this function).
     let shutdown = Shutdown::new();
     let (tx, rx) = crate::source::events::channel(64);
-    let mut followed = Vec::new();
-    for set in &sets {
-        let targets = set
-            .paths
-            .iter()
-            .map(|p| Target::parse(p).map_err(UsageError::of))
-            .collect::<Result<Vec<_>, _>>()?;
-        followed.push((set.name.clone(), targets));
-    }
-    if !followed.is_empty() {
-        // One tailer for every set: a file two sets name is read once.
-        let tail_config = TailConfig {
-            start: StartAt::LastLines(0),
-            max_line: limits.max_line,
-            ..TailConfig::default()
-        };
-        tail::spawn_sets(followed, tail_config, tx.clone()).context("starting the tailer")?;
-    }
+    follow_sets(&sets, limits.max_line, tx.clone())?;
     // Failed accepts of every accept loop, for /metrics.
     let accept_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let syslog = &config.syslog;
-    let (udp, tcp) = (
-        args.syslog_udp.or(syslog.udp),
-        args.syslog_tcp.or(syslog.tcp),
-    );
-    if udp.is_some() || tcp.is_some() {
-        let tcp_limits = crate::source::syslog::TcpLimits {
-            max_connections: syslog.max_connections,
-            max_connections_per_address: syslog.max_connections_per_address,
-            idle_timeout: std::time::Duration::from_secs(syslog.idle_timeout_secs),
-        };
-        crate::source::syslog::start(
-            udp,
-            tcp,
-            syslog.set.clone(),
-            limits.max_line,
-            tcp_limits,
-            tx.clone(),
-            accept_errors.clone(),
-            &shutdown.handle(Kind::SyslogListener),
-        )
-        .await
-        .context("starting syslog input")?;
-    }
-    // Agents' lines come in through the server: it keeps a sender.
-    let agent_ingest = tx;
+    start_syslog(&args, &config, tx.clone(), &accept_errors, &shutdown).await?;
+    // Agents' lines come in through the server, which hands each connection to
+    // this source.
+    let agents = Arc::new(AgentIngest::new(
+        hub.clone(),
+        tx,
+        config.trust_agent_time,
+        limits.max_line,
+    ));
     {
         let hub = hub.clone();
         std::thread::Builder::new()
@@ -142,24 +78,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .spawn(move || hub.run_ingest(rx))
             .context("starting ingest")?;
     }
-
     start_irc_sinks(&hub, &config, &shutdown).await?;
 
-    let tls = match (
-        args.tls_cert.as_ref().or(config.tls_cert.as_ref()),
-        args.tls_key.as_ref().or(config.tls_key.as_ref()),
-    ) {
-        (Some(cert), Some(key)) => {
-            Some(crate::tls::server_config(cert, key).map_err(|e| UsageError(e.to_string()))?)
-        }
-        (None, None) => None,
-        _ => {
-            return Err(UsageError(
-                "TLS needs both a certificate and its key (tls_cert, tls_key)".into(),
-            )
-            .into())
-        }
-    };
+    let tls = tls_config(&args, &config)?;
     let tcp = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -182,11 +103,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             allowed_origins: config.allowed_origins.clone(),
             allowed_hosts: config.allowed_hosts.clone(),
             metrics_token: config.metrics_token.clone(),
-            trust_agent_time: config.trust_agent_time,
             accept_errors,
         },
         config.source_url.clone(),
-        agent_ingest,
+        agents,
     );
     state.set_log_sets(sets.iter().map(|s| (s.name.clone(), s.paths.clone())));
     crate::say!(
@@ -212,6 +132,133 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("stopping: gave up after {STOP_WITHIN:?} on: {still}");
     }
     Ok(())
+}
+
+/// `--demo`: its logs go in a directory made new (a random name, mode 0700), so
+/// that one planted in the shared temporary directory, or a symlink there, gets
+/// nothing; the demo's writer starts on it.
+fn start_demo(demo: bool) -> anyhow::Result<Option<tempfile::TempDir>> {
+    if !demo {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("supergrep-demo-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .context("making the demo's directory")?;
+    Ok(Some(dir))
+}
+
+/// The log sets to follow: the config's, then the command line's PATHs (set
+/// `default`), then the demo's (set `demo`, writing into `demo_dir`).
+fn log_sets(
+    args: &ServeArgs,
+    config: &Config,
+    demo_dir: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<LogSet>> {
+    let mut sets = config.sets.clone();
+    if !args.paths.is_empty() {
+        sets.push(LogSet {
+            name: "default".into(),
+            paths: args.paths.clone(),
+        });
+    }
+    if let Some(demo_dir) = demo_dir {
+        let glob = crate::demo::start(demo_dir).context("starting the demo writer")?;
+        sets.push(LogSet {
+            name: "demo".into(),
+            paths: vec![glob],
+        });
+    }
+    let has_syslog = args.syslog_udp.is_some()
+        || args.syslog_tcp.is_some()
+        || config.syslog.udp.is_some()
+        || config.syslog.tcp.is_some();
+    if sets.is_empty() && !has_syslog {
+        // A hub fed only by agents is fine; say so, in case it was not meant.
+        crate::say!("supergrep: no local files to follow (PATHs, [[set]] in --config, or --demo); waiting for agents");
+    }
+    Ok(sets)
+}
+
+/// The certificate and key to serve TLS with, when both are given.
+fn tls_config(
+    args: &ServeArgs,
+    config: &Config,
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    match (
+        args.tls_cert.as_ref().or(config.tls_cert.as_ref()),
+        args.tls_key.as_ref().or(config.tls_key.as_ref()),
+    ) {
+        (Some(cert), Some(key)) => Ok(Some(
+            crate::tls::server_config(cert, key).map_err(|e| UsageError(e.to_string()))?,
+        )),
+        (None, None) => Ok(None),
+        _ => Err(
+            UsageError("TLS needs both a certificate and its key (tls_cert, tls_key)".into())
+                .into(),
+        ),
+    }
+}
+
+/// One tailer for every set (none without sets): a file two sets name is read once.
+fn follow_sets(sets: &[LogSet], max_line: usize, out: EventSender) -> anyhow::Result<()> {
+    let mut followed = Vec::new();
+    for set in sets {
+        let targets = set
+            .paths
+            .iter()
+            .map(|p| Target::parse(p).map_err(UsageError::of))
+            .collect::<Result<Vec<_>, _>>()?;
+        followed.push((set.name.clone(), targets));
+    }
+    if followed.is_empty() {
+        return Ok(());
+    }
+    let tail_config = TailConfig {
+        start: StartAt::LastLines(0),
+        max_line,
+        ..TailConfig::default()
+    };
+    tail::spawn_sets(followed, tail_config, out).context("starting the tailer")?;
+    Ok(())
+}
+
+/// Syslog input on UDP and/or TCP, when either is given. `shutdown`'s handle is
+/// only the parent of the listeners' own (each a child): it is held while they
+/// start, and dropped when this returns.
+async fn start_syslog(
+    args: &ServeArgs,
+    config: &Config,
+    out: EventSender,
+    accept_errors: &Arc<std::sync::atomic::AtomicU64>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let syslog = &config.syslog;
+    let (udp, tcp) = (
+        args.syslog_udp.or(syslog.udp),
+        args.syslog_tcp.or(syslog.tcp),
+    );
+    if udp.is_none() && tcp.is_none() {
+        return Ok(());
+    }
+    let tcp_limits = crate::source::syslog::TcpLimits {
+        max_connections: syslog.max_connections,
+        max_connections_per_address: syslog.max_connections_per_address,
+        idle_timeout: std::time::Duration::from_secs(syslog.idle_timeout_secs),
+    };
+    crate::source::syslog::start(
+        udp,
+        tcp,
+        syslog.set.clone(),
+        config.limits.max_line,
+        tcp_limits,
+        out,
+        accept_errors.clone(),
+        &shutdown.handle(Kind::SyslogListener),
+    )
+    .await
+    .context("starting syslog input")
 }
 
 /// Each `[[irc]]` of the config: an ordinary subscription whose sink posts to IRC.

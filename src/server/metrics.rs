@@ -133,7 +133,7 @@ pub async fn render(
         "supergrep_agents",
         "gauge",
         "Connected agents.",
-        state.agents.load(Ordering::Relaxed) as u64,
+        state.agents.connected() as u64,
     );
     metric(
         "supergrep_agent_duplicates_dropped_total",

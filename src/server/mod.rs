@@ -1,7 +1,7 @@
 //! The hub's HTTP side: one port for the web UI, the WebSocket API and the
 //! operational endpoints. Handlers stay thin; sessions live in [`session`].
 
-mod agent_session;
+mod agent;
 mod budget;
 mod host;
 mod http;
@@ -24,7 +24,7 @@ use crate::config::HubLimits;
 use crate::hub::Hub;
 use crate::protocol::{code, WireStream};
 use crate::shutdown::{self, Kind};
-use crate::source::EventSender;
+use crate::source::agent_ingest::AgentIngest;
 
 /// The close frame every session, a client's or an agent's, gets when the hub stops.
 fn going_away() -> axum::extract::ws::Message {
@@ -48,12 +48,11 @@ pub struct ServerState {
     pub boot: String,
     /// For the web UI: links `path/file.ext:123` to a source browser.
     pub source_url: Option<String>,
-    /// Where agents' lines go: the same ingest as the local tailers'.
-    pub ingest: EventSender,
+    /// The agents' source: each `/agent` connection is handed to it.
+    pub agents: Arc<AgentIngest>,
     /// The log sets followed here and their path globs, for the web UI to say which
     /// glob matches no file yet (set once at start, see [`ServerState::set_log_sets`]).
     log_sets: std::sync::OnceLock<Vec<UiLogSet>>,
-    agents: AtomicUsize,
     clients: AtomicUsize,
     next_client: AtomicU64,
     bytes_sent: AtomicU64,
@@ -71,10 +70,6 @@ pub struct ServerState {
     subscribes_refused: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Failed accepts (out of file descriptors, say), here and in syslog input.
     accept_errors: Arc<AtomicU64>,
-    /// Agents' line times are kept (else the hub's receive time).
-    pub trust_agent_time: bool,
-    /// How far the hub has each agent's files (agents send batches again).
-    pub agent_files: crate::source::received::ReceivedFiles,
 }
 
 /// The `error` codes a subscribe may be refused with, listed in `/metrics` before
@@ -99,8 +94,6 @@ pub struct Access {
     pub allowed_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
     pub metrics_token: Option<String>,
-    /// Agents' line times are kept (else the hub's receive time).
-    pub trust_agent_time: bool,
     /// Failed accepts, shared with the other accept loops (syslog's).
     pub accept_errors: Arc<AtomicU64>,
 }
@@ -112,7 +105,7 @@ impl ServerState {
         token: Option<String>,
         access: Access,
         source_url: Option<String>,
-        ingest: EventSender,
+        agents: Arc<AgentIngest>,
     ) -> Arc<ServerState> {
         let boot = format!(
             "{:x}",
@@ -145,9 +138,8 @@ impl ServerState {
             metrics_token: access.metrics_token.clone(),
             boot,
             source_url,
-            ingest,
+            agents,
             log_sets: std::sync::OnceLock::new(),
-            agents: AtomicUsize::new(0),
             clients: AtomicUsize::new(0),
             next_client: AtomicU64::new(1),
             bytes_sent: AtomicU64::new(0),
@@ -157,8 +149,6 @@ impl ServerState {
             per_address: http::PerAddress::default(),
             connections_refused: AtomicU64::new(0),
             accept_errors: access.accept_errors,
-            trust_agent_time: access.trust_agent_time,
-            agent_files: Default::default(),
         })
     }
 }
@@ -202,7 +192,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
     ui::routes()
         .route("/api/ui", get(ui_settings))
         .route("/ws", get(websocket))
-        .route("/agent", get(agent))
+        .route("/agent", get(agent::upgrade))
         .route("/api/streams", get(streams))
         .route("/api/markers", post(marker))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -347,25 +337,6 @@ struct StreamInfo {
     #[serde(flatten)]
     stream: WireStream,
     lines: u64,
-}
-
-async fn agent(
-    State(state): State<Arc<ServerState>>,
-    Extension(request): Extension<shutdown::Handle>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if let Some(refusal) = refuse_upgrade(&state, &query, &headers) {
-        return refusal;
-    }
-    let session = request.child(Kind::Agent);
-    // A batch is up to a read chunk of lines, plus its header. Agents may send their
-    // batches unmasked (the welcome says so): masking guards proxies against bytes
-    // chosen by script in a browser, and costs both sides a pass over every batch.
-    ws.max_message_size(16 << 20)
-        .accept_unmasked_frames(true)
-        .on_upgrade(move |socket| agent_session::run(socket, state, session))
 }
 
 async fn streams(

@@ -1,6 +1,7 @@
 //! Sources turn bytes from somewhere into [`LineBatch`]es for the hub. They never know
 //! who is listening.
 
+pub mod agent_ingest;
 pub mod events;
 mod fs_events;
 pub mod glob;

@@ -1,7 +1,9 @@
-//! One agent connected to the hub's `/agent` endpoint: its lines go into ingest like
-//! any local tailer's, each batch once. The hub remembers, per stream, how far into
-//! which file (device, inode) it has lines, and drops a batch it already has (an
-//! agent re-sends what was not acknowledged when the connection dropped).
+//! Agent ingest, a source: one agent connected to the hub's `/agent` endpoint, its
+//! lines into ingest like any local tailer's, each batch once. The hub remembers,
+//! per stream, how far into which file (device, inode) it has lines ([`received`]),
+//! and drops a batch it already has (an agent re-sends what was not acknowledged
+//! when the connection dropped). The HTTP side only upgrades the connection and
+//! hands it over as a [`Link`]: this file knows no axum.
 //!
 //! Streams belong to their source. An agent writes only `NAME:PATH` streams of its
 //! own name, which may not be the hub's (its local files are `HOST:PATH`), and never
@@ -11,21 +13,24 @@
 //! (the agent must not keep them forever) and dropped, counted in `/metrics`. Nor
 //! does an agent date its lines: their time is when the hub received them, unless
 //! the config says `trust_agent_time`.
+//!
+//! [`received`]: super::received
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::ServerState;
+use super::received::ReceivedFiles;
+use super::{EventSender, SourceEvent};
+use crate::hub::Hub;
 use crate::line::{cap_long_lines, owned_slice, Origin, ReadBatch, Stream};
 use crate::protocol::{code, AgentMsg, HubMsg, VERSION};
 use crate::shutdown::Handle;
-use crate::source::SourceEvent;
 
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 const SILENT_FOR: Duration = Duration::from_secs(90);
@@ -36,31 +41,113 @@ const MAX_NEW_STREAMS_PER_MINUTE: u32 = 1_000;
 /// Longest path an agent's stream may have (Linux's PATH_MAX).
 const MAX_PATH_BYTES: usize = 4096;
 
-/// `shutdown` is held until the agent's streams are removed.
-pub async fn run(mut socket: WebSocket, state: Arc<ServerState>, shutdown: Handle) {
+/// What every agent's session shares: where lines go, how far the hub has each
+/// agent's files, and the hub's agent names and counters.
+pub struct AgentIngest {
+    hub: Arc<Hub>,
+    out: EventSender,
+    /// How far the hub has each agent's files (agents send batches again); it
+    /// outlives sessions, as a re-send comes on the next connection.
+    received: ReceivedFiles,
+    /// Agents' line times are kept (else the hub's receive time).
+    trust_agent_time: bool,
+    max_line: usize,
+    connected: AtomicUsize,
+}
+
+impl AgentIngest {
+    /// Agents' lines go to `out`, the same ingest as the local tailers'; lines are
+    /// cut at `max_line` bytes as a tailer's are.
+    pub fn new(
+        hub: Arc<Hub>,
+        out: EventSender,
+        trust_agent_time: bool,
+        max_line: usize,
+    ) -> AgentIngest {
+        AgentIngest {
+            hub,
+            out,
+            received: ReceivedFiles::default(),
+            trust_agent_time,
+            max_line,
+            connected: AtomicUsize::new(0),
+        }
+    }
+
+    /// Agents connected now (past their hello and name claim).
+    pub fn connected(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+/// One frame from an agent, as the session reads it.
+pub enum Frame {
+    /// A text frame's bytes (UTF-8, as the WebSocket layer checked).
+    Text(Bytes),
+    Binary(Bytes),
+    Close,
+    /// A ping or pong: nothing for the session.
+    Control,
+}
+
+/// The link's peer is gone (or the frame could not go out).
+#[derive(Debug)]
+pub struct LinkClosed;
+
+/// An agent's connection, as the HTTP side hands it over once upgraded.
+pub trait Link: Send {
+    /// The next frame; `None` when the connection ended or broke.
+    fn recv(&mut self) -> impl Future<Output = Option<Frame>> + Send;
+    /// Sends one text frame.
+    fn send_text(&mut self, text: String) -> impl Future<Output = Result<(), LinkClosed>> + Send;
+    /// Sends the close frame of a hub that shuts down.
+    fn going_away(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Why an agent's hello is refused (told to it as `bad_request`).
+#[derive(Debug, thiserror::Error)]
+pub enum HelloError {
+    #[error("an agent must start with agent_hello")]
+    NotHello,
+    #[error("this hub speaks protocol {VERSION}, the agent {0}")]
+    Version(u32),
+    #[error("the agent's name must be 1-255 characters without ':' or control characters")]
+    BadName,
+    #[error(
+        "the name {name:?} is the hub's own (its local files are {hub_host}:PATH): \
+         start the agent with another --name"
+    )]
+    HubsName { name: String, hub_host: String },
+    #[error("malformed agent_hello: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+/// One agent's session, from its hello to its last stream removed. `shutdown` is
+/// held until then.
+pub async fn run(mut link: impl Link, agents: Arc<AgentIngest>, shutdown: Handle) {
     let refused = |code: &str, message: String| HubMsg::Error {
         code: code.into(),
         message,
     };
     // An agent still to say hello is a session too: it gets its close frame.
     let hello = tokio::select! {
-        hello = hello(&mut socket) => Some(hello),
+        hello = hello(&mut link) => Some(hello),
         () = shutdown.stopping() => None,
     };
     let Some(hello) = hello else {
-        let _ = socket.send(super::going_away()).await;
+        link.going_away().await;
         return;
     };
     let name = match hello {
         Ok(name) => name,
         Err(why) => {
-            let _ = send(&mut socket, &refused(code::BAD_REQUEST, why)).await;
+            let _ = send(&mut link, &refused(code::BAD_REQUEST, why.to_string())).await;
             return;
         }
     };
     // Held until this agent's streams are removed (the end of this function), so
     // the next agent of the name adds them after.
-    let _name = match state.hub.claim_agent_name(&name) {
+    let _name = match agents.hub.claim_agent_name(&name) {
         Ok(claim) => claim,
         Err(since) => {
             let why = format!(
@@ -69,64 +156,55 @@ pub async fn run(mut socket: WebSocket, state: Arc<ServerState>, shutdown: Handl
                 humantime::format_rfc3339_seconds(since)
             );
             tracing::warn!("refused an agent: {why}");
-            let _ = send(&mut socket, &refused(code::NAME_IN_USE, why)).await;
+            let _ = send(&mut link, &refused(code::NAME_IN_USE, why)).await;
             return;
         }
     };
     let welcome = HubMsg::Welcome {
         version: VERSION,
         server: format!("supergrep {}", env!("CARGO_PKG_VERSION")),
-        // The upgrade accepts them (see `agent`).
+        // The upgrade accepts them (see the server's `/agent`).
         unmasked_lines: true,
     };
-    if send(&mut socket, &welcome).await.is_err() {
+    if send(&mut link, &welcome).await.is_err() {
         return;
     }
     tracing::info!(agent = %name, "agent connected");
-    state.agents.fetch_add(1, Ordering::Relaxed);
+    agents.connected.fetch_add(1, Ordering::Relaxed);
     let mut streams = AgentStreams::default();
-    let _ = serve(&mut socket, &state, &name, &mut streams, &shutdown).await;
+    let _ = serve(&mut link, &agents, &name, &mut streams, &shutdown).await;
     // Its streams go with it (and come back when it reconnects).
     for stream in streams.known.into_values().flatten() {
-        let _ = to_ingest(&state, SourceEvent::StreamRemoved(stream)).await;
+        let _ = to_ingest(&agents, SourceEvent::StreamRemoved(stream)).await;
     }
-    state.agents.fetch_sub(1, Ordering::Relaxed);
+    agents.connected.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(agent = %name, "agent disconnected");
 }
 
-/// The close frame of a hub that shuts down.
-async fn hello(socket: &mut WebSocket) -> Result<String, String> {
-    let first = tokio::time::timeout(HELLO_WITHIN, socket.recv()).await;
-    let Ok(Some(Ok(Message::Text(text)))) = first else {
-        return Err("an agent must start with agent_hello".into());
+/// The agent's name, from its first message.
+async fn hello(link: &mut impl Link) -> Result<String, HelloError> {
+    let first = tokio::time::timeout(HELLO_WITHIN, link.recv()).await;
+    let Ok(Some(Frame::Text(text))) = first else {
+        return Err(HelloError::NotHello);
     };
-    match serde_json::from_str::<AgentMsg>(text.as_str()) {
-        Ok(AgentMsg::AgentHello { version, name, .. }) => {
+    match serde_json::from_slice::<AgentMsg>(&text)? {
+        AgentMsg::AgentHello { version, name, .. } => {
             if version != VERSION {
-                return Err(format!(
-                    "this hub speaks protocol {VERSION}, the agent {version}"
-                ));
+                return Err(HelloError::Version(version));
             }
             if name.is_empty()
                 || name.len() > 255
                 || name.chars().any(|c| c.is_control() || c == ':')
             {
-                return Err(
-                    "the agent's name must be 1-255 characters without ':' or control characters"
-                        .into(),
-                );
+                return Err(HelloError::BadName);
             }
             let hub_host = crate::line::local_hostname();
             if name.eq_ignore_ascii_case(&hub_host) {
-                return Err(format!(
-                    "the name {name:?} is the hub's own (its local files are {hub_host}:PATH): \
-                     start the agent with another --name"
-                ));
+                return Err(HelloError::HubsName { name, hub_host });
             }
             Ok(name)
         }
-        Ok(_) => Err("an agent must start with agent_hello".into()),
-        Err(e) => Err(format!("malformed agent_hello: {e}")),
+        _ => Err(HelloError::NotHello),
     }
 }
 
@@ -151,8 +229,8 @@ enum Incoming {
 }
 
 async fn serve(
-    socket: &mut WebSocket,
-    state: &ServerState,
+    link: &mut impl Link,
+    agents: &AgentIngest,
     name: &str,
     streams: &mut AgentStreams,
     shutdown: &Handle,
@@ -165,30 +243,30 @@ async fn serve(
     loop {
         let msg = tokio::select! {
             () = shutdown.stopping() => {
-                let _ = socket.send(super::going_away()).await;
+                link.going_away().await;
                 return Err(Gone);
             }
             Ok(()) = acks.changed() => {
                 let upto = *acks.borrow_and_update();
                 if upto > acked {
                     acked = upto;
-                    send(socket, &HubMsg::Ack { batch: upto }).await?;
+                    send(link, &HubMsg::Ack { batch: upto }).await?;
                 }
                 continue;
             }
-            msg = tokio::time::timeout(SILENT_FOR, socket.recv()) => match msg {
-                Ok(Some(Ok(m))) => m,
+            msg = tokio::time::timeout(SILENT_FOR, link.recv()) => match msg {
+                Ok(Some(m)) => m,
                 _ => return Err(Gone),
             },
         };
         let incoming = match msg {
-            Message::Text(t) => parse(t.as_bytes(), None),
-            Message::Binary(data) => {
+            Frame::Text(t) => parse(&t, None),
+            Frame::Binary(data) => {
                 let (header, lines) = crate::protocol::lines_frame_parts(&data);
                 parse(&data[header], Some(data.slice(lines)))
             }
-            Message::Close(_) => return Err(Gone),
-            _ => continue,
+            Frame::Close => return Err(Gone),
+            Frame::Control => continue,
         };
         let incoming = match incoming {
             Ok(m) => m,
@@ -197,21 +275,21 @@ async fn serve(
                     code: code::BAD_REQUEST.into(),
                     message: format!("malformed message: {e}"),
                 };
-                send(socket, &error).await?;
+                send(link, &error).await?;
                 continue;
             }
         };
         match incoming {
             Incoming::Other(AgentMsg::StreamAdded { path, set }) => {
-                stream(socket, state, name, streams, path, set).await?;
+                stream(link, agents, name, streams, path, set).await?;
             }
             Incoming::Other(AgentMsg::StreamRemoved { path, set }) => {
                 if let Some(Some(s)) = streams.known.remove(&(path, set)) {
-                    to_ingest(state, SourceEvent::StreamRemoved(s)).await?;
+                    to_ingest(agents, SourceEvent::StreamRemoved(s)).await?;
                 }
             }
             Incoming::Other(AgentMsg::Resending { batches }) => {
-                state
+                agents
                     .hub
                     .counters
                     .batches_resent
@@ -219,11 +297,11 @@ async fn serve(
             }
             Incoming::Other(_) => {}
             Incoming::Batch(b) => {
-                match stream(socket, state, name, streams, b.path, b.set).await? {
-                    Some(stream) => admit(state, stream, b.origin, b.ts, b.bytes).await?,
+                match stream(link, agents, name, streams, b.path, b.set).await? {
+                    Some(stream) => admit(agents, stream, b.origin, b.ts, b.bytes).await?,
                     // Acknowledged all the same: the agent must not keep it forever.
                     None => {
-                        let refused = &state.hub.counters.agent_batches_refused;
+                        let refused = &agents.hub.counters.agent_batches_refused;
                         refused.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -232,7 +310,7 @@ async fn serve(
                     upto: b.batch,
                     to: ingested.clone(),
                 };
-                to_ingest(state, receipt).await?;
+                to_ingest(agents, receipt).await?;
             }
         }
     }
@@ -240,17 +318,17 @@ async fn serve(
 
 /// One batch of an agent's stream into ingest, unless the hub has it already.
 async fn admit(
-    state: &ServerState,
+    agents: &AgentIngest,
     stream: Arc<Stream>,
     origin: Origin,
     ts: String,
     mut bytes: Bytes,
 ) -> Result<(), Gone> {
-    let counters = &state.hub.counters;
-    if state.agent_files.admit(&stream.id, origin, &mut bytes) {
+    let counters = &agents.hub.counters;
+    if agents.received.admit(&stream.id, origin, &mut bytes) {
         // The agent's word for when the lines were read, if the hub takes it.
         let received = std::time::SystemTime::now();
-        let ts = if state.trust_agent_time {
+        let ts = if agents.trust_agent_time {
             humantime::parse_rfc3339_weak(&ts).unwrap_or(received)
         } else {
             received
@@ -258,10 +336,10 @@ async fn admit(
         let batch = ReadBatch {
             stream,
             ts,
-            bytes: cap_long_lines(bytes, state.limits.max_line),
+            bytes: cap_long_lines(bytes, agents.max_line),
             origin: Some(origin),
         };
-        to_ingest(state, SourceEvent::Lines(batch)).await?;
+        to_ingest(agents, SourceEvent::Lines(batch)).await?;
     } else {
         counters.duplicates_dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -305,8 +383,8 @@ fn parse(json: &[u8], body: Option<Bytes>) -> Result<Incoming, serde_json::Error
     })
 }
 
-async fn to_ingest(state: &ServerState, event: SourceEvent) -> Result<(), Gone> {
-    state.ingest.send(event).await.map_err(|_| Gone)
+async fn to_ingest(agents: &AgentIngest, event: SourceEvent) -> Result<(), Gone> {
+    agents.out.send(event).await.map_err(|_| Gone)
 }
 
 /// One agent's streams by (path, set): `None` for one refused (said once).
@@ -344,8 +422,8 @@ fn refusal(path: &str, set: &str, streams: &AgentStreams) -> Option<String> {
 /// The stream of one of this agent's files, announced to the hub the first time;
 /// `None` when it is refused (the agent is told why, once).
 async fn stream(
-    socket: &mut WebSocket,
-    state: &ServerState,
+    link: &mut impl Link,
+    agents: &AgentIngest,
     name: &str,
     streams: &mut AgentStreams,
     path: String,
@@ -369,7 +447,7 @@ async fn stream(
                 "{:?}: an agent may add {MAX_NEW_STREAMS_PER_MINUTE} streams a minute",
                 key.0
             );
-            refuse(socket, why).await?;
+            refuse(link, why).await?;
         }
         return Ok(None);
     }
@@ -379,7 +457,7 @@ async fn stream(
         if streams.known.len() < 2 * MAX_STREAMS {
             streams.known.insert(key, None);
         }
-        refuse(socket, why).await?;
+        refuse(link, why).await?;
         return Ok(None);
     }
     streams.added += 1;
@@ -388,21 +466,21 @@ async fn stream(
     let path = crate::source::names::path(&key.0);
     let s = Arc::new(Stream::new(name, path, key.1.clone()));
     streams.known.insert(key, Some(s.clone()));
-    to_ingest(state, SourceEvent::StreamAdded(s.clone())).await?;
+    to_ingest(agents, SourceEvent::StreamAdded(s.clone())).await?;
     Ok(Some(s))
 }
 
-async fn refuse(socket: &mut WebSocket, why: String) -> Result<(), Gone> {
+async fn refuse(link: &mut impl Link, why: String) -> Result<(), Gone> {
     let error = HubMsg::Error {
         code: code::STREAM_REFUSED.into(),
         message: why,
     };
-    send(socket, &error).await
+    send(link, &error).await
 }
 
-async fn send(socket: &mut WebSocket, msg: &HubMsg) -> Result<(), Gone> {
+async fn send(link: &mut impl Link, msg: &HubMsg) -> Result<(), Gone> {
     let json = serde_json::to_string(msg).map_err(|_| Gone)?;
-    match tokio::time::timeout(SILENT_FOR, socket.send(Message::Text(json.into()))).await {
+    match tokio::time::timeout(SILENT_FOR, link.send_text(json)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(Gone),
     }
