@@ -336,12 +336,6 @@ impl SinkQueue {
         }
     }
 
-    /// Takes what is there without waiting (an empty `Taken` when nothing is).
-    pub fn try_take(&self, max: usize) -> Taken {
-        let mut state = self.lock();
-        self.take_locked(&mut state, max).unwrap_or_default()
-    }
-
     /// Async form of [`take_blocking`](Self::take_blocking).
     pub async fn take(&self, max: usize) -> Option<Taken> {
         loop {
@@ -417,7 +411,7 @@ mod tests {
         for i in 0..10 {
             assert!(q.push(d(i)));
         }
-        let t = q.try_take(100);
+        let t = q.take_blocking(100).unwrap_or_default();
         assert_eq!(t.dropped, [(0, 4), (1, 3)]);
         assert_eq!(
             t.deliveries.iter().map(|d| d.line.seq).collect::<Vec<_>>(),

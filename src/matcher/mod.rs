@@ -19,15 +19,15 @@
 //! A [`Matcher`] is immutable; [`registry::Registry`] builds a new one when
 //! subscriptions change and swaps it in, so matching never waits for a rebuild.
 
-pub mod cost;
+pub(crate) mod cost;
 mod lanes;
-pub mod literals;
-pub mod pattern;
+pub(crate) mod literals;
+pub(crate) mod pattern;
 mod plan;
 mod prefilter;
-pub mod registry;
+pub(crate) mod registry;
 mod scratch;
-pub mod selector;
+pub(crate) mod selector;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -24,6 +24,8 @@ use super::{
 #[derive(Clone)]
 pub enum Change {
     /// Add or replace (compiled by the rebuild, always into the shared matcher).
+    /// The hub compiles first ([`Change::SetCompiled`]); tests use this.
+    #[cfg(test)]
     Set(SubKey, Subscription),
     /// Add or replace with what [`Registry::compile`] made of it.
     SetCompiled(SubKey, Arc<Compiled>),
@@ -34,6 +36,7 @@ pub enum Change {
 impl std::fmt::Debug for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            #[cfg(test)]
             Change::Set(key, _) => write!(f, "Set({key})"),
             Change::SetCompiled(key, c) => write!(f, "SetCompiled({key}, {:?})", c.placement),
             Change::Remove(_) => write!(f, "Remove(..)"),
@@ -88,6 +91,7 @@ impl Change {
     /// Applies the change, recording in `undo` what it replaced.
     fn apply(&self, subs: &mut Subs, undo: &mut Vec<(SubKey, Option<Live>)>) {
         match self {
+            #[cfg(test)]
             Change::Set(key, sub) => {
                 let live = Live {
                     sub: sub.clone(),
@@ -160,11 +164,13 @@ impl Registry {
     }
 
     /// Adds `sub` under `key`, replacing one already there. On error nothing changes.
+    #[cfg(test)]
     pub fn set(&self, key: SubKey, sub: Subscription) -> Result<(), CompileError> {
         let mut results = self.apply(vec![Change::Set(key, sub)], |swap| swap());
         results.pop().unwrap_or(Ok(()))
     }
 
+    #[cfg(test)]
     pub fn remove(&self, key: SubKey) -> bool {
         let before = self.lock().len();
         let _ = self.apply(vec![Change::Remove(Arc::new(move |k| k == key))], |swap| {
@@ -296,22 +302,10 @@ impl Registry {
             .collect()
     }
 
-    /// Compiles `sub` alone (sharing compiled patterns with the live set), e.g. to
-    /// search the backlog for a new subscriber.
-    pub fn compile_one(&self, sub: &Subscription) -> Result<Matcher, CompileError> {
-        let mut cache = self.lock_cache();
-        let m = Matcher::build([(0, sub)], &mut cache, &self.limits);
-        cache.retain_used();
-        m
-    }
-
     /// How many subscriptions there are (applied ones).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Distinct compiled patterns held (the live subscriptions' and those being

@@ -5,8 +5,8 @@ pub mod agent_ingest;
 pub mod events;
 mod fs_events;
 pub mod glob;
-pub mod names;
-pub mod received;
+pub(crate) mod names;
+pub(crate) mod received;
 pub mod syslog;
 pub mod tail;
 

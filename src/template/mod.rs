@@ -13,9 +13,9 @@
 //! its id changes with it; the miner reports the old id and keeps an alias
 //! from it to the current one ([`Miner::resolve`]), bounded like the rest.
 
-pub mod drain;
+pub(crate) mod drain;
 pub mod header;
-pub mod tokens;
+pub(crate) mod tokens;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
