@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -270,8 +270,14 @@ pub fn count_lines(text: &str) -> u64 {
 }
 
 /// RFC 3339 UTC with milliseconds, the `ts` format of the protocol.
+///
+/// RFC 3339 here spans 1970 to 9999 (humantime panics outside): a clock set before
+/// 1970 prints as 1970, one past 9999 as the end of 9999, rather than ending the hub.
 pub fn format_ts(ts: SystemTime) -> String {
-    humantime::format_rfc3339_millis(ts).to_string()
+    // 9999-12-31T23:59:59.999Z.
+    const LAST: Duration = Duration::from_millis(253_402_300_799_999);
+    let since_epoch = ts.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    humantime::format_rfc3339_millis(UNIX_EPOCH + since_epoch.min(LAST)).to_string()
 }
 
 // ---------------------------------------------------------------------------------
@@ -433,5 +439,16 @@ mod tests {
         assert!(!std::ptr::eq(small.as_ptr(), frame[10..].as_ptr()));
         let big = owned_slice(frame.slice(0..COPY_BELOW));
         assert_eq!(big.as_ptr(), frame.as_ptr());
+    }
+
+    #[test]
+    fn timestamps_outside_rfc3339s_years_are_clamped_not_a_panic() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(format_ts(UNIX_EPOCH - day), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_ts(UNIX_EPOCH + day * 365 * 9000),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(format_ts(UNIX_EPOCH + day), "1970-01-02T00:00:00.000Z");
     }
 }
