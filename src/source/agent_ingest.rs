@@ -153,7 +153,7 @@ pub async fn run(mut link: impl Link, agents: Arc<AgentIngest>, shutdown: Handle
             let why = format!(
                 "an agent named {name:?} is connected already (since {}); the hub takes \
                  one agent of a name at a time: give this one another --name",
-                humantime::format_rfc3339_seconds(since)
+                crate::line::format_ts(since)
             );
             tracing::warn!("refused an agent: {why}");
             let _ = send(&mut link, &refused(code::NAME_IN_USE, why)).await;
