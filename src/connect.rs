@@ -219,10 +219,9 @@ impl Remote {
                     message,
                     ..
                 } => {
-                    if c == code::INVALID_REGEX
-                        || c == code::TOO_MANY_PATTERNS
-                        || c == code::BAD_REQUEST
-                    {
+                    // Our own patterns are wrong: the message names the pattern
+                    // and the position, which is all there is to say.
+                    if c == code::INVALID_REGEX || c == code::BAD_REQUEST {
                         return Err(Fatal(UsageError(message).into()));
                     }
                     // The hub too busy compiling others' patterns to take ours: we

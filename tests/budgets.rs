@@ -328,6 +328,23 @@ async fn connect_refused_by_a_budget_says_which_and_exits_2() {
     assert_eq!(refusals(&hub, "address_budget"), Some(1));
 }
 
+/// The per-client pattern limit is a limit like the others to `--connect`: named
+/// with its code, status 2 (it used to print the bare message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_over_the_client_pattern_limit_names_it_and_exits_2() {
+    let (_dir, _log, hub) = hub_with_config("[limits]\nmax_patterns_per_client = 1\n");
+    let mut terminal = supergrep(&["--connect", &hub.bare_ws_url(), "-e", "a", "-e", "b"]);
+    let status = terminal.wait_exit();
+    let said = terminal.stderr_text();
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("refused our subscription (too_many_patterns)")
+            && said.contains("1 patterns per client"),
+        "{said}"
+    );
+    assert_eq!(refusals(&hub, "too_many_patterns"), Some(1));
+}
+
 /// `supergrep --connect` whose subscription the hub later drops to make room for
 /// another address within its share (`hub_budget`, unasked) says so and exits 2,
 /// rather than go on with nothing; the other address gets its match.
