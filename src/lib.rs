@@ -36,6 +36,7 @@ pub mod server;
 pub mod shutdown;
 pub mod signals;
 pub mod source;
+pub mod subkey;
 pub mod template;
 pub mod terminal;
 pub mod tls;

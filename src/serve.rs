@@ -240,8 +240,7 @@ async fn start_irc_sinks(hub: &Hub, config: &Config, shutdown: &Shutdown) -> any
                 .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?,
         };
         let queue = Arc::new(SinkQueue::new(1000, Overflow::DropOldest, sink.color));
-        // Keys from the top of the range: clients count up from the bottom.
-        hub.subscribe(u64::MAX - i as u64, subscription, queue.clone(), 0)
+        hub.subscribe(hub.owner().key(), subscription, queue.clone(), 0)
             .await
             .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?;
         tokio::spawn(crate::irc::run(

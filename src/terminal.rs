@@ -221,10 +221,15 @@ impl Plan {
         });
         let hub = Hub::new(Limits::default(), 0);
         if let Some((_, queue)) = &irc {
-            hub.subscribe_blocking(1, self.subscription.clone(), queue.clone(), 0)
-                .map_err(|e| UsageError(e.to_string()))?;
+            hub.subscribe_blocking(
+                hub.owner().key(),
+                self.subscription.clone(),
+                queue.clone(),
+                0,
+            )
+            .map_err(|e| UsageError(e.to_string()))?;
         }
-        hub.subscribe_blocking(0, self.subscription, sink.clone(), 0)
+        hub.subscribe_blocking(hub.owner().key(), self.subscription, sink.clone(), 0)
             .map_err(|e| UsageError(e.to_string()))?;
 
         // Small: each batch may hold up to `read_chunk` bytes.

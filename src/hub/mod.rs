@@ -27,6 +27,7 @@ use crate::line::{count_lines, LineBatch, LogLine, Stream};
 use crate::matcher::registry::{Change, Compiled, Registry};
 use crate::matcher::{CompileError, Limits, Matcher, Scratch, SpanCache, SubKey, Subscription};
 use crate::source::{EventReceiver, SourceEvent};
+use crate::subkey::{Keys, Owner, OwnerId};
 use backlog::{Backlog, Entry};
 pub use queue::{BatchMatches, Delivery, MatchedLine, Overflow, SinkQueue, Taken};
 
@@ -84,6 +85,8 @@ struct Streams {
 }
 
 pub struct Hub {
+    /// Hands out every subscription's key (see [`Hub::owner`]).
+    keys: Keys,
     registry: Arc<Registry>,
     compile: compile::Pool,
     /// The workers of the subscriptions evaluated apart; swapped together with the
@@ -134,19 +137,36 @@ struct Applied {
     alone: Option<Arc<Matcher>>,
 }
 
-/// A subscriber's state between asking and being answered.
-struct Pending {
+/// A subscriber's state between asking and being answered: its sink is in the
+/// hub's map (deliveries begin once the matcher has its key) and is taken out again
+/// when this is dropped unconfirmed: a failed, refused or abandoned subscribe leaves
+/// nothing behind.
+struct Pending<'h> {
+    hub: &'h Hub,
     key: SubKey,
-    /// The sink its key had before, put back if the subscribe fails.
-    old: Option<Arc<SinkQueue>>,
     backlog: usize,
     wants_spans: bool,
+    confirmed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.confirmed {
+            let key = self.key;
+            self.hub.sinks.rcu(|m| {
+                let mut m = HashMap::clone(m);
+                m.remove(&key);
+                m
+            });
+        }
+    }
 }
 
 impl Hub {
     pub fn new(limits: Limits, backlog_lines: u64) -> Arc<Hub> {
         let (changes, requests) = std::sync::mpsc::channel();
         let hub = Arc::new(Hub {
+            keys: Keys::default(),
             registry: Arc::new(Registry::new(limits)),
             compile: compile::Pool::new(),
             workers: ArcSwap::default(),
@@ -189,8 +209,14 @@ impl Hub {
         })
     }
 
-    /// Starts delivering the matches of `sub` to `sink` (replacing a subscription
-    /// with the same key). Returns the up to `backlog` most recent matching lines the
+    /// A new holder of subscriptions (a client, a sink): the keys it hands out are
+    /// its own, and [`unsubscribe_owner`](Self::unsubscribe_owner) ends them all.
+    pub fn owner(&self) -> Owner {
+        self.keys.owner()
+    }
+
+    /// Starts delivering the matches of `sub` to `sink` under `key` (from an
+    /// [`owner`](Self::owner); each key is subscribed once). Returns the up to `backlog` most recent matching lines the
     /// ring holds: exactly those ingested before the subscription took effect, so
     /// together with what `sink` receives next nothing is missing or doubled.
     ///
@@ -267,10 +293,17 @@ impl Hub {
         backlog: usize,
         within: Within,
         compiled: oneshot::Sender<Result<Compiled, CompileError>>,
-    ) -> Pending {
+    ) -> Pending<'_> {
         let wants_spans = sink.wants_spans();
         let may_isolate = sink.drops_oldest();
-        let old = self.add_sink(key, sink);
+        self.add_sink(key, sink);
+        let pending = Pending {
+            hub: self,
+            key,
+            backlog,
+            wants_spans,
+            confirmed: false,
+        };
         let (registry, counters) = (self.registry.clone(), self.counters.clone());
         let job = move || {
             counters.compiles_running.fetch_add(1, Ordering::Relaxed);
@@ -282,25 +315,18 @@ impl Hub {
         if let Err(e) = self.compile.run(job) {
             tracing::debug!("subscribe {key}: {e}");
         }
-        Pending {
-            key,
-            old,
-            backlog,
-            wants_spans,
-        }
+        pending
     }
 
-    fn add_sink(&self, key: SubKey, sink: Arc<SinkQueue>) -> Option<Arc<SinkQueue>> {
+    fn add_sink(&self, key: SubKey, sink: Arc<SinkQueue>) {
         if sink.wants_every_batch() {
             self.every_batch_sinks.store(true, Ordering::Relaxed);
         }
-        let old = self.sinks.load().get(&key).cloned();
         self.sinks.rcu(|m| {
             let mut m = HashMap::clone(m);
             m.insert(key, sink.clone());
             m
         });
-        old
     }
 
     fn request(
@@ -322,29 +348,13 @@ impl Hub {
 
     fn finish_subscribe(
         &self,
-        pending: Pending,
+        mut pending: Pending<'_>,
         applied: Result<Applied, CompileError>,
     ) -> Result<Vec<Delivery>, CompileError> {
-        let Pending {
-            key,
-            old,
-            backlog,
-            wants_spans,
-        } = pending;
-        let applied = match applied {
-            Ok(a) => a,
-            Err(e) => {
-                self.sinks.rcu(|m| {
-                    let mut m = HashMap::clone(m);
-                    match &old {
-                        Some(old) => m.insert(key, old.clone()),
-                        None => m.remove(&key),
-                    };
-                    m
-                });
-                return Err(e);
-            }
-        };
+        // An error drops `pending` unconfirmed, which takes the sink out.
+        let applied = applied?;
+        pending.confirmed = true;
+        let (key, backlog, wants_spans) = (pending.key, pending.backlog, pending.wants_spans);
         Ok(match applied.alone {
             Some(alone) => recent_matches(&alone, &applied.snapshot, key, backlog, wants_spans),
             None => Vec::new(),
@@ -355,10 +365,14 @@ impl Hub {
         self.unsubscribe_where(move |k| k == key);
     }
 
-    /// Removes every subscription whose key `doomed` picks (e.g. all of one client's).
-    /// Its sinks get nothing more at once; the matcher forgets them with the next
-    /// rebuild.
-    pub fn unsubscribe_where(&self, doomed: impl Fn(SubKey) -> bool + Send + Sync + 'static) {
+    /// Removes every subscription of `owner` (a client that went).
+    pub fn unsubscribe_owner(&self, owner: OwnerId) {
+        self.unsubscribe_where(move |k| k.owner() == owner);
+    }
+
+    /// Removes every subscription whose key `doomed` picks. Its sinks get nothing
+    /// more at once; the matcher forgets them with the next rebuild.
+    fn unsubscribe_where(&self, doomed: impl Fn(SubKey) -> bool + Send + Sync + 'static) {
         self.sinks.rcu(|m| {
             let mut m = HashMap::clone(m);
             m.retain(|&k, _| !doomed(k));

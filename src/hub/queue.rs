@@ -400,7 +400,7 @@ mod tests {
 
     fn d(seq: u64) -> Delivery {
         Delivery {
-            sub: seq % 2,
+            sub: SubKey::from_raw(seq % 2),
             line: LogLine::new(
                 Arc::new(Stream::new("h", "/p", "s")),
                 seq,
@@ -418,7 +418,10 @@ mod tests {
             assert!(q.push(d(i)));
         }
         let t = q.try_take(100);
-        assert_eq!(t.dropped, [(0, 4), (1, 3)]);
+        assert_eq!(
+            t.dropped,
+            [(SubKey::from_raw(0), 4), (SubKey::from_raw(1), 3)]
+        );
         assert_eq!(
             t.deliveries.iter().map(|d| d.line.seq).collect::<Vec<_>>(),
             [7, 8, 9]

@@ -25,8 +25,6 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const DEAD_AFTER: Duration = Duration::from_secs(60);
 /// Matches per `lines` frame at most.
 const LINES_PER_FRAME: usize = 1000;
-/// Subscription keys: the client number above these bits, a per-client count below.
-const CLIENT_SHIFT: u32 = 24;
 
 /// The socket went away (or the hub is shutting down): end the session.
 struct Gone;
@@ -40,7 +38,8 @@ struct Session {
     ids: HashMap<SubKey, String>,
     /// The patterns this client holds, against its budgets.
     account: Account,
-    next_sub: u64,
+    /// Hands out this client's subscription keys.
+    owner: crate::subkey::Owner,
     socket: WebSocket,
 }
 
@@ -65,14 +64,13 @@ pub async fn run(
         keys: HashMap::new(),
         ids: HashMap::new(),
         account: state.budgets.open(client, peer),
-        next_sub: 0,
+        owner: state.hub.owner(),
         socket,
     };
+    let owner = session.owner.id();
     let _ = session.serve(&shutdown).await;
     queue.close();
-    state
-        .hub
-        .unsubscribe_where(move |k| k >> CLIENT_SHIFT == client);
+    state.hub.unsubscribe_owner(owner);
     // The budget goes back once the hub has let go of the subscriptions.
     drop(session);
     state.clients.fetch_sub(1, Ordering::Relaxed);
@@ -277,8 +275,7 @@ impl Session {
         };
         // A replaced subscription gets a new key, so matches of the old filter still
         // in the queue are recognised and left out.
-        let key = (self.client << CLIENT_SHIFT) | (self.next_sub & ((1 << CLIENT_SHIFT) - 1));
-        self.next_sub += 1;
+        let key = self.owner.key();
         let backlog = backlog.min(limits.max_backlog_request);
         // Its compiled size counts against the budgets before it joins the matcher.
         let mut bytes = 0;
