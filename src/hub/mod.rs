@@ -29,7 +29,9 @@ use crate::matcher::{CompileError, Limits, Matcher, Scratch, SpanCache, SubKey, 
 use crate::source::{EventReceiver, SourceEvent};
 use crate::subkey::{Keys, Owner, OwnerId};
 use backlog::{Backlog, Entry};
-pub use queue::{BatchMatches, Delivery, MatchedLine, Overflow, SinkQueue, Taken};
+pub use queue::{
+    BatchMatches, Delivery, Found, MatchedLine, Overflow, SinkKind, SinkQueue, Spans, Taken, Takes,
+};
 
 /// Asked the compiled size of a subscription's patterns so far, after each one
 /// compiled: an error stops the compile (see [`Hub::subscribe_admitting`]).
@@ -99,7 +101,7 @@ pub struct Hub {
     streams: Mutex<Streams>,
     backlog: Mutex<Backlog>,
     notices: broadcast::Sender<Notice>,
-    /// Some sink takes every batch ([`SinkQueue::for_every_batch`]): only then does
+    /// Some sink takes every batch ([`Takes::EveryBatch`]): only then does
     /// ingest look for sinks without matches (a look per subscription per batch).
     every_batch_sinks: std::sync::atomic::AtomicBool,
     /// Connected agents' names, and since when: one agent of a name at a time.
@@ -145,7 +147,7 @@ struct Pending<'h> {
     hub: &'h Hub,
     key: SubKey,
     backlog: usize,
-    wants_spans: bool,
+    spans: Spans,
     confirmed: bool,
 }
 
@@ -294,14 +296,14 @@ impl Hub {
         within: Within,
         compiled: oneshot::Sender<Result<Compiled, CompileError>>,
     ) -> Pending<'_> {
-        let wants_spans = sink.wants_spans();
+        let spans = sink.kind().spans;
         let may_isolate = sink.drops_oldest();
         self.add_sink(key, sink);
         let pending = Pending {
             hub: self,
             key,
             backlog,
-            wants_spans,
+            spans,
             confirmed: false,
         };
         let (registry, counters) = (self.registry.clone(), self.counters.clone());
@@ -354,9 +356,9 @@ impl Hub {
         // An error drops `pending` unconfirmed, which takes the sink out.
         let applied = applied?;
         pending.confirmed = true;
-        let (key, backlog, wants_spans) = (pending.key, pending.backlog, pending.wants_spans);
+        let (key, backlog, spans) = (pending.key, pending.backlog, pending.spans);
         Ok(match applied.alone {
-            Some(alone) => recent_matches(&alone, &applied.snapshot, key, backlog, wants_spans),
+            Some(alone) => recent_matches(&alone, &applied.snapshot, key, backlog, spans),
             None => Vec::new(),
         })
     }
@@ -609,39 +611,28 @@ fn deliver<'s>(
     matcher.scan(&batch.stream, &batch.text, scratch, |hit| {
         // Made for the first sink that takes lines of their own, shared by the rest.
         let mut line: Option<LogLine> = None;
+        let start = hit.line.as_ptr() as usize - batch.text.as_ptr() as usize;
         for &sub in hit.subs() {
-            let key = matcher.key(sub);
             let Some(slot) = out.get_mut(sub as usize) else {
                 continue;
             };
+            let key = matcher.key(sub);
             let Some(sink) = *slot.sink.get_or_insert_with(|| sink_of(key)) else {
                 continue;
             };
-            let spans = if sink.wants_spans() {
-                hit.spans_cached(sub, &mut span_cache)
-            } else {
-                Vec::new()
+            let spans = match sink.kind().spans {
+                Spans::Wanted => hit.spans_cached(sub, &mut span_cache),
+                Spans::NotWanted => Vec::new(),
             };
-            if sink.takes_batches() {
-                let start = hit.line.as_ptr() as usize - batch.text.as_ptr() as usize;
-                slot.in_batch.push(MatchedLine {
-                    index: hit.index,
-                    start,
-                    end: start + hit.line.len(),
-                    spans,
-                });
-                continue;
-            }
-            let line = line.get_or_insert_with(|| {
-                let stream = line_stream
-                    .get_or_insert_with(|| Arc::new((*batch.stream).clone()))
-                    .clone();
-                LogLine::new(stream, first_seq + hit.index, batch.ts, hit.line)
-            });
-            slot.deliveries.push(Delivery {
-                sub: key,
-                line: line.clone(),
-                spans,
+            let found = slot.found.get_or_insert_with(|| sink.found(entry));
+            found.add(key, hit.index, start, start + hit.line.len(), spans, || {
+                line.get_or_insert_with(|| {
+                    let stream = line_stream
+                        .get_or_insert_with(|| Arc::new((*batch.stream).clone()))
+                        .clone();
+                    LogLine::new(stream, first_seq + hit.index, batch.ts, hit.line)
+                })
+                .clone()
             });
         }
     });
@@ -649,8 +640,9 @@ fn deliver<'s>(
         for (sub, slot) in out.iter_mut().enumerate() {
             if slot.sink.is_none() && matcher.selects(sub as u32, &batch.stream) {
                 let sink = sink_of(matcher.key(sub as u32));
-                if sink.is_some_and(|s| s.wants_every_batch()) {
-                    slot.sink = Some(sink);
+                if let Some(sink) = sink.filter(|s| s.wants_every_batch()) {
+                    slot.sink = Some(Some(sink));
+                    slot.found = Some(sink.found(entry));
                 }
             }
         }
@@ -658,22 +650,15 @@ fn deliver<'s>(
     // Every queue is filled before any consumer is woken.
     let (mut delivered, mut wakes) = (0, Vec::new());
     for slot in out {
-        let Some(Some(sink)) = slot.sink else {
+        let (Some(Some(sink)), Some(found)) = (slot.sink, slot.found) else {
             continue;
         };
-        let n = (slot.deliveries.len() + slot.in_batch.len()) as u64;
+        if found.is_empty() && !sink.wants_every_batch() {
+            continue;
+        }
+        let n = found.len() as u64;
         // `None`: the sink has gone.
-        let wake = if !slot.deliveries.is_empty() {
-            sink.push_all_unwoken(slot.deliveries)
-        } else if !slot.in_batch.is_empty() || sink.wants_every_batch() {
-            sink.push_batch_unwoken(BatchMatches {
-                entry: entry.clone(),
-                lines: slot.in_batch,
-            })
-        } else {
-            continue;
-        };
-        if let Some(wake) = wake {
+        if let Some(wake) = sink.push_found_unwoken(found) {
             delivered += n;
             wakes.push(wake);
         }
@@ -697,9 +682,8 @@ fn add_to(map: &mut HashMap<String, u64>, key: &str, start: u64, n: u64) -> u64 
 struct SinkSlot<'a> {
     /// Its sink, looked up the first time it is needed (`Some(None)`: gone).
     sink: Option<Option<&'a Arc<SinkQueue>>>,
-    deliveries: Vec<Delivery>,
-    /// For a sink that takes its matches where the batch holds them.
-    in_batch: Vec<MatchedLine>,
+    /// Its matches, in the form its sink takes.
+    found: Option<Found>,
 }
 
 /// The last `max` lines in `entries` that subscription `key` (compiled alone in `m`)
@@ -709,7 +693,7 @@ fn recent_matches(
     entries: &[Arc<Entry>],
     key: SubKey,
     max: usize,
-    spans: bool,
+    spans: Spans,
 ) -> Vec<Delivery> {
     let mut scratch = Scratch::default();
     let mut found = std::collections::VecDeque::with_capacity(max.min(4096));
@@ -727,7 +711,10 @@ fn recent_matches(
                     batch.ts,
                     hit.line,
                 ),
-                spans: if spans { hit.spans(0) } else { Vec::new() },
+                spans: match spans {
+                    Spans::Wanted => hit.spans(0),
+                    Spans::NotWanted => Vec::new(),
+                },
             });
         });
     }

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::budget::Account;
 use super::ServerState;
-use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken, Within};
+use crate::hub::{Delivery, Notice, Overflow, SinkKind, SinkQueue, Spans, Taken, Takes, Within};
 use crate::line::format_ts;
 use crate::matcher::registry::Compiled;
 use crate::matcher::{CompileError, StreamSelector, SubKey, Subscription};
@@ -52,11 +52,11 @@ pub async fn run(
 ) {
     let client = state.next_client.fetch_add(1, Ordering::Relaxed);
     state.clients.fetch_add(1, Ordering::Relaxed);
-    let queue = Arc::new(SinkQueue::new(
-        state.limits.client_queue,
-        Overflow::DropOldest,
-        true,
-    ));
+    let kind = SinkKind {
+        takes: Takes::Lines(Overflow::DropOldest),
+        spans: Spans::Wanted,
+    };
+    let queue = Arc::new(SinkQueue::new(state.limits.client_queue, kind));
     let mut session = Session {
         state: state.clone(),
         client,
@@ -118,7 +118,7 @@ impl Session {
                     }
                 }
                 _ = revoked.notified() => self.tell_revoked().await?,
-                taken = queue.take(LINES_PER_FRAME * 4) => {
+                taken = queue.take::<Delivery>(LINES_PER_FRAME * 4) => {
                     let Some(taken) = taken else { return Err(Gone) };
                     self.deliver(taken).await?;
                 }
@@ -344,7 +344,7 @@ impl Session {
         Ok(())
     }
 
-    async fn deliver(&mut self, taken: Taken) -> Result<(), Gone> {
+    async fn deliver(&mut self, taken: Taken<Delivery>) -> Result<(), Gone> {
         for (key, count) in &taken.dropped {
             if let Some(id) = self.ids.get(key).cloned() {
                 self.state
@@ -356,7 +356,7 @@ impl Session {
             }
         }
         // Consecutive deliveries of one subscription go out as one frame.
-        let mut rest = taken.deliveries.as_slice();
+        let mut rest = taken.matches.as_slice();
         while let Some(first) = rest.first() {
             let run = rest.iter().take_while(|d| d.sub == first.sub).count();
             let (group, tail) = rest.split_at(run);
