@@ -791,3 +791,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the data consistent, so poisoning is harmless.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(pattern: &str) -> Subscription {
+        Subscription {
+            include: vec![pattern.to_owned()],
+            ..Subscription::default()
+        }
+    }
+
+    /// A refused subscribe leaves nothing behind (its sink goes with the guard); one
+    /// that succeeds keeps its sink under its own key.
+    #[test]
+    fn a_refused_subscribe_leaves_no_sink() -> anyhow::Result<()> {
+        let hub = Hub::new(Limits::default(), 0);
+        let mut owner = hub.owner();
+        let kind = SinkKind {
+            takes: Takes::Lines(Overflow::DropOldest),
+            spans: Spans::NotWanted,
+        };
+        let sink = Arc::new(SinkQueue::new(10, kind));
+        let refused = owner.key();
+        assert!(hub
+            .subscribe_blocking(refused, sub("("), sink.clone(), 0)
+            .is_err());
+        assert!(!hub.sinks.load().contains_key(&refused));
+        let taken = owner.key();
+        hub.subscribe_blocking(taken, sub("a"), sink, 0)?;
+        assert!(hub.sinks.load().contains_key(&taken));
+        hub.unsubscribe_owner(owner.id());
+        assert!(hub.sinks.load().is_empty());
+        Ok(())
+    }
+}
