@@ -158,7 +158,9 @@ fn subscription(include: Vec<String>, exclude: Vec<String>, ignore_case: bool) -
 fn build(subs: &[Subscription]) -> Matcher {
     let started = Instant::now();
     let m = Matcher::build(
-        subs.iter().enumerate().map(|(i, s)| (i as SubKey, s)),
+        subs.iter()
+            .enumerate()
+            .map(|(i, s)| (SubKey::from_raw(i as u64), s)),
         &mut PatternCache::default(),
         &Limits::default(),
     )

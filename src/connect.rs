@@ -195,7 +195,7 @@ impl Remote {
                         }
                         if let Some(q) = irc {
                             q.push(Delivery {
-                                sub: 0,
+                                sub: crate::subkey::SubKey::ALONE,
                                 line,
                                 spans,
                             });

@@ -2,7 +2,7 @@
 //! match, `path-` for context, `--` between groups that are not adjacent).
 //!
 //! The terminal's sink then takes every batch, with its matches marked
-//! ([`SinkQueue::for_every_batch`](crate::hub::SinkQueue::for_every_batch)); this walks
+//! ([`Takes::EveryBatch`](crate::hub::Takes::EveryBatch)); this walks
 //! each batch's lines, holds the last `before` lines of each stream for a match to
 //! come, and prints `after` lines past a match as they arrive (from the next batch,
 //! when following). Only with context asked for: the plain scan's printer never looks

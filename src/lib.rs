@@ -36,6 +36,7 @@ pub(crate) mod server;
 pub(crate) mod shutdown;
 pub mod signals;
 pub mod source;
+pub mod subkey;
 pub mod template;
 pub mod terminal;
 pub mod tls;

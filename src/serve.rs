@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use crate::cli::ServeArgs;
 use crate::config::{Config, LogSet};
 use crate::exit::UsageError;
-use crate::hub::{Hub, Overflow, SinkQueue};
+use crate::hub::{Hub, Overflow, SinkKind, SinkQueue, Spans, Takes};
 use crate::irc::{IrcOptions, IrcSetting, IrcSettings};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::server::{self, ServerState};
@@ -286,9 +286,12 @@ async fn start_irc_sinks(hub: &Hub, config: &Config, shutdown: &Shutdown) -> any
             streams: StreamSelector::new(&sink.streams)
                 .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?,
         };
-        let queue = Arc::new(SinkQueue::new(1000, Overflow::DropOldest, sink.color));
-        // Keys from the top of the range: clients count up from the bottom.
-        hub.subscribe(u64::MAX - i as u64, subscription, queue.clone(), 0)
+        let kind = SinkKind {
+            takes: Takes::Lines(Overflow::DropOldest),
+            spans: Spans::wanted_if(sink.color),
+        };
+        let queue = Arc::new(SinkQueue::new(1000, kind));
+        hub.subscribe(hub.owner().key(), subscription, queue.clone(), 0)
             .await
             .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?;
         tokio::spawn(crate::irc::run(

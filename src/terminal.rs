@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::cli::{ColorWhen, GrepArgs};
 use crate::exit::{Outcome, UsageError};
-use crate::hub::{Hub, Overflow, SinkQueue};
+use crate::hub::{BatchMatches, Hub, Overflow, SinkKind, SinkQueue, Spans, Takes};
 use crate::irc::{IrcOptions, IrcSetting, IrcSettings};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::output::{Format, Printer, PrinterOptions};
@@ -199,7 +199,11 @@ impl Plan {
     /// Runs until the files end (`--no-follow`), stdout closes, or forever. Blocking.
     pub fn run(self) -> Result<Outcome, anyhow::Error> {
         let irc = self.irc.map(|options| {
-            let queue = Arc::new(SinkQueue::new(1000, Overflow::DropOldest, options.color));
+            let kind = SinkKind {
+                takes: Takes::Lines(Overflow::DropOldest),
+                spans: Spans::wanted_if(options.color),
+            };
+            let queue = Arc::new(SinkQueue::new(1000, kind));
             (options, queue)
         });
         let irc_thread = match &irc {
@@ -215,16 +219,25 @@ impl Plan {
             return runtime.block_on(remote.run(&self.subscription, printer, irc_queue));
         }
         let printer = Printer::new(stdout(), self.printer);
-        let sink = Arc::new(match self.context {
-            Some(_) => SinkQueue::for_every_batch(4096, printer.needs_spans()),
-            None => SinkQueue::for_batches(4096, printer.needs_spans()),
-        });
+        let kind = SinkKind {
+            takes: match self.context {
+                Some(_) => Takes::EveryBatch,
+                None => Takes::MatchingBatches,
+            },
+            spans: Spans::wanted_if(printer.needs_spans()),
+        };
+        let sink = Arc::new(SinkQueue::new(4096, kind));
         let hub = Hub::new(Limits::default(), 0);
         if let Some((_, queue)) = &irc {
-            hub.subscribe_blocking(1, self.subscription.clone(), queue.clone(), 0)
-                .map_err(|e| UsageError(e.to_string()))?;
+            hub.subscribe_blocking(
+                hub.owner().key(),
+                self.subscription.clone(),
+                queue.clone(),
+                0,
+            )
+            .map_err(|e| UsageError(e.to_string()))?;
         }
-        hub.subscribe_blocking(0, self.subscription, sink.clone(), 0)
+        hub.subscribe_blocking(hub.owner().key(), self.subscription, sink.clone(), 0)
             .map_err(|e| UsageError(e.to_string()))?;
 
         // Small: each batch may hold up to `read_chunk` bytes.
@@ -378,8 +391,8 @@ fn summarize<W: Write>(
 ) -> io::Result<Printed> {
     let mut counts: Vec<(Arc<crate::line::Stream>, u64)> = Vec::new();
     let mut total = 0;
-    while let Some(taken) = sink.take_blocking(1024) {
-        for batch in &taken.batches {
+    while let Some(taken) = sink.take_blocking::<BatchMatches>(1024) {
+        for batch in &taken.matches {
             let n = batch.lines.len() as u64;
             total += n;
             let stream = &batch.entry.batch.stream;
@@ -422,17 +435,16 @@ fn print_all<W: Write>(
     quiet: &std::sync::atomic::AtomicBool,
 ) -> io::Result<Printed> {
     let mut printed = 0;
-    // The sink takes matches where their batches hold them (`SinkQueue::for_batches`):
-    // `taken.deliveries` stays empty.
-    while let Some(taken) = sink.take_blocking(1024) {
-        let lines: u64 = taken.batches.iter().map(|b| b.lines.len() as u64).sum();
+    // The sink takes matches where their batches hold them (`Takes::*Batch*`).
+    while let Some(taken) = sink.take_blocking::<BatchMatches>(1024) {
+        let lines: u64 = taken.matches.iter().map(|b| b.lines.len() as u64).sum();
         let result = match &mut context {
             Some(context) => taken
-                .batches
+                .matches
                 .iter()
                 .try_for_each(|b| context.print(&mut printer, b).map(drop)),
             None => taken
-                .batches
+                .matches
                 .iter()
                 .flat_map(|b| b.iter())
                 .try_for_each(|(line, spans)| printer.print(line, spans)),

@@ -281,7 +281,7 @@ fn scan(m: &Matcher, stream: &Stream, text: &str, scratch: &mut Scratch) -> Hits
 
 fn key_of(i: usize) -> SubKey {
     // Distinct, sparse, not in order of index.
-    (i as u64 * 7919 + 13) ^ 0x5a5a
+    SubKey::from_raw((i as u64 * 7919 + 13) ^ 0x5a5a)
 }
 
 fn subscription(spec: &SubSpec) -> Subscription {

@@ -177,7 +177,7 @@ impl Worker {
         let queue = Arc::new(Queue::default());
         let (q, m) = (queue.clone(), matcher.clone());
         std::thread::Builder::new()
-            .name(format!("isolated-{key:x}"))
+            .name(format!("isolated-{key}"))
             .spawn(move || run(m, q, sink, counters, &budget))?;
         Ok(Worker {
             key,

@@ -27,8 +27,11 @@ use crate::line::{count_lines, LineBatch, LogLine, Stream};
 use crate::matcher::registry::{Change, Compiled, Registry};
 use crate::matcher::{CompileError, Limits, Matcher, Scratch, SpanCache, SubKey, Subscription};
 use crate::source::{EventReceiver, SourceEvent};
+use crate::subkey::{Keys, Owner, OwnerId};
 use backlog::{Backlog, Entry};
-pub use queue::{BatchMatches, Delivery, MatchedLine, Overflow, SinkQueue, Taken};
+pub use queue::{
+    BatchMatches, Delivery, Found, Overflow, SinkKind, SinkQueue, Spans, Taken, Takes,
+};
 
 /// Asked the compiled size of a subscription's patterns so far, after each one
 /// compiled: an error stops the compile (see [`Hub::subscribe_admitting`]).
@@ -84,6 +87,8 @@ struct Streams {
 }
 
 pub struct Hub {
+    /// Hands out every subscription's key (see [`Hub::owner`]).
+    keys: Keys,
     registry: Arc<Registry>,
     compile: compile::Pool,
     /// The workers of the subscriptions evaluated apart; swapped together with the
@@ -96,7 +101,7 @@ pub struct Hub {
     streams: Mutex<Streams>,
     backlog: Mutex<Backlog>,
     notices: broadcast::Sender<Notice>,
-    /// Some sink takes every batch ([`SinkQueue::for_every_batch`]): only then does
+    /// Some sink takes every batch ([`Takes::EveryBatch`]): only then does
     /// ingest look for sinks without matches (a look per subscription per batch).
     every_batch_sinks: std::sync::atomic::AtomicBool,
     /// Connected agents' names, and since when: one agent of a name at a time.
@@ -134,19 +139,36 @@ struct Applied {
     alone: Option<Arc<Matcher>>,
 }
 
-/// A subscriber's state between asking and being answered.
-struct Pending {
+/// A subscriber's state between asking and being answered: its sink is in the
+/// hub's map (deliveries begin once the matcher has its key) and is taken out again
+/// when this is dropped unconfirmed: a failed, refused or abandoned subscribe leaves
+/// nothing behind.
+struct Pending<'h> {
+    hub: &'h Hub,
     key: SubKey,
-    /// The sink its key had before, put back if the subscribe fails.
-    old: Option<Arc<SinkQueue>>,
     backlog: usize,
-    wants_spans: bool,
+    spans: Spans,
+    confirmed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.confirmed {
+            let key = self.key;
+            self.hub.sinks.rcu(|m| {
+                let mut m = HashMap::clone(m);
+                m.remove(&key);
+                m
+            });
+        }
+    }
 }
 
 impl Hub {
     pub fn new(limits: Limits, backlog_lines: u64) -> Arc<Hub> {
         let (changes, requests) = std::sync::mpsc::channel();
         let hub = Arc::new(Hub {
+            keys: Keys::default(),
             registry: Arc::new(Registry::new(limits)),
             compile: compile::Pool::new(),
             workers: ArcSwap::default(),
@@ -189,8 +211,14 @@ impl Hub {
         })
     }
 
-    /// Starts delivering the matches of `sub` to `sink` (replacing a subscription
-    /// with the same key). Returns the up to `backlog` most recent matching lines the
+    /// A new holder of subscriptions (a client, a sink): the keys it hands out are
+    /// its own, and [`unsubscribe_owner`](Self::unsubscribe_owner) ends them all.
+    pub fn owner(&self) -> Owner {
+        self.keys.owner()
+    }
+
+    /// Starts delivering the matches of `sub` to `sink` under `key` (from an
+    /// [`owner`](Self::owner); each key is subscribed once). Returns the up to `backlog` most recent matching lines the
     /// ring holds: exactly those ingested before the subscription took effect, so
     /// together with what `sink` receives next nothing is missing or doubled.
     ///
@@ -267,10 +295,17 @@ impl Hub {
         backlog: usize,
         within: Within,
         compiled: oneshot::Sender<Result<Compiled, CompileError>>,
-    ) -> Pending {
-        let wants_spans = sink.wants_spans();
+    ) -> Pending<'_> {
+        let spans = sink.kind().spans;
         let may_isolate = sink.drops_oldest();
-        let old = self.add_sink(key, sink);
+        self.add_sink(key, sink);
+        let pending = Pending {
+            hub: self,
+            key,
+            backlog,
+            spans,
+            confirmed: false,
+        };
         let (registry, counters) = (self.registry.clone(), self.counters.clone());
         let job = move || {
             counters.compiles_running.fetch_add(1, Ordering::Relaxed);
@@ -282,25 +317,18 @@ impl Hub {
         if let Err(e) = self.compile.run(job) {
             tracing::debug!("subscribe {key}: {e}");
         }
-        Pending {
-            key,
-            old,
-            backlog,
-            wants_spans,
-        }
+        pending
     }
 
-    fn add_sink(&self, key: SubKey, sink: Arc<SinkQueue>) -> Option<Arc<SinkQueue>> {
+    fn add_sink(&self, key: SubKey, sink: Arc<SinkQueue>) {
         if sink.wants_every_batch() {
             self.every_batch_sinks.store(true, Ordering::Relaxed);
         }
-        let old = self.sinks.load().get(&key).cloned();
         self.sinks.rcu(|m| {
             let mut m = HashMap::clone(m);
             m.insert(key, sink.clone());
             m
         });
-        old
     }
 
     fn request(
@@ -322,31 +350,15 @@ impl Hub {
 
     fn finish_subscribe(
         &self,
-        pending: Pending,
+        mut pending: Pending<'_>,
         applied: Result<Applied, CompileError>,
     ) -> Result<Vec<Delivery>, CompileError> {
-        let Pending {
-            key,
-            old,
-            backlog,
-            wants_spans,
-        } = pending;
-        let applied = match applied {
-            Ok(a) => a,
-            Err(e) => {
-                self.sinks.rcu(|m| {
-                    let mut m = HashMap::clone(m);
-                    match &old {
-                        Some(old) => m.insert(key, old.clone()),
-                        None => m.remove(&key),
-                    };
-                    m
-                });
-                return Err(e);
-            }
-        };
+        // An error drops `pending` unconfirmed, which takes the sink out.
+        let applied = applied?;
+        pending.confirmed = true;
+        let (key, backlog, spans) = (pending.key, pending.backlog, pending.spans);
         Ok(match applied.alone {
-            Some(alone) => recent_matches(&alone, &applied.snapshot, key, backlog, wants_spans),
+            Some(alone) => recent_matches(&alone, &applied.snapshot, key, backlog, spans),
             None => Vec::new(),
         })
     }
@@ -355,10 +367,14 @@ impl Hub {
         self.unsubscribe_where(move |k| k == key);
     }
 
-    /// Removes every subscription whose key `doomed` picks (e.g. all of one client's).
-    /// Its sinks get nothing more at once; the matcher forgets them with the next
-    /// rebuild.
-    pub fn unsubscribe_where(&self, doomed: impl Fn(SubKey) -> bool + Send + Sync + 'static) {
+    /// Removes every subscription of `owner` (a client that went).
+    pub fn unsubscribe_owner(&self, owner: OwnerId) {
+        self.unsubscribe_where(move |k| k.owner() == owner);
+    }
+
+    /// Removes every subscription whose key `doomed` picks. Its sinks get nothing
+    /// more at once; the matcher forgets them with the next rebuild.
+    fn unsubscribe_where(&self, doomed: impl Fn(SubKey) -> bool + Send + Sync + 'static) {
         self.sinks.rcu(|m| {
             let mut m = HashMap::clone(m);
             m.retain(|&k, _| !doomed(k));
@@ -595,39 +611,28 @@ fn deliver<'s>(
     matcher.scan(&batch.stream, &batch.text, scratch, |hit| {
         // Made for the first sink that takes lines of their own, shared by the rest.
         let mut line: Option<LogLine> = None;
+        let start = hit.line.as_ptr() as usize - batch.text.as_ptr() as usize;
         for &sub in hit.subs() {
-            let key = matcher.key(sub);
             let Some(slot) = out.get_mut(sub as usize) else {
                 continue;
             };
+            let key = matcher.key(sub);
             let Some(sink) = *slot.sink.get_or_insert_with(|| sink_of(key)) else {
                 continue;
             };
-            let spans = if sink.wants_spans() {
-                hit.spans_cached(sub, &mut span_cache)
-            } else {
-                Vec::new()
+            let spans = match sink.kind().spans {
+                Spans::Wanted => hit.spans_cached(sub, &mut span_cache),
+                Spans::NotWanted => Vec::new(),
             };
-            if sink.takes_batches() {
-                let start = hit.line.as_ptr() as usize - batch.text.as_ptr() as usize;
-                slot.in_batch.push(MatchedLine {
-                    index: hit.index,
-                    start,
-                    end: start + hit.line.len(),
-                    spans,
-                });
-                continue;
-            }
-            let line = line.get_or_insert_with(|| {
-                let stream = line_stream
-                    .get_or_insert_with(|| Arc::new((*batch.stream).clone()))
-                    .clone();
-                LogLine::new(stream, first_seq + hit.index, batch.ts, hit.line)
-            });
-            slot.deliveries.push(Delivery {
-                sub: key,
-                line: line.clone(),
-                spans,
+            let found = slot.found.get_or_insert_with(|| sink.found(entry));
+            found.add(key, hit.index, start, start + hit.line.len(), spans, || {
+                line.get_or_insert_with(|| {
+                    let stream = line_stream
+                        .get_or_insert_with(|| Arc::new((*batch.stream).clone()))
+                        .clone();
+                    LogLine::new(stream, first_seq + hit.index, batch.ts, hit.line)
+                })
+                .clone()
             });
         }
     });
@@ -635,8 +640,9 @@ fn deliver<'s>(
         for (sub, slot) in out.iter_mut().enumerate() {
             if slot.sink.is_none() && matcher.selects(sub as u32, &batch.stream) {
                 let sink = sink_of(matcher.key(sub as u32));
-                if sink.is_some_and(|s| s.wants_every_batch()) {
-                    slot.sink = Some(sink);
+                if let Some(sink) = sink.filter(|s| s.wants_every_batch()) {
+                    slot.sink = Some(Some(sink));
+                    slot.found = Some(sink.found(entry));
                 }
             }
         }
@@ -644,22 +650,15 @@ fn deliver<'s>(
     // Every queue is filled before any consumer is woken.
     let (mut delivered, mut wakes) = (0, Vec::new());
     for slot in out {
-        let Some(Some(sink)) = slot.sink else {
+        let (Some(Some(sink)), Some(found)) = (slot.sink, slot.found) else {
             continue;
         };
-        let n = (slot.deliveries.len() + slot.in_batch.len()) as u64;
+        if found.is_empty() && !sink.wants_every_batch() {
+            continue;
+        }
+        let n = found.len() as u64;
         // `None`: the sink has gone.
-        let wake = if !slot.deliveries.is_empty() {
-            sink.push_all_unwoken(slot.deliveries)
-        } else if !slot.in_batch.is_empty() || sink.wants_every_batch() {
-            sink.push_batch_unwoken(BatchMatches {
-                entry: entry.clone(),
-                lines: slot.in_batch,
-            })
-        } else {
-            continue;
-        };
-        if let Some(wake) = wake {
+        if let Some(wake) = sink.push_found_unwoken(found) {
             delivered += n;
             wakes.push(wake);
         }
@@ -683,9 +682,8 @@ fn add_to(map: &mut HashMap<String, u64>, key: &str, start: u64, n: u64) -> u64 
 struct SinkSlot<'a> {
     /// Its sink, looked up the first time it is needed (`Some(None)`: gone).
     sink: Option<Option<&'a Arc<SinkQueue>>>,
-    deliveries: Vec<Delivery>,
-    /// For a sink that takes its matches where the batch holds them.
-    in_batch: Vec<MatchedLine>,
+    /// Its matches, in the form its sink takes.
+    found: Option<Found>,
 }
 
 /// The last `max` lines in `entries` that subscription `key` (compiled alone in `m`)
@@ -695,7 +693,7 @@ fn recent_matches(
     entries: &[Arc<Entry>],
     key: SubKey,
     max: usize,
-    spans: bool,
+    spans: Spans,
 ) -> Vec<Delivery> {
     let mut scratch = Scratch::default();
     let mut found = std::collections::VecDeque::with_capacity(max.min(4096));
@@ -713,7 +711,10 @@ fn recent_matches(
                     batch.ts,
                     hit.line,
                 ),
-                spans: if spans { hit.spans(0) } else { Vec::new() },
+                spans: match spans {
+                    Spans::Wanted => hit.spans(0),
+                    Spans::NotWanted => Vec::new(),
+                },
             });
         });
     }
@@ -789,4 +790,40 @@ impl Hub {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the data consistent, so poisoning is harmless.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(pattern: &str) -> Subscription {
+        Subscription {
+            include: vec![pattern.to_owned()],
+            ..Subscription::default()
+        }
+    }
+
+    /// A refused subscribe leaves nothing behind (its sink goes with the guard); one
+    /// that succeeds keeps its sink under its own key.
+    #[test]
+    fn a_refused_subscribe_leaves_no_sink() -> anyhow::Result<()> {
+        let hub = Hub::new(Limits::default(), 0);
+        let mut owner = hub.owner();
+        let kind = SinkKind {
+            takes: Takes::Lines(Overflow::DropOldest),
+            spans: Spans::NotWanted,
+        };
+        let sink = Arc::new(SinkQueue::new(10, kind));
+        let refused = owner.key();
+        assert!(hub
+            .subscribe_blocking(refused, sub("("), sink.clone(), 0)
+            .is_err());
+        assert!(!hub.sinks.load().contains_key(&refused));
+        let taken = owner.key();
+        hub.subscribe_blocking(taken, sub("a"), sink, 0)?;
+        assert!(hub.sinks.load().contains_key(&taken));
+        hub.unsubscribe_owner(owner.id());
+        assert!(hub.sinks.load().is_empty());
+        Ok(())
+    }
 }

@@ -6,10 +6,22 @@
 //! reads files that stay on disk, uses [`Overflow::Wait`] instead: the hub waits, the
 //! tailer waits, nothing is lost.
 //!
-//! A sink that only prints (the terminal) takes [`BatchMatches`]: the matching lines
-//! left in the batch they were read in. A line of its own per match (allocated by the
-//! hub's thread, freed by the printer's) cost more than finding it when most lines
-//! match (`-e e` over 1.4 GB: see the commit that brought this).
+//! This queue is the one seam between the hub and every sink: a sink (WebSocket
+//! client, terminal printer, IRC, and later NATS or a webhook) makes a queue of the
+//! [`SinkKind`] it needs, subscribes with it, and takes from it on its own thread or
+//! task; the hub never knows what consumes it. The kind is the one choice a sink
+//! makes, and [`Found`] the one place that choice shapes what the hub hands over:
+//!
+//! - [`Takes::Lines`]: each match a [`Delivery`], a line of its own that outlives its
+//!   batch, so a sink that holds matches a while (a client's socket, IRC's flood
+//!   control) holds only those. Full, it drops its oldest (and says how many) or
+//!   makes the hub wait ([`Overflow`]).
+//! - [`Takes::MatchingBatches`], [`Takes::EveryBatch`]: a sink that only prints (the
+//!   terminal) takes [`BatchMatches`], the matching lines left in the batch they were
+//!   read in, and the hub waits when it is full: nothing lost, in order. A line of its
+//!   own per match (allocated by the hub's thread, freed by the printer's) cost more
+//!   than finding it when most lines match (`-e e` over 1.4 GB: see the commit that
+//!   brought this).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -47,7 +59,48 @@ impl Wake<'_> {
     }
 }
 
-/// One match for one subscription.
+/// How a sink takes its matches (see the module's doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// Each match as a [`Delivery`] of its own.
+    Lines(Overflow),
+    /// The matches of each batch as one [`BatchMatches`]; the hub waits when full.
+    MatchingBatches,
+    /// As `MatchingBatches`, and every batch of the streams its subscription selects,
+    /// matches or not (as a [`BatchMatches`] with no lines): context lines (`-A/-B/-C`)
+    /// print lines that did not match.
+    EveryBatch,
+}
+
+/// Whether the hub computes highlight spans for a sink (costly: only when shown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spans {
+    Wanted,
+    NotWanted,
+}
+
+impl Spans {
+    /// `Wanted` when `shown` (spans are shown with colour, say).
+    pub fn wanted_if(shown: bool) -> Spans {
+        if shown {
+            Spans::Wanted
+        } else {
+            Spans::NotWanted
+        }
+    }
+}
+
+/// What a sink asks of the hub: how it takes its matches, and whether with spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkKind {
+    pub takes: Takes,
+    pub spans: Spans,
+}
+
+/// One match for one subscription, as a line of its own: what a [`Takes::Lines`] sink
+/// takes. Exists because such a sink keeps matches past their batch (the ring may
+/// drop the batch meanwhile), and the line's shared encoding is made once for every
+/// client that gets it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub sub: SubKey,
@@ -56,14 +109,17 @@ pub struct Delivery {
     pub spans: Vec<[usize; 2]>,
 }
 
-/// The matches of one subscription in one batch, where the batch holds them.
+/// The matches of one subscription in one batch, where the batch holds them: what a
+/// batch-taking sink takes. Exists so the terminal prints every line without an
+/// allocation per line (the batch is kept alive instead).
 #[derive(Debug)]
 pub struct BatchMatches {
     pub entry: Arc<Entry>,
     pub lines: Vec<MatchedLine>,
 }
 
-/// One matching line of a [`BatchMatches`].
+/// One matching line of a [`BatchMatches`]: where it is in its batch, so that no line
+/// of its own is made.
 #[derive(Debug)]
 pub struct MatchedLine {
     /// Lines before it in the batch.
@@ -97,19 +153,118 @@ pub enum Overflow {
     Wait,
 }
 
-/// What a sink takes out in one go.
-#[derive(Debug, Default)]
-pub struct Taken {
-    pub deliveries: Vec<Delivery>,
-    /// For a sink made with [`SinkQueue::for_batches`] (then `deliveries` is empty).
-    pub batches: Vec<BatchMatches>,
+/// One batch's matches for one sink, gathered by the hub in the form the sink's
+/// [`Takes`] asks for: the one place that form is chosen.
+#[derive(Debug)]
+pub enum Found {
+    Lines(Vec<Delivery>),
+    Batch(BatchMatches),
+}
+
+impl Found {
+    /// Adds one matching line: `index` lines into the batch, at `start..end` of its
+    /// text. `line` makes the line of its own a [`Takes::Lines`] sink takes (the
+    /// caller shares one among every such sink of the line).
+    #[inline]
+    pub fn add(
+        &mut self,
+        sub: SubKey,
+        index: u64,
+        start: usize,
+        end: usize,
+        spans: Vec<[usize; 2]>,
+        line: impl FnOnce() -> LogLine,
+    ) {
+        match self {
+            Found::Lines(deliveries) => deliveries.push(Delivery {
+                sub,
+                line: line(),
+                spans,
+            }),
+            Found::Batch(matches) => matches.lines.push(MatchedLine {
+                index,
+                start,
+                end,
+                spans,
+            }),
+        }
+    }
+
+    /// Matching lines found.
+    pub fn len(&self) -> usize {
+        match self {
+            Found::Lines(deliveries) => deliveries.len(),
+            Found::Batch(matches) => matches.lines.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a sink takes out in one go: its matches in the form its kind takes
+/// ([`Delivery`] or [`BatchMatches`], named by the consumer: `take::<Delivery>`).
+#[derive(Debug)]
+pub struct Taken<T> {
+    pub matches: Vec<T>,
     /// Matches dropped since the last take because the queue was full, per
     /// subscription.
     pub dropped: Vec<(SubKey, u64)>,
 }
 
+impl<T> Default for Taken<T> {
+    fn default() -> Self {
+        Taken {
+            matches: Vec::new(),
+            dropped: Vec::new(),
+        }
+    }
+}
+
+/// What comes out of a queue: [`Delivery`] for a [`Takes::Lines`] sink,
+/// [`BatchMatches`] for the others (sealed: these two only).
+pub trait Taking: sealed::Drain {}
+
+impl Taking for Delivery {}
+impl Taking for BatchMatches {}
+
+mod sealed {
+    use super::{BatchMatches, Delivery, State};
+
+    pub trait Drain: Sized {
+        /// Takes up to `max` lines' worth from `state`.
+        fn drain(state: &mut State, max: usize) -> Vec<Self>;
+    }
+
+    impl Drain for Delivery {
+        fn drain(state: &mut State, max: usize) -> Vec<Delivery> {
+            let n = state.items.len().min(max.max(1));
+            state.items.drain(..n).collect()
+        }
+    }
+
+    impl Drain for BatchMatches {
+        /// Whole batches, at least one, up to `max` lines.
+        fn drain(state: &mut State, max: usize) -> Vec<BatchMatches> {
+            let mut batches = Vec::new();
+            let mut lines = 0;
+            while let Some(b) = state.batches.front() {
+                if !batches.is_empty() && lines + b.lines.len() > max {
+                    break;
+                }
+                lines += b.lines.len();
+                batches.extend(state.batches.pop_front());
+            }
+            state.batch_lines -= lines;
+            batches
+        }
+    }
+}
+
+/// A queue's contents (behind its lock; opaque outside this module).
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     items: VecDeque<Delivery>,
     batches: VecDeque<BatchMatches>,
     /// Lines in `batches`.
@@ -136,13 +291,7 @@ impl State {
 pub struct SinkQueue {
     state: Mutex<State>,
     capacity: usize,
-    overflow: Overflow,
-    wants_spans: bool,
-    /// Takes [`BatchMatches`], not [`Delivery`]s.
-    takes_batches: bool,
-    /// Takes every batch of the streams its subscription selects, matches or not (context
-    /// lines: `-A/-B/-C` print lines that did not match).
-    every_batch: bool,
+    kind: SinkKind,
     /// Wakes an async consumer.
     ready_async: Notify,
     /// Wakes a blocking consumer.
@@ -152,56 +301,59 @@ pub struct SinkQueue {
 }
 
 impl SinkQueue {
-    pub fn new(capacity: usize, overflow: Overflow, wants_spans: bool) -> SinkQueue {
+    /// A queue of up to `capacity` matches (a batch-taking one also holds a few
+    /// batches at most: each keeps its whole batch alive).
+    pub fn new(capacity: usize, kind: SinkKind) -> SinkQueue {
         SinkQueue {
             state: Mutex::default(),
             capacity: capacity.max(1),
-            overflow,
-            wants_spans,
-            takes_batches: false,
-            every_batch: false,
+            kind,
             ready_async: Notify::new(),
             ready: Condvar::new(),
             room: Condvar::new(),
         }
     }
 
-    /// A queue of [`BatchMatches`] for a sink that prints lines and keeps none: holds
-    /// up to `capacity` lines (and a few batches), then the hub waits
-    /// ([`Overflow::Wait`]).
-    pub fn for_batches(capacity: usize, wants_spans: bool) -> SinkQueue {
-        SinkQueue {
-            takes_batches: true,
-            ..SinkQueue::new(capacity, Overflow::Wait, wants_spans)
-        }
+    pub fn kind(&self) -> SinkKind {
+        self.kind
     }
 
-    /// [`for_batches`](Self::for_batches), with every batch handed over, those with
-    /// no match too (as a [`BatchMatches`] with no lines).
-    pub fn for_every_batch(capacity: usize, wants_spans: bool) -> SinkQueue {
-        SinkQueue {
-            every_batch: true,
-            ..SinkQueue::for_batches(capacity, wants_spans)
+    fn overflow(&self) -> Overflow {
+        match self.kind.takes {
+            Takes::Lines(overflow) => overflow,
+            Takes::MatchingBatches | Takes::EveryBatch => Overflow::Wait,
         }
     }
 
     /// Whether this sink takes batches without matches too.
     pub fn wants_every_batch(&self) -> bool {
-        self.every_batch
-    }
-
-    /// Whether this sink takes [`BatchMatches`] ([`push_batch_unwoken`]) rather than
-    /// [`Delivery`]s.
-    ///
-    /// [`push_batch_unwoken`]: Self::push_batch_unwoken
-    pub fn takes_batches(&self) -> bool {
-        self.takes_batches
+        self.kind.takes == Takes::EveryBatch
     }
 
     /// Whether this sink drops its oldest matches when full (rather than make the hub
     /// wait): only such a sink's subscription may be evaluated apart, and skipped.
     pub fn drops_oldest(&self) -> bool {
-        self.overflow == Overflow::DropOldest
+        self.overflow() == Overflow::DropOldest
+    }
+
+    /// An empty [`Found`] of the form this sink takes, for a batch of `entry`.
+    pub fn found(&self, entry: &Arc<Entry>) -> Found {
+        match self.kind.takes {
+            Takes::Lines(_) => Found::Lines(Vec::new()),
+            Takes::MatchingBatches | Takes::EveryBatch => Found::Batch(BatchMatches {
+                entry: entry.clone(),
+                lines: Vec::new(),
+            }),
+        }
+    }
+
+    /// Queues one batch's matches (see [`push_all_unwoken`](Self::push_all_unwoken)
+    /// for the wake-up returned; `None` once the sink has gone).
+    pub fn push_found_unwoken(&self, found: Found) -> Option<Wake<'_>> {
+        match found {
+            Found::Lines(deliveries) => self.push_all_unwoken(deliveries),
+            Found::Batch(matches) => self.push_batch_unwoken(matches),
+        }
     }
 
     /// Counts `n` matches of `sub` as dropped without queueing anything (lines a
@@ -220,11 +372,6 @@ impl SinkQueue {
         self.ready.notify_one();
         self.ready_async.notify_one();
         true
-    }
-
-    /// Whether the hub should compute highlight spans for this sink.
-    pub fn wants_spans(&self) -> bool {
-        self.wants_spans
     }
 
     /// Queues one match; returns `false` once the sink has gone.
@@ -254,7 +401,7 @@ impl SinkQueue {
     ) -> Option<Wake<'_>> {
         let mut state = self.lock();
         for delivery in deliveries {
-            if self.overflow == Overflow::Wait {
+            if self.overflow() == Overflow::Wait {
                 state = self.wait_while(state, |s| s.items.len() >= self.capacity);
             }
             if state.closed {
@@ -322,7 +469,7 @@ impl SinkQueue {
     }
 
     /// Waits for matches; `None` when the queue is closed and empty.
-    pub fn take_blocking(&self, max: usize) -> Option<Taken> {
+    pub fn take_blocking<T: Taking>(&self, max: usize) -> Option<Taken<T>> {
         let mut state = self.lock();
         loop {
             if let Some(taken) = self.take_locked(&mut state, max) {
@@ -336,8 +483,15 @@ impl SinkQueue {
         }
     }
 
+    /// Takes what is there without waiting (an empty `Taken` when nothing is).
+    #[cfg(test)]
+    pub fn try_take<T: Taking>(&self, max: usize) -> Taken<T> {
+        let mut state = self.lock();
+        self.take_locked(&mut state, max).unwrap_or_default()
+    }
+
     /// Async form of [`take_blocking`](Self::take_blocking).
-    pub async fn take(&self, max: usize) -> Option<Taken> {
+    pub async fn take<T: Taking>(&self, max: usize) -> Option<Taken<T>> {
         loop {
             let notified = self.ready_async.notified();
             {
@@ -353,25 +507,12 @@ impl SinkQueue {
         }
     }
 
-    fn take_locked(&self, state: &mut State, max: usize) -> Option<Taken> {
+    fn take_locked<T: Taking>(&self, state: &mut State, max: usize) -> Option<Taken<T>> {
         if state.is_empty() && state.dropped.is_empty() {
             return None;
         }
-        let n = state.items.len().min(max.max(1));
-        // Whole batches, at least one, up to `max` lines.
-        let mut batches = Vec::new();
-        let mut lines = 0;
-        while let Some(b) = state.batches.front() {
-            if !batches.is_empty() && lines + b.lines.len() > max {
-                break;
-            }
-            lines += b.lines.len();
-            batches.extend(state.batches.pop_front());
-        }
-        state.batch_lines -= lines;
         let taken = Taken {
-            deliveries: state.items.drain(..n).collect(),
-            batches,
+            matches: T::drain(state, max),
             dropped: std::mem::take(&mut state.dropped),
         };
         if std::mem::take(&mut state.producer_waiting) {
@@ -392,9 +533,16 @@ mod tests {
     use anyhow::Context;
     use std::sync::Arc;
 
+    fn lines(overflow: Overflow) -> SinkKind {
+        SinkKind {
+            takes: Takes::Lines(overflow),
+            spans: Spans::NotWanted,
+        }
+    }
+
     fn d(seq: u64) -> Delivery {
         Delivery {
-            sub: seq % 2,
+            sub: SubKey::from_raw(seq % 2),
             line: LogLine::new(
                 Arc::new(Stream::new("h", "/p", "s")),
                 seq,
@@ -407,19 +555,22 @@ mod tests {
 
     #[test]
     fn drop_oldest_counts_what_it_drops() {
-        let q = SinkQueue::new(3, Overflow::DropOldest, false);
+        let q = SinkQueue::new(3, lines(Overflow::DropOldest));
         for i in 0..10 {
             assert!(q.push(d(i)));
         }
-        let t = q.take_blocking(100).unwrap_or_default();
-        assert_eq!(t.dropped, [(0, 4), (1, 3)]);
+        let t = q.take_blocking::<Delivery>(100).unwrap_or_default();
         assert_eq!(
-            t.deliveries.iter().map(|d| d.line.seq).collect::<Vec<_>>(),
+            t.dropped,
+            [(SubKey::from_raw(0), 4), (SubKey::from_raw(1), 3)]
+        );
+        assert_eq!(
+            t.matches.iter().map(|d| d.line.seq).collect::<Vec<_>>(),
             [7, 8, 9]
         );
         q.close();
         assert!(!q.push(d(11)));
-        assert!(q.take_blocking(10).is_none());
+        assert!(q.take_blocking::<Delivery>(10).is_none());
     }
 
     /// A batch of `n` lines numbered from `first`, every line a match.
@@ -456,8 +607,14 @@ mod tests {
     /// holds its whole batch), and come out whole, in order, with their numbers.
     #[test]
     fn batches_wait_for_room_and_come_out_in_order() -> anyhow::Result<()> {
-        let q = Arc::new(SinkQueue::for_batches(10, false));
-        assert!(q.takes_batches());
+        let q = Arc::new(SinkQueue::new(
+            10,
+            SinkKind {
+                takes: Takes::MatchingBatches,
+                spans: Spans::NotWanted,
+            },
+        ));
+        assert!(!q.drops_oldest());
         let producer = {
             let q = q.clone();
             std::thread::spawn(move || {
@@ -477,11 +634,11 @@ mod tests {
         let mut seen = Vec::new();
         while seen.len() < 40 + 21 + 30 {
             let t = q
-                .take_blocking(5)
+                .take_blocking::<BatchMatches>(5)
                 .context("the queue closed before every line came out")?;
-            assert!(t.deliveries.is_empty());
-            assert!(!t.batches.is_empty());
-            for b in &t.batches {
+            assert!(q.try_take::<Delivery>(5).matches.is_empty());
+            assert!(!t.matches.is_empty());
+            for b in &t.matches {
                 for (line, _) in b.iter() {
                     assert_eq!(line.text, format!("line {}", line.seq));
                     seen.push(line.seq);
@@ -503,7 +660,7 @@ mod tests {
 
     #[test]
     fn wait_blocks_the_producer_instead_of_dropping() -> anyhow::Result<()> {
-        let q = Arc::new(SinkQueue::new(2, Overflow::Wait, false));
+        let q = Arc::new(SinkQueue::new(2, lines(Overflow::Wait)));
         let producer = {
             let q = q.clone();
             std::thread::spawn(move || (0..100).all(|i| q.push(d(i))))
@@ -511,10 +668,10 @@ mod tests {
         let mut seqs = Vec::new();
         while seqs.len() < 100 {
             let t = q
-                .take_blocking(7)
+                .take_blocking::<Delivery>(7)
                 .context("the queue closed before every line came out")?;
             assert!(t.dropped.is_empty());
-            seqs.extend(t.deliveries.iter().map(|d| d.line.seq));
+            seqs.extend(t.matches.iter().map(|d| d.line.seq));
         }
         let pushed = producer
             .join()

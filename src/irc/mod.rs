@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::hub::SinkQueue;
+use crate::hub::{Delivery, SinkQueue};
 use crate::output::{render_template, Format, FormatError, Markup};
 use crate::shutdown::Handle;
 use flood::{Flood, TokenBucket};
@@ -409,13 +409,13 @@ impl Sink {
             let connect_at = self.conn.is_none().then_some(self.reconnect_at);
             tokio::select! {
                 () = stopping(self.shutdown.as_ref()) => break,
-                taken = queue.take(1000), if open => match taken {
+                taken = queue.take::<Delivery>(1000), if open => match taken {
                     Some(taken) => {
                         let now = Instant::now();
                         for (_, lost) in &taken.dropped {
                             self.flood.add_lost(*lost, now);
                         }
-                        for d in &taken.deliveries {
+                        for d in &taken.matches {
                             let message = render(&self.options, &d.line, &d.spans);
                             self.flood.add(&d.line.stream.host, d.line.text(), message, now);
                         }

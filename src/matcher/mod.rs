@@ -130,8 +130,8 @@ impl CompileError {
     }
 }
 
-/// Caller-chosen identity of a subscription (the hub packs client and request ids).
-pub type SubKey = u64;
+/// The caller's identity of a subscription (handed out by [`crate::subkey::Keys`]).
+pub use crate::subkey::SubKey;
 
 /// Compiled patterns shared across rebuilds, so a pattern used by many subscriptions,
 /// or by one that is replaced, is compiled once. Held weakly: a pattern's memory goes
@@ -281,7 +281,7 @@ impl Matcher {
 
     /// Compiles one subscription on its own (terminal mode).
     pub fn single(sub: &Subscription, limits: &Limits) -> Result<Matcher, CompileError> {
-        Matcher::build([(0, sub)], &mut PatternCache::default(), limits)
+        Matcher::build([(SubKey::ALONE, sub)], &mut PatternCache::default(), limits)
     }
 
     pub fn build<'a>(
@@ -642,7 +642,9 @@ mod tests {
     /// A matcher of several subscriptions, keyed by their index.
     fn build(subs: &[Subscription]) -> anyhow::Result<Matcher> {
         Ok(Matcher::build(
-            subs.iter().enumerate().map(|(i, s)| (i as u64, s)),
+            subs.iter()
+                .enumerate()
+                .map(|(i, s)| (SubKey::from_raw(i as u64), s)),
             &mut PatternCache::default(),
             &Limits::default(),
         )?)
@@ -781,18 +783,21 @@ mod tests {
             sub(&[r"^\w+$"], &[], false),
         ];
         let m = Matcher::build(
-            subs.iter().enumerate().map(|(i, s)| (i as u64 * 10, s)),
+            subs.iter()
+                .enumerate()
+                .map(|(i, s)| (SubKey::from_raw(i as u64 * 10), s)),
             &mut PatternCache::default(),
             &Limits::default(),
         )?;
         assert_eq!(m.pattern_count(), 4);
         let got = scan_all(&m, "error\nwarn db\nerror db x\nwarn x\n");
+        let k = |ks: &[u64]| -> Vec<SubKey> { ks.iter().map(|&n| SubKey::from_raw(n)).collect() };
         assert_eq!(
             got,
             [
-                (0, "error".into(), vec![0, 10, 20]),
-                (2, "error db x".into(), vec![0]),
-                (3, "warn x".into(), vec![10]),
+                (0, "error".into(), k(&[0, 10, 20])),
+                (2, "error db x".into(), k(&[0])),
+                (3, "warn x".into(), k(&[10])),
             ]
         );
         Ok(())

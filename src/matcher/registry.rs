@@ -401,7 +401,9 @@ mod tests {
             include: vec!["one".into(), "two".into(), "three".into()],
             ..Subscription::default()
         };
-        let refused = r.compile(1, three, true, false, &within).err();
+        let refused = r
+            .compile(SubKey::from_raw(1), three, true, false, &within)
+            .err();
         assert_eq!(refused.map(|e| e.code()), Some("compiled_budget"));
         // Asked once: the others were not compiled (and the first is not held).
         assert_eq!((asked.get(), r.cached_patterns()), (1, 0));
@@ -412,14 +414,23 @@ mod tests {
         let r = Registry::new(Limits::default());
         let s = Stream::new("h", "/p", "default");
         let mut scratch = Scratch::default();
-        r.set(1, sub("a"))?;
-        r.set(2, sub("b"))?;
-        assert_eq!(r.matcher().matching(&s, "ab", &mut scratch), [1, 2]);
-        r.set(1, sub("c"))?;
-        assert_eq!(r.matcher().matching(&s, "ab", &mut scratch), [2]);
-        assert!(r.set(1, sub("(")).is_err());
-        assert_eq!(r.matcher().matching(&s, "c", &mut scratch), [1]);
-        assert!(r.remove(1));
+        r.set(SubKey::from_raw(1), sub("a"))?;
+        r.set(SubKey::from_raw(2), sub("b"))?;
+        assert_eq!(
+            r.matcher().matching(&s, "ab", &mut scratch),
+            [SubKey::from_raw(1), SubKey::from_raw(2)]
+        );
+        r.set(SubKey::from_raw(1), sub("c"))?;
+        assert_eq!(
+            r.matcher().matching(&s, "ab", &mut scratch),
+            [SubKey::from_raw(2)]
+        );
+        assert!(r.set(SubKey::from_raw(1), sub("(")).is_err());
+        assert_eq!(
+            r.matcher().matching(&s, "c", &mut scratch),
+            [SubKey::from_raw(1)]
+        );
+        assert!(r.remove(SubKey::from_raw(1)));
         assert!(r.matcher().matching(&s, "c", &mut scratch).is_empty());
         assert_eq!(r.rebuild_stats().0, 4);
         Ok(())
@@ -431,17 +442,20 @@ mod tests {
         let s = Stream::new("h", "/p", "default");
         let mut scratch = Scratch::default();
         let changes = (1..=100)
-            .map(|k| Change::Set(k, sub(&format!("w{k}x"))))
+            .map(|k| Change::Set(SubKey::from_raw(k), sub(&format!("w{k}x"))))
             .collect();
         let results = r.apply(changes, |swap| swap());
         assert!(results.iter().all(Result::is_ok));
         assert_eq!(r.rebuild_stats().0, 1);
-        assert_eq!(r.matcher().matching(&s, "w7x w70x", &mut scratch), [7, 70]);
+        assert_eq!(
+            r.matcher().matching(&s, "w7x w70x", &mut scratch),
+            [SubKey::from_raw(7), SubKey::from_raw(70)]
+        );
 
         let changes = vec![
-            Change::Set(200, sub("good")),
-            Change::Set(201, sub("(bad")),
-            Change::Remove(Arc::new(|k| k <= 50)),
+            Change::Set(SubKey::from_raw(200), sub("good")),
+            Change::Set(SubKey::from_raw(201), sub("(bad")),
+            Change::Remove(Arc::new(|k| k <= SubKey::from_raw(50))),
         ];
         let results = r.apply(changes, |swap| swap());
         assert!(results[0].is_ok() && results[2].is_ok());
@@ -451,7 +465,7 @@ mod tests {
         assert_eq!(r.len(), 51);
         assert_eq!(
             r.matcher().matching(&s, "w7x w70x good", &mut scratch),
-            [70, 200]
+            [SubKey::from_raw(70), SubKey::from_raw(200)]
         );
     }
 
@@ -473,34 +487,42 @@ mod tests {
         let r = Registry::new(Limits::default());
         let s = Stream::new("h", "/p", "default");
         let mut scratch = Scratch::default();
-        let costly = Arc::new(r.compile(7, hostile(3), true, false, &|_| Ok(()))?);
+        let costly =
+            Arc::new(r.compile(SubKey::from_raw(7), hostile(3), true, false, &|_| Ok(()))?);
         assert!(matches!(costly.placement, Placement::Isolated(_)));
         // Not where a sink waits for every match (the terminal): shared, however costly.
-        let waits = r.compile(8, hostile(3), false, false, &|_| Ok(()))?;
+        let waits = r.compile(SubKey::from_raw(8), hostile(3), false, false, &|_| Ok(()))?;
         assert_eq!(waits.placement, Placement::Shared);
         assert!(waits.alone.is_none());
-        let cheap = Arc::new(r.compile(9, sub("error"), true, true, &|_| Ok(()))?);
+        let cheap =
+            Arc::new(r.compile(SubKey::from_raw(9), sub("error"), true, true, &|_| Ok(()))?);
         assert_eq!(cheap.placement, Placement::Shared);
         assert!(cheap.alone.is_some(), "asked for, for the backlog");
 
         let results = r.apply(
             vec![
-                Change::SetCompiled(7, costly.clone()),
-                Change::SetCompiled(9, cheap),
+                Change::SetCompiled(SubKey::from_raw(7), costly.clone()),
+                Change::SetCompiled(SubKey::from_raw(9), cheap),
             ],
             |swap| swap(),
         );
         assert!(results.iter().all(Result::is_ok));
         let line = "error k=bar x17y ok";
-        assert_eq!(r.matcher().matching(&s, line, &mut scratch), [9]);
+        assert_eq!(
+            r.matcher().matching(&s, line, &mut scratch),
+            [SubKey::from_raw(9)]
+        );
         let isolated = r.isolated();
         assert_eq!(isolated.len(), 1);
-        assert_eq!(isolated[0].0, 7);
-        assert_eq!(isolated[0].1.matching(&s, line, &mut scratch), [7]);
+        assert_eq!(isolated[0].0, SubKey::from_raw(7));
+        assert_eq!(
+            isolated[0].1.matching(&s, line, &mut scratch),
+            [SubKey::from_raw(7)]
+        );
         assert_eq!(r.len(), 2);
 
         drop((costly, waits, isolated));
-        assert!(r.remove(7));
+        assert!(r.remove(SubKey::from_raw(7)));
         assert!(r.isolated().is_empty());
         assert_eq!(r.cached_patterns(), 1, "only `error` is still used");
         Ok(())
@@ -512,12 +534,13 @@ mod tests {
             max_isolated: 1,
             ..Limits::default()
         });
-        let first = Arc::new(r.compile(1, hostile(1), true, false, &|_| Ok(()))?);
-        let second = Arc::new(r.compile(2, hostile(2), true, false, &|_| Ok(()))?);
+        let first = Arc::new(r.compile(SubKey::from_raw(1), hostile(1), true, false, &|_| Ok(()))?);
+        let second =
+            Arc::new(r.compile(SubKey::from_raw(2), hostile(2), true, false, &|_| Ok(()))?);
         let results = r.apply(
             vec![
-                Change::SetCompiled(1, first),
-                Change::SetCompiled(2, second),
+                Change::SetCompiled(SubKey::from_raw(1), first),
+                Change::SetCompiled(SubKey::from_raw(2), second),
             ],
             |swap| swap(),
         );

@@ -516,6 +516,10 @@ mod tests {
         })
     }
 
+    fn k(n: u64) -> SubKey {
+        SubKey::from_raw(n)
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
     }
@@ -531,13 +535,13 @@ mod tests {
     fn each_limit_refuses_with_its_own_name() {
         let b = budgets(10, 15, 100);
         let (a1, a2) = (b.open(1, ip("10.0.0.1")), b.open(2, ip("10.0.0.1")));
-        assert_eq!(take(&a1, 1, 10), Ok(vec![]));
-        assert_eq!(take(&a1, 2, 1), Err(Limit::ClientPatterns));
-        assert_eq!(take(&a2, 3, 6), Err(Limit::AddressPatterns));
-        assert_eq!(take(&a2, 3, 5), Ok(vec![]));
+        assert_eq!(take(&a1, k(1), 10), Ok(vec![]));
+        assert_eq!(take(&a1, k(2), 1), Err(Limit::ClientPatterns));
+        assert_eq!(take(&a2, k(3), 6), Err(Limit::AddressPatterns));
+        assert_eq!(take(&a2, k(3), 5), Ok(vec![]));
         // Replacing counts the old one out of the client's and address's limits.
-        assert!(a1.reserve(10, Some(1)).is_ok());
-        a1.commit(4, 10, 0, Some(1));
+        assert!(a1.reserve(10, Some(k(1))).is_ok());
+        a1.commit(k(4), 10, 0, Some(k(1)));
         assert_eq!(b.total(), 15);
     }
 
@@ -546,17 +550,17 @@ mod tests {
         let b = budgets(100, 100, 100);
         let big = b.open(1, ip("10.0.0.1"));
         let small = b.open(2, ip("10.0.0.2"));
-        assert_eq!(take(&big, 1, 60), Ok(vec![]));
-        assert_eq!(take(&big, 2, 40), Ok(vec![]));
+        assert_eq!(take(&big, k(1), 60), Ok(vec![]));
+        assert_eq!(take(&big, k(2), 40), Ok(vec![]));
         // The hub is full: the address within its share (50 of 100) gets room from
         // the one over it, whose largest subscription goes.
-        assert_eq!(take(&small, 3, 10), Ok(vec![1]));
+        assert_eq!(take(&small, k(3), 10), Ok(vec![k(1)]));
         assert_eq!(big.revoked().len(), 1);
         assert_eq!(b.total(), 50);
         // Over its share, an address is refused at a full hub.
-        assert_eq!(take(&small, 4, 40), Ok(vec![]));
-        assert_eq!(take(&small, 5, 11), Err(Limit::HubShare));
-        assert_eq!(take(&big, 6, 11), Err(Limit::HubShare));
+        assert_eq!(take(&small, k(4), 40), Ok(vec![]));
+        assert_eq!(take(&small, k(5), 11), Err(Limit::HubShare));
+        assert_eq!(take(&big, k(6), 11), Err(Limit::HubShare));
         assert_eq!(b.revoked(), 1);
     }
 
@@ -565,16 +569,16 @@ mod tests {
         let b = budgets(10, 10, 10);
         let (x, y) = (b.open(1, ip("10.0.0.1")), b.open(2, ip("10.0.0.2")));
         assert!(x.reserve(10, None).is_ok());
-        assert_eq!(take(&y, 1, 1), Err(Limit::HubFull));
-        x.commit(7, 10, 0, None);
-        assert_eq!(take(&y, 1, 1), Ok(vec![7]));
+        assert_eq!(take(&y, k(1), 1), Err(Limit::HubFull));
+        x.commit(k(7), 10, 0, None);
+        assert_eq!(take(&y, k(1), 1), Ok(vec![k(7)]));
     }
 
     #[test]
     fn everything_is_released_when_the_client_goes() {
         let b = budgets(100, 100, 100);
         let a = b.open(1, ip("10.0.0.1"));
-        assert_eq!(take(&a, 1, 30), Ok(vec![]));
+        assert_eq!(take(&a, k(1), 30), Ok(vec![]));
         assert!(a.reserve(20, None).is_ok());
         a.cancel(20, 0);
         assert!(a.reserve(7, None).is_ok());
@@ -599,22 +603,22 @@ mod tests {
     fn compiled_bytes_are_budgeted_per_client_and_per_address() {
         let b = budgets(100, 100, 100);
         let (a1, a2) = (b.open(1, ip("10.0.0.1")), b.open(2, ip("10.0.0.1")));
-        assert_eq!(take_bytes(&a1, 1, 600), Ok(()));
-        assert_eq!(take_bytes(&a1, 2, 401), Err(Limit::ClientBytes));
-        assert_eq!(take_bytes(&a1, 2, 400), Ok(()));
-        assert_eq!(take_bytes(&a2, 3, 501), Err(Limit::AddressBytes));
-        assert_eq!(take_bytes(&a2, 3, 500), Ok(()));
+        assert_eq!(take_bytes(&a1, k(1), 600), Ok(()));
+        assert_eq!(take_bytes(&a1, k(2), 401), Err(Limit::ClientBytes));
+        assert_eq!(take_bytes(&a1, k(2), 400), Ok(()));
+        assert_eq!(take_bytes(&a2, k(3), 501), Err(Limit::AddressBytes));
+        assert_eq!(take_bytes(&a2, k(3), 500), Ok(()));
         // Another address has its own; a replaced subscription counts out.
         let elsewhere = b.open(3, ip("10.0.0.2"));
-        assert_eq!(take_bytes(&elsewhere, 4, 1000), Ok(()));
-        assert!(a1.reserve(1, Some(1)).is_ok());
-        assert!(a1.reserve_bytes(600, Some(1)).is_ok());
-        a1.commit(5, 1, 600, Some(1));
+        assert_eq!(take_bytes(&elsewhere, k(4), 1000), Ok(()));
+        assert!(a1.reserve(1, Some(k(1))).is_ok());
+        assert!(a1.reserve_bytes(600, Some(k(1))).is_ok());
+        a1.commit(k(5), 1, 600, Some(k(1)));
         // Released on unsubscribe and when the client goes; refusals hold nothing.
-        a2.release(3);
-        assert_eq!(take_bytes(&a1, 6, 1), Err(Limit::ClientBytes));
+        a2.release(k(3));
+        assert_eq!(take_bytes(&a1, k(6), 1), Err(Limit::ClientBytes));
         drop(a1);
-        assert_eq!(take_bytes(&a2, 7, 1000), Ok(()));
+        assert_eq!(take_bytes(&a2, k(7), 1000), Ok(()));
         drop((a2, elsewhere));
         let held = b.lock();
         assert!(held.address_bytes.is_empty() && held.addresses.is_empty());

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 
 use super::budget::Account;
 use super::ServerState;
-use crate::hub::{Delivery, Notice, Overflow, SinkQueue, Taken, Within};
+use crate::hub::{Delivery, Notice, Overflow, SinkKind, SinkQueue, Spans, Taken, Takes, Within};
 use crate::line::format_ts;
 use crate::matcher::registry::Compiled;
 use crate::matcher::{CompileError, StreamSelector, SubKey, Subscription};
@@ -25,8 +25,6 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 const DEAD_AFTER: Duration = Duration::from_secs(60);
 /// Matches per `lines` frame at most.
 const LINES_PER_FRAME: usize = 1000;
-/// Subscription keys: the client number above these bits, a per-client count below.
-const CLIENT_SHIFT: u32 = 24;
 
 /// The socket went away (or the hub is shutting down): end the session.
 struct Gone;
@@ -40,7 +38,8 @@ struct Session {
     ids: HashMap<SubKey, String>,
     /// The patterns this client holds, against its budgets.
     account: Account,
-    next_sub: u64,
+    /// Hands out this client's subscription keys.
+    owner: crate::subkey::Owner,
     socket: WebSocket,
 }
 
@@ -53,11 +52,11 @@ pub async fn run(
 ) {
     let client = state.next_client.fetch_add(1, Ordering::Relaxed);
     state.clients.fetch_add(1, Ordering::Relaxed);
-    let queue = Arc::new(SinkQueue::new(
-        state.limits.client_queue,
-        Overflow::DropOldest,
-        true,
-    ));
+    let kind = SinkKind {
+        takes: Takes::Lines(Overflow::DropOldest),
+        spans: Spans::Wanted,
+    };
+    let queue = Arc::new(SinkQueue::new(state.limits.client_queue, kind));
     let mut session = Session {
         state: state.clone(),
         client,
@@ -65,14 +64,13 @@ pub async fn run(
         keys: HashMap::new(),
         ids: HashMap::new(),
         account: state.budgets.open(client, peer),
-        next_sub: 0,
+        owner: state.hub.owner(),
         socket,
     };
+    let owner = session.owner.id();
     let _ = session.serve(&shutdown).await;
     queue.close();
-    state
-        .hub
-        .unsubscribe_where(move |k| k >> CLIENT_SHIFT == client);
+    state.hub.unsubscribe_owner(owner);
     // The budget goes back once the hub has let go of the subscriptions.
     drop(session);
     state.clients.fetch_sub(1, Ordering::Relaxed);
@@ -120,7 +118,7 @@ impl Session {
                     }
                 }
                 _ = revoked.notified() => self.tell_revoked().await?,
-                taken = queue.take(LINES_PER_FRAME * 4) => {
+                taken = queue.take::<Delivery>(LINES_PER_FRAME * 4) => {
                     let Some(taken) = taken else { return Err(Gone) };
                     self.deliver(taken).await?;
                 }
@@ -277,8 +275,7 @@ impl Session {
         };
         // A replaced subscription gets a new key, so matches of the old filter still
         // in the queue are recognised and left out.
-        let key = (self.client << CLIENT_SHIFT) | (self.next_sub & ((1 << CLIENT_SHIFT) - 1));
-        self.next_sub += 1;
+        let key = self.owner.key();
         let backlog = backlog.min(limits.max_backlog_request);
         // Its compiled size counts against the budgets before it joins the matcher.
         let mut bytes = 0;
@@ -337,7 +334,7 @@ impl Session {
         Ok(())
     }
 
-    async fn deliver(&mut self, taken: Taken) -> Result<(), Gone> {
+    async fn deliver(&mut self, taken: Taken<Delivery>) -> Result<(), Gone> {
         for (key, count) in &taken.dropped {
             if let Some(id) = self.ids.get(key).cloned() {
                 self.state
@@ -349,7 +346,7 @@ impl Session {
             }
         }
         // Consecutive deliveries of one subscription go out as one frame.
-        let mut rest = taken.deliveries.as_slice();
+        let mut rest = taken.matches.as_slice();
         while let Some(first) = rest.first() {
             let run = rest.iter().take_while(|d| d.sub == first.sub).count();
             let (group, tail) = rest.split_at(run);
