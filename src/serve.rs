@@ -15,7 +15,7 @@ use crate::server::{self, ServerState};
 use crate::shutdown::{Kind, Shutdown};
 use crate::source::agent_ingest::AgentIngest;
 use crate::source::glob::Target;
-use crate::source::tail::{self, StartAt, TailConfig};
+use crate::source::tail::{self, StartAt, Stop, TailConfig, TailSummary};
 use crate::source::EventSender;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
@@ -55,11 +55,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         limits.backlog_lines,
     );
-    // Every async task below holds a handle of it; the threads do not (see the end
-    // of this function).
+    let hub_alive = Arc::downgrade(&hub);
+    // Every async task below holds a handle of it, and so do the tailer and
+    // ingest threads.
     let shutdown = Shutdown::new();
     let (tx, rx) = crate::source::events::channel(64);
-    follow_sets(&sets, limits.max_line, tx.clone())?;
+    let tailer = follow_sets(&sets, limits.max_line, tx.clone(), &shutdown)?;
     // Failed accepts of every accept loop, for /metrics.
     let accept_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     start_syslog(&args, &config, tx.clone(), &accept_errors, &shutdown).await?;
@@ -71,13 +72,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.trust_agent_time,
         limits.max_line,
     ));
-    {
+    // It ends once every source's sender is gone: the tailer's, syslog's and the
+    // agents' (with the server's state).
+    let ingest = {
         let hub = hub.clone();
-        std::thread::Builder::new()
-            .name("ingest".into())
-            .spawn(move || hub.run_ingest(rx))
-            .context("starting ingest")?;
-    }
+        let running = shutdown.handle(Kind::Ingest);
+        crate::shutdown::spawn_thread("ingest", running, move || hub.run_ingest(rx))
+            .context("starting ingest")?
+    };
     start_irc_sinks(&hub, &config, &shutdown).await?;
 
     let tls = tls_config(&args, &config)?;
@@ -120,18 +122,46 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown.handle(Kind::HttpAccept),
     ));
     crate::signals::terminated().await;
-    // Every session says goodbye (a close frame), every listener closes. Not waited
-    // for, as they cannot be told to stop: the tailer's thread, which waits on file
-    // events (poll(2) on inotify, or a sleep) up to its next periodic look with
-    // nothing to wake it, and ends only when a send finds ingest gone; the ingest
-    // thread, which ends only when every source's sender is gone (the tailer's too);
-    // the hub's own threads (matcher, compile, isolated workers), which end with the
-    // hub. None holds anything to save: the hub keeps no state on disk, and what they
-    // hold in memory goes with the process.
-    if let Err(still) = shutdown.stop(STOP_WITHIN).await {
+    // Every session says goodbye (a close frame), every listener closes, the
+    // tailer is woken to stop, and ingest ends once every source has; the stop
+    // waits for all of them, then the threads are joined. The hub's own threads
+    // (matcher, compile, isolated workers) end with the hub, once ingest and the
+    // server let go of it. None holds anything to save: the hub keeps no state on
+    // disk, and what they hold in memory goes with the process.
+    if let Some((stop, _)) = &tailer {
+        stop.stop();
+    }
+    let still = shutdown.stop(STOP_WITHIN).await.err();
+    if let Some(still) = &still {
         tracing::warn!("stopping: gave up after {STOP_WITHIN:?} on: {still}");
     }
+    let given_up = |kind| {
+        still
+            .as_ref()
+            .is_some_and(|s| s.0.iter().any(|&(k, _)| k == kind))
+    };
+    if let Some((_, thread)) = tailer {
+        join("tailer", thread, given_up(Kind::Tailer));
+    }
+    join("ingest", ingest, given_up(Kind::Ingest));
+    // Not joined (their handles are the hub's), they end once the hub is freed.
+    if hub_alive.strong_count() == 0 {
+        tracing::debug!("stopping: the hub is freed (its matcher and workers end with it)");
+    }
     Ok(())
+}
+
+/// Joins one of the hub's threads once the stop is done: at once, as it dropped
+/// its handle on its way out, unless the stop gave up on it (`given_up`), which
+/// then ends with the process.
+fn join<T>(name: &str, thread: std::thread::JoinHandle<T>, given_up: bool) {
+    if given_up {
+        return;
+    }
+    match thread.join() {
+        Ok(_) => tracing::debug!("stopping: joined the {name} thread"),
+        Err(_) => tracing::error!("stopping: the {name} thread had panicked"),
+    }
 }
 
 /// `--demo`: its logs go in a directory made new (a random name, mode 0700), so
@@ -202,7 +232,13 @@ fn tls_config(
 }
 
 /// One tailer for every set (none without sets): a file two sets name is read once.
-fn follow_sets(sets: &[LogSet], max_line: usize, out: EventSender) -> anyhow::Result<()> {
+/// Returns what stops it, and its thread (which holds a handle of `shutdown`).
+fn follow_sets(
+    sets: &[LogSet],
+    max_line: usize,
+    out: EventSender,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<(Stop, std::thread::JoinHandle<TailSummary>)>> {
     let mut followed = Vec::new();
     for set in sets {
         let targets = set
@@ -213,15 +249,19 @@ fn follow_sets(sets: &[LogSet], max_line: usize, out: EventSender) -> anyhow::Re
         followed.push((set.name.clone(), targets));
     }
     if followed.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    let stop = Stop::new().context("starting the tailer")?;
     let tail_config = TailConfig {
         start: StartAt::LastLines(0),
         max_line,
+        stop: Some(stop.clone()),
         ..TailConfig::default()
     };
-    tail::spawn_sets(followed, tail_config, out).context("starting the tailer")?;
-    Ok(())
+    let running = shutdown.handle(Kind::Tailer);
+    let thread = tail::spawn_sets(followed, tail_config, out, Some(running))
+        .context("starting the tailer")?;
+    Ok(Some((stop, thread)))
 }
 
 /// Syslog input on UDP and/or TCP, when either is given. `shutdown`'s handle is

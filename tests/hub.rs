@@ -1533,6 +1533,33 @@ async fn sigterm_sends_a_close_frame_to_an_agent_yet_to_say_hello() {
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
+/// SIGTERM stops every part of a hub following a file, with syslog input and a
+/// client: the tailer, woken in its wait on file events, and the ingest thread end
+/// and are joined (each said in its log), the hub is freed, nothing is given up on,
+/// and it exits 0 by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_and_joins_the_tailer_and_ingest_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = empty_files(dir.path(), &["app.log"]);
+    let (mut hub, _, _) = Hub::start_syslog(&[s(&f[0])]);
+    hub.proc.wait_following(&f[0]);
+    let mut client = Client::connect(&hub).await;
+    client.subscribe(subscribe("a", &["x"])).await;
+    hub.proc.signal("TERM");
+    let status = hub.proc.wait_exit();
+    let said = hub.proc.stderr_text();
+    assert_eq!(status.code(), Some(0), "{status:?}; it said:\n{said}");
+    for thread in ["tailer", "ingest"] {
+        assert!(
+            said.contains(&format!("stopping: joined the {thread} thread")),
+            "the {thread} thread was not joined; the hub said:\n{said}"
+        );
+    }
+    // The matcher's thread is the hub's: it ends once the hub is freed.
+    assert!(said.contains("stopping: the hub is freed"), "{said}");
+    assert!(!said.contains("gave up"), "{said}");
+}
+
 // ---------------------------------------------------------------------------------
 // 11. HTTP endpoints and markers
 // ---------------------------------------------------------------------------------
