@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, LogSet};
@@ -41,9 +42,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .or(config.token.clone())
         .filter(|t| !t.is_empty());
-    // Removed however this ends (a start that fails, the port taken, left them).
-    let demo_dir = start_demo(args.demo)?;
-    let sets = log_sets(&args, &config, demo_dir.as_ref().map(|d| d.path()))?;
+    // Every async task below holds a handle of it, and so do the demo's writer,
+    // the tailer and ingest threads.
+    let shutdown = Shutdown::new();
+    // Its directory is removed however this ends (a start that fails, the port
+    // taken, left them).
+    let demo = start_demo(args.demo, &shutdown)?;
+    let sets = log_sets(&args, &config, demo.as_ref().map(|d| d.glob.as_str()));
 
     let limits = config.limits;
     let hub = Hub::new(
@@ -56,9 +61,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         limits.backlog_lines,
     );
     let hub_alive = Arc::downgrade(&hub);
-    // Every async task below holds a handle of it, and so do the tailer and
-    // ingest threads.
-    let shutdown = Shutdown::new();
     let (tx, rx) = crate::source::events::channel(64);
     let tailer = follow_sets(&sets, limits.max_line, tx.clone(), &shutdown)?;
     // Failed accepts of every accept loop, for /metrics.
@@ -111,6 +113,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         agents,
     );
     state.set_log_sets(sets.iter().map(|s| (s.name.clone(), s.paths.clone())));
+    // Listened for before the hub says it serves (the first poll sets the signal
+    // handlers up): a SIGTERM right after that line would kill it (status 143).
+    let mut terminated = std::pin::pin!(crate::signals::terminated());
+    let terminated_early = terminated.as_mut().now_or_never().is_some();
     crate::say!(
         "supergrep: serving {scheme}://{addr}/ ({} log set(s): {})",
         sets.len(),
@@ -121,7 +127,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         state,
         shutdown.handle(Kind::HttpAccept),
     ));
-    crate::signals::terminated().await;
+    if !terminated_early {
+        terminated.await;
+    }
     // Every session says goodbye (a close frame), every listener closes, the
     // tailer is woken to stop, and ingest ends once every source has; the stop
     // waits for all of them, then the threads are joined. The hub's own threads
@@ -130,6 +138,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // disk, and what they hold in memory goes with the process.
     if let Some((stop, _)) = &tailer {
         stop.stop();
+    }
+    if let Some(demo) = &demo {
+        demo.writer.stop.stop();
     }
     let still = shutdown.stop(STOP_WITHIN).await.err();
     if let Some(still) = &still {
@@ -144,6 +155,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         join("tailer", thread, given_up(Kind::Tailer));
     }
     join("ingest", ingest, given_up(Kind::Ingest));
+    // Before its directory goes: it would write there still.
+    if let Some(demo) = demo {
+        join(
+            "demo writer",
+            demo.writer.thread,
+            given_up(Kind::DemoWriter),
+        );
+    }
     // Not joined (their handles are the hub's), they end once the hub is freed.
     if hub_alive.strong_count() == 0 {
         tracing::debug!("stopping: the hub is freed (its matcher and workers end with it)");
@@ -164,10 +183,18 @@ fn join<T>(name: &str, thread: std::thread::JoinHandle<T>, given_up: bool) {
     }
 }
 
+/// `--demo`'s logs, their glob and the thread that writes them.
+struct Demo {
+    glob: String,
+    writer: crate::demo::Writer,
+    /// Declared last, dropped last: removed once the writer is done.
+    _dir: tempfile::TempDir,
+}
+
 /// `--demo`: its logs go in a directory made new (a random name, mode 0700), so
 /// that one planted in the shared temporary directory, or a symlink there, gets
 /// nothing; the demo's writer starts on it.
-fn start_demo(demo: bool) -> anyhow::Result<Option<tempfile::TempDir>> {
+fn start_demo(demo: bool, shutdown: &Shutdown) -> anyhow::Result<Option<Demo>> {
     if !demo {
         return Ok(None);
     }
@@ -176,16 +203,18 @@ fn start_demo(demo: bool) -> anyhow::Result<Option<tempfile::TempDir>> {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .context("making the demo's directory")?;
-    Ok(Some(dir))
+    let (glob, writer) = crate::demo::start(dir.path(), shutdown.handle(Kind::DemoWriter))
+        .context("starting the demo writer")?;
+    Ok(Some(Demo {
+        glob,
+        writer,
+        _dir: dir,
+    }))
 }
 
 /// The log sets to follow: the config's, then the command line's PATHs (set
-/// `default`), then the demo's (set `demo`, writing into `demo_dir`).
-fn log_sets(
-    args: &ServeArgs,
-    config: &Config,
-    demo_dir: Option<&std::path::Path>,
-) -> anyhow::Result<Vec<LogSet>> {
+/// `default`), then the demo's (set `demo`, its files named by `demo_glob`).
+fn log_sets(args: &ServeArgs, config: &Config, demo_glob: Option<&str>) -> Vec<LogSet> {
     let mut sets = config.sets.clone();
     if !args.paths.is_empty() {
         sets.push(LogSet {
@@ -193,11 +222,10 @@ fn log_sets(
             paths: args.paths.clone(),
         });
     }
-    if let Some(demo_dir) = demo_dir {
-        let glob = crate::demo::start(demo_dir).context("starting the demo writer")?;
+    if let Some(glob) = demo_glob {
         sets.push(LogSet {
             name: "demo".into(),
-            paths: vec![glob],
+            paths: vec![glob.to_owned()],
         });
     }
     let has_syslog = args.syslog_udp.is_some()
@@ -208,7 +236,7 @@ fn log_sets(
         // A hub fed only by agents is fine; say so, in case it was not meant.
         crate::say!("supergrep: no local files to follow (PATHs, [[set]] in --config, or --demo); waiting for agents");
     }
-    Ok(sets)
+    sets
 }
 
 /// The certificate and key to serve TLS with, when both are given.

@@ -9,7 +9,8 @@
 //! (a task that looks after it was sent still sees it, where a broadcast receiver
 //! made late would wait forever; and waiting on it clones nothing), and each
 //! handle counts under its [`Kind`], so a stop that hits the bound says which tasks
-//! were still running. The hub's own OS threads (the tailer, ingest) hold handles
+//! were still running. The hub's own OS threads (the tailer, ingest, the demo's
+//! writer) hold handles
 //! too ([`spawn_thread`]): the stop waits for them alike, and their owner joins
 //! them after it.
 //!
@@ -51,10 +52,12 @@ pub enum Kind {
     Tailer,
     /// The ingest thread: every source's events into the hub.
     Ingest,
+    /// `--demo`'s writer thread.
+    DemoWriter,
 }
 
 impl Kind {
-    const ALL: [Kind; 12] = [
+    const ALL: [Kind; 13] = [
         Kind::HttpAccept,
         Kind::HttpConnection,
         Kind::HttpRequest,
@@ -67,6 +70,7 @@ impl Kind {
         Kind::Irc,
         Kind::Tailer,
         Kind::Ingest,
+        Kind::DemoWriter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +87,7 @@ impl Kind {
             Kind::Irc => "irc sink",
             Kind::Tailer => "tailer thread",
             Kind::Ingest => "ingest thread",
+            Kind::DemoWriter => "demo writer thread",
         }
     }
 

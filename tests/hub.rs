@@ -1896,3 +1896,27 @@ fn the_demo_writes_into_a_directory_of_its_own() {
         .iter()
         .all(|d| std::fs::read_dir(d).unwrap().next().is_none()));
 }
+
+/// SIGTERM ends the demo's writer too, before its directory goes: it is joined
+/// with the tailer and ingest threads, and the hub exits 0 by itself.
+#[test]
+fn sigterm_ends_and_joins_the_demo_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut cmd = bin();
+    cmd.args(["serve", "--demo", "--listen", &listen])
+        .env("TMPDIR", tmp.path());
+    let mut hub = support::proc::Proc::spawn("demo hub", cmd);
+    hub.wait_stderr(&["serving http://"]);
+    hub.signal("TERM");
+    let status = hub.wait_exit();
+    let said = hub.stderr_text();
+    assert_eq!(status.code(), Some(0), "{status:?}; it said:\n{said}");
+    for thread in ["demo writer", "tailer", "ingest"] {
+        assert!(
+            said.contains(&format!("stopping: joined the {thread} thread")),
+            "the {thread} thread was not joined; the hub said:\n{said}"
+        );
+    }
+    assert!(!said.contains("gave up"), "{said}");
+}
