@@ -113,10 +113,19 @@ fn watch_signals() {
             return;
         }
     };
+    // Listened for now (the first poll sets the handlers up), not once the thread
+    // gets to it: a SIGTERM right after the files are followed would kill it.
+    let mut terminated = Box::pin(supergrep::signals::terminated());
+    let early = {
+        let _runtime = runtime.enter();
+        futures_util::FutureExt::now_or_never(terminated.as_mut()).is_some()
+    };
     let spawned = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            runtime.block_on(supergrep::signals::terminated());
+            if !early {
+                runtime.block_on(terminated);
+            }
             std::process::exit(0);
         });
     if let Err(e) = spawned {

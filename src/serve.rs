@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 
 use crate::cli::ServeArgs;
 use crate::config::{Config, LogSet};
@@ -15,7 +16,7 @@ use crate::server::{self, ServerState};
 use crate::shutdown::{Kind, Shutdown};
 use crate::source::agent_ingest::AgentIngest;
 use crate::source::glob::Target;
-use crate::source::tail::{self, StartAt, TailConfig};
+use crate::source::tail::{self, StartAt, Stop, TailConfig, TailSummary};
 use crate::source::EventSender;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
@@ -41,9 +42,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .or(config.token.clone())
         .filter(|t| !t.is_empty());
-    // Removed however this ends (a start that fails, the port taken, left them).
-    let demo_dir = start_demo(args.demo)?;
-    let sets = log_sets(&args, &config, demo_dir.as_ref().map(|d| d.path()))?;
+    // Every async task below holds a handle of it, and so do the demo's writer,
+    // the tailer and ingest threads.
+    let shutdown = Shutdown::new();
+    // Its directory is removed however this ends (a start that fails, the port
+    // taken, left them).
+    let demo = start_demo(args.demo, &shutdown)?;
+    let sets = log_sets(&args, &config, demo.as_ref().map(|d| d.glob.as_str()));
 
     let limits = config.limits;
     let hub = Hub::new(
@@ -55,11 +60,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         limits.backlog_lines,
     );
-    // Every async task below holds a handle of it; the threads do not (see the end
-    // of this function).
-    let shutdown = Shutdown::new();
+    let hub_alive = Arc::downgrade(&hub);
     let (tx, rx) = crate::source::events::channel(64);
-    follow_sets(&sets, limits.max_line, tx.clone())?;
+    let tailer = follow_sets(&sets, limits.max_line, tx.clone(), &shutdown)?;
     // Failed accepts of every accept loop, for /metrics.
     let accept_errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     start_syslog(&args, &config, tx.clone(), &accept_errors, &shutdown).await?;
@@ -71,13 +74,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.trust_agent_time,
         limits.max_line,
     ));
-    {
+    // It ends once every source's sender is gone: the tailer's, syslog's and the
+    // agents' (with the server's state).
+    let ingest = {
         let hub = hub.clone();
-        std::thread::Builder::new()
-            .name("ingest".into())
-            .spawn(move || hub.run_ingest(rx))
-            .context("starting ingest")?;
-    }
+        let running = shutdown.handle(Kind::Ingest);
+        crate::shutdown::spawn_thread("ingest", running, move || hub.run_ingest(rx))
+            .context("starting ingest")?
+    };
     start_irc_sinks(&hub, &config, &shutdown).await?;
 
     let tls = tls_config(&args, &config)?;
@@ -109,6 +113,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         agents,
     );
     state.set_log_sets(sets.iter().map(|s| (s.name.clone(), s.paths.clone())));
+    // Listened for before the hub says it serves (the first poll sets the signal
+    // handlers up): a SIGTERM right after that line would kill it (status 143).
+    let mut terminated = std::pin::pin!(crate::signals::terminated());
+    let terminated_early = terminated.as_mut().now_or_never().is_some();
     crate::say!(
         "supergrep: serving {scheme}://{addr}/ ({} log set(s): {})",
         sets.len(),
@@ -119,25 +127,74 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         state,
         shutdown.handle(Kind::HttpAccept),
     ));
-    crate::signals::terminated().await;
-    // Every session says goodbye (a close frame), every listener closes. Not waited
-    // for, as they cannot be told to stop: the tailer's thread, which waits on file
-    // events (poll(2) on inotify, or a sleep) up to its next periodic look with
-    // nothing to wake it, and ends only when a send finds ingest gone; the ingest
-    // thread, which ends only when every source's sender is gone (the tailer's too);
-    // the hub's own threads (matcher, compile, isolated workers), which end with the
-    // hub. None holds anything to save: the hub keeps no state on disk, and what they
-    // hold in memory goes with the process.
-    if let Err(still) = shutdown.stop(STOP_WITHIN).await {
+    if !terminated_early {
+        terminated.await;
+    }
+    // Every session says goodbye (a close frame), every listener closes, the
+    // tailer is woken to stop, and ingest ends once every source has; the stop
+    // waits for all of them, then the threads are joined. The hub's own threads
+    // (matcher, compile, isolated workers) end with the hub, once ingest and the
+    // server let go of it. None holds anything to save: the hub keeps no state on
+    // disk, and what they hold in memory goes with the process.
+    if let Some((stop, _)) = &tailer {
+        stop.stop();
+    }
+    if let Some(demo) = &demo {
+        demo.writer.stop.stop();
+    }
+    let still = shutdown.stop(STOP_WITHIN).await.err();
+    if let Some(still) = &still {
         tracing::warn!("stopping: gave up after {STOP_WITHIN:?} on: {still}");
     }
+    let given_up = |kind| {
+        still
+            .as_ref()
+            .is_some_and(|s| s.0.iter().any(|&(k, _)| k == kind))
+    };
+    if let Some((_, thread)) = tailer {
+        join("tailer", thread, given_up(Kind::Tailer));
+    }
+    join("ingest", ingest, given_up(Kind::Ingest));
+    // Before its directory goes: it would write there still.
+    if let Some(demo) = demo {
+        join(
+            "demo writer",
+            demo.writer.thread,
+            given_up(Kind::DemoWriter),
+        );
+    }
+    // Not joined (their handles are the hub's), they end once the hub is freed.
+    if hub_alive.strong_count() == 0 {
+        tracing::debug!("stopping: the hub is freed (its matcher and workers end with it)");
+    }
     Ok(())
+}
+
+/// Joins one of the hub's threads once the stop is done: at once, as it dropped
+/// its handle on its way out, unless the stop gave up on it (`given_up`), which
+/// then ends with the process.
+fn join<T>(name: &str, thread: std::thread::JoinHandle<T>, given_up: bool) {
+    if given_up {
+        return;
+    }
+    match thread.join() {
+        Ok(_) => tracing::debug!("stopping: joined the {name} thread"),
+        Err(_) => tracing::error!("stopping: the {name} thread had panicked"),
+    }
+}
+
+/// `--demo`'s logs, their glob and the thread that writes them.
+struct Demo {
+    glob: String,
+    writer: crate::demo::Writer,
+    /// Declared last, dropped last: removed once the writer is done.
+    _dir: tempfile::TempDir,
 }
 
 /// `--demo`: its logs go in a directory made new (a random name, mode 0700), so
 /// that one planted in the shared temporary directory, or a symlink there, gets
 /// nothing; the demo's writer starts on it.
-fn start_demo(demo: bool) -> anyhow::Result<Option<tempfile::TempDir>> {
+fn start_demo(demo: bool, shutdown: &Shutdown) -> anyhow::Result<Option<Demo>> {
     if !demo {
         return Ok(None);
     }
@@ -146,16 +203,18 @@ fn start_demo(demo: bool) -> anyhow::Result<Option<tempfile::TempDir>> {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .context("making the demo's directory")?;
-    Ok(Some(dir))
+    let (glob, writer) = crate::demo::start(dir.path(), shutdown.handle(Kind::DemoWriter))
+        .context("starting the demo writer")?;
+    Ok(Some(Demo {
+        glob,
+        writer,
+        _dir: dir,
+    }))
 }
 
 /// The log sets to follow: the config's, then the command line's PATHs (set
-/// `default`), then the demo's (set `demo`, writing into `demo_dir`).
-fn log_sets(
-    args: &ServeArgs,
-    config: &Config,
-    demo_dir: Option<&std::path::Path>,
-) -> anyhow::Result<Vec<LogSet>> {
+/// `default`), then the demo's (set `demo`, its files named by `demo_glob`).
+fn log_sets(args: &ServeArgs, config: &Config, demo_glob: Option<&str>) -> Vec<LogSet> {
     let mut sets = config.sets.clone();
     if !args.paths.is_empty() {
         sets.push(LogSet {
@@ -163,11 +222,10 @@ fn log_sets(
             paths: args.paths.clone(),
         });
     }
-    if let Some(demo_dir) = demo_dir {
-        let glob = crate::demo::start(demo_dir).context("starting the demo writer")?;
+    if let Some(glob) = demo_glob {
         sets.push(LogSet {
             name: "demo".into(),
-            paths: vec![glob],
+            paths: vec![glob.to_owned()],
         });
     }
     let has_syslog = args.syslog_udp.is_some()
@@ -178,7 +236,7 @@ fn log_sets(
         // A hub fed only by agents is fine; say so, in case it was not meant.
         crate::say!("supergrep: no local files to follow (PATHs, [[set]] in --config, or --demo); waiting for agents");
     }
-    Ok(sets)
+    sets
 }
 
 /// The certificate and key to serve TLS with, when both are given.
@@ -202,7 +260,13 @@ fn tls_config(
 }
 
 /// One tailer for every set (none without sets): a file two sets name is read once.
-fn follow_sets(sets: &[LogSet], max_line: usize, out: EventSender) -> anyhow::Result<()> {
+/// Returns what stops it, and its thread (which holds a handle of `shutdown`).
+fn follow_sets(
+    sets: &[LogSet],
+    max_line: usize,
+    out: EventSender,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<(Stop, std::thread::JoinHandle<TailSummary>)>> {
     let mut followed = Vec::new();
     for set in sets {
         let targets = set
@@ -213,15 +277,19 @@ fn follow_sets(sets: &[LogSet], max_line: usize, out: EventSender) -> anyhow::Re
         followed.push((set.name.clone(), targets));
     }
     if followed.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    let stop = Stop::new().context("starting the tailer")?;
     let tail_config = TailConfig {
         start: StartAt::LastLines(0),
         max_line,
+        stop: Some(stop.clone()),
         ..TailConfig::default()
     };
-    tail::spawn_sets(followed, tail_config, out).context("starting the tailer")?;
-    Ok(())
+    let running = shutdown.handle(Kind::Tailer);
+    let thread = tail::spawn_sets(followed, tail_config, out, Some(running))
+        .context("starting the tailer")?;
+    Ok(Some((stop, thread)))
 }
 
 /// Syslog input on UDP and/or TCP, when either is given. `shutdown`'s handle is

@@ -5,21 +5,25 @@
 //! the signal and a completion sender; [`Shutdown::stop`] sends the signal, lets go
 //! of its own sender and waits for the channel to close, which it does when the
 //! last handle is dropped, that is when the last task has ended. No polling, so an
-//! idle hub stops at once. Two differences: the signal is a `watch` (a task that
-//! looks after it was sent still sees it, where a broadcast receiver made late
-//! would wait forever), and each handle counts under its [`Kind`], so a stop that
-//! hits the bound says which tasks were still running.
+//! idle hub stops at once. Two differences: the signal is a flag with a `Notify`
+//! (a task that looks after it was sent still sees it, where a broadcast receiver
+//! made late would wait forever; and waiting on it clones nothing), and each
+//! handle counts under its [`Kind`], so a stop that hits the bound says which tasks
+//! were still running. The hub's own OS threads (the tailer, ingest, the demo's
+//! writer) hold handles
+//! too ([`spawn_thread`]): the stop waits for them alike, and their owner joins
+//! them after it.
 //!
 //! A task's handle comes from the handle of the task that started it
 //! ([`Handle::child`]): while a task runs, it holds the stop open, so no task can
 //! start unseen after the wait began (an accepted connection hands its handle to
 //! its WebSocket session before the connection's own ends).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, Notify};
 
 /// What a task is, as the log names it when the stop's bound is hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +48,16 @@ pub enum Kind {
     SyslogConnection,
     /// An `[[irc]]` sink, and its connection's reader.
     Irc,
+    /// The tailer's thread (the hub's files).
+    Tailer,
+    /// The ingest thread: every source's events into the hub.
+    Ingest,
+    /// `--demo`'s writer thread.
+    DemoWriter,
 }
 
 impl Kind {
-    const ALL: [Kind; 10] = [
+    const ALL: [Kind; 13] = [
         Kind::HttpAccept,
         Kind::HttpConnection,
         Kind::HttpRequest,
@@ -58,6 +68,9 @@ impl Kind {
         Kind::SyslogListener,
         Kind::SyslogConnection,
         Kind::Irc,
+        Kind::Tailer,
+        Kind::Ingest,
+        Kind::DemoWriter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +85,9 @@ impl Kind {
             Kind::SyslogListener => "syslog listener",
             Kind::SyslogConnection => "syslog connection",
             Kind::Irc => "irc sink",
+            Kind::Tailer => "tailer thread",
+            Kind::Ingest => "ingest thread",
+            Kind::DemoWriter => "demo writer thread",
         }
     }
 
@@ -86,9 +102,9 @@ struct Running([AtomicUsize; Kind::ALL.len()]);
 
 /// The owner's side: makes the first handles, and stops.
 pub struct Shutdown {
-    signal: watch::Sender<bool>,
+    signal: Arc<Flag>,
     /// Ours, dropped by `stop`: then the channel closes with the last handle.
-    complete: mpsc::Sender<()>,
+    complete: Option<mpsc::Sender<()>>,
     done: mpsc::Receiver<()>,
     running: Arc<Running>,
 }
@@ -97,7 +113,7 @@ pub struct Shutdown {
 /// waits for it. Drop it when the task is done.
 pub struct Handle {
     kind: Kind,
-    signal: watch::Receiver<bool>,
+    signal: Arc<Flag>,
     /// Never sent on: its drop is the message (see [`Shutdown::stop`]).
     _complete: mpsc::Sender<()>,
     running: Arc<Running>,
@@ -127,8 +143,8 @@ impl Shutdown {
     pub fn new() -> Shutdown {
         let (complete, done) = mpsc::channel(1);
         Shutdown {
-            signal: watch::channel(false).0,
-            complete,
+            signal: Arc::default(),
+            complete: Some(complete),
             done,
             running: Arc::default(),
         }
@@ -136,20 +152,17 @@ impl Shutdown {
 
     /// A handle for a task started by the owner.
     pub fn handle(&self, kind: Kind) -> Handle {
-        Handle::new(
-            kind,
-            self.signal.subscribe(),
-            self.complete.clone(),
-            &self.running,
-        )
+        // `complete` is taken only by `stop`, which consumes the owner.
+        let complete = self.complete.clone().unwrap_or_else(|| mpsc::channel(1).0);
+        Handle::new(kind, self.signal.clone(), complete, &self.running)
     }
 
     /// Tells every task to stop and waits until each has dropped its handle, or
     /// `within` has passed: then says which were still running (they are given up
     /// on, and end with the runtime).
     pub async fn stop(mut self, within: Duration) -> Result<(), StillRunning> {
-        self.signal.send_replace(true);
-        drop(self.complete);
+        self.signal.raise();
+        drop(self.complete.take());
         // Nothing is ever sent: `None` is every sender gone.
         match tokio::time::timeout(within, self.done.recv()).await {
             Ok(_) => Ok(()),
@@ -167,7 +180,7 @@ impl Shutdown {
 impl Handle {
     fn new(
         kind: Kind,
-        signal: watch::Receiver<bool>,
+        signal: Arc<Flag>,
         complete: mpsc::Sender<()>,
         running: &Arc<Running>,
     ) -> Handle {
@@ -191,9 +204,10 @@ impl Handle {
     }
 
     /// Resolves once the hub is stopping (at once if it is already). Cancel-safe:
-    /// made for a `select!` arm.
+    /// made for a `select!` arm. Cheap: a flag's load, and a waiter registered
+    /// while pending (a loop that selects on it every turn can still hold one).
     pub async fn stopping(&self) {
-        stopping(&self.signal).await;
+        self.signal.raised().await;
     }
 
     /// The signal alone, for a task whose handle is held by something it owns (a
@@ -204,25 +218,74 @@ impl Handle {
 
     /// Whether the hub is stopping.
     pub fn is_stopping(&self) -> bool {
-        *self.signal.borrow()
+        self.signal.is_raised()
     }
 }
 
 /// Tells when the hub stops; counts for nothing (see [`Handle::signal`]).
 #[derive(Clone)]
-pub struct Signal(watch::Receiver<bool>);
+pub struct Signal(Arc<Flag>);
 
 impl Signal {
     /// As [`Handle::stopping`].
     pub async fn stopping(&self) {
-        stopping(&self.0).await;
+        self.0.raised().await;
     }
 }
 
-async fn stopping(signal: &watch::Receiver<bool>) {
-    let mut signal = signal.clone();
-    // An error is the owner gone without `stop`: the hub is ending all the same.
-    let _ = signal.wait_for(|&stop| stop).await;
+/// The stop signal: raised once, by `stop` or by the owner's drop (the hub is
+/// ending all the same).
+#[derive(Default)]
+struct Flag {
+    raised: AtomicBool,
+    notify: Notify,
+}
+
+impl Flag {
+    fn raise(&self) {
+        self.raised.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::SeqCst)
+    }
+
+    async fn raised(&self) {
+        if self.is_raised() {
+            return;
+        }
+        let mut notified = std::pin::pin!(self.notify.notified());
+        // Registered before the second look: a raise after it wakes this one.
+        notified.as_mut().enable();
+        if self.is_raised() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+impl Drop for Shutdown {
+    fn drop(&mut self) {
+        self.signal.raise();
+    }
+}
+
+/// Starts `f` on an OS thread named `name` that holds `handle` until `f` returns:
+/// the stop waits for it as for a task, and names its kind when it does not end.
+/// The owner joins the returned thread once the stop is done.
+pub fn spawn_thread<T: Send + 'static>(
+    name: &str,
+    handle: Handle,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let done = f();
+            drop(handle);
+            done
+        })
 }
 
 impl Clone for Handle {

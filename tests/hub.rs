@@ -1533,6 +1533,33 @@ async fn sigterm_sends_a_close_frame_to_an_agent_yet_to_say_hello() {
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
+/// SIGTERM stops every part of a hub following a file, with syslog input and a
+/// client: the tailer, woken in its wait on file events, and the ingest thread end
+/// and are joined (each said in its log), the hub is freed, nothing is given up on,
+/// and it exits 0 by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_and_joins_the_tailer_and_ingest_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = empty_files(dir.path(), &["app.log"]);
+    let (mut hub, _, _) = Hub::start_syslog(&[s(&f[0])]);
+    hub.proc.wait_following(&f[0]);
+    let mut client = Client::connect(&hub).await;
+    client.subscribe(subscribe("a", &["x"])).await;
+    hub.proc.signal("TERM");
+    let status = hub.proc.wait_exit();
+    let said = hub.proc.stderr_text();
+    assert_eq!(status.code(), Some(0), "{status:?}; it said:\n{said}");
+    for thread in ["tailer", "ingest"] {
+        assert!(
+            said.contains(&format!("stopping: joined the {thread} thread")),
+            "the {thread} thread was not joined; the hub said:\n{said}"
+        );
+    }
+    // The matcher's thread is the hub's: it ends once the hub is freed.
+    assert!(said.contains("stopping: the hub is freed"), "{said}");
+    assert!(!said.contains("gave up"), "{said}");
+}
+
 // ---------------------------------------------------------------------------------
 // 11. HTTP endpoints and markers
 // ---------------------------------------------------------------------------------
@@ -1868,4 +1895,28 @@ fn the_demo_writes_into_a_directory_of_its_own() {
     assert!(planted
         .iter()
         .all(|d| std::fs::read_dir(d).unwrap().next().is_none()));
+}
+
+/// SIGTERM ends the demo's writer too, before its directory goes: it is joined
+/// with the tailer and ingest threads, and the hub exits 0 by itself.
+#[test]
+fn sigterm_ends_and_joins_the_demo_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut cmd = bin();
+    cmd.args(["serve", "--demo", "--listen", &listen])
+        .env("TMPDIR", tmp.path());
+    let mut hub = support::proc::Proc::spawn("demo hub", cmd);
+    hub.wait_stderr(&["serving http://"]);
+    hub.signal("TERM");
+    let status = hub.wait_exit();
+    let said = hub.stderr_text();
+    assert_eq!(status.code(), Some(0), "{status:?}; it said:\n{said}");
+    for thread in ["demo writer", "tailer", "ingest"] {
+        assert!(
+            said.contains(&format!("stopping: joined the {thread} thread")),
+            "the {thread} thread was not joined; the hub said:\n{said}"
+        );
+    }
+    assert!(!said.contains("gave up"), "{said}");
 }

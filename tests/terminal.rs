@@ -1239,3 +1239,19 @@ fn sigint_ends_with_status_0() {
 fn sigterm_ends_with_status_0() {
     signal_ends_with_status_0("TERM");
 }
+
+/// SIGTERM at once, as soon as the file is followed: the signal is listened for
+/// from the start (it was set up when the signals thread got to it, and one that
+/// came before killed the process, status 143).
+#[test]
+fn sigterm_right_after_following_ends_with_status_0() {
+    let (_dir, _log, mut r) = follow_app_log("", &["-e", "x"]);
+    r.signal("TERM");
+    let status = r.wait_exit();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status:?}; it said:\n{}",
+        r.stderr_text()
+    );
+}

@@ -8,14 +8,24 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::shutdown::Handle;
+use crate::source::tail::Stop;
+
 const SAMPLES: &str = include_str!("samples.tsv");
 /// Lines per second, over all files.
 const RATE: u64 = 20;
 const ROTATE_AT: u64 = 4 << 20;
 
-/// Starts writing demo logs into `dir` (which exists, and is the demo's alone);
-/// returns the glob that names them.
-pub fn start(dir: &Path) -> std::io::Result<String> {
+/// The demo's writer: it ends when stopped, and the hub's stop waits for it.
+pub struct Writer {
+    pub stop: Stop,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts writing demo logs into `dir` (which exists, and is the demo's alone) on
+/// a thread that holds `running` until it is stopped; returns the glob that names
+/// them, and the writer.
+pub fn start(dir: &Path, running: Handle) -> std::io::Result<(String, Writer)> {
     let mut by_file: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for row in SAMPLES.lines() {
         if let Some((file, line)) = row.split_once('\t') {
@@ -26,17 +36,19 @@ pub fn start(dir: &Path) -> std::io::Result<String> {
         .into_iter()
         .map(|(f, lines)| (dir.join(f), lines.into_iter().map(str::to_owned).collect()))
         .collect();
-    std::thread::Builder::new()
-        .name("demo-writer".into())
-        .spawn(move || write_forever(files))?;
-    Ok(dir.join("*.log").to_string_lossy().into_owned())
+    let stop = Stop::new()?;
+    let until = stop.clone();
+    let thread =
+        crate::shutdown::spawn_thread("demo-writer", running, move || write_until(files, &until))?;
+    let glob = dir.join("*.log").to_string_lossy().into_owned();
+    Ok((glob, Writer { stop, thread }))
 }
 
-fn write_forever(files: Vec<(PathBuf, Vec<String>)>) {
+fn write_until(files: Vec<(PathBuf, Vec<String>)>, stop: &Stop) {
     let mut next = vec![0usize; files.len()];
     let mut written = vec![0u64; files.len()];
     let mut tick = 0usize;
-    loop {
+    while !stop.is_stopped() {
         // Busier files get more lines, roughly as in real life.
         let total: usize = files.iter().map(|(_, l)| l.len()).sum();
         let mut pick = tick % total.max(1);
@@ -67,9 +79,9 @@ fn write_forever(files: Vec<(PathBuf, Vec<String>)>) {
             .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
         if let Err(e) = result {
             tracing::warn!("demo writer: {}: {e}", path.display());
-            std::thread::sleep(Duration::from_secs(1));
+            stop.sleep(Duration::from_secs(1));
         }
         written[i] += line.len() as u64 + 1;
-        std::thread::sleep(Duration::from_millis(1000 / RATE));
+        stop.sleep(Duration::from_millis(1000 / RATE));
     }
 }

@@ -31,6 +31,8 @@ pub struct InotifyWatch {
     unwatchable: Unwatchable,
     pending: Pending,
     buffer: Vec<u8>,
+    /// Ends a wait early, polled beside inotify (see [`super::Stop`]).
+    pub(super) stop: Option<super::Stop>,
 }
 
 /// Whether a file system (by its `statfs` magic number) is local: every write to it
@@ -102,6 +104,7 @@ impl InotifyWatch {
             unwatchable: Unwatchable::default(),
             pending: Pending::first(),
             buffer: vec![0; 64 * 1024],
+            stop: None,
         })
     }
 
@@ -342,9 +345,15 @@ impl InotifyWatch {
         if !self.pending.rescan && self.pending.changed.is_empty() {
             // A timeout too long for a timespec: wait for events only.
             let timeout = Timespec::try_from(timeout).ok();
-            let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+            let inotify = PollFd::new(&self.inotify, PollFlags::IN);
             // An error (EINTR) is a wake-up like any other: the caller looks.
-            let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+            let _ = match &self.stop {
+                Some(stop) => {
+                    let stop = PollFd::from_borrowed_fd(stop.fd(), PollFlags::IN);
+                    rustix::event::poll(&mut [inotify, stop], timeout.as_ref())
+                }
+                None => rustix::event::poll(&mut [inotify], timeout.as_ref()),
+            };
         }
         self.read_events();
         std::mem::take(&mut self.pending)

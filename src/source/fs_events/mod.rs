@@ -25,10 +25,13 @@
 #[cfg(target_os = "linux")]
 mod inotify;
 mod portable;
+mod stop;
 
 use std::fs::Metadata;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
+
+pub use stop::Stop;
 
 /// More distinct written paths than this between two looks: look at everything.
 const MAX_CHANGED: usize = 256;
@@ -134,12 +137,21 @@ pub enum Watch {
 }
 
 impl Watch {
-    pub fn start(from: FileEvents) -> std::io::Result<Watch> {
+    /// Watches whose waits also end on `stop`, when given.
+    pub fn start(from: FileEvents, stop: Option<&Stop>) -> std::io::Result<Watch> {
         Ok(match from {
             #[cfg(target_os = "linux")]
-            FileEvents::Inotify => Watch::Inotify(inotify::InotifyWatch::start()?),
+            FileEvents::Inotify => {
+                let mut watch = inotify::InotifyWatch::start()?;
+                watch.stop = stop.cloned();
+                Watch::Inotify(watch)
+            }
             FileEvents::Notify => {
-                Watch::Notify(portable::NotifyWatch::start().map_err(std::io::Error::other)?)
+                let watch = portable::NotifyWatch::start().map_err(std::io::Error::other)?;
+                if let Some(stop) = stop {
+                    stop.wake_through(watch.waker());
+                }
+                Watch::Notify(watch)
             }
         })
     }
@@ -199,7 +211,8 @@ impl Watch {
         }
     }
 
-    /// Sleeps until an event or `timeout`, then takes what the events asked for.
+    /// Sleeps until an event, `timeout` or the stop given at start, then takes
+    /// what the events asked for.
     pub fn wait(&mut self, timeout: Duration) -> Pending {
         match self {
             #[cfg(target_os = "linux")]

@@ -16,6 +16,8 @@ pub struct NotifyWatch {
     watched: Vec<PathBuf>,
     unwatchable: Unwatchable,
     wake: std_mpsc::Receiver<()>,
+    /// `wake`'s sender, for a stop to wake the wait (see [`super::Stop`]).
+    waker: std_mpsc::SyncSender<()>,
     pending: Arc<Mutex<Pending>>,
 }
 
@@ -23,6 +25,7 @@ impl NotifyWatch {
     pub fn start() -> notify::Result<NotifyWatch> {
         let pending = Arc::new(Mutex::new(Pending::first()));
         let (tx, wake) = std_mpsc::sync_channel(1);
+        let waker = tx.clone();
         let shared = pending.clone();
         let handler = move |event: notify::Result<notify::Event>| {
             // Our own opens and reads show up as access events: not a change.
@@ -39,8 +42,13 @@ impl NotifyWatch {
             watched: Vec::new(),
             unwatchable: Unwatchable::default(),
             wake,
+            waker,
             pending,
         })
+    }
+
+    pub fn waker(&self) -> std_mpsc::SyncSender<()> {
+        self.waker.clone()
     }
 
     pub fn watch_dir(&mut self, dir: PathBuf, depth: Option<usize>) {

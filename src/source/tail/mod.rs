@@ -88,8 +88,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::fs_events::FileEvents;
+pub use super::fs_events::Stop;
 use super::glob::Target;
 use super::EventSender;
+use crate::shutdown::Handle;
 pub use resume::Resume;
 pub use stdin::{spawn_stdin, STDIN_NAME};
 use tailer::Tailer;
@@ -131,6 +133,9 @@ pub struct TailConfig {
     pub resume: HashMap<PathBuf, Resume>,
     /// Where file events come from (the platform's best by default).
     pub file_events: FileEvents,
+    /// Ends the tailer when stopped (the hub's stop); without one it ends when its
+    /// events have nowhere to go.
+    pub stop: Option<Stop>,
 }
 
 impl Default for TailConfig {
@@ -147,6 +152,7 @@ impl Default for TailConfig {
             set: "default".to_owned(),
             resume: HashMap::new(),
             file_events: FileEvents::default(),
+            stop: None,
         }
     }
 }
@@ -166,23 +172,30 @@ pub fn spawn(
     out: EventSender,
 ) -> io::Result<std::thread::JoinHandle<TailSummary>> {
     let set = config.set.clone();
-    spawn_sets(vec![(set, targets)], config, out)
+    spawn_sets(vec![(set, targets)], config, out, None)
 }
 
 /// Like [`spawn`], for targets in several named sets (the hub's `[[set]]`s), all
 /// followed by one tailer, so that a file two sets name is read once: it belongs to
-/// the first set that names it (by path, or by file under another name).
+/// the first set that names it (by path, or by file under another name). The
+/// thread holds `running`, if given, until it ends (the hub's stop waits for it:
+/// see `TailConfig::stop` for telling it to).
 pub fn spawn_sets(
     sets: Vec<(String, Vec<Target>)>,
     config: TailConfig,
     out: EventSender,
+    running: Option<Handle>,
 ) -> io::Result<std::thread::JoinHandle<TailSummary>> {
     let (mut targets, mut names) = (Vec::new(), Vec::new());
     for (set, set_targets) in sets {
         names.extend(std::iter::repeat_n(set, set_targets.len()));
         targets.extend(set_targets);
     }
-    std::thread::Builder::new()
-        .name("tailer".into())
-        .spawn(move || Tailer::new(targets, names, config, out).run())
+    let tail = move || Tailer::new(targets, names, config, out).run();
+    match running {
+        Some(running) => crate::shutdown::spawn_thread("tailer", running, tail),
+        None => std::thread::Builder::new()
+            .name("tailer".into())
+            .spawn(tail),
+    }
 }

@@ -80,6 +80,16 @@ impl Tailer {
             ];
             let next = due.into_iter().flatten().min();
             let pending = self.wait(next.map(|t| t.saturating_duration_since(Instant::now())));
+            if self
+                .env
+                .config
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.is_stopped())
+            {
+                tracing::debug!("tailer: stopped");
+                break;
+            }
             if pending.rescan || last_discovery.elapsed() >= self.discovery_interval() {
                 last_discovery = Instant::now();
                 self.discovery.watch_dirs(self.env.watch.as_mut());
@@ -128,14 +138,17 @@ impl Tailer {
         match &mut self.env.watch {
             Some(watch) => watch.wait(timeout),
             None => {
-                std::thread::sleep(timeout);
+                match &self.env.config.stop {
+                    Some(stop) => stop.sleep(timeout),
+                    None => std::thread::sleep(timeout),
+                }
                 Pending::default()
             }
         }
     }
 
     fn start_watcher(&mut self) {
-        match Watch::start(self.env.config.file_events) {
+        match Watch::start(self.env.config.file_events, self.env.config.stop.as_ref()) {
             Ok(w) => {
                 self.env.watch = Some(w);
                 self.discovery.watch_dirs(self.env.watch.as_mut());

@@ -323,3 +323,50 @@ fn every_file_is_rechecked_for_writes_no_event_reports() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The hub's stop: a tailer waiting on file events (no periodic look due for an
+/// hour) ends when told, and its thread with it.
+#[test]
+fn a_stop_ends_the_tailer_waiting_on_file_events() -> anyhow::Result<()> {
+    let hour = Duration::from_secs(3600);
+    for from in every_source() {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "one\n")?;
+        let stop = Stop::new()?;
+        let (out, mut events) = super::super::events::channel(64);
+        let config = TailConfig {
+            poll_interval: hour,
+            recheck_interval: hour,
+            file_events: from,
+            stop: Some(stop.clone()),
+            ..TailConfig::default()
+        };
+        let tailer = spawn(vec![target(&path.to_string_lossy())?], config, out)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let mut next = || {
+            runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), events.recv()).await
+            })
+        };
+        match next() {
+            Ok(Some(SourceEvent::StreamAdded(_))) => {}
+            other => bail!("{from:?}: not following a.log: {other:?}"),
+        }
+        stop.stop();
+        // Its sender goes with its thread: the channel then says it is closed.
+        loop {
+            match next() {
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(_) => bail!("{from:?}: the tailer did not stop within 10 s"),
+            }
+        }
+        if tailer.join().is_err() {
+            bail!("{from:?}: the tailer panicked");
+        }
+    }
+    Ok(())
+}
