@@ -15,6 +15,7 @@ macro_rules! say {
 pub mod agent;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod connect;
 pub mod context;

@@ -59,3 +59,44 @@ fn the_harness_cluster_keeps_an_r3_stream_across_a_kill() {
         "both messages in the stream after node 1 came back"
     );
 }
+
+/// `[nats]` with these servers and `replicas`, checked.
+fn settings(urls: &str, replicas: usize) -> supergrep::cluster::config::Validated {
+    supergrep::cluster::NatsConfig {
+        servers: urls.split(',').map(String::from).collect(),
+        replicas,
+        ..Default::default()
+    }
+    .validated()
+    .unwrap()
+}
+
+#[test]
+fn the_stream_is_created_when_missing_and_another_shape_is_refused_by_name() {
+    let cluster = Cluster::start();
+    let rt = runtime();
+    let r3 = settings(&cluster.urls(), 3);
+    rt.block_on(async {
+        let client = supergrep::cluster::connect::connect(&r3, "test")
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = supergrep::cluster::stream::ensure(&js, &r3).await.unwrap();
+        let info = stream.info().await.unwrap();
+        assert_eq!(info.config.num_replicas, 3);
+        let mut subjects = info.config.subjects.clone();
+        subjects.sort();
+        assert_eq!(subjects, ["supergrep.lines.>", "supergrep.markers"]);
+        // The same shape again: taken as it is.
+        supergrep::cluster::stream::ensure(&js, &r3).await.unwrap();
+        let r1 = settings(&r3.servers.join(","), 1);
+        let refused = match supergrep::cluster::stream::ensure(&js, &r1).await {
+            Ok(_) => panic!("an R3 stream is not what replicas = 1 asks for"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            refused.contains("SUPERGREP") && refused.contains("3 replicas, not 1"),
+            "{refused}"
+        );
+    });
+}
