@@ -110,9 +110,17 @@ pub struct AgentArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct MarkArgs {
-    /// The hub, e.g. ws://loghub:7070 (wss:// for TLS).
-    #[arg(long, value_name = "URL")]
-    pub hub: String,
+    /// The hub, e.g. ws://loghub:7070 (wss:// for TLS); or --nats.
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "nats",
+        conflicts_with = "nats"
+    )]
+    pub hub: Option<String>,
+
+    #[command(flatten)]
+    pub cluster: crate::cluster::NatsArgs,
 
     /// Token, when the hub has one.
     #[arg(long, value_name = "TOKEN", env = "SUPERGREP_TOKEN")]

@@ -362,3 +362,57 @@ fn wrong_nats_credentials_end_the_agent_with_an_error_naming_the_server() {
         assert_eq!(reader.numbers["web01"], [1]);
     });
 }
+
+#[test]
+fn mark_publishes_the_marker_to_the_stream() {
+    let cluster = Cluster::start();
+    let urls = cluster.urls();
+    let mark = |text: &str| {
+        let mut cmd = bin();
+        cmd.env_remove("SUPERGREP_NATS_TOKEN")
+            .args(["mark", "--nats", &urls, text]);
+        support::proc::run_to_exit(cmd, "supergrep mark --nats")
+    };
+    // No stream yet: JetStream cannot take it, and says so.
+    let refused = mark("too early");
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("did not take the marker") && refused.stderr.contains("127.0.0.1"),
+        "{}",
+        refused.stderr
+    );
+    let rt = runtime();
+    let r3 = settings(&urls, 3);
+    rt.block_on(async {
+        let client = supergrep::cluster::connect::connect(&r3, "test")
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        supergrep::cluster::stream::ensure(&js, &r3).await.unwrap();
+    });
+    let sent = mark("deploy 4521 by dog");
+    assert_eq!(sent.code, 0, "{}", sent.stderr);
+    rt.block_on(async {
+        let client = supergrep::cluster::connect::connect(&r3, "test")
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream("SUPERGREP").await.unwrap();
+        let m = stream
+            .get_last_raw_message_by_subject("supergrep.markers")
+            .await
+            .unwrap();
+        let marker: supergrep::cluster::marker::MarkerMessage =
+            serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(marker.text, "deploy 4521 by dog");
+        assert!(
+            humantime::parse_rfc3339_weak(&marker.ts).is_ok(),
+            "{}",
+            marker.ts
+        );
+        assert_eq!(
+            m.sequence, 1,
+            "the marker refused before the stream is not in it"
+        );
+    });
+}
