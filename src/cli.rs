@@ -65,9 +65,17 @@ pub struct ManArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
-    /// The hub, e.g. ws://loghub:7070 (wss:// for TLS).
-    #[arg(long, value_name = "URL")]
-    pub hub: String,
+    /// The hub, e.g. ws://loghub:7070 (wss:// for TLS); or --nats.
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "nats",
+        conflicts_with = "nats"
+    )]
+    pub hub: Option<String>,
+
+    #[command(flatten)]
+    pub cluster: crate::cluster::NatsArgs,
 
     /// This host's name on the hub [default: the machine's hostname].
     #[arg(long, value_name = "HOST")]
@@ -81,8 +89,8 @@ pub struct AgentArgs {
     #[arg(long, value_name = "TOKEN", env = "SUPERGREP_TOKEN")]
     pub token: Option<String>,
 
-    /// Keep the offsets the hub acknowledged in FILE, so a restarted agent resumes
-    /// where it stopped (nothing sent twice, nothing skipped).
+    /// Keep the offsets the hub (or JetStream) acknowledged in FILE, so a restarted
+    /// agent resumes where it stopped (nothing sent twice, nothing skipped).
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
 
@@ -102,9 +110,17 @@ pub struct AgentArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct MarkArgs {
-    /// The hub, e.g. ws://loghub:7070 (wss:// for TLS).
-    #[arg(long, value_name = "URL")]
-    pub hub: String,
+    /// The hub, e.g. ws://loghub:7070 (wss:// for TLS); or --nats.
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "nats",
+        conflicts_with = "nats"
+    )]
+    pub hub: Option<String>,
+
+    #[command(flatten)]
+    pub cluster: crate::cluster::NatsArgs,
 
     /// Token, when the hub has one.
     #[arg(long, value_name = "TOKEN", env = "SUPERGREP_TOKEN")]

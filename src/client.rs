@@ -50,12 +50,6 @@ pub enum EndpointError {
 }
 
 /// For `mark`, whose errors are still the text it prints.
-impl From<EndpointError> for String {
-    fn from(e: EndpointError) -> String {
-        e.to_string()
-    }
-}
-
 impl HubEndpoint {
     /// `flag` names the option the URL came from, for the error message.
     pub fn new(

@@ -61,7 +61,10 @@ Config file keys (TOML):
   server = \"irc://irc.internal:6667\"  channel = \"#deploys\"  nick = \"supergrep\"  key = \"...\"
   include = [\"PHP Fatal\"]  exclude = [...]  ignore_case = false  streams = [\"web\"]
   color = false  format = \"{host} {path}: {text}\"  rate = 1.0  burst = 4
-  tls_ca = \"ca.crt\"                 ircs://: also trust this CA (PEM)";
+  tls_ca = \"ca.crt\"                 ircs://: also trust this CA (PEM)
+  [nats]                            the cluster on NATS JetStream (see README):
+  servers = [\"nats://n1:4222\"]  stream = \"SUPERGREP\"  replicas = 1  max_age = \"7d\"
+  max_bytes = …  token = \"…\"  user = \"…\"  password = \"…\"  creds = \"x.creds\"  tls_ca = \"ca.crt\"";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +98,8 @@ pub struct Config {
     pub irc: Vec<IrcSink>,
     #[serde(default)]
     pub syslog: SyslogInput,
+    /// The cluster on NATS JetStream (issue 27); none: the single hub of today.
+    pub nats: Option<crate::cluster::NatsConfig>,
 }
 
 /// Syslog input (rsyslog, syslog-ng, Vector, Fluent Bit…).

@@ -15,6 +15,7 @@ macro_rules! say {
 pub mod agent;
 pub mod cli;
 pub(crate) mod client;
+pub mod cluster;
 pub mod config;
 pub(crate) mod connect;
 pub(crate) mod context;

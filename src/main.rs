@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Some(Command::Mark(args)) => run(false, async move {
             supergrep::mark::send(&args)
                 .await
-                .map_err(|e| anyhow::Error::from(UsageError(e)))
+                .map_err(|e| anyhow::Error::from(UsageError(e.to_string())))
         }),
         Some(Command::Completions(args)) => written(supergrep::generate::completions(&args)),
         Some(Command::Man(args)) => written(supergrep::generate::man(&args)),

@@ -1,17 +1,53 @@
 //! `supergrep mark --hub ws://HOST:PORT TEXT`: announces an event (a deploy, say) to
-//! every viewer of a hub, through its `POST /api/markers`.
+//! every viewer of a hub, through its `POST /api/markers`; `mark --nats URL TEXT`
+//! publishes it to the cluster's stream instead (`supergrep.markers`).
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cli::MarkArgs;
-use crate::client::HubEndpoint;
+use crate::client::{EndpointError, HubEndpoint};
+use crate::cluster::connect::ConnectError;
+use crate::cluster::marker::MarkerMessage;
+use crate::cluster::NatsConfigError;
 
-/// Sends one marker; the error says what went wrong in words a shell user can act on.
-pub async fn send(args: &MarkArgs) -> Result<(), String> {
+/// How long a hub or JetStream has to take the marker.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Why a marker was not sent, in words a shell user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkError {
+    #[error(transparent)]
+    Hub(#[from] EndpointError),
+    #[error("give the hub (--hub URL) or NATS (--nats URL)")]
+    NoTarget,
+    #[error("talking to the hub at {authority}: {why}")]
+    Io { authority: String, why: String },
+    #[error("the {0} did not answer in 10 s")]
+    Timeout(String),
+    #[error("the hub refused the marker: {status_line}: {reason}")]
+    Refused { status_line: String, reason: String },
+    #[error("bad marker: empty text")]
+    Empty,
+    #[error(transparent)]
+    NatsConfig(#[from] NatsConfigError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("NATS at {servers} did not take the marker: {why}")]
+    Publish { servers: String, why: String },
+}
+
+/// Sends one marker, to the hub or (with `--nats`) to the cluster's stream.
+pub async fn send(args: &MarkArgs) -> Result<(), MarkError> {
+    if args.cluster.given() {
+        return publish(args).await;
+    }
+    let Some(hub) = args.hub.as_deref() else {
+        return Err(MarkError::NoTarget);
+    };
     // The URL given to agents or --connect works here too.
-    let url = args.hub.trim_end_matches('/');
+    let url = hub.trim_end_matches('/');
     let url = url
         .strip_suffix("/ws")
         .or(url.strip_suffix("/agent"))
@@ -43,10 +79,15 @@ pub async fn send(args: &MarkArgs) -> Result<(), String> {
         stream.take(64 * 1024).read_to_end(&mut response).await?;
         Ok::<_, std::io::Error>(String::from_utf8_lossy(&response).into_owned())
     };
-    let response = match tokio::time::timeout(Duration::from_secs(10), exchange).await {
+    let response = match tokio::time::timeout(PATIENCE, exchange).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(format!("talking to the hub at {authority}: {e}")),
-        Err(_) => return Err(format!("the hub at {authority} did not answer in 10 s")),
+        Ok(Err(e)) => {
+            return Err(MarkError::Io {
+                authority,
+                why: e.to_string(),
+            })
+        }
+        Err(_) => return Err(MarkError::Timeout(format!("hub at {authority}"))),
     };
     let status_line = response.lines().next().unwrap_or("");
     let status = status_line.split(' ').nth(1).unwrap_or("");
@@ -54,7 +95,34 @@ pub async fn send(args: &MarkArgs) -> Result<(), String> {
         return Ok(());
     }
     let reason = response.split("\r\n\r\n").nth(1).unwrap_or("").trim();
-    Err(format!(
-        "the hub refused the marker: {status_line}: {reason}"
-    ))
+    Err(MarkError::Refused {
+        status_line: status_line.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
+/// `mark --nats`: the marker on `supergrep.markers`, taken once JetStream acks it.
+async fn publish(args: &MarkArgs) -> Result<(), MarkError> {
+    let settings = args.cluster.to_config(args.tls_ca.clone()).validated()?;
+    let ts = crate::line::format_ts(std::time::SystemTime::now());
+    let marker = MarkerMessage::new(ts, &args.text.join(" ")).ok_or(MarkError::Empty)?;
+    let servers = settings.display();
+    let failed = |why: String| MarkError::Publish {
+        servers: servers.clone(),
+        why,
+    };
+    let sent = async {
+        let client = crate::cluster::connect::connect(&settings, "supergrep mark").await?;
+        let js = async_nats::jetstream::new(client);
+        js.publish(crate::cluster::subject::MARKERS, marker.to_json().into())
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(())
+    };
+    match tokio::time::timeout(PATIENCE, sent).await {
+        Ok(r) => r,
+        Err(_) => Err(MarkError::Timeout(format!("NATS at {servers}"))),
+    }
 }

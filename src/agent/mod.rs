@@ -9,6 +9,7 @@
 //! across restarts of the agent.
 
 mod frame;
+mod publish;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -83,9 +84,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if targets.is_empty() {
         return Err(UsageError("no file given: name one or more PATHs to ship".into()).into());
     }
+    if args.cluster.given() {
+        return publish::run(&args, name, resume, targets).await;
+    }
+    let Some(hub) = args.hub.as_deref() else {
+        return Err(UsageError("give the hub (--hub URL) or NATS (--nats URL)".into()).into());
+    };
     let mut agent = Agent {
         hub: HubEndpoint::new(
-            &args.hub,
+            hub,
             "/agent",
             args.token.as_deref(),
             args.tls_ca.as_deref(),
@@ -107,22 +114,35 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         sent_here: 0,
         acked_here: 0,
     };
-    let config = TailConfig {
-        start: StartAt::LastLines(0),
-        host: name,
-        set: args.set.clone(),
-        resume,
-        // Catching up, bigger batches cost the agent and the hub less per line
-        // (measured: 256 KiB 0.42-0.58 s, 1 MiB 0.30-0.35 s, 4 MiB 0.35-0.49 s for
-        // 279 MB); following, a batch is whatever was appended, as before.
-        read_chunk: 1 << 20,
-        ..TailConfig::default()
-    };
-    let (tx, mut rx) = crate::source::events::channel(4);
-    tail::spawn(targets, config, tx).context("starting the tailer")?;
+    // Catching up, bigger batches cost the agent and the hub less per line
+    // (measured: 256 KiB 0.42-0.58 s, 1 MiB 0.30-0.35 s, 4 MiB 0.35-0.49 s for
+    // 279 MB); following, a batch is whatever was appended, as before.
+    let mut rx = start_tailer(targets, name, &args.set, resume, 1 << 20)?;
     let result = agent.ship(&mut rx).await;
     agent.save();
     result
+}
+
+/// The tailer of every agent: new lines only (or from the saved offsets), batches of
+/// at most `read_chunk` bytes while catching up.
+fn start_tailer(
+    targets: Vec<Target>,
+    host: String,
+    set: &str,
+    resume: HashMap<PathBuf, Resume>,
+    read_chunk: usize,
+) -> anyhow::Result<EventReceiver> {
+    let config = TailConfig {
+        start: StartAt::LastLines(0),
+        host,
+        set: set.to_owned(),
+        resume,
+        read_chunk,
+        ..TailConfig::default()
+    };
+    let (tx, rx) = crate::source::events::channel(4);
+    tail::spawn(targets, config, tx).context("starting the tailer")?;
+    Ok(rx)
 }
 
 impl Agent {
@@ -396,15 +416,25 @@ impl Agent {
         }
     }
 
-    /// Writes the acknowledged offsets (atomically: a crash leaves the old file).
     fn save(&mut self) {
         let Some(path) = &self.state_file else { return };
-        if !self.dirty {
-            return;
+        if self.dirty && save_state(path, &mut self.acked) {
+            self.dirty = false;
         }
+    }
+
+    fn display(&self) -> &str {
+        self.hub.display()
+    }
+}
+
+/// Writes the acknowledged offsets (atomically: a crash leaves the old file); false
+/// when it could not (said in the log).
+fn save_state(path: &Path, acked: &mut HashMap<PathBuf, Resume>) -> bool {
+    {
         // The bytes before each new offset, read from the file itself while it is
         // still the one acknowledged (not rotated away: then none are noted).
-        for (file, resume) in &mut self.acked {
+        for (file, resume) in acked.iter_mut() {
             if resume.before.is_none() {
                 let opened =
                     crate::regular_file::open(file).map(|(f, meta)| resume.is(&meta).then_some(f));
@@ -414,20 +444,19 @@ impl Agent {
             }
         }
         let tmp = path.with_extension("tmp");
-        let json = match serde_json::to_string_pretty(&self.acked) {
+        let json = match serde_json::to_string_pretty(&*acked) {
             Ok(j) => j,
-            Err(_) => return,
+            Err(_) => return false,
         };
         let written = crate::regular_file::create(&tmp)
             .and_then(|mut f| std::io::Write::write_all(&mut f, json.as_bytes()));
         match written.and_then(|()| std::fs::rename(&tmp, path)) {
-            Ok(()) => self.dirty = false,
-            Err(e) => tracing::warn!("cannot write the state file {}: {e}", path.display()),
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("cannot write the state file {}: {e}", path.display());
+                false
+            }
         }
-    }
-
-    fn display(&self) -> &str {
-        self.hub.display()
     }
 }
 

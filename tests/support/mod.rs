@@ -12,6 +12,7 @@
 //! - [`agent`]: `supergrep agent`, a proxy that loses the hub's answers, a writer of
 //!   numbered lines and the "exactly once" check;
 //! - [`irc`]: a private `ngircd` and a small IRC client;
+//! - [`nats`]: a real three-node NATS JetStream cluster on loopback;
 //! - [`cdp`]: a headless Chromium driven over the DevTools protocol;
 //! - [`tool`]: a system program the tests run (ngircd, rsyslogd, logrotate, …);
 //! - [`filter`]: the line filter of DESIGN §4 with the `regex` crate, the reference
@@ -34,6 +35,7 @@ pub mod hostile;
 pub mod http;
 pub mod hub;
 pub mod irc;
+pub mod nats;
 pub mod proc;
 pub mod wait;
 pub mod ws;
