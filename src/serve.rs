@@ -30,6 +30,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Config::load(path).map_err(UsageError::of)?,
         None => Config::default(),
     };
+    if config.nats.is_some() {
+        // Said, not ignored: a hub that silently served only its own sources would
+        // look like a cluster that lost every agent's lines.
+        return Err(UsageError(
+            "[nats]: a hub does not read NATS yet (agents and `mark` publish to it; the \
+             hub's side of the cluster is still being built): remove the section to run \
+             this hub on its own sources"
+                .into(),
+        )
+        .into());
+    }
     if let Some(lines) = args.backlog {
         config.limits.backlog_lines = lines;
     }

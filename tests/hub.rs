@@ -1818,6 +1818,11 @@ fn config_errors_exit_2_and_name_the_key() {
             "[[irc]]\nserver = \"irc://h\"\nchannel = \"#c\"\nrate = 0.0\n",
             "rate",
         ),
+        // Hubs do not read NATS yet: said, not silently ignored.
+        (
+            "[nats]\nservers = [\"nats://127.0.0.1:4222\"]\n",
+            "a hub does not read NATS yet",
+        ),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let config = dir.path().join(format!("bad{i}.toml"));
