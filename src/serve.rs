@@ -342,7 +342,11 @@ async fn start_syslog(
 
 /// Each `[[irc]]` of the config: an ordinary subscription whose sink posts to IRC.
 /// A dead IRC server only fills that sink's bounded queue.
-async fn start_irc_sinks(hub: &Hub, config: &Config, shutdown: &Shutdown) -> anyhow::Result<()> {
+async fn start_irc_sinks(
+    hub: &Arc<Hub>,
+    config: &Config,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
     for (i, sink) in config.irc.iter().enumerate() {
         let options = IrcOptions::new(IrcSettings {
             url: &sink.url(),
@@ -370,14 +374,20 @@ async fn start_irc_sinks(hub: &Hub, config: &Config, shutdown: &Shutdown) -> any
             spans: Spans::wanted_if(sink.color),
         };
         let queue = Arc::new(SinkQueue::new(1000, kind));
-        hub.subscribe(hub.owner().key(), subscription, queue.clone(), 0)
+        let mut subscriber = hub.subscriber(queue.clone());
+        subscriber
+            .subscribe(subscription, 0)
             .await
             .map_err(|e| UsageError(format!("irc[{i}]: {e}")))?;
-        tokio::spawn(crate::irc::run(
-            options,
-            queue,
-            Some(shutdown.handle(Kind::Irc)),
-        ));
+        let handle = shutdown.handle(Kind::Irc);
+        // The subscription lives as long as its sink does, and goes before the stop
+        // is told the sink ended (it holds the hub).
+        let held = handle.clone();
+        tokio::spawn(async move {
+            crate::irc::run(options, queue, Some(handle)).await;
+            drop(subscriber);
+            drop(held);
+        });
     }
     Ok(())
 }

@@ -228,16 +228,20 @@ impl Plan {
         };
         let sink = Arc::new(SinkQueue::new(4096, kind));
         let hub = Hub::new(Limits::default(), 0);
-        if let Some((_, queue)) = &irc {
-            hub.subscribe_blocking(
-                hub.owner().key(),
-                self.subscription.clone(),
-                queue.clone(),
-                0,
-            )
-            .map_err(|e| UsageError(e.to_string()))?;
-        }
-        hub.subscribe_blocking(hub.owner().key(), self.subscription, sink.clone(), 0)
+        // Held to the end of the run: dropping one would end its subscription.
+        let _irc_subscriber = match &irc {
+            Some((_, queue)) => {
+                let mut subscriber = hub.subscriber(queue.clone());
+                subscriber
+                    .subscribe_blocking(self.subscription.clone(), 0)
+                    .map_err(|e| UsageError(e.to_string()))?;
+                Some(subscriber)
+            }
+            None => None,
+        };
+        let mut printer_subscriber = hub.subscriber(sink.clone());
+        printer_subscriber
+            .subscribe_blocking(self.subscription, 0)
             .map_err(|e| UsageError(e.to_string()))?;
 
         // Small: each batch may hold up to `read_chunk` bytes.

@@ -4,8 +4,8 @@
 //! [`SinkQueue`].
 //!
 //! Ingest runs on a thread of its own (matching is CPU work); subscribers come and go
-//! from any thread through [`Hub::subscribe`] and [`Hub::unsubscribe`], which rebuild
-//! the matcher off this thread and swap it in. A subscription is compiled first, on
+//! from any thread, each through its [`Subscriber`] (its keys, its sink, its
+//! subscriptions), which has the matcher rebuilt off this thread and swapped in. A subscription is compiled first, on
 //! the [`compile`] threads, and only then joins the rebuild: a slow compile delays
 //! nobody else's subscribe. One whose cost would slow every line for everyone is
 //! evaluated apart ([`isolated`]): when it cannot keep up, it alone drops lines.
@@ -15,6 +15,7 @@ pub mod compile;
 pub mod isolated;
 pub mod memory;
 pub mod queue;
+mod subscriber;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,7 @@ use backlog::{Backlog, Entry};
 pub use queue::{
     BatchMatches, Delivery, Found, Overflow, SinkKind, SinkQueue, Spans, Taken, Takes,
 };
+pub use subscriber::Subscriber;
 
 /// Asked the compiled size of a subscription's patterns so far, after each one
 /// compiled: an error stops the compile (see [`Hub::subscribe_admitting`]).
@@ -211,9 +213,9 @@ impl Hub {
         })
     }
 
-    /// A new holder of subscriptions (a client, a sink): the keys it hands out are
-    /// its own, and [`unsubscribe_owner`](Self::unsubscribe_owner) ends them all.
-    pub fn owner(&self) -> Owner {
+    /// A new holder's keys (see [`Subscriber`], the only holder): the keys it hands
+    /// out are its own, and [`unsubscribe_owner`](Self::unsubscribe_owner) ends them all.
+    fn owner(&self) -> Owner {
         self.keys.owner()
     }
 
@@ -221,11 +223,12 @@ impl Hub {
     /// [`owner`](Self::owner); each key is subscribed once). Returns the up to `backlog` most recent matching lines the
     /// ring holds: exactly those ingested before the subscription took effect, so
     /// together with what `sink` receives next nothing is missing or doubled.
+    /// Subscribers call it through their [`Subscriber`].
     ///
     /// The subscription is compiled first on a compile thread, then the matcher thread
     /// applies every change waiting at once with one rebuild; this waits without
     /// blocking the runtime.
-    pub async fn subscribe(
+    async fn subscribe(
         &self,
         key: SubKey,
         sub: Subscription,
@@ -241,7 +244,7 @@ impl Hub {
     /// is asked after each pattern compiled (see [`Registry::compile`]), `admit`
     /// once it is all compiled and before it joins the matcher; either's error
     /// refuses the subscribe.
-    pub async fn subscribe_admitting(
+    async fn subscribe_admitting(
         &self,
         key: SubKey,
         sub: Subscription,
@@ -267,7 +270,7 @@ impl Hub {
     /// [`subscribe`](Self::subscribe) for a thread outside any runtime (the terminal's):
     /// the same steps, awaited on a runtime of this thread's own (it only waits on
     /// the compile and matcher threads' answers: no I/O, no timers).
-    pub fn subscribe_blocking(
+    fn subscribe_blocking(
         &self,
         key: SubKey,
         sub: Subscription,
@@ -363,12 +366,14 @@ impl Hub {
         })
     }
 
+    /// Ends subscription `key`: for its [`Subscriber`], and for one given up to the
+    /// budgets (its holder learns so from them, and forgets its id then).
     pub fn unsubscribe(&self, key: SubKey) {
         self.unsubscribe_where(move |k| k == key);
     }
 
-    /// Removes every subscription of `owner` (a client that went).
-    pub fn unsubscribe_owner(&self, owner: OwnerId) {
+    /// Removes every subscription of `owner` (a [`Subscriber`] that went).
+    fn unsubscribe_owner(&self, owner: OwnerId) {
         self.unsubscribe_where(move |k| k.owner() == owner);
     }
 

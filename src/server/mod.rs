@@ -7,6 +7,7 @@ mod host;
 mod http;
 mod metrics;
 mod session;
+mod subscriptions;
 mod ui;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};

@@ -2,7 +2,6 @@
 //! its own bounded queue. One task per client does both, so replies such as a
 //! subscription's backlog always go out before that subscription's live lines.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,12 +11,10 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 
-use super::budget::Account;
+use super::subscriptions::{Asked, Subscriptions};
 use super::ServerState;
-use crate::hub::{Delivery, Notice, Overflow, SinkKind, SinkQueue, Spans, Taken, Takes, Within};
+use crate::hub::{Delivery, Notice, Overflow, SinkKind, SinkQueue, Spans, Taken, Takes};
 use crate::line::format_ts;
-use crate::matcher::registry::Compiled;
-use crate::matcher::{CompileError, StreamSelector, SubKey, Subscription};
 use crate::protocol::{self, code, ClientMsg, ServerMsg, WireStream, VERSION};
 
 const PING_EVERY: Duration = Duration::from_secs(20);
@@ -32,14 +29,8 @@ struct Gone;
 struct Session {
     state: Arc<ServerState>,
     client: u64,
-    queue: Arc<SinkQueue>,
-    /// Client's id → hub key, and back.
-    keys: HashMap<String, SubKey>,
-    ids: HashMap<SubKey, String>,
-    /// The patterns this client holds, against its budgets.
-    account: Account,
-    /// Hands out this client's subscription keys.
-    owner: crate::subkey::Owner,
+    /// Its subscriptions, their ids, keys and budget (all they hold goes with it).
+    subs: Subscriptions,
     socket: WebSocket,
 }
 
@@ -57,21 +48,19 @@ pub async fn run(
         spans: Spans::Wanted,
     };
     let queue = Arc::new(SinkQueue::new(state.limits.client_queue, kind));
+    let subs = Subscriptions::new(
+        state.hub.subscriber(queue),
+        state.budgets.open(client, peer),
+        state.limits,
+    );
     let mut session = Session {
         state: state.clone(),
         client,
-        queue: queue.clone(),
-        keys: HashMap::new(),
-        ids: HashMap::new(),
-        account: state.budgets.open(client, peer),
-        owner: state.hub.owner(),
+        subs,
         socket,
     };
-    let owner = session.owner.id();
     let _ = session.serve(&shutdown).await;
-    queue.close();
-    state.hub.unsubscribe_owner(owner);
-    // The budget goes back once the hub has let go of the subscriptions.
+    // Its queue closes, the hub lets go of its subscriptions, then the budgets do.
     drop(session);
     state.clients.fetch_sub(1, Ordering::Relaxed);
     drop(shutdown);
@@ -93,8 +82,8 @@ impl Session {
         .await?;
         let mut ping = tokio::time::interval(PING_EVERY);
         let mut last_heard = Instant::now();
-        let queue = self.queue.clone();
-        let revoked = self.account.wake();
+        let queue = self.subs.queue().clone();
+        let revoked = self.subs.wake();
         loop {
             tokio::select! {
                 () = shutdown.stopping() => {
@@ -167,9 +156,14 @@ impl Session {
                 streams,
                 backlog,
             } => {
-                let reply = self
-                    .subscribe(&id, include, exclude, ignore_case, streams, backlog)
-                    .await;
+                let asked = Asked {
+                    include,
+                    exclude,
+                    ignore_case,
+                    streams,
+                    backlog,
+                };
+                let reply = self.subs.subscribe(&id, asked).await;
                 match reply {
                     Ok(recent) => {
                         self.send(&ServerMsg::Subscribed { id: id.clone() }).await?;
@@ -184,19 +178,14 @@ impl Session {
                     }
                 }
             }
-            ClientMsg::Unsubscribe { id } => match self.keys.remove(&id) {
-                Some(key) => {
-                    self.ids.remove(&key);
-                    self.state.hub.unsubscribe(key);
-                    self.account.release(key);
-                    Ok(())
+            ClientMsg::Unsubscribe { id } => {
+                if self.subs.unsubscribe(&id) {
+                    return Ok(());
                 }
-                None => {
-                    let message = format!("no subscription {id:?}");
-                    self.send(&ServerMsg::error(Some(&id), code::BAD_REQUEST, message))
-                        .await
-                }
-            },
+                let message = format!("no subscription {id:?}");
+                self.send(&ServerMsg::error(Some(&id), code::BAD_REQUEST, message))
+                    .await
+            }
             ClientMsg::Context {
                 id,
                 stream,
@@ -228,104 +217,10 @@ impl Session {
         }
     }
 
-    /// Registers a subscription; on success returns its backlog lines.
-    async fn subscribe(
-        &mut self,
-        id: &str,
-        include: Vec<String>,
-        exclude: Vec<String>,
-        ignore_case: bool,
-        streams: Option<Vec<String>>,
-        backlog: usize,
-    ) -> Result<Vec<Delivery>, ServerMsg> {
-        let limits = &self.state.limits;
-        let bad = |code: &str, message: String| ServerMsg::error(Some(id), code, message);
-        if id.is_empty() || id.len() > 256 {
-            return Err(bad(
-                code::BAD_REQUEST,
-                "a subscription needs an id of 1 to 256 bytes".into(),
-            ));
-        }
-        let replacing = self.keys.get(id).copied();
-        if replacing.is_none() && self.keys.len() >= limits.max_subscriptions_per_client {
-            return Err(bad(
-                code::TOO_MANY_SUBSCRIPTIONS,
-                format!(
-                    "at most {} subscriptions per client",
-                    limits.max_subscriptions_per_client
-                ),
-            ));
-        }
-        let count = include.len() + exclude.len();
-        let streams = StreamSelector::new(&streams.unwrap_or_default())
-            .map_err(|e| bad(code::BAD_REQUEST, e.to_string()))?;
-        let given_up = self
-            .account
-            .reserve(count, replacing)
-            .map_err(|r| bad(r.limit.code(), r.message))?;
-        // Others' subscriptions that gave way: out of the matcher before ours is in.
-        for key in given_up {
-            self.state.hub.unsubscribe(key);
-        }
-        let sub = Subscription {
-            include,
-            exclude,
-            ignore_case,
-            streams,
-        };
-        // A replaced subscription gets a new key, so matches of the old filter still
-        // in the queue are recognised and left out.
-        let key = self.owner.key();
-        let backlog = backlog.min(limits.max_backlog_request);
-        // Its compiled size counts against the budgets before it joins the matcher.
-        let mut bytes = 0;
-        let account = &self.account;
-        let check = account.bytes_check(replacing);
-        let within: Within = Arc::new(move |size| Ok(check.check(size)?));
-        let admit = |compiled: &Compiled| {
-            let size = compiled.compiled_bytes();
-            account.reserve_bytes(size, replacing)?;
-            bytes = size;
-            Ok(())
-        };
-        let subscribed = self
-            .state
-            .hub
-            .subscribe_admitting(key, sub, self.queue.clone(), backlog, within, admit)
-            .await;
-        if subscribed.is_err() {
-            self.account.cancel(count, bytes);
-        }
-        let recent = subscribed.map_err(|e| match e {
-            CompileError::Pattern(e) => ServerMsg::Error {
-                id: Some(id.to_owned()),
-                code: e.code().into(),
-                message: e.to_string(),
-                pattern: Some(e.pattern().to_owned()),
-            },
-            // The code names the limit hit (`CompileError::code`); the matcher's own
-            // bounds (the compiled size of all patterns, say) are the hub's budget.
-            other => bad(other.code(), other.to_string()),
-        })?;
-        if let Some(old) = replacing {
-            self.state.hub.unsubscribe(old);
-            self.ids.remove(&old);
-        }
-        self.account.commit(key, count, bytes, replacing);
-        self.keys.insert(id.to_owned(), key);
-        self.ids.insert(key, id.to_owned());
-        Ok(recent)
-    }
-
     /// Subscriptions given up to make room for an address within its share: the hub
     /// has let go of them already; the client is told, by their ids.
     async fn tell_revoked(&mut self) -> Result<(), Gone> {
-        for (key, why) in self.account.revoked() {
-            // Replaced or unsubscribed meanwhile: nothing to tell.
-            let Some(id) = self.ids.remove(&key) else {
-                continue;
-            };
-            self.keys.remove(&id);
+        for (id, why) in self.subs.revoked() {
             tracing::info!(client = self.client, id, "subscription dropped: {why}");
             let message = format!("subscription {id:?} {why}");
             self.send(&ServerMsg::error(Some(&id), code::HUB_BUDGET, message))
@@ -336,7 +231,7 @@ impl Session {
 
     async fn deliver(&mut self, taken: Taken<Delivery>) -> Result<(), Gone> {
         for (key, count) in &taken.dropped {
-            if let Some(id) = self.ids.get(key).cloned() {
+            if let Some(id) = self.subs.id_of(*key).map(str::to_owned) {
                 self.state
                     .hub
                     .counters
@@ -351,7 +246,7 @@ impl Session {
             let run = rest.iter().take_while(|d| d.sub == first.sub).count();
             let (group, tail) = rest.split_at(run);
             rest = tail;
-            if let Some(id) = self.ids.get(&first.sub).cloned() {
+            if let Some(id) = self.subs.id_of(first.sub).map(str::to_owned) {
                 self.send_lines(&id, group).await?;
             }
         }
