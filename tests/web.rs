@@ -403,6 +403,9 @@ async fn reload_restores_the_view_from_the_url() {
         "include": ["alpha", "beta"], "exclude": ["skip"], "highlight": ["gamma"],
         "icase": false, "wrap": false, "wrapped": false, "cap": "1000", "marks": ["gamma"],
     });
+    // Highlights are painted by a worker, after the lines: waited for, not raced.
+    let marks = "document.querySelectorAll('#lines mark.hl').length > 0";
+    s.page.wait_for("the highlight marks", marks, check).await;
     assert_eq!(s.page.eval(check).await, expected);
 
     // Reload: the same view, and the hub's backlog fills it again at once.
@@ -410,6 +413,7 @@ async fn reload_restores_the_view_from_the_url() {
     s.page.reload().await;
     wait_ready(&mut s.page).await;
     assert_eq!(wait_lines(&mut s.page, 3).await, want);
+    s.page.wait_for("the highlight marks", marks, check).await;
     assert_eq!(s.page.eval(check).await, expected);
 
     // A pasted link opens the same view too.
@@ -417,6 +421,7 @@ async fn reload_restores_the_view_from_the_url() {
     s.page.goto(url.as_str().unwrap()).await;
     wait_ready(&mut s.page).await;
     assert_eq!(wait_lines(&mut s.page, 3).await, want);
+    s.page.wait_for("the highlight marks", marks, check).await;
     assert_eq!(s.page.eval(check).await, expected);
     s.page.assert_no_problems();
 }
