@@ -51,7 +51,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let sets = log_sets(&args, &config, demo.as_ref().map(|d| d.glob.as_str()));
 
     let limits = config.limits;
-    let hub = Hub::new(
+    // The stop waits for the hub to be freed, and for its own threads (matcher,
+    // compile, isolated workers) to end with it.
+    let hub = Hub::new_stopped_by(
         Limits {
             max_patterns: limits.max_patterns,
             pattern_size: limits.max_pattern_bytes,
@@ -59,8 +61,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..Limits::default()
         },
         limits.backlog_lines,
+        Some(shutdown.handle(Kind::Hub)),
     );
     let hub_alive = Arc::downgrade(&hub);
+    let hub_threads = hub.joins();
     let (tx, rx) = crate::source::events::channel(64);
     let tailer = follow_sets(&sets, limits.max_line, tx.clone(), &shutdown)?;
     // Failed accepts of every accept loop, for /metrics.
@@ -132,10 +136,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Every session says goodbye (a close frame), every listener closes, the
     // tailer is woken to stop, and ingest ends once every source has; the stop
-    // waits for all of them, then the threads are joined. The hub's own threads
-    // (matcher, compile, isolated workers) end with the hub, once ingest and the
-    // server let go of it. None holds anything to save: the hub keeps no state on
-    // disk, and what they hold in memory goes with the process.
+    // waits for all of them, and for the hub's own threads (matcher, compile,
+    // isolated workers), which end once ingest and the server let go of the hub;
+    // then the threads are joined. None holds anything to save: the hub keeps no
+    // state on disk, and what they hold in memory goes with the process.
     if let Some((stop, _)) = &tailer {
         stop.stop();
     }
@@ -163,10 +167,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             given_up(Kind::DemoWriter),
         );
     }
-    // Not joined (their handles are the hub's), they end once the hub is freed.
     if hub_alive.strong_count() == 0 {
-        tracing::debug!("stopping: the hub is freed (its matcher and workers end with it)");
+        tracing::debug!("stopping: the hub is freed");
     }
+    hub_threads.join(still.as_ref());
     Ok(())
 }
 
