@@ -13,7 +13,7 @@ use crate::hub::{Hub, Overflow, SinkKind, SinkQueue, Spans, Takes};
 use crate::irc::{IrcOptions, IrcSetting, IrcSettings};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::server::{self, ServerState};
-use crate::shutdown::{Kind, Shutdown};
+use crate::shutdown::{join_thread as join, Kind, Shutdown};
 use crate::source::agent_ingest::AgentIngest;
 use crate::source::glob::Target;
 use crate::source::tail::{self, StartAt, Stop, TailConfig, TailSummary};
@@ -172,19 +172,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     hub_threads.join(still.as_ref());
     Ok(())
-}
-
-/// Joins one of the hub's threads once the stop is done: at once, as it dropped
-/// its handle on its way out, unless the stop gave up on it (`given_up`), which
-/// then ends with the process.
-fn join<T>(name: &str, thread: std::thread::JoinHandle<T>, given_up: bool) {
-    if given_up {
-        return;
-    }
-    match thread.join() {
-        Ok(_) => tracing::debug!("stopping: joined the {name} thread"),
-        Err(_) => tracing::error!("stopping: the {name} thread had panicked"),
-    }
 }
 
 /// `--demo`'s logs, their glob and the thread that writes them.

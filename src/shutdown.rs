@@ -304,6 +304,19 @@ pub fn spawn_thread<T: Send + 'static>(
         })
 }
 
+/// Joins a thread of [`spawn_thread`] once the stop is done: at once, as it dropped
+/// its handle on its way out, unless the stop gave up on it (`given_up`), which then
+/// ends with the process.
+pub fn join_thread<T>(name: &str, thread: std::thread::JoinHandle<T>, given_up: bool) {
+    if given_up {
+        return;
+    }
+    match thread.join() {
+        Ok(_) => tracing::debug!("stopping: joined the {name} thread"),
+        Err(_) => tracing::error!("stopping: the {name} thread had panicked"),
+    }
+}
+
 impl Clone for Handle {
     /// Another handle of the same kind (axum's extractors clone what they hand out).
     fn clone(&self) -> Handle {

@@ -23,8 +23,9 @@ use crate::client::{jitter, ConnectError, HubEndpoint, Ws};
 use crate::exit::UsageError;
 use crate::line::{format_ts, local_hostname};
 use crate::protocol::{AgentMsg, HubMsg, VERSION};
+use crate::shutdown::{join_thread, Kind, Shutdown};
 use crate::source::glob::Target;
-use crate::source::tail::{self, Resume, StartAt, TailConfig};
+use crate::source::tail::{self, Resume, StartAt, Stop, TailConfig};
 use crate::source::{EventReceiver, SourceEvent};
 use frame::LinesFrame;
 
@@ -36,6 +37,9 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 /// A hub silent this long (not even a pong) is taken for dead.
 const DEAD_AFTER: Duration = Duration::from_secs(45);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How long a stop waits for the tailer to end (it is woken at once; a read of a
+/// hung network file system could hold it): then it is given up on.
+const STOP_WITHIN: Duration = Duration::from_secs(5);
 
 struct Pending {
     batch: u64,
@@ -107,7 +111,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         sent_here: 0,
         acked_here: 0,
     };
-    let config = TailConfig {
+    let mut config = TailConfig {
         start: StartAt::LastLines(0),
         host: name,
         set: args.set.clone(),
@@ -118,10 +122,33 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         read_chunk: 1 << 20,
         ..TailConfig::default()
     };
+    let stop = Stop::new().context("starting the tailer")?;
+    config.stop = Some(stop.clone());
+    let shutdown = Shutdown::new();
     let (tx, mut rx) = crate::source::events::channel(4);
-    tail::spawn(targets, config, tx).context("starting the tailer")?;
+    let set = config.set.clone();
+    let tailer = tail::spawn_sets(
+        vec![(set, targets)],
+        config,
+        tx,
+        Some(shutdown.handle(Kind::Tailer)),
+    )
+    .context("starting the tailer")?;
     let result = agent.ship(&mut rx).await;
+    // First, so that a tailer slow to end cannot cost what the hub acknowledged.
     agent.save();
+    // What it read and the hub did not acknowledge is read again next time (from
+    // the state file's offsets): dropped, which also ends a send it waits in.
+    stop.stop();
+    drop(rx);
+    let given_up = match shutdown.stop(STOP_WITHIN).await {
+        Ok(()) => false,
+        Err(still) => {
+            tracing::warn!("stopping: gave up after {STOP_WITHIN:?} on: {still}");
+            true
+        }
+    };
+    join_thread("tailer", tailer, given_up);
     result
 }
 
