@@ -30,11 +30,18 @@ fn main() -> ExitCode {
 }
 
 fn terminal(cli: &Cli) -> ExitCode {
-    let plan = match Plan::new(&cli.grep) {
+    let mut plan = match Plan::new(&cli.grep) {
         Ok(plan) => plan,
         Err(e) => return fail(&e.into()),
     };
-    watch_signals();
+    let stop = match supergrep::source::tail::Stop::new() {
+        Ok(stop) => plan.stop_with(stop.clone()).then_some(stop),
+        Err(e) => {
+            tracing::warn!("a signal will end this at once: {e}");
+            None
+        }
+    };
+    watch_signals(stop);
     watch_stdout();
     match plan.run() {
         Ok(outcome) => outcome.code(),
@@ -99,10 +106,17 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// How long a signal waits for terminal mode to end by itself (its tailer stopped,
+/// what it read printed) before it ends it: an IRC sink's server can hold it.
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Terminal mode runs on plain threads; a small runtime waits for Ctrl-C or
-/// SIGTERM and ends the program normally (status 0): output is flushed as it is
-/// written, so there is nothing to save.
-fn watch_signals() {
+/// SIGTERM. Following files (`stop`), it stops the tailer: what was read is still
+/// matched and printed, and the threads are joined, then the program ends normally
+/// (status 0) from `main`; this thread ends it only if that takes longer than
+/// [`STOP_WITHIN`]. Otherwise (standard input, `--connect`, `--no-follow`) it ends
+/// the program at once, status 0: output is flushed as it is written.
+fn watch_signals(stop: Option<supergrep::source::tail::Stop>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -125,6 +139,11 @@ fn watch_signals() {
         .spawn(move || {
             if !early {
                 runtime.block_on(terminated);
+            }
+            if let Some(stop) = stop {
+                stop.stop();
+                std::thread::sleep(STOP_WITHIN);
+                tracing::warn!("stopping: gave up after {STOP_WITHIN:?}");
             }
             std::process::exit(0);
         });

@@ -13,7 +13,7 @@ use crate::hub::{Hub, Overflow, SinkKind, SinkQueue, Spans, Takes};
 use crate::irc::{IrcOptions, IrcSetting, IrcSettings};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::server::{self, ServerState};
-use crate::shutdown::{Kind, Shutdown};
+use crate::shutdown::{join_thread as join, Kind, Shutdown};
 use crate::source::agent_ingest::AgentIngest;
 use crate::source::glob::Target;
 use crate::source::tail::{self, StartAt, Stop, TailConfig, TailSummary};
@@ -62,7 +62,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let sets = log_sets(&args, &config, demo.as_ref().map(|d| d.glob.as_str()));
 
     let limits = config.limits;
-    let hub = Hub::new(
+    // The stop waits for the hub to be freed, and for its own threads (matcher,
+    // compile, isolated workers) to end with it.
+    let hub = Hub::new_stopped_by(
         Limits {
             max_patterns: limits.max_patterns,
             pattern_size: limits.max_pattern_bytes,
@@ -70,8 +72,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..Limits::default()
         },
         limits.backlog_lines,
+        Some(shutdown.handle(Kind::Hub)),
     );
     let hub_alive = Arc::downgrade(&hub);
+    let hub_threads = hub.joins();
     let (tx, rx) = crate::source::events::channel(64);
     let tailer = follow_sets(&sets, limits.max_line, tx.clone(), &shutdown)?;
     // Failed accepts of every accept loop, for /metrics.
@@ -143,10 +147,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Every session says goodbye (a close frame), every listener closes, the
     // tailer is woken to stop, and ingest ends once every source has; the stop
-    // waits for all of them, then the threads are joined. The hub's own threads
-    // (matcher, compile, isolated workers) end with the hub, once ingest and the
-    // server let go of it. None holds anything to save: the hub keeps no state on
-    // disk, and what they hold in memory goes with the process.
+    // waits for all of them, and for the hub's own threads (matcher, compile,
+    // isolated workers), which end once ingest and the server let go of the hub;
+    // then the threads are joined. None holds anything to save: the hub keeps no
+    // state on disk, and what they hold in memory goes with the process.
     if let Some((stop, _)) = &tailer {
         stop.stop();
     }
@@ -174,24 +178,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             given_up(Kind::DemoWriter),
         );
     }
-    // Not joined (their handles are the hub's), they end once the hub is freed.
     if hub_alive.strong_count() == 0 {
-        tracing::debug!("stopping: the hub is freed (its matcher and workers end with it)");
+        tracing::debug!("stopping: the hub is freed");
     }
+    hub_threads.join(still.as_ref());
     Ok(())
-}
-
-/// Joins one of the hub's threads once the stop is done: at once, as it dropped
-/// its handle on its way out, unless the stop gave up on it (`given_up`), which
-/// then ends with the process.
-fn join<T>(name: &str, thread: std::thread::JoinHandle<T>, given_up: bool) {
-    if given_up {
-        return;
-    }
-    match thread.join() {
-        Ok(_) => tracing::debug!("stopping: joined the {name} thread"),
-        Err(_) => tracing::error!("stopping: the {name} thread had panicked"),
-    }
 }
 
 /// `--demo`'s logs, their glob and the thread that writes them.

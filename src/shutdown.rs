@@ -9,10 +9,10 @@
 //! (a task that looks after it was sent still sees it, where a broadcast receiver
 //! made late would wait forever; and waiting on it clones nothing), and each
 //! handle counts under its [`Kind`], so a stop that hits the bound says which tasks
-//! were still running. The hub's own OS threads (the tailer, ingest, the demo's
-//! writer) hold handles
-//! too ([`spawn_thread`]): the stop waits for them alike, and their owner joins
-//! them after it.
+//! were still running. The hub's OS threads (the tailer, ingest, the demo's
+//! writer, and the hub's own: matcher, compile, isolated workers, see
+//! [`hub::threads`](crate::hub::threads)) hold handles too ([`spawn_thread`]): the
+//! stop waits for them alike, and their owner joins them after it.
 //!
 //! A task's handle comes from the handle of the task that started it
 //! ([`Handle::child`]): while a task runs, it holds the stop open, so no task can
@@ -54,10 +54,18 @@ pub enum Kind {
     Ingest,
     /// `--demo`'s writer thread.
     DemoWriter,
+    /// The hub itself, until it is freed (its own threads end after it).
+    Hub,
+    /// The hub's matcher thread (it applies subscription changes).
+    Matcher,
+    /// A thread compiling subscriptions.
+    Compile,
+    /// The worker of a subscription evaluated apart.
+    Isolated,
 }
 
 impl Kind {
-    const ALL: [Kind; 13] = [
+    const ALL: [Kind; 17] = [
         Kind::HttpAccept,
         Kind::HttpConnection,
         Kind::HttpRequest,
@@ -71,6 +79,10 @@ impl Kind {
         Kind::Tailer,
         Kind::Ingest,
         Kind::DemoWriter,
+        Kind::Hub,
+        Kind::Matcher,
+        Kind::Compile,
+        Kind::Isolated,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +100,10 @@ impl Kind {
             Kind::Tailer => "tailer thread",
             Kind::Ingest => "ingest thread",
             Kind::DemoWriter => "demo writer thread",
+            Kind::Hub => "hub (not freed)",
+            Kind::Matcher => "matcher thread",
+            Kind::Compile => "compile thread",
+            Kind::Isolated => "isolated worker thread",
         }
     }
 
@@ -286,6 +302,19 @@ pub fn spawn_thread<T: Send + 'static>(
             drop(handle);
             done
         })
+}
+
+/// Joins a thread of [`spawn_thread`] once the stop is done: at once, as it dropped
+/// its handle on its way out, unless the stop gave up on it (`given_up`), which then
+/// ends with the process.
+pub fn join_thread<T>(name: &str, thread: std::thread::JoinHandle<T>, given_up: bool) {
+    if given_up {
+        return;
+    }
+    match thread.join() {
+        Ok(_) => tracing::debug!("stopping: joined the {name} thread"),
+        Err(_) => tracing::error!("stopping: the {name} thread had panicked"),
+    }
 }
 
 impl Clone for Handle {

@@ -11,7 +11,7 @@ use crate::irc::{IrcOptions, IrcSetting, IrcSettings};
 use crate::matcher::{Limits, StreamSelector, Subscription};
 use crate::output::{Format, Printer, PrinterOptions};
 use crate::source::glob::Target;
-use crate::source::tail::{self, StartAt, TailConfig};
+use crate::source::tail::{self, StartAt, Stop, TailConfig};
 
 /// Everything decided from the arguments, before anything runs.
 pub struct Plan {
@@ -196,7 +196,20 @@ impl Plan {
         })
     }
 
-    /// Runs until the files end (`--no-follow`), stdout closes, or forever. Blocking.
+    /// Has `stop` end the following of files (SIGTERM, Ctrl-C): the tailer stops,
+    /// what it read is matched and printed, then [`run`](Self::run) returns. Not
+    /// for standard input (its read cannot be woken) nor `--connect`: `false`, and
+    /// such a run is ended by exiting.
+    pub fn stop_with(&mut self, stop: Stop) -> bool {
+        if self.stdin || self.connect.is_some() || !self.tail.follow {
+            return false;
+        }
+        self.tail.stop = Some(stop);
+        true
+    }
+
+    /// Runs until the files end (`--no-follow`), stdout closes, its stop (see
+    /// [`stop_with`](Self::stop_with)), or forever. Blocking.
     pub fn run(self) -> Result<Outcome, anyhow::Error> {
         let irc = self.irc.map(|options| {
             let kind = SinkKind {

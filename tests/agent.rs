@@ -422,8 +422,9 @@ fn saved_offset(state: &Path, file: &Path) -> Option<u64> {
     json[path_str(file)]["offset"].as_u64()
 }
 
-/// The restart once every batch is acknowledged (the state file says so): the agent
-/// resumes exactly where it stopped.
+/// The restart once every batch is acknowledged (the state file says so): SIGTERM
+/// stops the agent's tailer and joins it, the agent exits 0 with the state file at
+/// the acknowledged offset, and it resumes exactly where it stopped.
 #[test]
 fn agent_restarted_with_state_file_resumes_where_the_hub_acknowledged() {
     let dir = tempdir();
@@ -445,6 +446,12 @@ fn agent_restarted_with_state_file_resumes_where_the_hub_acknowledged() {
     agent.proc.signal("TERM");
     assert_eq!(agent.proc.wait_exit().code(), Some(0));
     assert_eq!(saved_offset(&state, file), Some(len));
+    // Its tailer was stopped and joined, not cut off by the exit.
+    let said = agent.proc.stderr_text();
+    assert!(
+        said.contains("stopping: joined the tailer thread") && !said.contains("gave up"),
+        "the agent said:\n{said}"
+    );
     // Its stream goes with it.
     hub.wait_metric("supergrep_agents", 0);
     wait_until("the stream gone from /api/streams", || {
@@ -695,6 +702,26 @@ fn agent_token_with_special_characters_is_accepted() {
     append(&files[0], "shipped with an odd token\n");
     let l = client.wait_text("shipped with an odd token");
     assert_eq!(l.host, "web01");
+}
+
+/// SIGTERM while the hub cannot be reached (the agent waits to retry): its tailer
+/// is stopped and joined all the same, and it exits 0.
+#[test]
+fn sigterm_while_the_hub_is_unreachable_joins_the_tailer_and_exits_0() {
+    let dir = tempdir();
+    let files = log_files(dir.path(), &["a"]);
+    let url = format!("ws://127.0.0.1:{}", support::free_port());
+    let mut agent = Agent::spawn(&url, "web01", &[&files[0]], &[]);
+    agent.wait_following(&files[0]);
+    agent.proc.wait_stderr(&["cannot reach the hub"]);
+    agent.proc.signal("TERM");
+    let status = agent.proc.wait_exit();
+    let said = agent.proc.stderr_text();
+    assert_eq!(status.code(), Some(0), "{status:?}; it said:\n{said}");
+    assert!(
+        said.contains("stopping: joined the tailer thread") && !said.contains("gave up"),
+        "the agent said:\n{said}"
+    );
 }
 
 #[test]

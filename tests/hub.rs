@@ -1535,8 +1535,9 @@ async fn sigterm_sends_a_close_frame_to_an_agent_yet_to_say_hello() {
 
 /// SIGTERM stops every part of a hub following a file, with syslog input and a
 /// client: the tailer, woken in its wait on file events, and the ingest thread end
-/// and are joined (each said in its log), the hub is freed, nothing is given up on,
-/// and it exits 0 by itself.
+/// and are joined, the hub is freed and its own threads (the matcher's, the one
+/// that compiled the client's subscription) are joined after it (each said in its
+/// log), nothing is given up on, and it exits 0 by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_and_joins_the_tailer_and_ingest_threads() {
     let dir = tempfile::tempdir().unwrap();
@@ -1549,7 +1550,7 @@ async fn sigterm_ends_and_joins_the_tailer_and_ingest_threads() {
     let status = hub.proc.wait_exit();
     let said = hub.proc.stderr_text();
     assert_eq!(status.code(), Some(0), "{status:?}; it said:\n{said}");
-    for thread in ["tailer", "ingest"] {
+    for thread in ["tailer", "ingest", "matcher", "compile"] {
         assert!(
             said.contains(&format!("stopping: joined the {thread} thread")),
             "the {thread} thread was not joined; the hub said:\n{said}"
@@ -1557,6 +1558,9 @@ async fn sigterm_ends_and_joins_the_tailer_and_ingest_threads() {
     }
     // The matcher's thread is the hub's: it ends once the hub is freed.
     assert!(said.contains("stopping: the hub is freed"), "{said}");
+    let freed = said.find("stopping: the hub is freed").unwrap();
+    let matcher = said.find("stopping: joined the matcher thread").unwrap();
+    assert!(freed < matcher, "joined before the hub was freed:\n{said}");
     assert!(!said.contains("gave up"), "{said}");
 }
 

@@ -226,3 +226,28 @@ async fn a_pattern_over_the_length_limit_is_refused_by_name_and_counted() {
         .subscribe(json!({"type": "subscribe", "id": "ok", "include": ["bar"]}))
         .await;
 }
+
+/// SIGTERM with a subscription evaluated apart: its worker thread ends once the hub
+/// is freed, and is joined (said in the log) within the stop's bound; the hub exits
+/// 0 by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_joins_the_worker_of_a_subscription_evaluated_apart() {
+    let (_dir, mut hub, _log) = hub();
+    let mut hostile = Client::connect(&hub).await;
+    hostile
+        .subscribe(json!({"type": "subscribe", "id": "h", "include": hostile_patterns(200)}))
+        .await;
+    assert_eq!(hub.metric("supergrep_isolated_subscriptions"), Some(1));
+    hub.proc.signal("TERM");
+    let status = hub.proc.wait_exit();
+    let said = hub.proc.stderr_text();
+    assert_eq!(status.code(), Some(0), "{status:?}; it said:\n{said}");
+    // (Its compile thread had ended, and was joined when the worker started.)
+    for thread in ["isolated-", "matcher"] {
+        assert!(
+            said.contains(&format!("stopping: joined the {thread}")),
+            "the {thread} thread was not joined; the hub said:\n{said}"
+        );
+    }
+    assert!(!said.contains("gave up"), "{said}");
+}

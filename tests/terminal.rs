@@ -1255,3 +1255,35 @@ fn sigterm_right_after_following_ends_with_status_0() {
         r.stderr_text()
     );
 }
+
+/// SIGTERM right after the tailer has read lines that are yet to be printed: it
+/// stops the tailer, and what it read is still matched and printed, every line, then
+/// the program ends with status 0 (it used to exit at once, cutting them). Many
+/// lines, so that printing them all takes a while after the signal.
+#[test]
+fn sigterm_right_after_lines_are_read_prints_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    fs::write(&log, "").unwrap();
+    let mut cmd = bin();
+    // The tailer says `lines sent … offset=N` at trace level.
+    cmd.env("SUPERGREP_LOG", "debug,supergrep::source::tail=trace")
+        .args(["-e", "error", "app.log"])
+        .current_dir(dir.path());
+    let mut r = Proc::spawn_reading_stdout("supergrep", cmd);
+    r.wait_following(Path::new("app.log"));
+    const LINES: usize = 50_000;
+    let text: String = (0..LINES).map(|i| format!("{i} an error\n")).collect();
+    append(&log, &text);
+    r.wait_stderr(&["lines sent", &format!("offset={}", text.len())]);
+    r.signal("TERM");
+    let status = r.wait_exit();
+    let said = r.stderr_text();
+    assert_eq!(status.code(), Some(0), "{status:?}; it said:\n{said}");
+    // Ended by itself, not by the signal's bound.
+    assert!(!said.contains("gave up"), "{said}");
+    let printed = r.lines(LINES);
+    assert_eq!(printed.last().map(String::as_str), Some("49999 an error"));
+    let (_, rest) = r.finish();
+    assert!(rest.is_empty(), "printed more than was written: {rest:?}");
+}

@@ -24,8 +24,9 @@ use crate::client::{jitter, ConnectError, HubEndpoint, Ws};
 use crate::exit::UsageError;
 use crate::line::{format_ts, local_hostname};
 use crate::protocol::{AgentMsg, HubMsg, VERSION};
+use crate::shutdown::{join_thread, Kind, Shutdown};
 use crate::source::glob::Target;
-use crate::source::tail::{self, Resume, StartAt, TailConfig};
+use crate::source::tail::{self, Resume, StartAt, Stop, TailConfig};
 use crate::source::{EventReceiver, SourceEvent};
 use frame::LinesFrame;
 
@@ -37,6 +38,9 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 /// A hub silent this long (not even a pong) is taken for dead.
 const DEAD_AFTER: Duration = Duration::from_secs(45);
 const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How long a stop waits for the tailer to end (it is woken at once; a read of a
+/// hung network file system could hold it): then it is given up on.
+const STOP_WITHIN: Duration = Duration::from_secs(5);
 
 struct Pending {
     batch: u64,
@@ -117,9 +121,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // Catching up, bigger batches cost the agent and the hub less per line
     // (measured: 256 KiB 0.42-0.58 s, 1 MiB 0.30-0.35 s, 4 MiB 0.35-0.49 s for
     // 279 MB); following, a batch is whatever was appended, as before.
-    let mut rx = start_tailer(targets, name, &args.set, resume, 1 << 20)?;
+    let (mut rx, tailing) = start_tailer(targets, name, &args.set, resume, 1 << 20)?;
     let result = agent.ship(&mut rx).await;
+    // First, so that a tailer slow to end cannot cost what the hub acknowledged.
     agent.save();
+    tailing.end(rx).await;
     result
 }
 
@@ -131,18 +137,59 @@ fn start_tailer(
     set: &str,
     resume: HashMap<PathBuf, Resume>,
     read_chunk: usize,
-) -> anyhow::Result<EventReceiver> {
+) -> anyhow::Result<(EventReceiver, Tailing)> {
+    let stop = Stop::new().context("starting the tailer")?;
     let config = TailConfig {
         start: StartAt::LastLines(0),
         host,
         set: set.to_owned(),
         resume,
         read_chunk,
+        stop: Some(stop.clone()),
         ..TailConfig::default()
     };
+    let shutdown = Shutdown::new();
     let (tx, rx) = crate::source::events::channel(4);
-    tail::spawn(targets, config, tx).context("starting the tailer")?;
-    Ok(rx)
+    let thread = tail::spawn_sets(
+        vec![(set.to_owned(), targets)],
+        config,
+        tx,
+        Some(shutdown.handle(Kind::Tailer)),
+    )
+    .context("starting the tailer")?;
+    Ok((
+        rx,
+        Tailing {
+            stop,
+            shutdown,
+            thread,
+        },
+    ))
+}
+
+/// The agent's tailer thread, running: ended and joined by [`Tailing::end`].
+struct Tailing {
+    stop: Stop,
+    shutdown: Shutdown,
+    thread: std::thread::JoinHandle<tail::TailSummary>,
+}
+
+impl Tailing {
+    /// Stops the tailer and joins it (within [`STOP_WITHIN`]). What it read and was
+    /// not acknowledged is read again next time, from the state file's offsets; `rx`
+    /// is dropped, which also ends a send the tailer waits in.
+    async fn end(self, rx: EventReceiver) {
+        self.stop.stop();
+        drop(rx);
+        let given_up = match self.shutdown.stop(STOP_WITHIN).await {
+            Ok(()) => false,
+            Err(still) => {
+                tracing::warn!("stopping: gave up after {STOP_WITHIN:?} on: {still}");
+                true
+            }
+        };
+        join_thread("tailer", self.thread, given_up);
+    }
 }
 
 impl Agent {

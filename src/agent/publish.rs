@@ -62,7 +62,8 @@ pub(super) async fn run(
         .to_config(args.tls_ca.clone())
         .validated()
         .map_err(|e| UsageError(e.to_string()))?;
-    let mut rx = start_tailer(targets, name.clone(), &args.set, resume.clone(), READ_CHUNK)?;
+    let (mut rx, tailing) =
+        start_tailer(targets, name.clone(), &args.set, resume.clone(), READ_CHUNK)?;
     let mut publisher = Publisher {
         settings,
         pending: VecDeque::new(),
@@ -72,7 +73,9 @@ pub(super) async fn run(
         dirty: false,
     };
     let result = publisher.publish(&name, &mut rx).await;
+    // First, so that a tailer slow to end cannot cost what JetStream acknowledged.
     publisher.save();
+    tailing.end(rx).await;
     result
 }
 

@@ -9,7 +9,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::threads::Threads;
 use crate::matcher::CompileError;
+use crate::shutdown::Kind;
 
 /// Compiles at once: a slow one leaves the others to the rest.
 pub const THREADS: usize = 4;
@@ -36,7 +38,11 @@ impl Pool {
 
     /// Runs `job` on a compile thread (a new one while fewer than [`THREADS`] run);
     /// `Busy` when [`WAITING`] wait already.
-    pub fn run(&self, job: impl FnOnce() + Send + 'static) -> Result<(), CompileError> {
+    pub fn run(
+        &self,
+        threads: &Threads,
+        job: impl FnOnce() + Send + 'static,
+    ) -> Result<(), CompileError> {
         let mut state = lock(&self.state);
         if state.waiting.len() >= WAITING {
             return Err(CompileError::Busy);
@@ -46,11 +52,9 @@ impl Pool {
             return Ok(());
         }
         let shared = self.state.clone();
-        let spawned = std::thread::Builder::new()
-            .name("compile".into())
-            .spawn(move || work(&shared));
+        let spawned = threads.spawn("compile".into(), Kind::Compile, move || work(&shared));
         match spawned {
-            Ok(_) => state.threads += 1,
+            Ok(()) => state.threads += 1,
             Err(e) => {
                 // A thread running already takes it; with none, it runs here.
                 tracing::warn!("cannot start a compile thread: {e}");

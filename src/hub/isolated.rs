@@ -26,8 +26,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::backlog::Entry;
+use super::threads::Threads;
 use super::{Counters, SinkQueue};
 use crate::matcher::{Matcher, Scratch, SubKey};
+use crate::shutdown::Kind;
 
 /// Lines one worker may have waiting. A batch is taken whole when the queue is empty,
 /// however long. (The worst subscription measured, 200 patterns like
@@ -173,12 +175,13 @@ impl Worker {
         sink: Arc<SinkQueue>,
         counters: Arc<Counters>,
         budget: Arc<Budget>,
+        threads: &Threads,
     ) -> std::io::Result<Worker> {
         let queue = Arc::new(Queue::default());
         let (q, m) = (queue.clone(), matcher.clone());
-        std::thread::Builder::new()
-            .name(format!("isolated-{key}"))
-            .spawn(move || run(m, q, sink, counters, &budget))?;
+        threads.spawn(format!("isolated-{key}"), Kind::Isolated, move || {
+            run(m, q, sink, counters, &budget)
+        })?;
         Ok(Worker {
             key,
             matcher,

@@ -16,6 +16,7 @@ pub mod isolated;
 pub mod memory;
 pub mod queue;
 mod subscriber;
+pub mod threads;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,6 +113,8 @@ pub struct Hub {
     changes: std::sync::mpsc::Sender<Request>,
     /// Shared with the isolated workers.
     pub counters: Arc<Counters>,
+    /// Starts the matcher, compile and isolated threads, and keeps them to join.
+    threads: threads::Threads,
 }
 
 /// An agent's hold on its name (see [`Hub::claim_agent_name`]).
@@ -168,6 +171,17 @@ impl Drop for Pending<'_> {
 
 impl Hub {
     pub fn new(limits: Limits, backlog_lines: u64) -> Arc<Hub> {
+        Hub::new_stopped_by(limits, backlog_lines, None)
+    }
+
+    /// A hub whose threads its owner's stop waits for: it holds `running` until it
+    /// is freed, each of its threads a child of it until it ends (see
+    /// [`threads`]); [`Hub::joins`] joins them after the stop.
+    pub fn new_stopped_by(
+        limits: Limits,
+        backlog_lines: u64,
+        running: Option<crate::shutdown::Handle>,
+    ) -> Arc<Hub> {
         let (changes, requests) = std::sync::mpsc::channel();
         let hub = Arc::new(Hub {
             keys: Keys::default(),
@@ -183,16 +197,24 @@ impl Hub {
             every_batch_sinks: Default::default(),
             changes,
             counters: Arc::default(),
+            threads: threads::Threads::new(running),
         });
         let weak = Arc::downgrade(&hub);
-        let spawned = std::thread::Builder::new()
-            .name("matcher".into())
-            .spawn(move || apply_changes(weak, requests));
+        let spawned = hub.threads.spawn(
+            "matcher".into(),
+            crate::shutdown::Kind::Matcher,
+            move || apply_changes(weak, requests),
+        );
         if let Err(e) = spawned {
             // Then every subscribe says the hub is gone; nothing else breaks.
             tracing::error!("cannot start the matcher thread: {e}");
         }
         hub
+    }
+
+    /// The hub's threads, to join once it is freed and its owner's stop is done.
+    pub fn joins(&self) -> threads::Joins {
+        self.threads.joins()
     }
 
     /// Takes `name` for a connected agent until the returned claim is dropped; when
@@ -317,7 +339,7 @@ impl Hub {
             let _ = compiled.send(result);
         };
         // Refused (`busy`): the job and its sender are dropped, which says so.
-        if let Err(e) = self.compile.run(job) {
+        if let Err(e) = self.compile.run(&self.threads, job) {
             tracing::debug!("subscribe {key}: {e}");
         }
         pending
@@ -779,6 +801,7 @@ impl Hub {
                 sink.clone(),
                 self.counters.clone(),
                 self.isolated_budget.clone(),
+                &self.threads,
             );
             match spawned {
                 Ok(w) => workers.push(Arc::new(w)),

@@ -222,7 +222,11 @@ pub(super) fn send_lines(
         bytes,
         origin: Some(handle.origin(start, handle.delivered_offset())),
     };
-    out.blocking_send(SourceEvent::Lines(batch))
+    out.blocking_send(SourceEvent::Lines(batch))?;
+    // What a test waits for before it stops a tailer: these lines are in the
+    // pipeline, and whatever stops it must let them through.
+    tracing::trace!(path = %stream.path, offset = handle.delivered_offset(), "lines sent");
+    Ok(())
 }
 
 /// Takes the complete lines out of `buf` (which starts with the `held` bytes kept
