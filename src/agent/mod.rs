@@ -433,18 +433,7 @@ impl Agent {
                 self.pending.push_back(Pending {
                     batch,
                     frame: frame.clone(),
-                    resume: Some((
-                        PathBuf::from(&b.stream.path),
-                        Resume {
-                            dev: origin.dev,
-                            ino: origin.ino,
-                            born: origin.born,
-                            offset: origin.end,
-                            // Noted from the file when the state is saved.
-                            before: None,
-                            epoch: origin.epoch,
-                        },
-                    )),
+                    resume: Some((PathBuf::from(&b.stream.path), Resume::delivered(&origin))),
                 });
                 Some(Outgoing::Lines(frame))
             }

@@ -212,17 +212,7 @@ impl Publisher {
         self.pending_bytes += message.len();
         self.pending.push_back(Pending {
             message,
-            resume: (
-                PathBuf::from(&b.stream.path),
-                Resume {
-                    dev: origin.dev,
-                    ino: origin.ino,
-                    born: origin.born,
-                    offset: origin.end,
-                    before: None,
-                    epoch: origin.epoch,
-                },
-            ),
+            resume: (PathBuf::from(&b.stream.path), Resume::delivered(&origin)),
         });
     }
 

@@ -40,6 +40,19 @@ fn is_zero(n: &u32) -> bool {
 const RESUME_CHECK_BYTES: u64 = 32;
 
 impl Resume {
+    /// Where a batch read from `origin` leaves its file: delivered up to its end.
+    /// (`before` is noted from the file when the state is saved.)
+    pub fn delivered(origin: &crate::line::Origin) -> Resume {
+        Resume {
+            dev: origin.dev,
+            ino: origin.ino,
+            born: origin.born,
+            offset: origin.end,
+            before: None,
+            epoch: origin.epoch,
+        }
+    }
+
     /// Whether `meta` is the file this is about.
     pub fn is(&self, meta: &Metadata) -> bool {
         self.dev == meta.dev()
