@@ -142,8 +142,17 @@ fn watch_signals(stop: Option<supergrep::source::tail::Stop>) {
             }
             if let Some(stop) = stop {
                 stop.stop();
-                std::thread::sleep(STOP_WITHIN);
-                tracing::warn!("stopping: gave up after {STOP_WITHIN:?}");
+                // A second signal is an impatient user (stdout stuck, a slow IRC
+                // server): then, or after the bound, end at once.
+                let second = runtime.block_on(async {
+                    tokio::select! {
+                        () = supergrep::signals::terminated() => true,
+                        () = tokio::time::sleep(STOP_WITHIN) => false,
+                    }
+                });
+                if !second {
+                    tracing::warn!("stopping: gave up after {STOP_WITHIN:?}");
+                }
             }
             std::process::exit(0);
         });

@@ -161,22 +161,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(still) = &still {
         tracing::warn!("stopping: gave up after {STOP_WITHIN:?} on: {still}");
     }
-    let given_up = |kind| {
-        still
-            .as_ref()
-            .is_some_and(|s| s.0.iter().any(|&(k, _)| k == kind))
-    };
+    let gave_up = still.is_some();
     if let Some((_, thread)) = tailer {
-        join("tailer", thread, given_up(Kind::Tailer));
+        join("tailer", thread, gave_up);
     }
-    join("ingest", ingest, given_up(Kind::Ingest));
+    join("ingest", ingest, gave_up);
     // Before its directory goes: it would write there still.
     if let Some(demo) = demo {
-        join(
-            "demo writer",
-            demo.writer.thread,
-            given_up(Kind::DemoWriter),
-        );
+        join("demo writer", demo.writer.thread, gave_up);
     }
     if hub_alive.strong_count() == 0 {
         tracing::debug!("stopping: the hub is freed");

@@ -305,10 +305,13 @@ pub fn spawn_thread<T: Send + 'static>(
 }
 
 /// Joins a thread of [`spawn_thread`] once the stop is done: at once, as it dropped
-/// its handle on its way out, unless the stop gave up on it (`given_up`), which then
-/// ends with the process.
-pub fn join_thread<T>(name: &str, thread: std::thread::JoinHandle<T>, given_up: bool) {
-    if given_up {
+/// its handle on its way out. When the stop gave up on something (`gave_up`), a
+/// thread not ended is left to end with the process: it may be waiting for what the
+/// stop gave up on (a thread started after the stop looked, whose kind it could not
+/// name, among them), and joining it could wait for ever.
+pub fn join_thread<T>(name: &str, thread: std::thread::JoinHandle<T>, gave_up: bool) {
+    if gave_up && !thread.is_finished() {
+        tracing::debug!("stopping: left the {name} thread running");
         return;
     }
     match thread.join() {

@@ -197,7 +197,12 @@ impl Agent {
         let mut backoff = BACKOFF_MIN;
         let mut stop = std::pin::pin!(crate::signals::terminated());
         loop {
-            match self.connect().await? {
+            // A hub that never answers must not hold up a SIGTERM.
+            let attempt = tokio::select! {
+                c = self.connect() => c?,
+                _ = stop.as_mut() => return Ok(()),
+            };
+            match attempt {
                 Some((mut ws, offered)) => {
                     crate::say!(
                         "supergrep agent: connected to {} as {}",

@@ -87,7 +87,13 @@ impl Publisher {
         // reconnects by itself; the batches wait here until acknowledged.
         let mut backoff = BACKOFF_MIN;
         let client = loop {
-            match connect(&self.settings, &format!("supergrep agent {name}")).await {
+            // A server that never answers must not hold up a SIGTERM.
+            let client_name = format!("supergrep agent {name}");
+            let attempt = tokio::select! {
+                c = connect(&self.settings, &client_name) => c,
+                _ = stop.as_mut() => return Ok(()),
+            };
+            match attempt {
                 Ok(c) => break c,
                 Err(e @ ConnectError::Unreachable { .. }) => crate::say!(
                     "supergrep agent: {e}; retrying in {:.1}s",
@@ -119,7 +125,8 @@ impl Publisher {
         let mut in_flight: Option<InFlight> = None;
         let mut retry_at: Option<tokio::time::Instant> = None;
         let mut backoff = BACKOFF_MIN;
-        let mut said_no_stream = false;
+        // What was said of the last refusal: each kind said once, not per retry.
+        let mut said: Option<String> = None;
         let mut save = tokio::time::interval(SAVE_EVERY);
         loop {
             if tail_done && self.pending.is_empty() {
@@ -152,19 +159,16 @@ impl Publisher {
                         Ok(_) => {
                             self.acknowledged();
                             backoff = BACKOFF_MIN;
-                            said_no_stream = false;
+                            said = None;
                         }
                         Err(e) => {
-                            match e.kind() {
-                                PublishErrorKind::StreamNotFound if !said_no_stream => {
-                                    said_no_stream = true;
-                                    crate::say!(
-                                        "supergrep agent: no JetStream stream on NATS at {} takes {} \
-                                         (a hub with [nats] creates it); retrying",
-                                        self.settings.display(),
-                                        self.pending.front().map_or("", |p| p.message.subject.as_str())
-                                    );
-                                }
+                            let why = match e.kind() {
+                                PublishErrorKind::StreamNotFound => format!(
+                                    "no JetStream stream on NATS at {} takes {} (create one with the \
+                                     subjects supergrep.lines.> and supergrep.markers: see the README)",
+                                    self.settings.display(),
+                                    self.pending.front().map_or("", |p| p.message.subject.as_str())
+                                ),
                                 PublishErrorKind::MaxPayloadExceeded => {
                                     return Err(UsageError(format!(
                                         "supergrep agent: a batch is larger than the NATS servers at {} take \
@@ -173,7 +177,16 @@ impl Publisher {
                                     ))
                                     .into());
                                 }
-                                _ => tracing::debug!("publish: {e}; sending the batch again"),
+                                // A full stream, a message or storage limit: the
+                                // agent stops shipping until it is mended, so say it.
+                                _ => format!(
+                                    "NATS at {} did not store a batch: {e}",
+                                    self.settings.display()
+                                ),
+                            };
+                            if said.as_deref() != Some(why.as_str()) {
+                                crate::say!("supergrep agent: {why}; retrying");
+                                said = Some(why);
                             }
                             retry_at = Some(tokio::time::Instant::now() + crate::client::jitter(backoff));
                             backoff = (backoff * 2).min(BACKOFF_MAX);

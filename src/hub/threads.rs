@@ -12,7 +12,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::shutdown::{Handle, Kind, StillRunning};
+use crate::shutdown::{join_thread, Handle, Kind, StillRunning};
 
 /// Starts the hub's threads, each holding a child of the hub's handle (when it has
 /// one), and keeps their join handles.
@@ -30,7 +30,6 @@ pub struct Joins(Arc<Mutex<Vec<Thread>>>);
 
 struct Thread {
     name: String,
-    kind: Kind,
     join: JoinHandle<()>,
 }
 
@@ -64,7 +63,7 @@ impl Threads {
         let (ended, alive): (Vec<_>, Vec<_>) =
             threads.drain(..).partition(|t| t.join.is_finished());
         *threads = alive;
-        threads.push(Thread { name, kind, join });
+        threads.push(Thread { name, join });
         drop(threads);
         for thread in ended {
             if thread.join.join().is_err() {
@@ -80,27 +79,11 @@ impl Joins {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Joins every thread, once the stop is done: at once, as each dropped its
-    /// handle on its way out, except one of a kind the stop gave up on that has
-    /// not ended, which ends with the process.
+    /// Joins every thread, once the stop is done (see [`join_thread`]).
     pub fn join(&self, given_up: Option<&StillRunning>) {
         let threads = std::mem::take(&mut *self.lock());
         for thread in threads {
-            let abandoned = given_up.is_some_and(|s| s.0.iter().any(|&(k, _)| k == thread.kind));
-            if abandoned && !thread.join.is_finished() {
-                continue;
-            }
-            thread.join_logged();
-        }
-    }
-}
-
-impl Thread {
-    fn join_logged(self) {
-        let name = self.name;
-        match self.join.join() {
-            Ok(()) => tracing::debug!("stopping: joined the {name} thread"),
-            Err(_) => tracing::error!("stopping: the {name} thread had panicked"),
+            join_thread(&thread.name, thread.join, given_up.is_some());
         }
     }
 }
