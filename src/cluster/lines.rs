@@ -31,12 +31,14 @@ pub struct LinesMessage {
     pub subject: String,
     pub headers: HeaderMap,
     pub payload: Bytes,
+    /// The headers' size, names and values (a long path is in them twice).
+    header_bytes: usize,
 }
 
 impl LinesMessage {
     pub fn new(
-        host: &str,
-        set: &str,
+        host_name: &str,
+        set_name: &str,
         path: &str,
         origin: &Origin,
         ts: &str,
@@ -46,32 +48,40 @@ impl LinesMessage {
         let file = format!("{}:{}:{born}", origin.dev, origin.ino);
         let id = format!(
             "{}:{}:{file}:{}:{}-{}",
-            header_value(host),
+            header_value(host_name),
             header_value(path),
             origin.epoch,
             origin.start,
             origin.end
         );
+        let (host, set, path) = (
+            header_value(host_name),
+            header_value(set_name),
+            header_value(path),
+        );
+        // Names, separators and the three numbers: under 200 bytes.
+        let header_bytes = 200 + id.len() + host.len() + set.len() + path.len() + file.len();
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
-        headers.insert(HOST, header_value(host));
-        headers.insert(SET, header_value(set));
-        headers.insert(PATH, header_value(path));
+        headers.insert(HOST, host);
+        headers.insert(SET, set);
+        headers.insert(PATH, path);
         headers.insert(FILE, file);
         headers.insert(EPOCH, origin.epoch.to_string());
         headers.insert(OFFSET, origin.start.to_string());
         headers.insert(END, origin.end.to_string());
         headers.insert(TS, ts);
         LinesMessage {
-            subject: super::subject::lines(set, host),
+            subject: super::subject::lines(set_name, host_name),
             headers,
+            header_bytes: header_bytes + ts.len(),
             payload,
         }
     }
 
     /// What it costs the agent's buffer.
     pub fn len(&self) -> usize {
-        self.payload.len() + self.subject.len() + 256
+        self.payload.len() + self.subject.len() + self.header_bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -121,6 +131,23 @@ mod tests {
             prop_assert!(!v.contains(['\r', '\n']));
             prop_assert_eq!(from_header_value(&v), Some(text));
         }
+    }
+
+    /// The agent's buffer bound counts what a batch really holds: a long path is in
+    /// the headers twice (its own and the message id), not within a flat allowance.
+    #[test]
+    fn a_long_path_is_counted_in_the_buffer_twice() {
+        let origin = Origin {
+            dev: 1,
+            ino: 2,
+            born: None,
+            epoch: 0,
+            start: 0,
+            end: 10,
+        };
+        let path = format!("/{}", "p".repeat(4096));
+        let m = LinesMessage::new("web01", "web", &path, &origin, "t", Bytes::from("x\n"));
+        assert!(m.len() >= 2 * path.len() + 2, "{} bytes", m.len());
     }
 
     #[test]
